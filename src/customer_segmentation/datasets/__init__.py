@@ -1,0 +1,6 @@
+"""Kedro datasets of the project: Snowpark tables on the shared session, and the model artifact."""
+
+from customer_segmentation.datasets.model import SegmentationModelDataset
+from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
+
+__all__ = ["SegmentationModelDataset", "SnowparkTableDataset", "TableWrite"]

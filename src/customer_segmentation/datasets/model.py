@@ -1,0 +1,26 @@
+"""The trained segmentation model, a versioned joblib file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kedro_datasets.pickle import PickleDataset
+
+from customer_segmentation.warehouse.errors import SegmentationError
+
+
+class MissingModelError(SegmentationError):
+    """Scoring was asked for but no model has been trained."""
+
+
+class SegmentationModelDataset(PickleDataset):
+    """``PickleDataset`` (joblib backend) that says how to train a model when none is saved."""
+
+    def load(self) -> Any:
+        if not self._exists():
+            raise MissingModelError(
+                f"No trained segmentation model found at {self._filepath}. Train one first with "
+                "`kedro run` (all pipelines) or `kedro run --pipeline training`, then run "
+                "`kedro run --pipeline prediction` again."
+            )
+        return super().load()

@@ -1,0 +1,253 @@
+"""Ingestion nodes: pick the new raw events, type and validate them, keep the bad ones aside.
+
+Every raw row gets a ``RECORD_ID`` (a hash of its content and load stamps, plus an occurrence
+number for identical rows) and ends in exactly one of TRANSFORMED_DATA or REJECTED_EVENTS,
+both merged on RECORD_ID: re-processing a batch (after a crash, or twice) adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from snowflake.snowpark import DataFrame, Window
+from snowflake.snowpark import functions as F
+
+from customer_segmentation.datasets import TableWrite
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
+from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+REJECTION_REASONS = (
+    "missing_event_id",
+    "unknown_event_type",
+    "missing_customer",
+    "bad_timestamp",
+    "future_timestamp",
+    "missing_order_id",
+    "bad_amount",
+    "negative_amount",
+    "bad_quantity",
+    "duplicate_event",
+)
+_EPOCH = "1900-01-01 00:00:00"
+PIPELINE_NAME = "ingestion"
+
+
+def _now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _blank(column: Any) -> Any:
+    return F.coalesce(F.trim(column.cast("string")), F.lit("")) == F.lit("")
+
+
+def select_new_events(
+    raw_data: DataFrame, ingestion_state: DataFrame, params: dict[str, Any]
+) -> tuple[DataFrame, dict[str, Any]]:
+    """Raw events loaded after the last successful run's watermark (all of them on full refresh)."""
+    missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
+    if missing:
+        raise MissingColumnsError(
+            f"RAW_DATA lacks required column(s) {', '.join(missing)}; it has {', '.join(raw_data.columns)}. "
+            "See 'RAW_DATA contract' in the README."
+        )
+    frame = raw_data
+    for column, sql_type in RAW_LOAD_COLUMNS.items():
+        if column not in frame.columns:
+            frame = frame.with_column(column, F.lit(None).cast(sql_type))
+    frame = frame.select(*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)
+
+    full_refresh = bool(params.get("full_refresh", False))
+    watermark = None
+    if not full_refresh:
+        rows = ingestion_state.filter(F.col("PIPELINE") == F.lit(PIPELINE_NAME)).agg(
+            F.max("WATERMARK").alias("W")
+        ).collect()
+        watermark = rows[0][0] if rows else None
+    high_rows = frame.agg(F.max("LOADED_AT").alias("H")).collect()
+    high = high_rows[0][0] if high_rows else None
+
+    batch = frame
+    if watermark is not None:
+        batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") > F.lit(watermark)))
+    if high is not None:
+        batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") <= F.lit(high)))
+    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
+    info = {
+        "full_refresh": full_refresh,
+        "watermark_from": str(watermark) if watermark is not None else None,
+        "watermark_to": str(high) if high is not None else (str(watermark) if watermark is not None else None),
+        "as_of": str(as_of),
+    }
+    logger.info(
+        "Ingestion batch: events loaded after %s up to %s%s",
+        info["watermark_from"] or "the beginning",
+        info["watermark_to"],
+        " (full refresh)" if full_refresh else "",
+    )
+    return batch, info
+
+
+def _record_id(frame: DataFrame) -> DataFrame:
+    """Add RECORD_ID: hash of every raw column and load stamp, plus the occurrence of identical rows."""
+    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
+    hashed = frame.with_column("_ROW_HASH", F.sha2(F.concat_ws(F.lit("|"), *parts), 256))
+    occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
+    return hashed.with_column(
+        "RECORD_ID", F.concat(F.col("_ROW_HASH"), F.lit("-"), occurrence.cast("string"))
+    ).drop("_ROW_HASH")
+
+
+def _parse_timestamp(column: Any, formats: list[str]) -> Any:
+    trimmed = F.trim(column.cast("string"))
+    return F.coalesce(*[F.call_builtin("try_to_timestamp_ntz", trimmed, F.lit(fmt)) for fmt in formats])
+
+
+def classify_events(
+    batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: dict[str, Any]
+) -> DataFrame:
+    """Type and validate each raw event; REJECT_REASON is NULL for accepted events."""
+    purchase_types = [str(t).upper() for t in params["purchase_event_types"]]
+    known_types = purchase_types + [str(t).upper() for t in params.get("other_event_types", [])]
+    formats = list(params.get("timestamp_formats") or ["YYYY-MM-DD HH24:MI:SS"])
+    tolerance = float(params.get("future_tolerance_hours", 24))
+    future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(hours=tolerance)
+
+    frame = _record_id(batch)
+    event_type = F.upper(F.trim(F.col("EVENT_TYPE")))
+    is_purchase = event_type.isin(purchase_types)
+    ts = _parse_timestamp(F.col("EVENT_TS"), formats)
+    amount = F.call_builtin("try_to_decimal", F.trim(F.col("AMOUNT").cast("string")), F.lit(12), F.lit(2))
+    quantity = F.call_builtin("try_to_number", F.trim(F.col("QUANTITY").cast("string")))
+    frame = frame.with_columns(
+        ["_TYPE", "_TS", "_AMOUNT", "_QTY"], [event_type, ts, amount, quantity]
+    )
+    reason = (
+        F.when(_blank(F.col("EVENT_ID")), F.lit("missing_event_id"))
+        .when(~F.col("_TYPE").isin(known_types) | F.col("_TYPE").is_null(), F.lit("unknown_event_type"))
+        .when(_blank(F.col("CUSTOMER_ID")), F.lit("missing_customer"))
+        .when(F.col("_TS").is_null(), F.lit("bad_timestamp"))
+        .when(F.col("_TS") > F.lit(future_limit.isoformat(sep=" ")).cast("timestamp_ntz"), F.lit("future_timestamp"))
+        .when(is_purchase & _blank(F.col("ORDER_ID")), F.lit("missing_order_id"))
+        .when(is_purchase & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
+        .when(~_blank(F.col("AMOUNT")) & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
+        .when(F.col("_AMOUNT") < F.lit(0), F.lit("negative_amount"))
+        .when(~_blank(F.col("QUANTITY")) & (F.col("_QTY").is_null() | (F.col("_QTY") <= F.lit(0))), F.lit("bad_quantity"))
+    )
+    frame = frame.with_column("_REASON", reason)
+
+    # Duplicates: among otherwise valid events, the first load of an EVENT_ID wins, and an
+    # EVENT_ID already accepted by an earlier batch (under another RECORD_ID) is a duplicate.
+    previous = existing_events.select(
+        F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("_PREV_RECORD_ID")
+    )
+    frame = frame.join(previous, F.trim(frame["EVENT_ID"]) == previous["_PREV_EVENT_ID"], how="left")
+    order = Window.partition_by(F.trim(F.col("EVENT_ID")), F.col("_REASON").is_null()).order_by(
+        F.col("LOADED_AT").asc_nulls_last(), F.col("SOURCE_FILE"), F.col("SOURCE_ROW"), F.col("RECORD_ID")
+    )
+    duplicate = F.col("_REASON").is_null() & (
+        (F.col("_PREV_RECORD_ID").is_not_null() & (F.col("_PREV_RECORD_ID") != F.col("RECORD_ID")))
+        | (F.row_number().over(order) > F.lit(1))
+    )
+    frame = frame.with_column("REJECT_REASON", F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("_REASON")))
+    return frame.select(
+        "RECORD_ID",
+        "REJECT_REASON",
+        *[F.col(c).cast("string").alias(c) for c in RAW_EVENT_COLUMNS],
+        F.trim(F.col("EVENT_ID")).alias("CLEAN_EVENT_ID"),
+        F.col("_TYPE").alias("CLEAN_EVENT_TYPE"),
+        F.col("_TS").alias("CLEAN_EVENT_TS"),
+        F.col("_AMOUNT").alias("CLEAN_AMOUNT"),
+        F.col("_QTY").cast("int").alias("CLEAN_QUANTITY"),
+        *RAW_LOAD_COLUMNS,
+    )
+
+
+def split_events(
+    classified: DataFrame, batch_info: dict[str, Any], run_metadata: dict[str, Any], params: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Accepted rows for TRANSFORMED_DATA, rejected rows (with reason) for REJECTED_EVENTS, counts.
+
+    Fails, before writing anything, when the share of rejected events exceeds
+    ``max_rejection_rate``.
+    """
+    counts = {
+        (r[0] if r[0] is not None else "accepted"): int(r[1])
+        for r in classified.group_by("REJECT_REASON").agg(F.count(F.lit(1)).alias("N")).collect()
+    }
+    total = sum(counts.values())
+    accepted = counts.pop("accepted", 0)
+    rejected = sum(counts.values())
+    rate = rejected / total if total else 0.0
+    report = {
+        **batch_info,
+        "run_id": run_metadata.get("run_id"),
+        "raw": total,
+        "accepted": accepted,
+        "rejected": rejected,
+        "rejected_by_reason": dict(sorted(counts.items())),
+        "rejection_rate": round(rate, 6),
+    }
+    logger.info(
+        "Ingestion reconciliation: raw %s = accepted %s + rejected %s %s", total, accepted, rejected, report["rejected_by_reason"]
+    )
+    max_rate = float(params.get("max_rejection_rate", 0.05))
+    if not 0 <= max_rate <= 1:
+        raise InvalidParametersError(f"ingestion.max_rejection_rate must be between 0 and 1, got {max_rate}")
+    if rate > max_rate:
+        raise ValueError(
+            f"{rejected} of {total} raw events ({rate:.2%}) were rejected, above the allowed "
+            f"{max_rate:.2%} (parameter ingestion.max_rejection_rate). Nothing was written. Reasons: "
+            f"{report['rejected_by_reason']}. Fix the source data, or raise the threshold with "
+            "--params=ingestion.max_rejection_rate=<rate> if this is expected."
+        )
+
+    stamp = F.lit(batch_info["as_of"]).cast("timestamp_ntz")
+    run_id = F.lit(str(run_metadata.get("run_id") or ""))
+    good = classified.filter(F.col("REJECT_REASON").is_null()).select(
+        "RECORD_ID",
+        F.col("CLEAN_EVENT_ID").alias("EVENT_ID"),
+        F.col("CLEAN_EVENT_TYPE").alias("EVENT_TYPE"),
+        F.col("CLEAN_EVENT_TS").alias("EVENT_TS"),
+        F.trim(F.col("CUSTOMER_ID")).alias("CUSTOMER_ID"),
+        F.nullif(F.trim(F.col("ORDER_ID")), F.lit("")).alias("ORDER_ID"),
+        F.nullif(F.trim(F.col("PRODUCT_ID")), F.lit("")).alias("PRODUCT_ID"),
+        F.nullif(F.trim(F.col("CATEGORY")), F.lit("")).alias("CATEGORY"),
+        F.col("CLEAN_QUANTITY").alias("QUANTITY"),
+        F.col("CLEAN_AMOUNT").alias("AMOUNT"),
+        F.coalesce(F.nullif(F.lower(F.trim(F.col("CHANNEL"))), F.lit("")), F.lit("unknown")).alias("CHANNEL"),
+        *RAW_LOAD_COLUMNS,
+        stamp.alias("INGESTED_AT"),
+        run_id.alias("INGESTION_RUN_ID"),
+    )
+    bad = classified.filter(F.col("REJECT_REASON").is_not_null()).select(
+        "RECORD_ID",
+        "REJECT_REASON",
+        *RAW_EVENT_COLUMNS,
+        *RAW_LOAD_COLUMNS,
+        stamp.alias("REJECTED_AT"),
+        run_id.alias("INGESTION_RUN_ID"),
+    )
+    if batch_info.get("full_refresh"):
+        return TableWrite(good, "overwrite"), TableWrite(bad, "overwrite"), report
+    return good, bad, report
+
+
+def advance_watermark(
+    transformed_data: DataFrame, rejected_events: DataFrame, ingestion_report: dict[str, Any]
+) -> DataFrame:
+    """One state row recording the batch just merged; written only after both merges succeeded."""
+    session = transformed_data.session
+    watermark = ingestion_report.get("watermark_to") or _EPOCH
+    return session.sql("SELECT 1 AS ONE").select(
+        F.lit(PIPELINE_NAME).alias("PIPELINE"),
+        F.lit(watermark).cast("timestamp_ntz").alias("WATERMARK"),
+        F.lit(int(ingestion_report["raw"])).alias("RAW_EVENTS"),
+        F.lit(int(ingestion_report["accepted"])).alias("ACCEPTED_EVENTS"),
+        F.lit(int(ingestion_report["rejected"])).alias("REJECTED_EVENTS"),
+        F.lit(str(ingestion_report.get("run_id") or "")).alias("RUN_ID"),
+        F.lit(ingestion_report["as_of"]).cast("timestamp_ntz").alias("UPDATED_AT"),
+    )

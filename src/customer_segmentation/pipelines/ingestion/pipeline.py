@@ -1,0 +1,41 @@
+"""Ingestion pipeline definition."""
+
+from kedro.pipeline import Node, Pipeline
+
+from customer_segmentation.pipelines.ingestion.nodes import (
+    advance_watermark,
+    classify_events,
+    select_new_events,
+    split_events,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                select_new_events,
+                inputs=["raw_data", "ingestion_state_previous", "params:ingestion"],
+                outputs=["raw_batch", "batch_info"],
+                name="select_new_events",
+            ),
+            Node(
+                classify_events,
+                inputs=["raw_batch", "transformed_data_previous", "batch_info", "params:ingestion"],
+                outputs="classified_batch",
+                name="classify_events",
+            ),
+            Node(
+                split_events,
+                inputs=["classified_batch", "batch_info", "run_metadata", "params:ingestion"],
+                outputs=["transformed_data", "rejected_events", "ingestion_report"],
+                name="split_valid_and_rejected_events",
+            ),
+            Node(
+                advance_watermark,
+                inputs=["transformed_data", "rejected_events", "ingestion_report"],
+                outputs="ingestion_state",
+                name="advance_ingestion_watermark",
+            ),
+        ]
+    )

@@ -1,0 +1,120 @@
+"""In-warehouse scoring: the fitted transform and centroids compiled into Snowpark expressions.
+
+For each segment k the squared distance ``sum_j ((f_j(x) - mean_j) / scale_j - c_kj)^2`` is one
+column expression (``f_j`` is ``ln(1 + max(x, 0))`` for log features); the segment is the first
+k with the smallest distance, as in scikit-learn. No customer row leaves the warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from snowflake.snowpark import DataFrame
+from snowflake.snowpark import functions as F
+
+from customer_segmentation.model import SegmentationModel
+from customer_segmentation.warehouse.errors import MissingColumnsError
+
+logger = logging.getLogger(__name__)
+
+
+
+
+
+def scaled_feature_columns(model: SegmentationModel) -> list[Any]:
+    """The model's transform as one Snowpark expression per feature."""
+    columns = []
+    for j, name in enumerate(model.features):
+        x = F.coalesce(F.col(name).cast("double"), F.lit(0.0))
+        if name in model.log_features:
+            x = F.ln(F.lit(1.0) + F.greatest(x, F.lit(0.0)))
+        columns.append((x - F.lit(float(model.means[j]))) / F.lit(float(model.scales[j])))
+    return columns
+
+
+def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame:
+    """Add SEGMENT_ID, SEGMENT_LABEL and DISTANCE_TO_CENTROID (computed in the warehouse)."""
+    missing = [f for f in model.features if f not in customers.columns]
+    if missing:
+        raise MissingColumnsError(
+            f"CUSTOMER_FEATURES lacks the model's feature(s) {', '.join(missing)}: rerun "
+            "`kedro run --pipeline rfm_features`, or retrain with `kedro run` if the features changed."
+        )
+    z_names = [f"_Z{j}" for j in range(len(model.features))]
+    frame = customers.with_columns(z_names, scaled_feature_columns(model))
+    d_names = [f"_D{k}" for k in range(model.k)]
+    distances = []
+    for k in range(model.k):
+        terms = [(F.col(z) - F.lit(float(model.centroids[k, j]))) * (F.col(z) - F.lit(float(model.centroids[k, j])))
+                 for j, z in enumerate(z_names)]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        distances.append(total)
+    frame = frame.with_columns(d_names, distances)
+    smallest = F.least(*[F.col(d) for d in d_names]) if model.k > 1 else F.col(d_names[0])
+    frame = frame.with_column("_DMIN", smallest)
+    segment = F.when(F.col(d_names[0]) == F.col("_DMIN"), F.lit(0))
+    for k in range(1, model.k):
+        segment = segment.when(F.col(d_names[k]) == F.col("_DMIN"), F.lit(k))
+    frame = frame.with_column("SEGMENT_ID", segment)
+    label = F.when(F.col("SEGMENT_ID") == F.lit(0), F.lit(model.labels[0]))
+    for k in range(1, model.k):
+        label = label.when(F.col("SEGMENT_ID") == F.lit(k), F.lit(model.labels[k]))
+    frame = frame.with_columns(
+        ["SEGMENT_LABEL", "DISTANCE_TO_CENTROID"], [label, F.sqrt(F.greatest(F.col("_DMIN"), F.lit(0.0)))]
+    )
+    return frame.drop(*z_names, *d_names, "_DMIN")
+
+
+def score_customers(customer_features: DataFrame, segmentation_model: SegmentationModel, previous_results: DataFrame) -> DataFrame:
+    """Every customer with its segment; customers with no segment before are flagged as new."""
+    scored = assign_segments(customer_features, segmentation_model)
+    previous = previous_results.select(
+        F.col("CUSTOMER_ID").alias("_PREV_ID"), F.col("SEGMENT_LABEL").alias("PREVIOUS_SEGMENT_LABEL")
+    )
+    scored = scored.join(previous, scored["CUSTOMER_ID"] == previous["_PREV_ID"], how="left")
+    return scored.with_columns(
+        ["IS_NEW_CUSTOMER", "MODEL_VERSION"],
+        [F.col("_PREV_ID").is_null(), F.lit(segmentation_model.version)],
+    ).drop("_PREV_ID")
+
+
+def summarise_segments(scored_customers: DataFrame, segmentation_model: SegmentationModel) -> pd.DataFrame:
+    """Customers, new customers and net revenue per segment (aggregated in the warehouse)."""
+    frame = (
+        scored_customers.group_by("SEGMENT_ID", "SEGMENT_LABEL")
+        .agg(
+            F.count(F.lit(1)).alias("CUSTOMERS"),
+            F.sum(F.iff(F.col("IS_NEW_CUSTOMER"), F.lit(1), F.lit(0))).alias("NEW_CUSTOMERS"),
+            F.sum("MONETARY").alias("REVENUE"),
+            F.avg("RECENCY_DAYS").alias("MEAN_RECENCY_DAYS"),
+            F.avg("FREQUENCY").alias("MEAN_FREQUENCY"),
+            F.avg("MONETARY").alias("MEAN_MONETARY"),
+        )
+        .to_pandas()
+    )
+    for column in ("REVENUE", "MEAN_RECENCY_DAYS", "MEAN_FREQUENCY", "MEAN_MONETARY"):
+        frame[column] = frame[column].astype(float)
+    frame["CUSTOMER_SHARE"] = frame["CUSTOMERS"] / frame["CUSTOMERS"].sum()
+    total = frame["REVENUE"].clip(lower=0).sum()
+    frame["REVENUE_SHARE"] = frame["REVENUE"].clip(lower=0) / total if total else 0.0
+    frame["DESCRIPTION"] = [segmentation_model.descriptions[int(i)] for i in frame["SEGMENT_ID"]]
+    frame["MODEL_VERSION"] = segmentation_model.version
+    logger.info("Scored %s customers into %s segments", int(frame["CUSTOMERS"].sum()), len(frame))
+    return frame.sort_values("SEGMENT_ID").reset_index(drop=True)
+
+
+def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
+    """Share of customers vs share of net revenue, per segment."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["CUSTOMER_SHARE"], name="customers"))
+    fig.add_trace(go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["REVENUE_SHARE"], name="net revenue"))
+    fig.update_layout(
+        barmode="group", title="Segment sizes and revenue share (all scored customers)", yaxis_tickformat=".0%"
+    )
+    return fig

@@ -1,0 +1,16 @@
+"""Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
+
+import warnings
+
+from customer_segmentation.hooks import WarehouseHooks
+
+# Kedro 1.7 calls an omegaconf API that omegaconf 2.4 deprecates; nothing for users to act on.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+
+# One warehouse session per run: opened once, shared by every Snowpark dataset, closed at the end.
+HOOKS = (WarehouseHooks(),)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}

@@ -1,0 +1,179 @@
+"""Every workaround for the embedded Snowflake emulator (fakesnow server mode), in one place.
+
+fakesnow translates Snowflake SQL to DuckDB. Snowpark is not a client its authors test, so a
+few statements that Snowpark generates fail or come back wrong. Each patch below is small,
+keeps the SQL valid Snowflake SQL (nothing here changes what runs on a real account), and has a
+test in ``tests/warehouse/test_compat.py`` so that upgrading the pinned versions shows what
+changed. Patches are applied once, only when the embedded warehouse starts.
+
+Patched cases:
+
+1. ``save_as_table`` (CTAS with a column list) of a SELECT that holds Snowflake-only syntax
+   (``datediff``, ``iff`` ...): fakesnow DESCRIBEs the ``SELECT *`` in the generic SQL dialect.
+   Fix: expand the star with a DESCRIBE rendered in DuckDB's dialect.
+2. NULL timestamps came back to the client as 1970-01-01 (stored correctly): the Arrow struct
+   that carries timestamps to the connector had no validity mask. Fix: keep the nulls.
+3. ``write_pandas`` (PUT + ``COPY INTO t FROM (SELECT $1:"A" ... FROM '@"STAGE"')``): the quoted
+   stage literal was refused as an "invalid URL prefix". Fix: resolve it as the stage it names.
+4. Statements that DuckDB cannot run made the server answer HTTP 500, which the connector retries
+   for minutes. Fix: answer with an ordinary SQL error (fails at once, with DuckDB's message).
+5. The login answer had no ``masterToken``, so ``session.close()`` could not log out: the
+   connection stayed open and Snowpark's exit hook then retried a query against the stopped
+   server (the process hung at exit). Fix: return the session token as master token too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_APPLIED = False
+
+#: Statements the emulator must accept as no-ops (Snowpark sends this on ``session.close()``).
+NOP_REGEXES = [r"select system\$cancel_all_queries.*"]
+
+
+def _patch_create_table_as() -> None:
+    import fakesnow.transforms as transforms
+    from sqlglot import exp
+
+    original = transforms.create_table_as
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def create_table_as(expression: exp.Expr, duck_conn: Any) -> exp.Expr:
+        if (
+            isinstance(expression, exp.Create)
+            and expression.kind == "TABLE"
+            and isinstance(expression.expression, (exp.Select, exp.Subquery))
+            and isinstance(expression.this, exp.Schema)
+            and len(expression.this.expressions) > 0
+        ):
+            select = expression.expression
+            select = select.unnest() if isinstance(select, exp.Subquery) else select
+            if any(isinstance(e, exp.Star) for e in select.expressions):
+                duck_conn.execute("DESCRIBE " + select.sql(dialect="duckdb"))
+                select.set(
+                    "expressions",
+                    [exp.Column(this=exp.Identifier(this=row[0], quoted=True)) for row in duck_conn.fetchall()],
+                )
+        return original(expression, duck_conn)
+
+    create_table_as._segmentation_patch = True  # type: ignore[attr-defined]
+    transforms.create_table_as = create_table_as
+
+
+def _patch_null_timestamps() -> None:
+    import fakesnow.arrow as fs_arrow
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    original = fs_arrow.timestamp_to_sf_struct
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def timestamp_to_sf_struct(ts: Any) -> pa.Array:
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        if ts.null_count == 0:
+            return original(ts)
+        mask = ts.is_null()
+        filled = pc.fill_null(ts, pa.scalar(0, type=ts.type))
+        struct = original(filled)
+        return pa.StructArray.from_arrays(
+            arrays=[struct.field(i) for i in range(struct.type.num_fields)],
+            fields=list(struct.type),
+            mask=mask,
+        )
+
+    timestamp_to_sf_struct._segmentation_patch = True  # type: ignore[attr-defined]
+    fs_arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
+
+
+def _patch_copy_from_stage_literal() -> None:
+    import fakesnow.copy_into as copy_into
+    from sqlglot import exp
+
+    original = copy_into._from_source
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def _from_source(expr: exp.Copy) -> str:
+        source = expr.args["files"][0].this
+        if isinstance(source, exp.Select) and (from_ := source.args.get("from_")) is not None:
+            table = from_.this
+            if isinstance(table, exp.Table) and isinstance(table.this, exp.Literal) and table.this.name.startswith("@"):
+                return table.this.name.replace('"', "")
+        return original(expr)
+
+    _from_source._segmentation_patch = True  # type: ignore[attr-defined]
+    copy_into._from_source = _from_source
+
+
+def _patch_unhandled_errors() -> None:
+    import fakesnow.cursor as fs_cursor
+    import snowflake.connector.errors as sf_errors
+
+    original = fs_cursor.FakeSnowflakeCursor.execute
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, command, *args, **kwargs)
+        except (sf_errors.ProgrammingError, sf_errors.OperationalError):
+            raise
+        except Exception as exc:  # an emulator limitation, not a user error
+            raise sf_errors.ProgrammingError(
+                msg=f"The embedded warehouse (fakesnow) cannot run this statement: {type(exc).__name__}: {exc}",
+                errno=9998,
+                sqlstate="0A000",
+            ) from exc
+
+    execute._segmentation_patch = True  # type: ignore[attr-defined]
+    fs_cursor.FakeSnowflakeCursor.execute = execute
+
+
+def _patch_login_master_token() -> None:
+    import json
+
+    import fakesnow.server as fs_server
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    routes = fs_server.app.router.routes
+    for i, route in enumerate(routes):
+        if getattr(route, "path", None) != "/session/v1/login-request":
+            continue
+        original = route.endpoint
+        if getattr(original, "_segmentation_patch", False):
+            return
+
+        async def login_request(request: Any) -> Any:
+            response = await original(request)
+            body = json.loads(response.body)
+            data = body.get("data") or {}
+            if body.get("success") and data.get("token") and not data.get("masterToken"):
+                data["masterToken"] = data["token"]
+                return JSONResponse(body, status_code=response.status_code)
+            return response
+
+        login_request._segmentation_patch = True  # type: ignore[attr-defined]
+        routes[i] = Route(route.path, login_request, methods=["POST"])
+        return
+
+
+def apply() -> None:
+    """Apply every emulator patch (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _patch_create_table_as()
+    _patch_null_timestamps()
+    _patch_copy_from_stage_literal()
+    _patch_unhandled_errors()
+    _patch_login_master_token()
+    _APPLIED = True
+    logger.debug("Embedded warehouse compatibility patches applied")

@@ -1,0 +1,115 @@
+"""Which warehouse to use, decided from credentials alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from customer_segmentation.warehouse.errors import MissingCredentialsError
+from customer_segmentation.warehouse.identifiers import validate_identifier
+
+DEFAULT_DATABASE = "SEGMENTATION"
+DEFAULT_SCHEMA = "PUBLIC"
+
+#: Connection keys that are secret: never logged, never shown.
+SECRET_KEYS = frozenset({"password", "private_key", "private_key_file_pwd", "token", "passcode"})
+
+#: Credential key -> environment variable that fills it (conf/base/credentials.yml).
+ENV_VARIABLES = {
+    "account": "SNOWFLAKE_ACCOUNT",
+    "user": "SNOWFLAKE_USER",
+    "password": "SNOWFLAKE_PASSWORD",
+    "private_key_file": "SNOWFLAKE_PRIVATE_KEY_FILE",
+    "private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD",
+    "authenticator": "SNOWFLAKE_AUTHENTICATOR",
+    "warehouse": "SNOWFLAKE_WAREHOUSE",
+    "database": "SNOWFLAKE_DATABASE",
+    "schema": "SNOWFLAKE_SCHEMA",
+    "role": "SNOWFLAKE_ROLE",
+}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    """Where the warehouse is: real Snowflake (``account`` set) or the embedded emulator."""
+
+    database: str = DEFAULT_DATABASE
+    schema: str = DEFAULT_SCHEMA
+    embedded_dir: Path | None = None
+    connection: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.connection.get("account")
+
+    @property
+    def target(self) -> str:
+        """Human description of the target, safe to log (no secret)."""
+        if self.is_embedded:
+            return f"embedded warehouse at {self.embedded_dir}"
+        return f"Snowflake account {self.connection['account']}"
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Identity of the target, to reuse a session opened for the same settings."""
+        if self.is_embedded:
+            return ("embedded", str(self.embedded_dir), self.database, self.schema)
+        return ("snowflake", self.connection.get("account"), self.connection.get("user"), self.database, self.schema)
+
+    @classmethod
+    def from_credentials(
+        cls, credentials: Mapping[str, Any] | None, embedded_dir: str | Path | None
+    ) -> WarehouseSettings:
+        """Build settings from the ``snowflake`` credentials entry; validates what it can."""
+        creds = {k: _clean(v) for k, v in dict(credentials or {}).items()}
+        database = validate_identifier(creds.get("database") or DEFAULT_DATABASE, "database name")
+        schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
+        embedded = Path(embedded_dir).resolve() if embedded_dir else None
+        if not creds.get("account"):
+            return cls(database=database, schema=schema, embedded_dir=embedded, connection={})
+
+        missing = []
+        if not creds.get("user"):
+            missing.append(ENV_VARIABLES["user"])
+        if not (creds.get("password") or creds.get("private_key_file") or creds.get("authenticator")):
+            missing.append(f"{ENV_VARIABLES['password']} (or {ENV_VARIABLES['private_key_file']})")
+        if missing:
+            raise MissingCredentialsError(
+                f"SNOWFLAKE_ACCOUNT is set to {creds['account']!r}, so the project connects to real "
+                f"Snowflake, but these are missing: {', '.join(missing)}. Set them in the environment "
+                "or in conf/local/credentials.yml (git-ignored). Unset SNOWFLAKE_ACCOUNT to use the "
+                "embedded warehouse instead."
+            )
+        if creds.get("private_key_file") and not Path(str(creds["private_key_file"])).expanduser().is_file():
+            raise MissingCredentialsError(
+                f"{ENV_VARIABLES['private_key_file']} points to {creds['private_key_file']!r}, which is not a "
+                "readable file. Give the path of your PKCS#8 private key (.p8)."
+            )
+        connection = {k: v for k, v in creds.items() if v is not None and k not in ("database", "schema")}
+        connection.update(database=database, schema=schema)
+        return cls(database=database, schema=schema, embedded_dir=embedded, connection=connection)
+
+
+def redact(text: str, settings: WarehouseSettings | None = None) -> str:
+    """Remove any secret value (from settings or the environment) from ``text``."""
+    secrets: set[str] = set()
+    if settings is not None:
+        secrets |= {str(v) for k, v in settings.connection.items() if k in SECRET_KEYS and v}
+    for key in SECRET_KEYS:
+        env = ENV_VARIABLES.get(key)
+        if env and os.environ.get(env):
+            secrets.add(os.environ[env])
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
