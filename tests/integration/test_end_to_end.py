@@ -1,0 +1,77 @@
+"""End to end on the embedded warehouse: full run, prediction alone, reruns, error paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import make_project_copy, run_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def warehouse_rows(project: Path, sql: str) -> list[tuple]:
+    """Read the project's embedded warehouse files directly (after the run released them)."""
+    con = duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Path) -> None:
+    project = trained_project
+    valid_customers = warehouse_rows(
+        project,
+        "SELECT COUNT(DISTINCT CUSTOMER_ID) FROM PUBLIC.TRANSFORMED_DATA WHERE EVENT_TYPE = 'ORDER_CREATED'",
+    )[0][0]
+    assert valid_customers > 300
+    rows = warehouse_rows(
+        project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(SEGMENT_LABEL), COUNT(SEGMENT_ID) FROM PUBLIC.PROCESSED_DATA"
+    )[0]
+    assert rows == (valid_customers, valid_customers, valid_customers, valid_customers)
+    first_run_ids = warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA")
+    assert len(first_run_ids) == 1
+    assert list((project / "data" / "06_models" / "segmentation_model.joblib").iterdir())
+
+    run_pipeline(project, "prediction")
+    run_pipeline(project, "store_results")
+    after = warehouse_rows(project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), SUM(CASE WHEN IS_NEW_CUSTOMER THEN 1 ELSE 0 END) FROM PUBLIC.PROCESSED_DATA")[0]
+    assert after == (valid_customers, valid_customers, 0)  # replaced, not duplicated; nobody new
+    assert warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA") != first_run_ids
+
+
+def test_second_full_run_is_safe(tmp_path: Path) -> None:
+    project = make_project_copy(tmp_path / "p")
+    run_pipeline(project)
+    counts = warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0]
+    run_pipeline(project)
+    assert warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0] == counts
+    assert len(list((project / "data" / "06_models" / "segmentation_model.joblib").iterdir())) == 2
+
+
+def test_prediction_without_model_says_how_to_train(tmp_path: Path) -> None:
+    project = make_project_copy(tmp_path / "p")
+    run_pipeline(project, "ingestion")
+    run_pipeline(project, "rfm_features")
+    with pytest.raises(Exception) as excinfo:
+        run_pipeline(project, "prediction")
+    message = str(excinfo.value)
+    assert "No trained segmentation model" in message
+    assert "kedro run --pipeline training" in message
+
+
+def test_unknown_pipeline_lists_the_known_ones(tmp_path: Path) -> None:
+    from kedro.framework.project import pipelines
+
+    project = make_project_copy(tmp_path / "p")
+    pipelines.set_requested(["nope"])
+    try:
+        with pytest.raises(Exception) as excinfo:
+            run_pipeline(project, "nope")
+    finally:
+        pipelines.set_requested(None)
+    assert "Unknown pipeline 'nope'" in str(excinfo.value)
+    assert "prediction" in str(excinfo.value)
