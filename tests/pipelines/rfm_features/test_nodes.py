@@ -1,0 +1,110 @@
+"""RFM features on a small hand-made event set with known answers (computed in the warehouse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from customer_segmentation.pipelines.rfm_features.nodes import compute_customer_features, summarise_rfm_segments
+
+EVENTS = [
+    # customer A: three orders, one return, one cancelled order, three channels, three categories
+    ("e1", "ORDER_CREATED", "2026-01-01 10:00:00", "A", "O1", "p1", "X", 1, 100.00, "web"),
+    ("e2", "ORDER_CREATED", "2026-01-01 10:00:00", "A", "O1", "p2", "Y", 2, 50.00, "web"),
+    ("e3", "ORDER_CREATED", "2026-03-01 09:00:00", "A", "O2", "p1", "X", 1, 200.00, "app"),
+    ("e4", "ORDER_RETURNED", "2026-03-10 12:00:00", "A", "O2", "p1", "X", 1, 50.00, "app"),
+    ("e5", "ORDER_CREATED", "2026-03-20 18:00:00", "A", "O3", "p3", "Z", 1, 80.00, "store"),
+    ("e6", "ORDER_CANCELLED", "2026-03-21 08:00:00", "A", "O3", None, None, None, 80.00, "store"),
+    ("e7", "PAGE_VIEW", "2026-03-25 08:00:00", "A", None, "p1", "X", None, None, "web"),
+    ("e8", "ORDER_CREATED", "2026-04-05 08:00:00", "A", "O9", "p1", "X", 1, 999.00, "web"),  # after the reference date
+    # customer B: one order long ago, marketplace only
+    ("e9", "ORDER_CREATED", "2025-06-01 15:00:00", "B", "O4", "p1", "X", 1, 40.00, "marketplace"),
+    # customer C: browses, never buys
+    ("e10", "PAGE_VIEW", "2026-03-01 08:00:00", "C", None, "p1", "X", None, None, "web"),
+]
+PARAMS = {"reference_date": "2026-04-01", "trend_window_days": 90, "channels": ["web", "app", "store", "marketplace"]}
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+@pytest.fixture
+def events(warehouse_session: Any) -> Any:
+    warehouse_session.sql(
+        "CREATE TABLE EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
+    ).collect()
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in EVENTS)
+    warehouse_session.sql(f"INSERT INTO EVENTS VALUES {values}").collect()
+    return warehouse_session.table("EVENTS")
+
+
+@pytest.fixture
+def features(events: Any) -> pd.DataFrame:
+    frame = compute_customer_features(events, PARAMS).to_pandas()
+    return frame.set_index("CUSTOMER_ID")
+
+
+def test_one_row_per_customer_with_an_order(features: pd.DataFrame) -> None:
+    assert sorted(features.index) == ["A", "B"]
+
+
+def test_customer_with_returns_cancellations_and_channels(features: pd.DataFrame) -> None:
+    a = features.loc["A"]
+    assert a["RECENCY_DAYS"] == 12  # last order 2026-03-20, reference 2026-04-01
+    assert a["FREQUENCY"] == 2  # O1, O2 (O3 cancelled; O9 after the reference date)
+    assert a["MONETARY"] == pytest.approx(300.0)  # 430 ordered - 80 cancelled - 50 returned
+    assert a["AVG_ORDER_VALUE"] == pytest.approx(150.0)
+    assert a["TENURE_DAYS"] == 90
+    assert a["MEAN_DAYS_BETWEEN_ORDERS"] == pytest.approx(59.0)  # 2026-01-01 -> 2026-03-01, one gap
+    assert a["DISTINCT_CATEGORIES"] == 3
+    assert a["SHARE_WEB"] == pytest.approx(150 / 430)
+    assert a["SHARE_APP"] == pytest.approx(200 / 430)
+    assert a["SHARE_STORE"] == pytest.approx(80 / 430)
+    assert a["SHARE_MARKETPLACE"] == pytest.approx(0.0)
+    assert a["RETURN_RATE"] == pytest.approx(50 / 430)
+    assert a["CANCELLATION_RATE"] == pytest.approx(1 / 3)
+    assert a["SPEND_LAST_90D"] == pytest.approx(300.0)
+    assert a["SPEND_PREV_90D"] == pytest.approx(0.0)
+    assert a["SPEND_TREND"] == pytest.approx(1.0)
+
+
+def test_one_order_customer(features: pd.DataFrame) -> None:
+    b = features.loc["B"]
+    assert b["RECENCY_DAYS"] == 304
+    assert b["FREQUENCY"] == 1
+    assert b["MONETARY"] == pytest.approx(40.0)
+    assert b["AVG_ORDER_VALUE"] == pytest.approx(40.0)
+    assert pd.isna(b["MEAN_DAYS_BETWEEN_ORDERS"])
+    assert b["SHARE_MARKETPLACE"] == pytest.approx(1.0)
+    assert b["RETURN_RATE"] == 0 and b["CANCELLATION_RATE"] == 0
+    assert b["SPEND_TREND"] == 0
+
+
+def test_rfm_scores_rank_recent_frequent_big_spenders_higher(features: pd.DataFrame) -> None:
+    a, b = features.loc["A"], features.loc["B"]
+    assert a["R_SCORE"] > b["R_SCORE"] and a["F_SCORE"] > b["F_SCORE"] and a["M_SCORE"] > b["M_SCORE"]
+    assert set(features["RFM_SEGMENT"]) <= {
+        "Champions", "Loyal customers", "Potential loyalists", "New customers", "Promising", "Need attention",
+        "About to sleep", "Cannot lose them", "At risk", "Hibernating", "Lost",
+    }
+    assert a["RFM_SCORE"] == f"{a['R_SCORE']}{a['F_SCORE']}{a['M_SCORE']}"
+
+
+def test_reference_date_defaults_to_day_after_latest_event(events: Any) -> None:
+    frame = compute_customer_features(events, {**PARAMS, "reference_date": None}).to_pandas().set_index("CUSTOMER_ID")
+    assert str(frame.loc["A", "REFERENCE_DATE"])[:10] == "2026-04-06"
+    assert frame.loc["A", "FREQUENCY"] == 3  # O9 now counts
+
+
+def test_segment_summary_is_aggregated_in_the_warehouse(events: Any) -> None:
+    summary = summarise_rfm_segments(compute_customer_features(events, PARAMS))
+    assert summary["CUSTOMERS"].sum() == 2
+    assert summary["CUSTOMER_SHARE"].sum() == pytest.approx(1.0)

@@ -1,0 +1,165 @@
+"""Training nodes: parameter checks, k choice, segment naming, determinism, stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from customer_segmentation.pipelines.training.nodes import (
+    choose_k,
+    evaluate_k_range,
+    fit_segmentation_model,
+    measure_stability,
+    name_segments,
+    plot_elbow,
+    plot_rfm_scatter,
+    plot_segment_profiles,
+    plot_silhouette,
+    training_metrics,
+    validate_training_params,
+)
+from customer_segmentation.warehouse.errors import InvalidParametersError
+
+FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "RETURN_RATE"]
+PARAMS = {
+    "features": FEATURES,
+    "log_features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE"],
+    "k_min": 2,
+    "k_max": 6,
+    "k": None,
+    "n_init": 3,
+    "random_state": 11,
+    "silhouette_sample_size": 1000,
+    "bootstrap_rounds": 3,
+    "sample_size": 100000,
+    "scatter_sample_size": 200,
+}
+
+
+def planted_customers(n_per_group: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Three well-separated behaviours: champions, occasional, lost."""
+    rng = np.random.default_rng(seed)
+    groups = [
+        (rng.integers(1, 20, n_per_group), rng.integers(15, 40, n_per_group), rng.normal(4000, 500, n_per_group)),
+        (rng.integers(60, 150, n_per_group), rng.integers(2, 5, n_per_group), rng.normal(300, 60, n_per_group)),
+        (rng.integers(400, 700, n_per_group), rng.integers(1, 2, n_per_group), rng.normal(40, 10, n_per_group)),
+    ]
+    frames = []
+    for g, (recency, frequency, monetary) in enumerate(groups):
+        monetary = np.clip(monetary, 1, None)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "CUSTOMER_ID": [f"C{g}-{i:05d}" for i in range(n_per_group)],
+                    "RECENCY_DAYS": recency.astype(float),
+                    "FREQUENCY": frequency.astype(float),
+                    "MONETARY": monetary,
+                    "AVG_ORDER_VALUE": monetary / frequency,
+                    "RETURN_RATE": (0.02, 0.10, 0.25)[g] + rng.normal(0, 0.01, n_per_group),
+                    "GROUP": g,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    return planted_customers()
+
+
+@pytest.fixture(scope="module")
+def selection(sample: pd.DataFrame) -> pd.DataFrame:
+    return evaluate_k_range(sample, PARAMS)
+
+
+def test_every_k_reports_all_criteria(selection: pd.DataFrame) -> None:
+    assert selection["k"].tolist() == [2, 3, 4, 5, 6]
+    assert selection[["inertia", "silhouette", "calinski_harabasz", "davies_bouldin"]].notna().all().all()
+    assert selection["inertia"].is_monotonic_decreasing
+
+
+def test_planted_clusters_are_found(selection: pd.DataFrame) -> None:
+    choice = choose_k(selection, PARAMS)
+    assert choice["k"] == 3 and choice["elbow_k"] == 3
+    assert set(choice["best_k_by"]) == {"silhouette", "calinski_harabasz", "davies_bouldin"}
+    assert choice["note"]
+
+
+def test_k_override_wins(selection: pd.DataFrame) -> None:
+    choice = choose_k(selection, {**PARAMS, "k": 5})
+    assert choice["k"] == 5 and choice["source"].startswith("override")
+
+
+def test_no_elbow_falls_back_to_silhouette() -> None:
+    flat = pd.DataFrame(
+        {"k": [2, 3, 4], "inertia": [10.0, 10.0, 10.0], "silhouette": [0.1, 0.5, 0.2],
+         "calinski_harabasz": [1.0, 2.0, 1.0], "davies_bouldin": [2.0, 1.0, 2.0]}
+    )
+    choice = choose_k(flat, PARAMS)
+    assert choice["elbow_k"] is None
+    assert choice["k"] == 3 and "silhouette" in choice["source"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"k_min": 1}, {"k_min": 5, "k_max": 3}, {"k": 1}, {"sample_size": 3}, {"log_features": ["NOT_A_FEATURE"]},
+     {"features": ["FREQUENCY"], "log_features": []}],
+)
+def test_invalid_parameters_are_refused(bad: dict) -> None:
+    with pytest.raises(InvalidParametersError):
+        validate_training_params({**PARAMS, **bad})
+
+
+def test_naming_places_centroids_on_the_rfm_grid(sample: pd.DataFrame) -> None:
+    centroids = pd.DataFrame(
+        {"RECENCY_DAYS": [10.0, 100.0, 600.0], "FREQUENCY": [30.0, 3.0, 1.0], "MONETARY": [4000.0, 300.0, 40.0]}
+    )
+    labels, descriptions = name_segments(centroids, sample)
+    assert labels == ["Champions", "Need attention", "Lost"]
+    assert all("days ago" in d for d in descriptions)
+
+
+def test_naming_makes_labels_unique_by_spend(sample: pd.DataFrame) -> None:
+    centroids = pd.DataFrame(
+        {"RECENCY_DAYS": [10.0, 12.0, 600.0], "FREQUENCY": [30.0, 31.0, 1.0], "MONETARY": [1000.0, 5000.0, 40.0]}
+    )
+    labels, _ = name_segments(centroids, sample)
+    assert labels == ["Champions (low spend)", "Champions (high spend)", "Lost"]
+    assert len(set(labels)) == 3
+
+
+def test_model_is_deterministic_and_named(sample: pd.DataFrame) -> None:
+    choice = {"k": 3, "source": "test"}
+    first = fit_segmentation_model(sample, choice, PARAMS, {"run_id": "v1"})
+    second = fit_segmentation_model(sample.sample(frac=1.0, random_state=5).sort_values("CUSTOMER_ID"), choice, PARAMS, {"run_id": "v2"})
+    np.testing.assert_array_equal(first.predict(sample), second.predict(sample))
+    assert first.labels == second.labels
+    assert len(set(first.labels)) == 3
+    assert first.version == "v1"
+    # the model's own predict equals scikit-learn's
+    np.testing.assert_array_equal(first.predict(sample), first.estimator.predict(first.transform(sample)))
+    # each planted group lands in one segment
+    assigned = pd.Series(first.predict(sample)).groupby(sample["GROUP"]).nunique()
+    assert (assigned == 1).all()
+    shares = [s["customer_share"] for s in first.segment_stats]
+    assert sum(shares) == pytest.approx(1.0)
+
+
+def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
+    model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
+    stability = measure_stability(sample, model, PARAMS)
+    assert stability["ari_mean"] > 0.85 and stability["verdict"] == "highly stable"
+    metrics = training_metrics(evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample)
+    assert metrics["k"] == 3 and len(metrics["segments"]) == 3 and metrics["silhouette"] > 0.5
+
+
+def test_charts_are_plotly_figures(sample: pd.DataFrame, selection: pd.DataFrame) -> None:
+    import plotly.graph_objects as go
+
+    model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
+    choice = {"k": 3, "source": "test"}
+    for fig in (plot_elbow(selection, choice), plot_silhouette(selection, choice), plot_segment_profiles(model),
+                plot_rfm_scatter(sample, model, PARAMS)):
+        assert isinstance(fig, go.Figure) and fig.data
