@@ -1,0 +1,86 @@
+"""One test per emulator patch (warehouse/compat.py): upgrades of fakesnow show what changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from snowflake.snowpark import functions as F
+from snowflake.snowpark.exceptions import SnowparkSQLException
+
+from customer_segmentation.warehouse import compat
+
+
+def test_patches_are_applied_once(warehouse_session: Any) -> None:
+    import fakesnow.arrow
+    import fakesnow.copy_into
+    import fakesnow.cursor
+    import fakesnow.transforms
+
+    compat.apply()
+    for patched in (
+        fakesnow.transforms.create_table_as,
+        fakesnow.arrow.timestamp_to_sf_struct,
+        fakesnow.copy_into._from_source,
+        fakesnow.cursor.FakeSnowflakeCursor.execute,
+    ):
+        assert getattr(patched, "_segmentation_patch", False)
+
+
+def test_1_save_as_table_of_snowflake_only_syntax(warehouse_session: Any) -> None:
+    frame = warehouse_session.sql("SELECT '2026-01-01'::TIMESTAMP_NTZ AS TS, 5 AS V").select(
+        F.datediff("day", F.col("TS"), F.lit("2026-02-01").cast("timestamp_ntz")).alias("D"),
+        F.iff(F.col("V") > 3, F.lit("big"), F.lit("small")).alias("SIZE"),
+    )
+    frame.write.save_as_table("CTAS_TARGET", mode="overwrite")
+    frame.write.save_as_table("CTAS_TARGET", mode="overwrite")  # reruns replace
+    assert [tuple(r) for r in warehouse_session.table("CTAS_TARGET").collect()] == [(31, "big")]
+
+
+def test_2_null_timestamps_come_back_as_null(warehouse_session: Any) -> None:
+    rows = warehouse_session.sql(
+        "SELECT * FROM (SELECT NULL::TIMESTAMP_NTZ AS TS UNION ALL SELECT '2026-01-02 03:04:05'::TIMESTAMP_NTZ) ORDER BY TS"
+    ).collect()
+    values = sorted((r[0] for r in rows), key=lambda v: (v is not None, v))
+    assert values[0] is None
+    assert str(values[1]) == "2026-01-02 03:04:05"
+    frame = warehouse_session.sql("SELECT NULL::TIMESTAMP_NTZ AS TS").to_pandas()
+    assert pd.isna(frame.loc[0, "TS"])
+
+
+def test_3_write_pandas_into_existing_table(warehouse_session: Any) -> None:
+    warehouse_session.sql("CREATE TABLE WP (A VARCHAR, B NUMBER(10,2), C TIMESTAMP_NTZ)").collect()
+    frame = pd.DataFrame({"A": ["x", "y"], "B": [1.5, 2.25], "C": pd.to_datetime(["2024-01-01", None])})
+    warehouse_session.write_pandas(frame, "WP", auto_create_table=False, use_logical_type=True)
+    rows = sorted(warehouse_session.table("WP").collect(), key=lambda r: r["A"])
+    assert [(r["A"], float(r["B"])) for r in rows] == [("x", 1.5), ("y", 2.25)]
+    assert rows[1]["C"] is None
+
+
+def test_4_unsupported_statement_fails_fast_with_the_engine_message(warehouse_session: Any) -> None:
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(SnowparkSQLException, match="embedded warehouse \\(fakesnow\\) cannot run this statement"):
+        warehouse_session.sql("SELECT $1 FROM VALUES (1), (2)").collect()  # a DuckDB error fakesnow does not map
+    assert time.monotonic() - start < 30
+
+
+def test_5_session_close_logs_out_so_the_process_can_exit(warehouse_session: Any) -> None:
+    connection = warehouse_session._conn._conn
+    assert connection.rest.master_token, "login must return a master token"
+    from customer_segmentation import warehouse
+
+    warehouse.close()
+    assert connection.is_closed()
+
+
+def test_try_to_timestamp_with_formats_rejects_garbage(warehouse_session: Any) -> None:
+    """Not a patch: the formulation ingestion uses because plain TRY_TO_TIMESTAMP is unsupported."""
+    rows = warehouse_session.sql(
+        "SELECT TRY_TO_TIMESTAMP_NTZ('31/02/2025 25:61', 'YYYY-MM-DD HH24:MI:SS') AS BAD, "
+        "TRY_TO_TIMESTAMP_NTZ('2025-02-03 04:05:06', 'YYYY-MM-DD HH24:MI:SS') AS GOOD, "
+        "TRY_TO_DECIMAL('12,50 EUR', 12, 2) AS AMOUNT"
+    ).collect()[0]
+    assert rows["BAD"] is None and str(rows["GOOD"]) == "2025-02-03 04:05:06" and rows["AMOUNT"] is None
