@@ -43,9 +43,12 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
     assert warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA") != first_run_ids
 
 
-def test_second_full_run_is_safe(tmp_path: Path) -> None:
+def test_second_full_run_is_safe_and_runs_are_deterministic(trained_project: Path, tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
     run_pipeline(project)
+    segments_sql = "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
+    # same demo data and seeds in another folder -> the same segments
+    assert warehouse_rows(project, segments_sql) == warehouse_rows(trained_project, segments_sql)
     counts = warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0]
     run_pipeline(project)
     assert warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0] == counts
