@@ -15,7 +15,7 @@ from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets import TableWrite
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,14 @@ REJECTION_REASONS = (
     "duplicate_event",
 )
 _EPOCH = "1900-01-01 00:00:00"
+
+
+class RejectionRateExceededError(SegmentationError, ValueError):
+    """A batch rejects more events than ``ingestion.max_rejection_rate`` allows (nothing was written)."""
+
+
+class ReconciliationError(SegmentationError):
+    """After the merges, a batch event is in neither or both of TRANSFORMED_DATA and REJECTED_EVENTS."""
 PIPELINE_NAME = "ingestion"
 
 
@@ -44,10 +52,47 @@ def _blank(column: Any) -> Any:
     return F.coalesce(F.trim(column.cast("string")), F.lit("")) == F.lit("")
 
 
+def validate_ingestion_params(params: dict[str, Any]) -> None:
+    """Raise InvalidParametersError, before anything is read, when an ingestion parameter makes no sense."""
+    problems = []
+    full_refresh = params.get("full_refresh", False)
+    if not isinstance(full_refresh, bool):
+        problems.append(f"full_refresh must be true or false, got {full_refresh!r}")
+    try:
+        rate = float(params.get("max_rejection_rate", 0.05))
+        if not 0 <= rate <= 1:
+            problems.append(f"max_rejection_rate must be between 0 and 1, got {rate}")
+    except (TypeError, ValueError):
+        problems.append(f"max_rejection_rate must be a number between 0 and 1, got {params.get('max_rejection_rate')!r}")
+    try:
+        if float(params.get("future_tolerance_hours", 24)) < 0:
+            problems.append("future_tolerance_hours must be zero or more")
+    except (TypeError, ValueError):
+        problems.append(f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}")
+    for key in ("purchase_event_types", "timestamp_formats"):
+        value = params.get(key)
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"{key} must be a non-empty list of strings, got {value!r}")
+    if not isinstance(params.get("other_event_types", []) or [], (list, tuple)):
+        problems.append("other_event_types must be a list of strings")
+    as_of = params.get("as_of")
+    if as_of is not None:
+        try:
+            datetime.fromisoformat(str(as_of))
+        except ValueError:
+            problems.append(f"as_of must be null or a date/time like 2026-11-01 06:00:00, got {as_of!r}")
+    if problems:
+        raise InvalidParametersError(
+            "Invalid ingestion parameter(s): " + "; ".join(problems) + ". Fix conf/base/parameters_ingestion.yml "
+            "or the --params you passed (e.g. --params=ingestion.max_rejection_rate=0.1)."
+        )
+
+
 def select_new_events(
     raw_data: DataFrame, ingestion_state: DataFrame, params: dict[str, Any]
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Raw events loaded after the last successful run's watermark (all of them on full refresh)."""
+    validate_ingestion_params(params)
     missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
     if missing:
         raise MissingColumnsError(
@@ -115,6 +160,9 @@ def classify_events(
     formats = list(params.get("timestamp_formats") or ["YYYY-MM-DD HH24:MI:SS"])
     tolerance = float(params.get("future_tolerance_hours", 24))
     future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(hours=tolerance)
+    if batch_info.get("full_refresh"):
+        # a rebuild replaces TRANSFORMED_DATA: what it held before must not make an event a duplicate
+        existing_events = existing_events.filter(F.lit(False))
 
     frame = _record_id(batch)
     event_type = F.upper(F.trim(F.col("EVENT_TYPE")))
@@ -139,8 +187,9 @@ def classify_events(
     )
     frame = frame.with_column("_REASON", reason)
 
-    # Duplicates: among otherwise valid events, the first load of an EVENT_ID wins, and an
-    # EVENT_ID already accepted by an earlier batch (under another RECORD_ID) is a duplicate.
+    # Duplicates: among otherwise valid events, an EVENT_ID already accepted by an earlier batch
+    # keeps its accepted record (re-processing it is a no-op) and every other record of it is a
+    # duplicate; otherwise the first load of the EVENT_ID wins.
     previous = existing_events.select(
         F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("_PREV_RECORD_ID")
     )
@@ -148,10 +197,9 @@ def classify_events(
     order = Window.partition_by(F.trim(F.col("EVENT_ID")), F.col("_REASON").is_null()).order_by(
         F.col("LOADED_AT").asc_nulls_last(), F.col("SOURCE_FILE"), F.col("SOURCE_ROW"), F.col("RECORD_ID")
     )
-    duplicate = F.col("_REASON").is_null() & (
-        (F.col("_PREV_RECORD_ID").is_not_null() & (F.col("_PREV_RECORD_ID") != F.col("RECORD_ID")))
-        | (F.row_number().over(order) > F.lit(1))
-    )
+    duplicate = F.col("_REASON").is_null() & F.when(
+        F.col("_PREV_RECORD_ID").is_not_null(), F.col("_PREV_RECORD_ID") != F.col("RECORD_ID")
+    ).otherwise(F.row_number().over(order) > F.lit(1))
     frame = frame.with_column("REJECT_REASON", F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("_REASON")))
     return frame.select(
         "RECORD_ID",
@@ -198,7 +246,7 @@ def split_events(
     if not 0 <= max_rate <= 1:
         raise InvalidParametersError(f"ingestion.max_rejection_rate must be between 0 and 1, got {max_rate}")
     if rate > max_rate:
-        raise ValueError(
+        raise RejectionRateExceededError(
             f"{rejected} of {total} raw events ({rate:.2%}) were rejected, above the allowed "
             f"{max_rate:.2%} (parameter ingestion.max_rejection_rate). Nothing was written. Reasons: "
             f"{report['rejected_by_reason']}. Fix the source data, or raise the threshold with "
@@ -234,6 +282,73 @@ def split_events(
     if batch_info.get("full_refresh"):
         return TableWrite(good, "overwrite"), TableWrite(bad, "overwrite"), report
     return good, bad, report
+
+
+def reconcile_ingestion(
+    classified_batch: DataFrame,
+    raw_data: DataFrame,
+    transformed_data: DataFrame,
+    rejected_events: DataFrame,
+    batch_counts: dict[str, Any],
+) -> dict[str, Any]:
+    """Prove, after the merges, that every event of the batch is in exactly one of the two tables.
+
+    Fails (before the watermark moves, so the next run retries the batch) when one is in neither or
+    both. Also compares the warehouse totals: raw events up to the watermark = accepted + rejected
+    (a warning only: a retention job that prunes RAW_DATA breaks that equality on purpose).
+    """
+    batch = classified_batch.select(F.col("RECORD_ID").alias("B_ID"))
+    accepted = transformed_data.select(F.col("RECORD_ID").alias("T_ID")).distinct()
+    rejected = rejected_events.select(F.col("RECORD_ID").alias("R_ID")).distinct()
+    joined = batch.join(accepted, batch["B_ID"] == accepted["T_ID"], how="left").join(
+        rejected, F.col("B_ID") == rejected["R_ID"], how="left"
+    )
+    in_t, in_r = F.col("T_ID").is_not_null(), F.col("R_ID").is_not_null()
+    row = joined.agg(
+        F.count(F.lit(1)).alias("N"),
+        F.sum(F.iff(in_t & ~in_r, F.lit(1), F.lit(0))).alias("ONLY_T"),
+        F.sum(F.iff(in_r & ~in_t, F.lit(1), F.lit(0))).alias("ONLY_R"),
+        F.sum(F.iff(in_t & in_r, F.lit(1), F.lit(0))).alias("BOTH"),
+        F.sum(F.iff(~in_t & ~in_r, F.lit(1), F.lit(0))).alias("NEITHER"),
+    ).collect()[0]
+    check = {
+        "events": int(row[0] or 0),
+        "in_transformed_data": int(row[1] or 0),
+        "in_rejected_events": int(row[2] or 0),
+        "in_both": int(row[3] or 0),
+        "in_neither": int(row[4] or 0),
+    }
+    report = {**batch_counts, "batch_check": check}
+    if check["in_both"] or check["in_neither"] or check["events"] != int(batch_counts["raw"]):
+        raise ReconciliationError(
+            f"Ingestion reconciliation failed for run {batch_counts.get('run_id')}: of {check['events']} batch "
+            f"events ({batch_counts['raw']} classified), {check['in_neither']} are in neither TRANSFORMED_DATA nor "
+            f"REJECTED_EVENTS and {check['in_both']} are in both. The watermark was not moved; rerun the "
+            "ingestion, and if this persists rebuild with --params=ingestion.full_refresh=true."
+        )
+
+    watermark = batch_counts.get("watermark_to")
+    raw_scope = raw_data
+    if watermark is not None and "LOADED_AT" in raw_data.columns:
+        raw_scope = raw_data.filter(
+            F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") <= F.lit(watermark).cast("timestamp_ntz"))
+        )
+    totals = {
+        "raw_events": int(raw_scope.count()),
+        "transformed_events": int(transformed_data.count()),
+        "rejected_events": int(rejected_events.count()),
+    }
+    totals["reconciled"] = totals["raw_events"] == totals["transformed_events"] + totals["rejected_events"]
+    report["warehouse_totals"] = totals
+    log = logger.info if totals["reconciled"] else logger.warning
+    log(
+        "Warehouse reconciliation: RAW_DATA %s %s TRANSFORMED_DATA %s + REJECTED_EVENTS %s",
+        totals["raw_events"],
+        "=" if totals["reconciled"] else "!=",
+        totals["transformed_events"],
+        totals["rejected_events"],
+    )
+    return report
 
 
 def advance_watermark(

@@ -5,6 +5,7 @@ from kedro.pipeline import Node, Pipeline
 from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
+    reconcile_ingestion,
     select_new_events,
     split_events,
 )
@@ -28,8 +29,20 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 split_events,
                 inputs=["classified_batch", "batch_info", "run_metadata", "params:ingestion"],
-                outputs=["transformed_data", "rejected_events", "ingestion_report"],
+                outputs=["transformed_data", "rejected_events", "ingestion_batch_counts"],
                 name="split_valid_and_rejected_events",
+            ),
+            Node(
+                reconcile_ingestion,
+                inputs=[
+                    "classified_batch",
+                    "raw_data",
+                    "transformed_data",
+                    "rejected_events",
+                    "ingestion_batch_counts",
+                ],
+                outputs="ingestion_report",
+                name="reconcile_ingestion",
             ),
             Node(
                 advance_watermark,

@@ -1,0 +1,236 @@
+"""Reading event files (CSV, JSON Lines, Parquet) into RAW_DATA rows, as text.
+
+Everything here is pure Python/pandas (no warehouse): a file is read whole, its columns are
+checked against the RAW_DATA contract, and every value is turned into text (RAW_DATA columns
+are VARCHAR; ingestion parses them). Only an empty value becomes NULL: ``NA``, ``null`` and the
+like are kept as landed, so that ingestion sees exactly what the source sent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
+from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
+
+#: Format name -> file name endings that select it (a ``.gz`` variant is accepted for text formats).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "csv": (".csv", ".csv.gz"),
+    "jsonl": (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz"),
+    "parquet": (".parquet", ".pq"),
+}
+ACCEPTED_FORMATS = (
+    "CSV (.csv, .csv.gz), JSON Lines (.jsonl, .ndjson, .json, optionally .gz) or Parquet (.parquet, .pq)"
+)
+HOW_TO_PASS = "kedro run --pipeline load_events --params=events_file=<path>"
+
+
+class EventFileError(SegmentationError, ValueError):
+    """An events file cannot be loaded (missing, unknown format, unreadable, wrong columns)."""
+
+
+def resolve_events_file(events_file: Any) -> Path:
+    """The file to load, checked to exist; a missing parameter says how to pass it."""
+    if events_file is None or (isinstance(events_file, str) and not events_file.strip()):
+        raise InvalidParametersError(
+            "No events file given: the load_events pipeline needs the parameter events_file. Run "
+            f"`{HOW_TO_PASS}` (a {ACCEPTED_FORMATS} file)."
+        )
+    if not isinstance(events_file, (str, Path)):
+        raise InvalidParametersError(
+            f"Parameter events_file must be one file path, got {events_file!r}. Run `{HOW_TO_PASS}`."
+        )
+    path = Path(str(events_file).strip()).expanduser()
+    if not path.exists():
+        raise EventFileError(f"Events file {str(path)!r} does not exist (parameter events_file). Run `{HOW_TO_PASS}`.")
+    if not path.is_file():
+        raise EventFileError(f"Events file {str(path)!r} is not a file: pass one {ACCEPTED_FORMATS} file.")
+    return path.resolve()
+
+
+def detect_format(path: Path, requested: str | None = None) -> str:
+    """``csv``, ``jsonl`` or ``parquet``: from ``requested`` (parameter load_events.format) or the name."""
+    if requested:
+        fmt = str(requested).strip().lower().lstrip(".")
+        fmt = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(fmt, fmt)
+        if fmt not in FORMATS:
+            raise InvalidParametersError(
+                f"Parameter load_events.format is {requested!r}: use csv, jsonl or parquet "
+                f"(or leave it null to decide from the file name: {ACCEPTED_FORMATS})."
+            )
+        return fmt
+    name = path.name.lower()
+    for fmt, endings in FORMATS.items():
+        if name.endswith(endings):
+            return fmt
+    raise EventFileError(
+        f"Unknown format for events file {path.name!r}: accepted formats are {ACCEPTED_FORMATS}. "
+        "Rename the file, or force a format with --params=load_events.format=csv|jsonl|parquet."
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes: the identity of a load (same content = same file)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def to_text(value: Any) -> str | None:
+    """A file value as RAW_DATA text; ``None`` (SQL NULL) for empty or missing values."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return None if value.is_nan() else format(value, "f")
+    if isinstance(value, datetime):  # includes pandas.Timestamp
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace") or None
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if hasattr(value, "item"):  # numpy scalars
+        return to_text(value.item())
+    if hasattr(value, "tolist"):  # numpy arrays (Parquet lists)
+        return to_text(value.tolist())
+    return str(value)
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return path.open("r", encoding=encoding, newline="")
+
+
+def _read_csv(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+    frame = pd.read_csv(
+        path,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[],
+        sep=options.get("csv_delimiter") or ",",
+        encoding=options.get("encoding") or "utf-8-sig",
+        compression="infer",
+    )
+    names = [str(c) for c in frame.columns]
+    return names, {name: frame.iloc[:, i].tolist() for i, name in enumerate(names)}
+
+
+def _json_records(path: Path, encoding: str) -> Iterable[tuple[int, Any]]:
+    with _open_text(path, encoding) as handle:
+        text = handle.read()
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a plain JSON array of objects is accepted too
+        try:
+            records = json.loads(stripped, parse_float=str, parse_int=str)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        yield from enumerate(records, start=1)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line, parse_float=str, parse_int=str)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number} is not valid JSON ({exc.msg})") from None
+
+
+def _read_jsonl(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+    names: list[str] = []
+    columns: dict[str, list[Any]] = {}
+    count = 0
+    for number, record in _json_records(path, options.get("encoding") or "utf-8-sig"):
+        if not isinstance(record, dict):
+            raise ValueError(f"record {number} is a JSON {type(record).__name__}, not an object")
+        for key in record:
+            if key not in columns:
+                names.append(key)
+                columns[key] = [None] * count
+        for key in names:
+            columns[key].append(record.get(key))
+        count += 1
+    return names, columns
+
+
+def _read_parquet(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    names = [str(n) for n in table.column_names]
+    return names, {name: table.column(i).to_pylist() for i, name in enumerate(names)}
+
+
+_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+_FORMAT_LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+
+
+def read_events(path: Path, fmt: str, options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The file's events as a frame of the RAW_DATA event columns (text or None), in file order.
+
+    Refuses the whole file when it cannot be read or lacks a contract column.
+    """
+    options = dict(options or {})
+    try:
+        names, values = _READERS[fmt](path, options)
+    except pd.errors.EmptyDataError:
+        names, values = [], {}
+    except Exception as exc:  # every parser raises its own kind: report them the same way
+        raise EventFileError(
+            f"Could not read events file {path.name!r} as {_FORMAT_LABEL[fmt]}: {type(exc).__name__}: {exc}. "
+            f"Accepted formats are {ACCEPTED_FORMATS}; nothing was loaded."
+        ) from None
+
+    normalised: dict[str, str] = {}
+    for name in names:
+        key = str(name).strip().upper()
+        if key in normalised:
+            raise EventFileError(
+                f"Events file {path.name!r} has column {key} twice ({normalised[key]!r} and {name!r}); nothing was loaded."
+            )
+        normalised[key] = name
+    missing = [c for c in RAW_EVENT_COLUMNS if c not in normalised]
+    if missing:
+        hint = ""
+        if fmt == "csv" and len(names) == 1 and any(sep in names[0] for sep in (";", "\t", "|")):
+            hint = " It looks delimited by something else than ',': pass --params=load_events.csv_delimiter=';' (or the right one)."
+        raise MissingColumnsError(
+            f"Events file {path.name!r} is missing required column(s) {', '.join(missing)}; nothing was loaded. "
+            f"It has: {', '.join(str(n) for n in names) or 'no column'}. The RAW_DATA contract needs "
+            f"{', '.join(RAW_EVENT_COLUMNS)} (see the README).{hint}"
+        )
+    frame = pd.DataFrame(
+        {column: [to_text(v) for v in values[normalised[column]]] for column in RAW_EVENT_COLUMNS},
+        dtype=object,
+    )
+    frame.attrs["ignored_columns"] = [
+        n for k, n in normalised.items() if k not in RAW_EVENT_COLUMNS and k not in RAW_LOAD_COLUMNS
+    ]
+    frame.attrs["stamp_columns_in_file"] = [n for k, n in normalised.items() if k in RAW_LOAD_COLUMNS]
+    return frame
+
