@@ -54,6 +54,26 @@ def is_open() -> bool:
     return _session is not None
 
 
+#: Connector error numbers of a refused login (wrong user, password, key or MFA).
+_LOGIN_REFUSED = {390100, 390144}
+#: Connector error numbers of an unreachable account (DNS, refused connection, timeout).
+_UNREACHABLE = {250001, 250003}
+
+
+def _connection_hint(exc: BaseException) -> str:
+    """One sentence saying whether the login was refused or the account not reached."""
+    errno = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if errno in _LOGIN_REFUSED or "incorrect username or password" in text or "jwt token is invalid" in text:
+        return (
+            "Snowflake refused the login: check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD "
+            "(or SNOWFLAKE_PRIVATE_KEY_FILE and SNOWFLAKE_PRIVATE_KEY_FILE_PWD). "
+        )
+    if errno in _UNREACHABLE or any(t in text for t in ("could not connect", "failed to connect", "timed out", "name or service")):
+        return "The account could not be reached (wrong SNOWFLAKE_ACCOUNT, or no network route to it). "
+    return ""
+
+
 def _open(settings: WarehouseSettings) -> Any:
     from snowflake.snowpark import Session
 
@@ -74,7 +94,7 @@ def _open(settings: WarehouseSettings) -> Any:
             raise WarehouseConnectionError(f"Could not open the embedded warehouse: {message}") from None
         raise WarehouseConnectionError(
             f"Could not connect to {settings.target} as user {settings.connection.get('user')!r}: {message}. "
-            "Check SNOWFLAKE_ACCOUNT (e.g. 'xy12345.eu-central-1' or 'orgname-accountname'), "
+            f"{_connection_hint(exc)}Check SNOWFLAKE_ACCOUNT (e.g. 'xy12345.eu-central-1' or 'orgname-accountname'), "
             "SNOWFLAKE_USER, SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_FILE, SNOWFLAKE_ROLE and "
             "SNOWFLAKE_WAREHOUSE, and that this machine can reach the account."
         ) from None
