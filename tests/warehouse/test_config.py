@@ -52,6 +52,13 @@ def test_missing_credentials_are_named(tmp_path: Path, creds: dict[str, Any], na
     assert SECRET not in message
 
 
+@pytest.mark.parametrize("account", ["https://xy12345.snowflakecomputing.com", "xy12345.eu-central-1.snowflakecomputing.com", "xy 123"])
+def test_account_url_instead_of_identifier_is_explained(tmp_path: Path, account: str) -> None:
+    with pytest.raises(MissingCredentialsError) as excinfo:
+        WarehouseSettings.from_credentials({"account": account, "user": "u", "password": SECRET}, tmp_path)
+    assert "give the account identifier only" in str(excinfo.value) and SECRET not in str(excinfo.value)
+
+
 def test_missing_private_key_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(MissingCredentialsError, match="SNOWFLAKE_PRIVATE_KEY_FILE points to"):
         WarehouseSettings.from_credentials(

@@ -78,6 +78,12 @@ class WarehouseSettings:
         if not creds.get("account"):
             return cls(database=database, schema=schema, embedded_dir=embedded, connection={})
 
+        account = str(creds["account"])
+        if "://" in account or "snowflakecomputing.com" in account.lower() or any(c.isspace() for c in account):
+            raise MissingCredentialsError(
+                f"SNOWFLAKE_ACCOUNT is {account!r}: give the account identifier only, e.g. "
+                "'xy12345.eu-central-1' or 'orgname-accountname' (no https://, no .snowflakecomputing.com)."
+            )
         missing = []
         if not creds.get("user"):
             missing.append(ENV_VARIABLES["user"])
