@@ -229,6 +229,21 @@ def test_incremental_late_overlapping_and_repeated_files(tmp_path: Path) -> None
     assert_each_raw_event_in_exactly_one_table(project)
 
 
+def test_overlapping_files_in_one_batch(tmp_path: Path) -> None:
+    project = make_project_copy(tmp_path / "p")
+    first = write_events(tmp_path / "x.csv", [event(f"X-{i:02d}") for i in range(10)])
+    second = write_events(tmp_path / "y.parquet", [event(f"X-{i:02d}") for i in range(5, 15)])
+    run(project, "load_events", events_file=str(first), **{"demo_data.enabled": False})
+    run(project, "load_events", events_file=str(second), **{"demo_data.enabled": False})
+    run(project, "ingestion", **{"demo_data.enabled": False, "ingestion.max_rejection_rate": 0.5})
+    report = reports(project, "ingestion_report")[-1]
+    assert (report["raw"], report["accepted"], report["rejected"]) == (20, 15, 5)
+    assert rows(project, "SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM PUBLIC.TRANSFORMED_DATA") == [(15, 15)]
+    duplicates = rows(project, "SELECT DISTINCT SOURCE_FILE, REJECT_REASON FROM PUBLIC.REJECTED_EVENTS")
+    assert duplicates == [(str(second.resolve()), "duplicate_event")]  # the file loaded first wins
+    assert_each_raw_event_in_exactly_one_table(project)
+
+
 def test_fault_between_merge_and_watermark_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_project_copy(tmp_path / "p")
     run(project, "ingestion")
