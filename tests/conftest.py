@@ -34,6 +34,23 @@ def make_project_copy(target: Path) -> Path:
     return target
 
 
+def nested(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as `kedro run --params=a.b=1` does (nested dicts merge)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            value = nested(value)
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = {**node[leaf], **value}
+        else:
+            node[leaf] = value
+    return out
+
+
 def run_pipeline(
     project_path: Path, pipeline: str | None = None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -42,7 +59,7 @@ def run_pipeline(
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_path)
-    runtime = {**SMALL_DEMO, **(params or {})}
+    runtime = nested({**SMALL_DEMO, **(params or {})})
     with KedroSession.create(project_path=project_path, runtime_params=runtime) as session:
         return session.run(pipeline_names=[pipeline] if pipeline else None)
 
