@@ -44,8 +44,8 @@ def current_settings() -> WarehouseSettings:
     with _LOCK:
         if _settings is None:
             raise SegmentationError(
-                "No warehouse is configured. Run through Kedro (`kedro run`, `kedro jupyter`, "
-                "`kedro viz`), or call customer_segmentation.warehouse.configure(...) first."
+                "No warehouse is configured. Run through Kedro (`kedro run`, `kedro jupyter`, `kedro viz run --include-hooks`; "
+                "kedro-viz needs --include-hooks for table previews), or call customer_segmentation.warehouse.configure(...) first."
             )
         return _settings
 
