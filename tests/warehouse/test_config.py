@@ -119,3 +119,26 @@ def test_connection_errors_are_redacted_and_explained(
     for variable in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PASSWORD"):
         assert variable in message
     assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+
+
+def test_log_records_never_carry_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even third-party messages (e.g. Kedro tracing hook arguments at DEBUG) are redacted."""
+    import logging
+
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "env-secret-42")
+    WarehouseSettings.from_credentials({"password": "file-secret-43"}, tmp_path)  # installs the redaction
+    logger = logging.getLogger("some.library")
+    with caplog.at_level(logging.DEBUG, logger="some.library"):
+        logger.debug("conf_creds: %s", {"password": "env-secret-42"})
+        logger.info("plain %s", "file-secret-43")
+        try:
+            raise RuntimeError("login with env-secret-42 failed")
+        except RuntimeError:
+            logger.exception("failed")
+        logger.info("nothing secret here: %d rows", 3)
+    assert "env-secret-42" not in caplog.text and "file-secret-43" not in caplog.text
+    assert "conf_creds: {'password': '***'}" in caplog.text and "plain ***" in caplog.text
+    assert "login with *** failed" in caplog.text
+    assert "nothing secret here: 3 rows" in caplog.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,8 @@ class WarehouseSettings:
     ) -> WarehouseSettings:
         """Build settings from the ``snowflake`` credentials entry; validates what it can."""
         creds = {k: _clean(v) for k, v in dict(credentials or {}).items()}
+        remember_secrets(creds)
+        install_log_redaction()
         database = validate_identifier(creds.get("database") or DEFAULT_DATABASE, "database name")
         schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
@@ -106,16 +110,67 @@ class WarehouseSettings:
         return cls(database=database, schema=schema, embedded_dir=embedded, connection=connection)
 
 
-def redact(text: str, settings: WarehouseSettings | None = None) -> str:
-    """Remove any secret value (from settings or the environment) from ``text``."""
-    secrets: set[str] = set()
+#: Secret values seen in credentials this process (conf/local/credentials.yml may hold some).
+_SECRETS: set[str] = set()
+_FACTORY_LOCK = threading.Lock()
+_factory_installed = False
+
+
+def remember_secrets(credentials: Mapping[str, Any]) -> None:
+    """Register the secret values of a credentials mapping, so that logs and errors never show them."""
+    _SECRETS.update(str(v) for k, v in credentials.items() if k in SECRET_KEYS and v not in (None, ""))
+
+
+def known_secrets(settings: WarehouseSettings | None = None) -> set[str]:
+    """Secret values from the settings, the environment and every credentials seen."""
+    secrets = set(_SECRETS)
     if settings is not None:
         secrets |= {str(v) for k, v in settings.connection.items() if k in SECRET_KEYS and v}
     for key in SECRET_KEYS:
         env = ENV_VARIABLES.get(key)
         if env and os.environ.get(env):
             secrets.add(os.environ[env])
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
+    return {s for s in secrets if len(s) >= 3}
+
+
+def redact(text: str, settings: WarehouseSettings | None = None) -> str:
+    """Remove any secret value (from settings, the environment or seen credentials) from ``text``."""
+    for secret in sorted(known_secrets(settings), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
+
+
+def install_log_redaction() -> None:
+    """Make every log record of the process free of secrets (idempotent).
+
+    Kedro itself logs the resolved credentials when its logger is at DEBUG (the hook manager
+    traces ``after_catalog_created(conf_creds=...)``), so redacting our own messages is not
+    enough: the record factory replaces any known secret in each record's message, and in its
+    traceback text, whatever logger or handler is involved.
+    """
+    global _factory_installed
+    with _FACTORY_LOCK:
+        if _factory_installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            secrets = known_secrets()
+            if not secrets:
+                return record
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record is logging's problem, not ours
+                return record
+            if any(secret in message for secret in secrets):
+                record.msg, record.args = redact(message), None
+            if record.exc_info and record.exc_info[1] is not None:
+                text = logging.Formatter().formatException(record.exc_info)
+                if any(secret in text for secret in secrets):
+                    record.msg = f"{record.msg}\n{redact(text)}"
+                    record.exc_info, record.exc_text = None, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _factory_installed = True
