@@ -24,22 +24,9 @@ pytestmark = pytest.mark.integration
 N_CUSTOMERS = 400
 
 
-def nested(params: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as `kedro run --params=a.b=1` does."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
 def run(project: Path, pipeline: str | None = None, **params: Any) -> Any:
     """`kedro run [--pipeline p] --params=...` on the project copy (dotted keys as on the command line)."""
-    params = {"demo_data.n_customers": N_CUSTOMERS, **params}
-    return run_pipeline(project, pipeline, nested(params))
+    return run_pipeline(project, pipeline, {"demo_data.n_customers": N_CUSTOMERS, **params})
 
 
 def rows(project: Path, sql: str) -> list[tuple]:
