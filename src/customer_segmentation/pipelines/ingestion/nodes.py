@@ -3,6 +3,8 @@
 Every raw row gets a ``RECORD_ID`` (a hash of its content and load stamps, plus an occurrence
 number for identical rows) and ends in exactly one of TRANSFORMED_DATA or REJECTED_EVENTS,
 both merged on RECORD_ID: re-processing a batch (after a crash, or twice) adds nothing.
+After the merges, ``reconcile_ingestion`` checks that every batch record is in exactly one of the
+two tables; only then does ``advance_watermark`` record the batch in INGESTION_STATE.
 """
 
 from __future__ import annotations
