@@ -1,0 +1,629 @@
+"""Scale benchmark: the five pipelines on generated events, against two baselines.
+
+    python tests/benchmarks/run_benchmark.py --sizes 100000,1000000,10000000
+
+For each size, in a throw-away copy of the project (``tests/conftest.make_project_copy``) and
+each step in a FRESH subprocess (so that peak RSS belongs to that step alone):
+
+1. ``generate``: RAW_DATA filled inside the embedded warehouse by one INSERT ... SELECT over
+   ``TABLE(GENERATOR(ROWCOUNT => n))`` (``customer_segmentation.benchmark_data``);
+2. ``kedro``: the default pipeline (ingestion, rfm_features, training, prediction, store_results)
+   through one KedroSession, as ``kedro run`` does, with ``demo_data.enabled=false``. A hook
+   times every node (its input loads, the node, its output saves), records its peak RSS
+   (VmHWM of /proc/self/status, reset between nodes through /proc/self/clear_refs) and the rows
+   the embedded warehouse sent to the client (counted in fakesnow's server where it encodes a
+   result set);
+3. ``duckdb``: baseline (a), the same customer features as one hand-written SQL statement run
+   by DuckDB directly on the warehouse file (read-only, result in a temporary table);
+4. ``pandas``: baseline (b), the common approach: every event pulled with Snowpark
+   ``to_pandas()`` over the same embedded warehouse, then pandas group-bys.
+
+Both baselines are checked against CUSTOMER_FEATURES (customers, sum of FREQUENCY, MONETARY,
+RECENCY_DAYS). Results: a table on stdout, and JSON in ``<workdir>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
+FEATURE_NODE = "compute_customer_features"
+
+# --------------------------------------------------------------------------------- measurement
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS since the last reset (VmHWM), in MB."""
+    return _status_kb("VmHWM") / 1024
+
+
+def process_peak_rss_mb() -> float:
+    """Peak RSS of the whole process life (getrusage; not affected by resets), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RowCounter:
+    """Rows of every result set the embedded warehouse sends to the client (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.results = 0
+        self.largest = 0
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        import fakesnow.server as server
+
+        original = server.to_sf
+
+        def to_sf(table: Any, rowtype: Any) -> Any:
+            with self._lock:
+                self.rows += int(table.num_rows)
+                self.results += 1
+                self.largest = max(self.largest, int(table.num_rows))
+            return original(table, rowtype)
+
+        server.to_sf = to_sf
+
+
+def _clean_env() -> None:
+    os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
+    for name in list(os.environ):
+        if name.startswith("SNOWFLAKE_"):
+            del os.environ[name]
+
+
+def _embedded_session(project: Path) -> Any:
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.config import WarehouseSettings
+
+    warehouse.configure(WarehouseSettings.from_credentials({}, project / "data" / "warehouse"))
+    return warehouse.get_session()
+
+
+# --------------------------------------------------------------------------------- workers
+
+
+def worker_generate(project: Path, size: int) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import make_project_copy
+
+    from customer_segmentation import warehouse
+    from customer_segmentation.benchmark_data import populate_raw_data
+
+    if project.exists():
+        shutil.rmtree(project)
+    make_project_copy(project)
+    session = _embedded_session(project)
+    start = time.perf_counter()
+    rows = populate_raw_data(session, size)
+    seconds = time.perf_counter() - start
+    warehouse.close()
+    return {"events": rows, "seconds": seconds, "peak_rss_mb": process_peak_rss_mb()}
+
+
+class NodeProbe:
+    """Kedro hooks: wall time, peak RSS and rows transferred per node (loads + run + saves)."""
+
+    def __init__(self, counter: RowCounter) -> None:
+        self.counter = counter
+        self.nodes: list[dict[str, Any]] = []
+        self._current: str | None = None
+        self._start = 0.0
+        self._rows = 0
+
+    def _switch(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self._current is not None:
+            self.nodes.append(
+                {
+                    "node": self._current,
+                    "seconds": now - self._start,
+                    "peak_rss_mb": peak_rss_mb(),
+                    "rows_out": self.counter.rows - self._rows,
+                }
+            )
+        self._current, self._start, self._rows = name, now, self.counter.rows
+        reset_peak_rss()
+
+    def _touch(self, node: Any) -> None:
+        if node is not None and node.name != self._current:
+            self._switch(node.name)
+            self.apply_duckdb_settings()
+
+    #: DuckDB settings to try on the embedded warehouse's connection (``--duckdb SET ...``).
+    duckdb_settings: list[str] = []
+
+    def apply_duckdb_settings(self) -> None:
+        if not self.duckdb_settings or getattr(self, "_applied", False):
+            return
+        import fakesnow.server
+
+        for statement in self.duckdb_settings:
+            fakesnow.server.shared_fs.duck_conn.execute(statement)
+        self._applied = True
+
+    # hook specs (pluggy passes the arguments by name)
+    def before_pipeline_run(self) -> None:
+        self._switch("(session start: open warehouse)")
+
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
+        self._touch(node)
+
+    def before_node_run(self, node: Any) -> None:
+        self._touch(node)
+
+    def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
+        self._touch(node)
+
+    def after_pipeline_run(self) -> None:
+        self._switch("(session end: close warehouse)")
+
+    def finish(self) -> None:
+        self._switch(None)
+
+
+def _make_probe_hooks(probe: NodeProbe) -> Any:
+    from kedro.framework.hooks import hook_impl
+
+    class ProbeHooks:
+        @hook_impl(tryfirst=True)
+        def before_pipeline_run(self) -> None:
+            probe.before_pipeline_run()
+
+        @hook_impl
+        def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
+            probe.before_dataset_loaded(dataset_name, node)
+
+        @hook_impl
+        def before_node_run(self, node: Any) -> None:
+            probe.before_node_run(node)
+
+        @hook_impl
+        def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
+            probe.after_dataset_saved(dataset_name, node)
+
+        @hook_impl(trylast=True)
+        def after_pipeline_run(self) -> None:
+            probe.after_pipeline_run()
+
+    return ProbeHooks()
+
+
+def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[str]) -> dict[str, Any]:
+    """The default pipeline (= `kedro run`) in one KedroSession, measured per node."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    counter = RowCounter()
+    counter.install()
+    bootstrap_project(project)
+    owner = {n.name: name for name in PIPELINES for n in pipelines[name].nodes}
+    probe = NodeProbe(counter)
+    probe.duckdb_settings = list(duckdb_settings)
+    runtime = {"demo_data.enabled": False, **params}
+    start = time.perf_counter()
+    with KedroSession.create(project_path=project, runtime_params=runtime) as session:
+        session._hook_manager.register(_make_probe_hooks(probe))  # noqa: SLF001
+        session.run()
+    probe.finish()
+    total = time.perf_counter() - start
+    per_pipeline: dict[str, dict[str, Any]] = {
+        p: {"seconds": 0.0, "peak_rss_mb": 0.0, "rows_out": 0} for p in (*PIPELINES, "(session)")
+    }
+    for node in probe.nodes:
+        name = owner.get(node["node"], "(session)")
+        node["pipeline"] = name
+        agg = per_pipeline[name]
+        agg["seconds"] += node["seconds"]
+        agg["rows_out"] += node["rows_out"]
+        agg["peak_rss_mb"] = max(agg["peak_rss_mb"], node["peak_rss_mb"])
+    feature = next((n for n in probe.nodes if n["node"] == FEATURE_NODE), None)
+    return {
+        "total_seconds": total,
+        # getrusage's peak is reset with VmHWM on Linux: the run's peak is the largest node peak
+        "peak_rss_mb": max([process_peak_rss_mb(), *(n["peak_rss_mb"] for n in probe.nodes)]),
+        "rows_out": counter.rows,
+        "result_sets": counter.results,
+        "largest_result": counter.largest,
+        "pipelines": per_pipeline,
+        "feature_step_seconds": feature["seconds"] if feature else None,
+        "nodes": probe.nodes,
+        "duckdb_settings": probe.duckdb_settings,
+        **_feature_check_via_session(project),
+    }
+
+
+def _feature_check_via_session(project: Path) -> dict[str, Any]:
+    from customer_segmentation import warehouse
+
+    session = _embedded_session(project)
+    row = session.sql(
+        "SELECT COUNT(*), SUM(FREQUENCY), SUM(MONETARY), SUM(RECENCY_DAYS) FROM CUSTOMER_FEATURES"
+    ).collect()[0]
+    customers = session.sql("SELECT COUNT(*) FROM PROCESSED_DATA").collect()[0][0]
+    warehouse.close()
+    return {"check": [int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3])], "customers_scored": int(customers)}
+
+
+#: Baseline (a): the customer features of rfm_features/nodes.py as one DuckDB statement.
+DUCKDB_FEATURES_SQL = """
+CREATE TEMP TABLE BASELINE_FEATURES AS
+WITH ref AS (
+    SELECT CAST(MAX(EVENT_TS) AS DATE) + 1 AS REF_DATE FROM {events}
+),
+ev AS (
+    SELECT e.CUSTOMER_ID, e.ORDER_ID, e.EVENT_TYPE, e.EVENT_TS, e.CHANNEL, e.CATEGORY,
+           COALESCE(CAST(e.AMOUNT AS DOUBLE), 0.0) AS AMT, ref.REF_DATE
+    FROM {events} e, ref
+    WHERE e.EVENT_TYPE IN ('ORDER_CREATED', 'ORDER_CANCELLED', 'ORDER_RETURNED')
+      AND e.EVENT_TS < CAST(ref.REF_DATE AS TIMESTAMP)
+),
+orders AS (
+    SELECT CUSTOMER_ID, ORDER_ID, ANY_VALUE(REF_DATE) AS REF_DATE,
+           MIN(CASE WHEN EVENT_TYPE = 'ORDER_CREATED' THEN EVENT_TS END) AS ORDER_TS,
+           SUM(CASE WHEN EVENT_TYPE = 'ORDER_CREATED' THEN AMT ELSE 0 END) AS GROSS,
+           SUM(CASE WHEN EVENT_TYPE = 'ORDER_CANCELLED' THEN AMT ELSE 0 END) AS CANCELLED_AMT,
+           SUM(CASE WHEN EVENT_TYPE = 'ORDER_RETURNED' THEN AMT ELSE 0 END) AS RETURNED_AMT,
+           MAX(CASE WHEN EVENT_TYPE = 'ORDER_CANCELLED' THEN 1 ELSE 0 END) AS IS_CANCELLED
+    FROM ev GROUP BY CUSTOMER_ID, ORDER_ID
+    HAVING MIN(CASE WHEN EVENT_TYPE = 'ORDER_CREATED' THEN EVENT_TS END) IS NOT NULL
+),
+cust AS (
+    SELECT CUSTOMER_ID, ANY_VALUE(REF_DATE) AS REF_DATE,
+           MIN(ORDER_TS) AS FIRST_ORDER_TS, MAX(ORDER_TS) AS LAST_ORDER_TS,
+           MIN(CASE WHEN IS_CANCELLED = 0 THEN ORDER_TS END) AS FIRST_KEPT_TS,
+           MAX(CASE WHEN IS_CANCELLED = 0 THEN ORDER_TS END) AS LAST_KEPT_TS,
+           COUNT(DISTINCT CASE WHEN IS_CANCELLED = 0 THEN ORDER_ID END) AS FREQUENCY,
+           COUNT(ORDER_ID) AS ORDERS_PLACED, SUM(IS_CANCELLED) AS ORDERS_CANCELLED,
+           SUM(GROSS) AS GROSS_SPEND,
+           SUM(GROSS - LEAST(CANCELLED_AMT, GROSS) - RETURNED_AMT) AS MONETARY,
+           SUM(RETURNED_AMT) AS RETURNED_SPEND,
+           SUM(CASE WHEN ORDER_TS >= CAST(REF_DATE - 90 AS TIMESTAMP)
+                    THEN GROSS - LEAST(CANCELLED_AMT, GROSS) - RETURNED_AMT ELSE 0 END) AS L90,
+           SUM(CASE WHEN ORDER_TS >= CAST(REF_DATE - 180 AS TIMESTAMP) AND ORDER_TS < CAST(REF_DATE - 90 AS TIMESTAMP)
+                    THEN GROSS - LEAST(CANCELLED_AMT, GROSS) - RETURNED_AMT ELSE 0 END) AS P90
+    FROM orders GROUP BY CUSTOMER_ID
+),
+lines AS (
+    SELECT CUSTOMER_ID, COUNT(DISTINCT CATEGORY) AS DISTINCT_CATEGORIES, SUM(AMT) AS LINE_GROSS,
+           SUM(CASE WHEN CHANNEL = 'web' THEN AMT ELSE 0 END) AS CH_WEB,
+           SUM(CASE WHEN CHANNEL = 'app' THEN AMT ELSE 0 END) AS CH_APP,
+           SUM(CASE WHEN CHANNEL = 'store' THEN AMT ELSE 0 END) AS CH_STORE,
+           SUM(CASE WHEN CHANNEL = 'marketplace' THEN AMT ELSE 0 END) AS CH_MARKETPLACE
+    FROM ev WHERE EVENT_TYPE = 'ORDER_CREATED' GROUP BY CUSTOMER_ID
+),
+feats AS (
+    SELECT c.CUSTOMER_ID,
+           DATE_DIFF('day', CAST(c.LAST_ORDER_TS AS DATE), c.REF_DATE) AS RECENCY_DAYS,
+           c.FREQUENCY, ROUND(c.MONETARY, 2) AS MONETARY,
+           ROUND(COALESCE(c.MONETARY / NULLIF(c.FREQUENCY, 0), 0), 2) AS AVG_ORDER_VALUE,
+           DATE_DIFF('day', CAST(c.FIRST_ORDER_TS AS DATE), c.REF_DATE) AS TENURE_DAYS,
+           CASE WHEN c.FREQUENCY > 1 THEN DATE_DIFF('day', CAST(c.FIRST_KEPT_TS AS DATE), CAST(c.LAST_KEPT_TS AS DATE))
+                / (c.FREQUENCY - 1) END AS MEAN_DAYS_BETWEEN_ORDERS,
+           COALESCE(l.DISTINCT_CATEGORIES, 0) AS DISTINCT_CATEGORIES,
+           COALESCE(l.CH_WEB / NULLIF(l.LINE_GROSS, 0), 0) AS SHARE_WEB,
+           COALESCE(l.CH_APP / NULLIF(l.LINE_GROSS, 0), 0) AS SHARE_APP,
+           COALESCE(l.CH_STORE / NULLIF(l.LINE_GROSS, 0), 0) AS SHARE_STORE,
+           COALESCE(l.CH_MARKETPLACE / NULLIF(l.LINE_GROSS, 0), 0) AS SHARE_MARKETPLACE,
+           COALESCE(c.RETURNED_SPEND / NULLIF(c.GROSS_SPEND, 0), 0) AS RETURN_RATE,
+           c.ORDERS_CANCELLED / c.ORDERS_PLACED AS CANCELLATION_RATE,
+           ROUND(c.L90, 2) AS SPEND_LAST_90D, ROUND(c.P90, 2) AS SPEND_PREV_90D,
+           COALESCE((c.L90 - c.P90) / NULLIF(ABS(c.L90) + ABS(c.P90), 0), 0) AS SPEND_TREND,
+           c.FIRST_ORDER_TS, c.LAST_ORDER_TS, c.REF_DATE AS REFERENCE_DATE
+    FROM cust c LEFT JOIN lines l ON c.CUSTOMER_ID = l.CUSTOMER_ID
+)
+SELECT *,
+       NTILE(5) OVER (ORDER BY RECENCY_DAYS DESC, CUSTOMER_ID) AS R_SCORE,
+       NTILE(5) OVER (ORDER BY FREQUENCY, MONETARY, CUSTOMER_ID) AS F_SCORE,
+       NTILE(5) OVER (ORDER BY MONETARY, CUSTOMER_ID) AS M_SCORE
+FROM feats
+"""
+
+
+def worker_duckdb(project: Path) -> dict[str, Any]:
+    import duckdb
+
+    db = project / "data" / "warehouse" / "SEGMENTATION.db"
+    con = duckdb.connect(str(db), read_only=True)
+    events = "SEGMENTATION.PUBLIC.TRANSFORMED_DATA"
+    start = time.perf_counter()
+    con.execute(DUCKDB_FEATURES_SQL.format(events=events))
+    seconds = time.perf_counter() - start
+    check = con.execute(
+        "SELECT COUNT(*), SUM(FREQUENCY), SUM(MONETARY), SUM(RECENCY_DAYS) FROM BASELINE_FEATURES"
+    ).fetchone()
+    con.close()
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": process_peak_rss_mb(),
+        "check": [int(check[0]), int(check[1]), round(float(check[2]), 2), int(check[3])],
+    }
+
+
+def worker_pandas(project: Path) -> dict[str, Any]:
+    """Baseline (b): every event to pandas through Snowpark, then group-bys."""
+    import numpy as np
+    import pandas as pd
+
+    from customer_segmentation import warehouse
+
+    session = _embedded_session(project)
+    start = time.perf_counter()
+    events = session.table("TRANSFORMED_DATA").select(
+        "CUSTOMER_ID", "ORDER_ID", "EVENT_TYPE", "EVENT_TS", "AMOUNT", "CHANNEL", "CATEGORY"
+    ).to_pandas()
+    load_seconds = time.perf_counter() - start
+    warehouse.close()
+    rows = len(events)
+
+    start = time.perf_counter()
+    events["EVENT_TS"] = pd.to_datetime(events["EVENT_TS"])
+    ref = (events["EVENT_TS"].max().normalize() + pd.Timedelta(days=1))
+    ev = events[events["EVENT_TYPE"].isin(["ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"]) & (events["EVENT_TS"] < ref)]
+    ev = ev.assign(AMT=pd.to_numeric(ev["AMOUNT"], errors="coerce").astype(float).fillna(0.0))
+    created = ev["EVENT_TYPE"].eq("ORDER_CREATED")
+    ev = ev.assign(
+        C_TS=ev["EVENT_TS"].where(created),
+        C_AMT=ev["AMT"].where(created, 0.0),
+        X_AMT=ev["AMT"].where(ev["EVENT_TYPE"].eq("ORDER_CANCELLED"), 0.0),
+        R_AMT=ev["AMT"].where(ev["EVENT_TYPE"].eq("ORDER_RETURNED"), 0.0),
+        IS_X=ev["EVENT_TYPE"].eq("ORDER_CANCELLED").astype(int),
+    )
+    orders = ev.groupby(["CUSTOMER_ID", "ORDER_ID"], sort=False).agg(
+        ORDER_TS=("C_TS", "min"), GROSS=("C_AMT", "sum"), CANCELLED_AMT=("X_AMT", "sum"),
+        RETURNED_AMT=("R_AMT", "sum"), IS_CANCELLED=("IS_X", "max"),
+    ).reset_index()
+    orders = orders[orders["ORDER_TS"].notna()]
+    orders["NET"] = orders["GROSS"] - np.minimum(orders["CANCELLED_AMT"], orders["GROSS"]) - orders["RETURNED_AMT"]
+    kept = orders["IS_CANCELLED"].eq(0)
+    recent, previous = ref - pd.Timedelta(days=90), ref - pd.Timedelta(days=180)
+    orders = orders.assign(
+        KEPT_TS=orders["ORDER_TS"].where(kept),
+        KEPT_ID=orders["ORDER_ID"].where(kept),
+        L90=orders["NET"].where(orders["ORDER_TS"] >= recent, 0.0),
+        P90=orders["NET"].where((orders["ORDER_TS"] >= previous) & (orders["ORDER_TS"] < recent), 0.0),
+    )
+    cust = orders.groupby("CUSTOMER_ID", sort=False).agg(
+        FIRST_ORDER_TS=("ORDER_TS", "min"), LAST_ORDER_TS=("ORDER_TS", "max"),
+        FIRST_KEPT_TS=("KEPT_TS", "min"), LAST_KEPT_TS=("KEPT_TS", "max"),
+        FREQUENCY=("KEPT_ID", "nunique"), ORDERS_PLACED=("ORDER_ID", "count"),
+        ORDERS_CANCELLED=("IS_CANCELLED", "sum"), GROSS_SPEND=("GROSS", "sum"), MONETARY=("NET", "sum"),
+        RETURNED_SPEND=("RETURNED_AMT", "sum"), L90=("L90", "sum"), P90=("P90", "sum"),
+    )
+    lines = ev[created]
+    by_channel = lines.pivot_table(index="CUSTOMER_ID", columns="CHANNEL", values="AMT", aggfunc="sum", fill_value=0.0)
+    line_aggs = lines.groupby("CUSTOMER_ID", sort=False).agg(
+        DISTINCT_CATEGORIES=("CATEGORY", "nunique"), LINE_GROSS=("AMT", "sum")
+    )
+    feats = cust.join(line_aggs).join(by_channel)
+    ref_day = ref.normalize()
+    out = pd.DataFrame(index=feats.index)
+    out["RECENCY_DAYS"] = (ref_day - feats["LAST_ORDER_TS"].dt.normalize()).dt.days
+    out["FREQUENCY"] = feats["FREQUENCY"]
+    out["MONETARY"] = feats["MONETARY"].round(2)
+    out["AVG_ORDER_VALUE"] = (feats["MONETARY"] / feats["FREQUENCY"].replace(0, np.nan)).fillna(0.0).round(2)
+    out["TENURE_DAYS"] = (ref_day - feats["FIRST_ORDER_TS"].dt.normalize()).dt.days
+    gap = (feats["LAST_KEPT_TS"].dt.normalize() - feats["FIRST_KEPT_TS"].dt.normalize()).dt.days
+    out["MEAN_DAYS_BETWEEN_ORDERS"] = (gap / (feats["FREQUENCY"] - 1)).where(feats["FREQUENCY"] > 1)
+    out["DISTINCT_CATEGORIES"] = feats["DISTINCT_CATEGORIES"].fillna(0)
+    for channel in ("web", "app", "store", "marketplace"):
+        share = feats.get(channel, 0.0) / feats["LINE_GROSS"].replace(0, np.nan)
+        out["SHARE_" + channel.upper()] = share.fillna(0.0)
+    out["RETURN_RATE"] = (feats["RETURNED_SPEND"] / feats["GROSS_SPEND"].replace(0, np.nan)).fillna(0.0)
+    out["CANCELLATION_RATE"] = feats["ORDERS_CANCELLED"] / feats["ORDERS_PLACED"]
+    out["SPEND_LAST_90D"], out["SPEND_PREV_90D"] = feats["L90"].round(2), feats["P90"].round(2)
+    denom = (feats["L90"].abs() + feats["P90"].abs()).replace(0, np.nan)
+    out["SPEND_TREND"] = ((feats["L90"] - feats["P90"]) / denom).fillna(0.0)
+    out = out.reset_index()
+    n = len(out)
+    for name, keys, ascending in (
+        ("R_SCORE", ["RECENCY_DAYS", "CUSTOMER_ID"], [False, True]),
+        ("F_SCORE", ["FREQUENCY", "MONETARY", "CUSTOMER_ID"], [True, True, True]),
+        ("M_SCORE", ["MONETARY", "CUSTOMER_ID"], [True, True]),
+    ):
+        order = out.sort_values(keys, ascending=ascending).index
+        out.loc[order, name] = np.arange(n) * 5 // max(n, 1) + 1
+    compute_seconds = time.perf_counter() - start
+    return {
+        "events": rows,
+        "load_seconds": load_seconds,
+        "compute_seconds": compute_seconds,
+        "seconds": load_seconds + compute_seconds,
+        "peak_rss_mb": process_peak_rss_mb(),
+        "check": [int(n), int(out["FREQUENCY"].sum()), round(float(out["MONETARY"].sum()), 2), int(out["RECENCY_DAYS"].sum())],
+    }
+
+
+WORKERS = {"generate", "kedro", "duckdb", "pandas"}
+
+# --------------------------------------------------------------------------------- driver
+
+
+def _run_worker(
+    kind: str, project: Path, size: int, timeout: float, params: dict[str, Any], duckdb: list[str]
+) -> dict[str, Any]:
+    out = project.parent / f"{project.name}.{kind}.json"
+    cmd = [
+        sys.executable, __file__, "--worker", kind, "--project", str(project), "--size", str(size),
+        "--params", json.dumps(params), "--out", str(out), *(f"--duckdb={d}" for d in duckdb),
+    ]
+    start = time.perf_counter()
+    log = project.parent / f"{project.name}.{kind}.log"
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, cwd=str(REPO))
+    if proc.returncode != 0:
+        tail = log.read_text()[-3000:]
+        return {"error": f"{kind} worker failed (exit {proc.returncode}); log {log}:\n{tail}"}
+    result = json.loads(out.read_text())
+    result["process_seconds"] = time.perf_counter() - start
+    return result
+
+
+def _fmt(value: Any, spec: str = ",.1f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def render(results: list[dict[str, Any]], machine: str) -> str:
+    """Markdown tables of the results."""
+    lines = [f"Machine: {machine}", ""]
+    head = (
+        "| events | customers | generate s | " + " | ".join(f"{p} s" for p in PIPELINES)
+        + " | kedro run s | peak RSS MB | rows out | events/s |"
+    )
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        k = r.get("kedro", {})
+        if "error" in k or not k:
+            lines.append(f"| {r['size']:,} | failed: see results.json |")
+            continue
+        pipes = k["pipelines"]
+        lines.append(
+            f"| {r['generate']['events']:,} | {k['customers_scored']:,} | {_fmt(r['generate']['seconds'])} | "
+            + " | ".join(_fmt(pipes[p]["seconds"]) for p in PIPELINES)
+            + f" | {_fmt(k['total_seconds'])} | {_fmt(k['peak_rss_mb'], ',.0f')} | {k['rows_out']:,} | "
+            f"{_fmt(r['generate']['events'] / k['total_seconds'], ',.0f')} |"
+        )
+    lines += ["", "Peak RSS (MB) and rows sent to the client, per pipeline:", ""]
+    head = "| events | " + " | ".join(PIPELINES) + " |"
+    lines += [head, "|" + "---|" * (len(PIPELINES) + 1)]
+    for r in results:
+        k = r.get("kedro", {})
+        if "pipelines" not in k:
+            continue
+        lines.append(
+            f"| {r['size']:,} | "
+            + " | ".join(f"{k['pipelines'][p]['peak_rss_mb']:,.0f} MB / {k['pipelines'][p]['rows_out']:,} rows" for p in PIPELINES)
+            + " |"
+        )
+    lines += [
+        "",
+        "Feature step (customer features from TRANSFORMED_DATA):",
+        "",
+        "| events | ours s | DuckDB SQL s | pandas s (load + group-by) | ours / DuckDB | pandas / ours "
+        "| peak RSS MB: DuckDB | pandas | features agree |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        k, d, p = r.get("kedro", {}), r.get("duckdb", {}), r.get("pandas", {})
+        ours = k.get("feature_step_seconds")
+        dsec, psec = d.get("seconds"), p.get("seconds")
+        agree = [x.get("check") == k.get("check") for x in (d, p) if x.get("check")]
+        lines.append(
+            f"| {r['size']:,} | {_fmt(ours, '.2f')} | {_fmt(dsec, '.2f')} | "
+            f"{_fmt(psec, '.1f')} ({_fmt(p.get('load_seconds'), '.1f')} + {_fmt(p.get('compute_seconds'), '.1f')}) | "
+            f"{_fmt(ours / dsec if ours and dsec else None, '.2f')}x | {_fmt(psec / ours if ours and psec else None, '.1f')}x | "
+            f"{_fmt(d.get('peak_rss_mb'), ',.0f')} | {_fmt(p.get('peak_rss_mb'), ',.0f')} | "
+            f"{'yes' if agree and all(agree) else 'NO' if agree else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def machine_description() -> str:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} cores, {mem_gb:.0f} GB RAM, Python {sys.version.split()[0]}; "
+        f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (other jobs share the CPUs)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000,10000000", help="comma-separated event counts")
+    parser.add_argument("--workdir", type=Path, default=None, help="where project copies go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the project copies (warehouse files)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the DuckDB and pandas baselines")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per step and size")
+    parser.add_argument("--params", default="{}", help="extra runtime params for kedro, as JSON")
+    parser.add_argument(
+        "--duckdb", action="append", default=[], metavar="STATEMENT",
+        help="a DuckDB statement run on the embedded warehouse before the kedro run (e.g. \"SET memory_limit='1GB'\"); "
+        "to measure a setting the project does not make yet",
+    )
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    params = json.loads(args.params)
+
+    if args.worker:
+        _clean_env()
+        if args.worker == "generate":
+            result = worker_generate(args.project, args.size)
+        elif args.worker == "kedro":
+            result = worker_kedro(args.project, params, args.duckdb)
+        elif args.worker == "duckdb":
+            result = worker_duckdb(args.project)
+        else:
+            result = worker_pandas(args.project)
+        args.out.write_text(json.dumps(result, default=str))
+        return 0
+
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="segmentation-benchmark-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    for size in sizes:
+        project = workdir / f"project_{size}"
+        entry: dict[str, Any] = {"size": size}
+        results.append(entry)
+        steps = ["generate", "kedro"] + ([] if args.no_baselines else ["duckdb", "pandas"])
+        for kind in steps:
+            print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
+            try:
+                entry[kind] = _run_worker(kind, project, size, args.timeout, params, args.duckdb)
+            except subprocess.TimeoutExpired:
+                entry[kind] = {"error": f"{kind} timed out after {args.timeout:.0f} s"}
+            if "error" in entry[kind]:
+                print(entry[kind]["error"], flush=True)
+                if kind in ("generate", "kedro"):
+                    break
+            else:
+                print(f"    done in {entry[kind]['process_seconds']:.1f} s", flush=True)
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        if not args.keep:
+            shutil.rmtree(project, ignore_errors=True)
+    report = render(results, machine_description())
+    print()
+    print(report)
+    (workdir / "results.md").write_text(report + "\n")
+    print(f"\nJSON: {workdir / 'results.json'}")
+    return 0 if all("error" not in v for r in results for v in r.values() if isinstance(v, dict)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

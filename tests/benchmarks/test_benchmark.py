@@ -1,0 +1,43 @@
+"""Smoke run of the scale benchmark (deselected by default: ``pytest -m benchmark tests/benchmarks``).
+
+The real measurement is ``python tests/benchmarks/run_benchmark.py --sizes 100000,1000000,10000000``
+(docs/README_benchmarks.md); this checks that the harness, the SQL generator and both baselines
+work and agree with the pipeline's CUSTOMER_FEATURES on a small size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks import run_benchmark
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_generated_events_follow_the_raw_contract(warehouse_session) -> None:
+    from customer_segmentation.benchmark_data import populate_raw_data
+    from customer_segmentation.warehouse.tables import RAW_COLUMNS
+
+    assert populate_raw_data(warehouse_session, 5000) == 5000
+    rows = warehouse_session.sql(
+        "SELECT COUNT(DISTINCT CUSTOMER_ID), SUM(IFF(TRIM(UPPER(EVENT_TYPE)) = 'ORDER_CREATED', 1, 0)), "
+        "SUM(IFF(EVENT_TYPE IN ('ORDER_SHIPPED') OR EVENT_ID = '' OR CUSTOMER_ID = '', 1, 0)) FROM RAW_DATA"
+    ).collect()[0]
+    assert 450 <= rows[0] <= 501  # about 10 events per customer
+    assert 1000 < rows[1] < 2500  # a realistic share of orders
+    assert 0 < rows[2] < 50  # a little defective data
+    columns = [r[0] for r in warehouse_session.sql("DESCRIBE TABLE RAW_DATA").collect()]
+    assert columns == list(RAW_COLUMNS)
+
+
+def test_benchmark_harness_small(tmp_path: Path) -> None:
+    assert run_benchmark.main(["--sizes", "20000", "--workdir", str(tmp_path), "--timeout", "600"]) == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())
+    kedro = result["kedro"]
+    assert kedro["customers_scored"] > 1000
+    assert result["duckdb"]["check"] == kedro["check"]
+    assert result["pandas"]["check"] == kedro["check"]
+    assert (tmp_path / "results.md").read_text().count("20,000") >= 3
