@@ -26,7 +26,7 @@ class WarehouseHooks:
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
         embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(credentials, embedded_dir)
+        settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
         raw_table = (context.config_loader["catalog"].get("raw_data") or {}).get("table_name", "RAW_DATA")
         warehouse.configure(
             settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})

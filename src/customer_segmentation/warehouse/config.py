@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from customer_segmentation.warehouse.errors import MissingCredentialsError
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingCredentialsError
 from customer_segmentation.warehouse.identifiers import validate_identifier
 
 DEFAULT_DATABASE = "SEGMENTATION"
@@ -49,6 +50,8 @@ class WarehouseSettings:
     schema: str = DEFAULT_SCHEMA
     embedded_dir: Path | None = None
     connection: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: DuckDB memory cap of the embedded warehouse (it spills to disk beyond), e.g. "768MB".
+    embedded_memory_limit: str | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -70,7 +73,10 @@ class WarehouseSettings:
 
     @classmethod
     def from_credentials(
-        cls, credentials: Mapping[str, Any] | None, embedded_dir: str | Path | None
+        cls,
+        credentials: Mapping[str, Any] | None,
+        embedded_dir: str | Path | None,
+        embedded_memory_limit: str | None = None,
     ) -> WarehouseSettings:
         """Build settings from the ``snowflake`` credentials entry; validates what it can."""
         creds = {k: _clean(v) for k, v in dict(credentials or {}).items()}
@@ -79,8 +85,11 @@ class WarehouseSettings:
         database = validate_identifier(creds.get("database") or DEFAULT_DATABASE, "database name")
         schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
+        memory = validate_memory_limit(embedded_memory_limit)
         if not creds.get("account"):
-            return cls(database=database, schema=schema, embedded_dir=embedded, connection={})
+            return cls(
+                database=database, schema=schema, embedded_dir=embedded, connection={}, embedded_memory_limit=memory
+            )
 
         account = str(creds["account"])
         if "://" in account or "snowflakecomputing.com" in account.lower() or any(c.isspace() for c in account):
@@ -131,6 +140,21 @@ def known_secrets(settings: WarehouseSettings | None = None) -> set[str]:
         if env and os.environ.get(env):
             secrets.add(os.environ[env])
     return {s for s in secrets if len(s) >= 3}
+
+
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def validate_memory_limit(value: Any) -> str | None:
+    """``warehouse.memory_limit`` as DuckDB accepts it (e.g. "768MB"), or None for DuckDB's default."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if not _MEMORY_LIMIT.match(text):
+        raise InvalidParametersError(
+            f"warehouse.memory_limit must look like '768MB' or '2GB', got {value!r}."
+        )
+    return text
 
 
 def redact(text: str, settings: WarehouseSettings | None = None) -> str:

@@ -32,8 +32,9 @@ def _free_port() -> int:
 class EmbeddedWarehouse:
     """One running emulator bound to one data folder."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str | None = None) -> None:
         self.path = Path(path).resolve()
+        self.memory_limit = memory_limit
         self.port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -74,6 +75,12 @@ class EmbeddedWarehouse:
         self.path.mkdir(parents=True, exist_ok=True)
         self._check_not_locked(database)
         self._instance = fakesnow.instance.FakeSnow(db_path=str(self.path))
+        # DuckDB runs inside this process: cap its memory (it spills to disk beyond) and keep the
+        # spill files next to the warehouse, not in the current directory.
+        spill = self.path / ".tmp"
+        self._instance.duck_conn.execute(f"SET temp_directory = '{spill.as_posix()}'")
+        if self.memory_limit:
+            self._instance.duck_conn.execute(f"SET memory_limit = '{self.memory_limit}'")
         fakesnow.server.shared_fs = self._instance
         fakesnow.server.sessions.clear()
         self.port = _free_port()
@@ -127,16 +134,18 @@ class EmbeddedWarehouse:
 _current: EmbeddedWarehouse | None = None
 
 
-def ensure_running(path: Path, database: str) -> EmbeddedWarehouse:
+def ensure_running(path: Path, database: str, memory_limit: str | None = None) -> EmbeddedWarehouse:
     """Return the emulator for ``path``, starting it (and stopping one on another path) as needed."""
     global _current
     with _LOCK:
         resolved = Path(path).resolve()
-        if _current is not None and (_current.path != resolved or not _current.running):
+        if _current is not None and (
+            _current.path != resolved or not _current.running or _current.memory_limit != memory_limit
+        ):
             _current.stop()
             _current = None
         if _current is None:
-            warehouse = EmbeddedWarehouse(resolved)
+            warehouse = EmbeddedWarehouse(resolved, memory_limit)
             warehouse.start(database)
             _current = warehouse
         return _current

@@ -80,7 +80,7 @@ def _open(settings: WarehouseSettings) -> Any:
     if settings.is_embedded:
         if settings.embedded_dir is None:
             raise SegmentationError("The embedded warehouse needs a data folder (parameter warehouse.embedded_dir).")
-        server = embedded.ensure_running(settings.embedded_dir, settings.database)
+        server = embedded.ensure_running(settings.embedded_dir, settings.database, settings.embedded_memory_limit)
         params = server.connection_parameters(settings.database, settings.schema)
     else:
         params = {"login_timeout": 60, "network_timeout": 600, **settings.connection}

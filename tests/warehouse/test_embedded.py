@@ -1,0 +1,36 @@
+"""The embedded warehouse: memory cap, spill folder, one process at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from customer_segmentation import warehouse
+from customer_segmentation.warehouse import embedded
+from customer_segmentation.warehouse.config import WarehouseSettings, validate_memory_limit
+from customer_segmentation.warehouse.errors import InvalidParametersError
+
+
+def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:
+    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh", "256MB"))
+    try:
+        warehouse.get_session()
+        con = embedded._current._instance.duck_conn  # type: ignore[union-attr]
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    finally:
+        warehouse.close()
+    assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
+    assert spill == (tmp_path / "wh" / ".tmp").as_posix()
+
+
+@pytest.mark.parametrize("value", ["lots", "768", "1GB; DROP TABLE RAW_DATA", "-5GB"])
+def test_bad_memory_limit_is_refused(value: str) -> None:
+    with pytest.raises(InvalidParametersError, match="memory_limit"):
+        validate_memory_limit(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("768MB", "768MB"), ("2 GiB", "2 GiB")])
+def test_good_memory_limit(value: str | None, expected: str | None) -> None:
+    assert validate_memory_limit(value) == expected
