@@ -64,6 +64,17 @@ def run_pipeline(
         return session.run(pipeline_names=[pipeline] if pipeline else None)
 
 
+def warehouse_rows(project_path: Path, sql: str) -> list[tuple]:
+    """Query a project copy's embedded warehouse files directly (after a run released them)."""
+    import duckdb
+
+    con = duckdb.connect(str(project_path / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_real_snowflake(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests use the embedded warehouse unless they set SNOWFLAKE_* themselves."""

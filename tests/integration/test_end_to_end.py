@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline
+from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
 
 pytestmark = pytest.mark.integration
-
-
-def warehouse_rows(project: Path, sql: str) -> list[tuple]:
-    """Read the project's embedded warehouse files directly (after the run released them)."""
-    con = duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Path) -> None:

@@ -10,13 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pytest
 import yaml
 
 from customer_segmentation.pipelines.ingestion import pipeline as ingestion_pipeline
-from tests.conftest import PROJECT_ROOT, make_project_copy, run_pipeline
+from tests.conftest import PROJECT_ROOT, make_project_copy, run_pipeline, warehouse_rows
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +30,7 @@ def run(project: Path, pipeline: str | None = None, **params: Any) -> Any:
 
 def rows(project: Path, sql: str) -> list[tuple]:
     """Query the project's embedded warehouse files directly (after the run released them)."""
-    con = duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    return warehouse_rows(project, sql)
 
 
 def scalar(project: Path, sql: str) -> Any:
