@@ -1,4 +1,4 @@
-"""The chunked silhouette used by evaluate_k_range equals scikit-learn's silhouette_score."""
+"""The memory-bounded silhouette used by evaluate_k_range equals scikit-learn's silhouette_score."""
 
 from __future__ import annotations
 
