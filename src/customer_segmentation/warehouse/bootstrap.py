@@ -8,7 +8,7 @@ from typing import Any
 
 from customer_segmentation.warehouse.config import WarehouseSettings
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import RAW_COLUMNS, create_table_sql, table_exists
+from customer_segmentation.warehouse.tables import RAW_COLUMNS, append_pandas, create_table_sql, table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,6 @@ def seed_demo_events(session: Any, settings: WarehouseSettings, raw_table: str, 
     from customer_segmentation.demo_data import generate_events
 
     events = generate_events(**{k: v for k, v in demo.items() if k in DEMO_ARGS})
-    session.write_pandas(
-        events,
-        raw_table,  # in the session's current database and schema (= settings)
-        auto_create_table=False,
-        overwrite=False,
-        use_logical_type=True,
-    )
+    append_pandas(session, raw_table, events)
     logger.info("Seeded %s demo events into %s.%s.%s", len(events), settings.database, settings.schema, raw_table)
     return len(events)

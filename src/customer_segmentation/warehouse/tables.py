@@ -53,3 +53,13 @@ def table_columns(session: Any, database: str, schema: str, table: str) -> list[
         params=[schema.upper(), table.upper()],
     ).collect()
     return [str(r[0]).upper() for r in rows]
+
+
+def append_pandas(session: Any, table: str, frame: Any) -> None:
+    """Bulk-append a pandas frame to an existing table in the session's database and schema.
+
+    ``write_pandas`` (stage + COPY, not row-by-row inserts). No database/schema arguments: the
+    session already points there, and the embedded warehouse cannot resolve a qualified temporary
+    stage.
+    """
+    session.write_pandas(frame, table, auto_create_table=False, overwrite=False, use_logical_type=True)

@@ -92,7 +92,7 @@ def test_interrupted_before_writing_loads_again(
     tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _events_file(tmp_path)
-    monkeypatch.setattr(nodes, "write_raw_rows", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(nodes, "append_pandas", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     with pytest.raises(RuntimeError, match="crash"):
         _load(path)
     monkeypatch.undo()
@@ -106,13 +106,13 @@ def test_partial_rows_of_an_interrupted_load_are_replaced(
     tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _events_file(tmp_path)
-    original = nodes.write_raw_rows
+    original = nodes.append_pandas
 
     def write_two_then_crash(session: Any, table: str, frame: pd.DataFrame) -> None:
         original(session, table, frame.head(2))
         raise RuntimeError("crash")
 
-    monkeypatch.setattr(nodes, "write_raw_rows", write_two_then_crash)
+    monkeypatch.setattr(nodes, "append_pandas", write_two_then_crash)
     with pytest.raises(RuntimeError, match="crash"):
         _load(path)
     assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 2

@@ -34,6 +34,7 @@ from customer_segmentation.warehouse.identifiers import qualified_name, validate
 from customer_segmentation.warehouse.tables import (
     RAW_COLUMNS,
     RAW_EVENT_COLUMNS,
+    append_pandas,
     create_table_sql,
     table_columns,
 )
@@ -216,7 +217,7 @@ def append_events(
             run_id,
         ],
     ).collect()
-    write_raw_rows(session, raw_table, _stamped(events, file_info["source_file"], loaded_at))
+    append_pandas(session, raw_table, _stamped(events, file_info["source_file"], loaded_at))
     _mark_loaded(session, history_fqn, file_info["file_sha256"], raw_fqn, loaded_at)
     report.update(status="loaded", loaded_at=loaded_at.isoformat(sep=" "), rows_added=len(events))
     logger.info(
@@ -228,11 +229,6 @@ def append_events(
         report["loaded_at"],
     )
     return report
-
-
-def write_raw_rows(session: Any, raw_table: str, frame: pd.DataFrame) -> None:
-    """Bulk append into the existing raw table, in the session's database and schema."""
-    session.write_pandas(frame, raw_table, auto_create_table=False, overwrite=False, use_logical_type=True)
 
 
 def _mark_loaded(session: Any, history_fqn: str, sha256: str, raw_fqn: str, loaded_at: Any) -> None:
