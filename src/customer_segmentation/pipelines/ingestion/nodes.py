@@ -43,6 +43,8 @@ class RejectionRateExceededError(SegmentationError, ValueError):
 
 class ReconciliationError(SegmentationError):
     """After the merges, a batch event is in neither or both of TRANSFORMED_DATA and REJECTED_EVENTS."""
+
+
 PIPELINE_NAME = "ingestion"
 
 
@@ -245,9 +247,7 @@ def split_events(
     logger.info(
         "Ingestion reconciliation: raw %s = accepted %s + rejected %s %s", total, accepted, rejected, report["rejected_by_reason"]
     )
-    max_rate = float(params.get("max_rejection_rate", 0.05))
-    if not 0 <= max_rate <= 1:
-        raise InvalidParametersError(f"ingestion.max_rejection_rate must be between 0 and 1, got {max_rate}")
+    max_rate = float(params.get("max_rejection_rate", 0.05))  # range checked by validate_ingestion_params
     if rate > max_rate:
         raise RejectionRateExceededError(
             f"{rejected} of {total} raw events ({rate:.2%}) were rejected, above the allowed "
