@@ -1,6 +1,18 @@
-"""Kedro datasets of the project: Snowpark tables on the shared session, and the model artifact."""
+"""Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
 from customer_segmentation.datasets.model import SegmentationModelDataset
+from customer_segmentation.datasets.model_table import (
+    EvidenceTableDataset,
+    ModelVersionWrite,
+    SegmentationModelTableDataset,
+)
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
 
-__all__ = ["SegmentationModelDataset", "SnowparkTableDataset", "TableWrite"]
+__all__ = [
+    "EvidenceTableDataset",
+    "ModelVersionWrite",
+    "SegmentationModelDataset",
+    "SegmentationModelTableDataset",
+    "SnowparkTableDataset",
+    "TableWrite",
+]
