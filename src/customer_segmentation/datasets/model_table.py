@@ -62,6 +62,7 @@ JSON_COLUMNS = (
     "FEATURES", "LOG_FEATURES", "MEANS", "SCALES", "CENTROIDS", "LABELS", "DESCRIPTIONS",
     "SEGMENT_STATS", "METRICS", "EXTRA",
 )
+DOCUMENT_COLUMNS = ("SEGMENT_STATS", "METRICS", "EXTRA")
 K_SELECTION_COLUMNS: dict[str, str] = {
     "MODEL_VERSION": "VARCHAR NOT NULL",
     "K": "NUMBER(38,0)",
@@ -219,7 +220,12 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
             "STATUS": "READY",
             "K": int(record["k"]),
             "RECORD_FORMAT": RECORD_FORMAT,
-            **{name: _json(record.get(name.lower())) for name in JSON_COLUMNS},
+            # documents may hold NaN (a metric that does not apply): stored as null, strict JSON;
+            # the model's numbers must be finite and are written as they are (to_record checks)
+            **{
+                name: _json(json_safe(record.get(name.lower())) if name in DOCUMENT_COLUMNS else record.get(name.lower()))
+                for name in JSON_COLUMNS
+            },
         }
         models, k_sel, segs = self.fqn, self._fqn(self._k_selection_table), self._fqn(self._segments_table)
         with transaction(session):
