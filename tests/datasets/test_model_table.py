@@ -19,7 +19,8 @@ from customer_segmentation.datasets.model_table import (
 )
 from customer_segmentation.model import SegmentationModel, active_version, load_version
 from customer_segmentation.pipelines.prediction.nodes import assign_segments
-from customer_segmentation.pipelines.training.nodes import evaluate_k_range, fit_segmentation_model
+from customer_segmentation.pipelines.training.nodes import evaluate_k_range, fit_segmentation_model, plot_elbow
+from tests.conftest import PROJECT_ROOT
 from tests.pipelines.prediction.test_nodes import random_customers, upload
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
@@ -172,3 +173,37 @@ def test_evidence_rows_are_replaced_by_key_and_new_columns_flow_through(warehous
     assert str(rows[0][4]) == "2026-03-01 07:00:00"
     with pytest.raises(DatasetError, match="RUN_ID"):
         ds.save(frame.drop(columns="RUN_ID"))
+
+
+def test_the_documented_queries_run(warehouse_session: Any, query: Any, trained: Any) -> None:
+    model, k_selection = trained
+    dataset().save(write_for(model, k_selection, "v1", 1))
+    dataset().save(write_for(model, k_selection, "v2", 2))
+    evidence().save(pd.DataFrame({"SEGMENT_ID": [0], "SEGMENT_LABEL": ["a"], "CUSTOMERS": [3], "CUSTOMER_SHARE": [1.0],
+                                  "REVENUE_SHARE": [1.0], "MODEL_VERSION": ["v2"], "RUN_ID": ["r"],
+                                  "SCORED_AT": [pd.Timestamp("2026-01-02")]}))
+    doc = (PROJECT_ROOT / "docs" / "model-registry.md").read_text()
+    sql = doc.split("## Inspecting with SQL alone", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    statements = [
+        "\n".join(line for line in part.splitlines() if not line.strip().startswith("--")).strip()
+        for part in sql.replace("<version>", "v1").split(";")
+    ]
+    results = [query(statement) for statement in statements if statement]
+    assert len(results) == 7
+    assert [r[0] for r in results[0]] == ["v2", "v1"] and results[0][0][4] is None  # NaN silhouette -> NULL
+    assert [r[1] for r in results[1]] == model.labels
+    assert results[2][0][0] == model.centroids[1, 2]
+    assert len(results[3]) == len(k_selection) and len(results[4]) == model.k and len(results[5]) == 1
+    assert list(dataset().load()["status"]) == ["READY", "RETIRED"]
+
+
+def test_charts_can_be_rebuilt_from_the_k_selection_table(warehouse_session: Any, trained: Any) -> None:
+    model, k_selection = trained
+    dataset().save(write_for(model, k_selection, "v1", 1))
+    stored = (
+        warehouse_session.table("MODEL_K_SELECTION").sort("K").to_pandas()
+        .rename(columns=str.lower).drop(columns=["model_version", "is_chosen"])
+    )
+    stored["k"] = stored["k"].astype(int)
+    choice = {"k": 4, "source": "test"}
+    assert plot_elbow(stored, choice).to_json() == plot_elbow(k_selection, choice).to_json()
