@@ -17,8 +17,12 @@ def _rows(n: int, start: int = 0) -> pd.DataFrame:
     records = [
         {c: None for c in RAW_COLUMNS}
         | {
-            "EVENT_ID": f"E{i}", "EVENT_TYPE": "PAGE_VIEW", "CUSTOMER_ID": "C1",
-            "LOADED_AT": pd.Timestamp("2026-01-01 06:00:00"), "SOURCE_FILE": "demo://t", "SOURCE_ROW": i + 1,
+            "EVENT_ID": f"E{i}",
+            "EVENT_TYPE": "PAGE_VIEW",
+            "CUSTOMER_ID": "C1",
+            "LOADED_AT": pd.Timestamp("2026-01-01 06:00:00"),
+            "SOURCE_FILE": "demo://t",
+            "SOURCE_ROW": i + 1,
         }
         for i in range(start, start + n)
     ]

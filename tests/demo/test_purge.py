@@ -17,7 +17,9 @@ DERIVED = ["TRANSFORMED_DATA", "CUSTOMER_FEATURES", "MODEL_HISTORY"]
 
 
 def _tables(session: Any) -> set[str]:
-    rows = session.sql(f"SELECT TABLE_NAME FROM {DB}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '{SCHEMA}'").collect()
+    rows = session.sql(
+        f"SELECT TABLE_NAME FROM {DB}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '{SCHEMA}'"
+    ).collect()
     return {r[0] for r in rows}
 
 

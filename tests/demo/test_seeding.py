@@ -18,8 +18,10 @@ SNOWFLAKE = {"run_id": "r", "embedded_warehouse": False}
 
 def _raw(session: Any, rows: int) -> Any:
     """A RAW_DATA-like Snowpark frame with ``rows`` rows (as the catalog would load it)."""
-    return session.sql(f"SELECT 'x' AS SOURCE_FILE FROM TABLE(GENERATOR(ROWCOUNT => {rows}))") if rows else session.sql(
-        "SELECT CAST(NULL AS VARCHAR) AS SOURCE_FILE WHERE 1 = 0"
+    return (
+        session.sql(f"SELECT 'x' AS SOURCE_FILE FROM TABLE(GENERATOR(ROWCOUNT => {rows}))")
+        if rows
+        else session.sql("SELECT CAST(NULL AS VARCHAR) AS SOURCE_FILE WHERE 1 = 0")
     )
 
 
@@ -41,7 +43,9 @@ def test_seeds_an_empty_raw_data_of_the_embedded_warehouse(warehouse_session: An
         (0, DEMO, {"run_id": "r"}, False),  # target unknown: treated as real Snowflake
     ],
 )
-def test_seeds_only_when_allowed(warehouse_session: Any, rows: int, demo: dict, run: dict, expected: bool) -> None:
+def test_seeds_only_when_allowed(
+    warehouse_session: Any, rows: int, demo: dict, run: dict, expected: bool
+) -> None:
     raw = _raw(warehouse_session, rows)
     assert should_seed(raw, demo, run) is expected
     events = seed_demo_events(raw, demo, run)

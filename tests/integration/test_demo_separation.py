@@ -22,8 +22,13 @@ from tests.integration.test_load_events import kedro_run
 pytestmark = pytest.mark.integration
 
 DERIVED = (
-    "TRANSFORMED_DATA", "REJECTED_EVENTS", "INGESTION_STATE", "INGESTION_BATCH",
-    "CUSTOMER_FEATURES", "SCORED_CUSTOMERS", "PROCESSED_DATA",
+    "TRANSFORMED_DATA",
+    "REJECTED_EVENTS",
+    "INGESTION_STATE",
+    "INGESTION_BATCH",
+    "CUSTOMER_FEATURES",
+    "SCORED_CUSTOMERS",
+    "PROCESSED_DATA",
 )
 
 
@@ -34,15 +39,20 @@ def user_history(n_customers: int = 240, seed: int = 1998) -> pd.DataFrame:
     rows_: list[dict] = []
 
     def add(event_type: str, ts: datetime, customer: str, order: str | None, amount: float | None) -> None:
-        rows_.append({
-            "EVENT_ID": f"TX{len(rows_) + 1:07d}", "EVENT_TYPE": event_type,
-            "EVENT_TS": ts.strftime("%Y-%m-%dT%H:%M:%S"), "CUSTOMER_ID": customer, "ORDER_ID": order,
-            "PRODUCT_ID": f"SKU-{int(rng.integers(1, 40))}" if event_type != "ORDER_CANCELLED" else None,
-            "CATEGORY": ["Books", "Toys", "Garden"][int(rng.integers(0, 3))],
-            "QUANTITY": "1" if amount is not None else None,
-            "AMOUNT": None if amount is None else f"{amount:.2f}",
-            "CHANNEL": ["store", "web"][int(rng.integers(0, 2))],
-        })
+        rows_.append(
+            {
+                "EVENT_ID": f"TX{len(rows_) + 1:07d}",
+                "EVENT_TYPE": event_type,
+                "EVENT_TS": ts.strftime("%Y-%m-%dT%H:%M:%S"),
+                "CUSTOMER_ID": customer,
+                "ORDER_ID": order,
+                "PRODUCT_ID": f"SKU-{int(rng.integers(1, 40))}" if event_type != "ORDER_CANCELLED" else None,
+                "CATEGORY": ["Books", "Toys", "Garden"][int(rng.integers(0, 3))],
+                "QUANTITY": "1" if amount is not None else None,
+                "AMOUNT": None if amount is None else f"{amount:.2f}",
+                "CHANNEL": ["store", "web"][int(rng.integers(0, 2))],
+            }
+        )
 
     for c in range(n_customers):
         customer = f"ACME{c:05d}"
@@ -51,8 +61,10 @@ def user_history(n_customers: int = 240, seed: int = 1998) -> pd.DataFrame:
         for o in range(n_orders):
             ts = start + timedelta(seconds=int(rng.integers(0, 360 * 86400)))
             order = f"{customer}/{o}"
-            amounts = [round(float(rng.uniform(500, 2000) if dominant else rng.uniform(3, 80)), 2)
-                       for _ in range(int(rng.integers(1, 3)))]
+            amounts = [
+                round(float(rng.uniform(500, 2000) if dominant else rng.uniform(3, 80)), 2)
+                for _ in range(int(rng.integers(1, 3)))
+            ]
             for amount in amounts:
                 add("ORDER_CREATED", ts, customer, order, amount)
             draw = rng.random()
@@ -70,7 +82,11 @@ def expected_rfm(events: pd.DataFrame) -> pd.DataFrame:
     frame = events.assign(TS=pd.to_datetime(events["EVENT_TS"]), AMT=events["AMOUNT"].astype(float))
     reference = frame["TS"].max().normalize() + pd.Timedelta(days=1)
     keys = ["CUSTOMER_ID", "ORDER_ID"]
-    created = frame[frame["EVENT_TYPE"] == "ORDER_CREATED"].groupby(keys).agg(ORDER_TS=("TS", "min"), GROSS=("AMT", "sum"))
+    created = (
+        frame[frame["EVENT_TYPE"] == "ORDER_CREATED"]
+        .groupby(keys)
+        .agg(ORDER_TS=("TS", "min"), GROSS=("AMT", "sum"))
+    )
     cancelled = frame[frame["EVENT_TYPE"] == "ORDER_CANCELLED"].groupby(keys)["AMT"].sum().rename("CANCELLED")
     returned = frame[frame["EVENT_TYPE"] == "ORDER_RETURNED"].groupby(keys)["AMT"].sum().rename("RETURNED")
     orders = created.join(cancelled, how="left").join(returned, how="left")
@@ -78,7 +94,9 @@ def expected_rfm(events: pd.DataFrame) -> pd.DataFrame:
     orders = orders.fillna({"CANCELLED": 0.0, "RETURNED": 0.0})
     orders["NET"] = orders["GROSS"] - np.minimum(orders["CANCELLED"], orders["GROSS"]) - orders["RETURNED"]
     per_customer = orders.groupby(level="CUSTOMER_ID").agg(
-        LAST=("ORDER_TS", "max"), FREQUENCY=("IS_CANCELLED", lambda s: int((~s).sum())), MONETARY=("NET", "sum")
+        LAST=("ORDER_TS", "max"),
+        FREQUENCY=("IS_CANCELLED", lambda s: int((~s).sum())),
+        MONETARY=("NET", "sum"),
     )
     per_customer["RECENCY_DAYS"] = (reference - per_customer["LAST"].dt.normalize()).dt.days
     per_customer["MONETARY"] = per_customer["MONETARY"].round(2)
@@ -105,7 +123,12 @@ def assert_segments_only_the_files_customers(project: Path, events: pd.DataFrame
 
 
 def existing_tables(project: Path) -> set[str]:
-    return {r[0] for r in rows(project, "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = 'PUBLIC'")}
+    return {
+        r[0]
+        for r in rows(
+            project, "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = 'PUBLIC'"
+        )
+    }
 
 
 def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: Path) -> None:
@@ -115,10 +138,14 @@ def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: P
     events.to_csv(path, index=False)
     project = make_project_copy(tmp_path / "p")
 
-    result = kedro_run(project, "--pipeline", "load_events", f"--params=events_file={path}")  # no other parameter
+    result = kedro_run(
+        project, "--pipeline", "load_events", f"--params=events_file={path}"
+    )  # no other parameter
     assert result.returncode == 0, result.stdout + result.stderr
     assert "seeding" not in result.stdout + result.stderr and "Removed the demo" not in result.stdout
-    assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [(len(events), 0)]
+    assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [
+        (len(events), 0)
+    ]
 
     result = kedro_run(project)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -149,13 +176,19 @@ def test_first_user_load_removes_the_demo_and_everything_built_on_it(
         purge_logger.removeHandler(caplog.handler)
     lines = [r.getMessage() for r in caplog.records if r.name == purge_logger.name]
     assert len(lines) == 1 and lines[0].startswith("Removed the demo before your first load")
-    assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [(len(events), 0)]
+    assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [
+        (len(events), 0)
+    ]
     assert not set(DERIVED) & existing_tables(project)
     assert "LOAD_HISTORY" in existing_tables(project)
 
     run(project)
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE LIKE 'demo://%'") == 0
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.REJECTED_EVENTS WHERE SOURCE_FILE LIKE 'demo://%'") == 0
+    assert (
+        scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE LIKE 'demo://%'") == 0
+    )
+    assert (
+        scalar(project, "SELECT COUNT(*) FROM PUBLIC.REJECTED_EVENTS WHERE SOURCE_FILE LIKE 'demo://%'") == 0
+    )
     assert_segments_only_the_files_customers(project, events)
 
     # a second file adds to the user's data; nothing is removed any more
@@ -167,11 +200,22 @@ def test_first_user_load_removes_the_demo_and_everything_built_on_it(
 
 def write_more(folder: Path) -> Path:
     path = folder / "more.csv"
-    pd.DataFrame([{
-        "EVENT_ID": "MORE-1", "EVENT_TYPE": "ORDER_CREATED", "EVENT_TS": "1999-01-05 10:00:00",
-        "CUSTOMER_ID": "ACME00001", "ORDER_ID": "M1", "PRODUCT_ID": "SKU-1", "CATEGORY": "Books",
-        "QUANTITY": "1", "AMOUNT": "12.00", "CHANNEL": "web",
-    }]).to_csv(path, index=False)
+    pd.DataFrame(
+        [
+            {
+                "EVENT_ID": "MORE-1",
+                "EVENT_TYPE": "ORDER_CREATED",
+                "EVENT_TS": "1999-01-05 10:00:00",
+                "CUSTOMER_ID": "ACME00001",
+                "ORDER_ID": "M1",
+                "PRODUCT_ID": "SKU-1",
+                "CATEGORY": "Books",
+                "QUANTITY": "1",
+                "AMOUNT": "12.00",
+                "CHANNEL": "web",
+            }
+        ]
+    ).to_csv(path, index=False)
     return path
 
 

@@ -34,7 +34,9 @@ class RawEventsDataset(SnowparkTableDataset):
         session = self.session
         columns = table_columns(session, self._database, self._schema, self._table_name)
         if not columns:
-            session.sql(create_table_sql(self._database, self._schema, self._table_name, RAW_COLUMNS)).collect()
+            session.sql(
+                create_table_sql(self._database, self._schema, self._table_name, RAW_COLUMNS)
+            ).collect()
         else:
             missing = [c for c in data.columns if str(c).upper() not in columns]
             if missing:

@@ -107,30 +107,91 @@ def generate_events(
             ts = start + timedelta(seconds=float(off))
             channel = CHANNELS[rng.choice(4, p=np.array(persona.channels))]
             if rng.random() < 0.5:
-                rows.append(("PAGE_VIEW", ts - timedelta(minutes=int(rng.integers(1, 90))), customer, None,
-                             products[int(favourite[0])][0], products[int(favourite[0])][1], None, None, channel))
+                rows.append(
+                    (
+                        "PAGE_VIEW",
+                        ts - timedelta(minutes=int(rng.integers(1, 90))),
+                        customer,
+                        None,
+                        products[int(favourite[0])][0],
+                        products[int(favourite[0])][1],
+                        None,
+                        None,
+                        channel,
+                    )
+                )
             n_lines = int(rng.integers(1, 4))
             order_total = 0.0
             line_rows = []
             for _ in range(n_lines):
-                p = int(favourite[int(rng.integers(0, 3))]) if rng.random() < 0.6 else int(rng.integers(0, len(products)))
+                p = (
+                    int(favourite[int(rng.integers(0, 3))])
+                    if rng.random() < 0.6
+                    else int(rng.integers(0, len(products)))
+                )
                 qty = int(rng.integers(1, 4))
-                amount = round(qty * persona.basket * float(product_price[p]) * float(rng.uniform(0.8, 1.2)), 2)
+                amount = round(
+                    qty * persona.basket * float(product_price[p]) * float(rng.uniform(0.8, 1.2)), 2
+                )
                 order_total += amount
-                line = ("ORDER_CREATED", ts, customer, order_id, products[p][0], products[p][1], qty, amount, channel)
+                line = (
+                    "ORDER_CREATED",
+                    ts,
+                    customer,
+                    order_id,
+                    products[p][0],
+                    products[p][1],
+                    qty,
+                    amount,
+                    channel,
+                )
                 rows.append(line)
                 line_rows.append(line)
             if rng.random() < 0.03:
-                rows.append(("ORDER_CANCELLED", ts + timedelta(hours=int(rng.integers(1, 48))), customer, order_id,
-                             None, None, None, round(order_total, 2), channel))
+                rows.append(
+                    (
+                        "ORDER_CANCELLED",
+                        ts + timedelta(hours=int(rng.integers(1, 48))),
+                        customer,
+                        order_id,
+                        None,
+                        None,
+                        None,
+                        round(order_total, 2),
+                        channel,
+                    )
+                )
                 continue
             for line in line_rows:
                 if rng.random() < 0.05:
                     ret_ts = min(ts + timedelta(days=int(rng.integers(3, 25))), end - timedelta(seconds=1))
-                    rows.append(("ORDER_RETURNED", ret_ts, customer, order_id, line[4], line[5], line[6], line[7], channel))
+                    rows.append(
+                        (
+                            "ORDER_RETURNED",
+                            ret_ts,
+                            customer,
+                            order_id,
+                            line[4],
+                            line[5],
+                            line[6],
+                            line[7],
+                            channel,
+                        )
+                    )
 
     frame = pd.DataFrame(
-        rows, columns=["EVENT_TYPE", "TS", "CUSTOMER_ID", "ORDER_ID", "PRODUCT_ID", "CATEGORY", "QTY", "AMT", "CHANNEL"]
+        rows,
+        columns=[
+            "EVENT_TYPE",
+            "TS",
+            "CUSTOMER_ID",
+            "ORDER_ID",
+            "PRODUCT_ID",
+            "CATEGORY",
+            "QTY",
+            "AMT",
+            "CHANNEL",
+        ],
     )
     frame = frame.sort_values("TS", kind="stable").reset_index(drop=True)
     frame.insert(0, "EVENT_ID", [f"E-{i:09d}" for i in range(1, len(frame) + 1)])

@@ -65,7 +65,12 @@ def remove_demo_before_first_load(
             "%s holds %s demo events (SOURCE_FILE '%s...') next to %s of your own, so segments mix both. "
             "To keep only yours: DELETE FROM %s WHERE SOURCE_FILE LIKE '%s%%', then "
             "`kedro run --params=ingestion.full_refresh=true`.",
-            raw_fqn, f"{demo_rows:,}", DEMO_SOURCE_PREFIX, f"{user_rows:,}", raw_fqn, DEMO_SOURCE_PREFIX,
+            raw_fqn,
+            f"{demo_rows:,}",
+            DEMO_SOURCE_PREFIX,
+            f"{user_rows:,}",
+            raw_fqn,
+            DEMO_SOURCE_PREFIX,
         )
         return 0
     dropped = []
@@ -75,10 +80,14 @@ def remove_demo_before_first_load(
             session.sql(f"DROP TABLE IF EXISTS {qualified_name(database, schema, table)}").collect()
             dropped.append(table)
     # Last, so that an interrupted purge is found and finished by the next load.
-    session.sql(f"DELETE FROM {raw_fqn} WHERE SOURCE_FILE LIKE ?", params=[DEMO_SOURCE_PREFIX + "%"]).collect()
+    session.sql(
+        f"DELETE FROM {raw_fqn} WHERE SOURCE_FILE LIKE ?", params=[DEMO_SOURCE_PREFIX + "%"]
+    ).collect()
     logger.info(
         "Removed the demo before your first load: %s demo events from %s and the tables built from them (%s); "
         "the next `kedro run` segments your customers only",
-        f"{demo_rows:,}", raw_fqn, ", ".join(dropped) or "none yet",
+        f"{demo_rows:,}",
+        raw_fqn,
+        ", ".join(dropped) or "none yet",
     )
     return demo_rows

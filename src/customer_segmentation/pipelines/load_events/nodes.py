@@ -139,7 +139,9 @@ def append_events(
     database, schema = settings.database, settings.schema
     raw_table = validate_identifier(params.get("raw_table") or "RAW_DATA", "table name (load_events.raw_table)")
     if len(events):  # demo and user rows never mix: a first real load removes the demo (demo/purge.py)
-        remove_demo_before_first_load(session, database, schema, raw_table, (demo or {}).get("derived_tables"))
+        remove_demo_before_first_load(
+            session, database, schema, raw_table, (demo or {}).get("derived_tables")
+        )
     history_table = validate_identifier(
         params.get("history_table") or "LOAD_HISTORY", "table name (load_events.history_table)"
     )
