@@ -73,6 +73,10 @@ def remove_demo_before_first_load(
             DEMO_SOURCE_PREFIX,
         )
         return 0
+    # No single transaction is possible: on Snowflake each DDL (DROP) commits on its own and commits
+    # any open transaction (docs.snowflake.com/en/sql-reference/transactions), hence the order below.
+    # A dropped table stays in Time Travel for the retention period and can be restored with UNDROP
+    # TABLE (docs.snowflake.com/en/sql-reference/sql/drop-table).
     dropped = []
     for table in tables:
         if table_columns(session, database, schema, table):
