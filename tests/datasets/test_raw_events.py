@@ -57,3 +57,9 @@ def test_a_table_without_a_column_is_refused(warehouse_session: Any) -> None:
         RawEventsDataset(table_name="RAW_DATA").save(_rows(1))
     assert isinstance(excinfo.value.__cause__, MissingColumnsError)
     assert "lacks column(s) EVENT_TS" in str(excinfo.value) and "nothing was appended" in str(excinfo.value)
+
+
+def test_a_table_outside_the_sessions_schema_is_refused(warehouse_session: Any) -> None:
+    with pytest.raises(Exception, match="not in the session's database and schema"):
+        RawEventsDataset(table_name="RAW_DATA", schema="OTHER").save(_rows(1))
+    assert _columns(warehouse_session) == []

@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 import pandas as pd
+from kedro.io.core import DatasetError
 
+from customer_segmentation import warehouse
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS, append_pandas, create_table_sql, table_columns
@@ -31,6 +33,13 @@ class RawEventsDataset(SnowparkTableDataset):
         if data.empty:
             logger.debug("Nothing to append to %s", self.fqn)
             return
+        settings = warehouse.current_settings()
+        if (self._database, self._schema) != (settings.database, settings.schema):
+            # write_pandas goes to the session's database and schema (see append_pandas)
+            raise DatasetError(
+                f"{self.fqn} is not in the session's database and schema ({settings.database}.{settings.schema}): "
+                "remove database/schema from this catalog entry or set SNOWFLAKE_DATABASE/SNOWFLAKE_SCHEMA."
+            )
         session = self.session
         columns = table_columns(session, self._database, self._schema, self._table_name)
         if not columns:
