@@ -91,3 +91,26 @@ def test_default_list_matches_the_parameters() -> None:
 
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters.yml").read_text())
     assert tuple(params["demo_data"]["derived_tables"]) == DEFAULT_DERIVED_TABLES
+
+
+def test_an_interrupted_purge_is_finished_by_the_next_load(warehouse_session: Any) -> None:
+    n_demo = _warehouse(warehouse_session, 10, [])
+
+    class StopsAtDelete:
+        """The session, failing on the DELETE (as if the process died between the two steps)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(warehouse_session, name)
+
+        def sql(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            if query.startswith("DELETE"):
+                raise RuntimeError("connection lost")
+            return warehouse_session.sql(query, *args, **kwargs)
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        remove_demo_before_first_load(StopsAtDelete(), DB, SCHEMA, "RAW_DATA", DERIVED)
+    # derived tables are gone, the demo rows are still there: the next load finds them
+    assert _tables(warehouse_session) == {"RAW_DATA", "LOAD_HISTORY"}
+    assert warehouse_session.sql("SELECT COUNT(*) FROM RAW_DATA").collect()[0][0] == n_demo
+    assert remove_demo_before_first_load(warehouse_session, DB, SCHEMA, "RAW_DATA", DERIVED) == n_demo
+    assert warehouse_session.sql("SELECT COUNT(*) FROM RAW_DATA").collect()[0][0] == 0
