@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from customer_segmentation.warehouse.errors import SegmentationError
+from customer_segmentation.errors import MissingModelError, UnknownModelVersionError
 
 #: Record keys stored in their own column of SEGMENTATION_MODELS; any other dataclass field
 #: (added later, e.g. by a new naming scheme) travels in ``extra`` so that it needs no new column.
@@ -30,13 +30,15 @@ CORE_FIELDS = (
 #: Fields never stored: the estimator is a Python object (and a pickle is not portable).
 TRANSIENT_FIELDS = ("estimator",)
 
-
-class MissingModelError(SegmentationError):
-    """Scoring was asked for but no model has been trained."""
-
-
-class UnknownModelVersionError(SegmentationError):
-    """``prediction.model_version`` names a version that is not in the warehouse."""
+__all__ = [
+    "MissingModelError",
+    "SegmentationModel",
+    "UnknownModelVersionError",
+    "active_version",
+    "json_safe",
+    "load_version",
+    "previous_version",
+]
 
 
 def json_safe(value: Any) -> Any:

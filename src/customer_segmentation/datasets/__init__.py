@@ -6,11 +6,13 @@ from customer_segmentation.datasets.model_table import (
     ModelVersionWrite,
     SegmentationModelTableDataset,
 )
+from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
 
 __all__ = [
     "EvidenceTableDataset",
     "ModelVersionWrite",
+    "RawEventsDataset",
     "SegmentationModelDataset",
     "SegmentationModelTableDataset",
     "SnowparkTableDataset",
