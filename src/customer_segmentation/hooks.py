@@ -26,7 +26,9 @@ class WarehouseHooks:
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
         embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
+        settings = WarehouseSettings.from_credentials(
+            credentials, embedded_dir, wh_params.get("memory_limit"), wh_params.get("create_schema", False)
+        )
         raw_table = (context.config_loader["catalog"].get("raw_data") or {}).get("table_name", "RAW_DATA")
         warehouse.configure(
             settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})
@@ -35,11 +37,14 @@ class WarehouseHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Expose run metadata to nodes and open the session up front, so bad credentials fail fast."""
-        catalog["run_metadata"] = {
+        metadata = {
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
         }
+        catalog["run_metadata"] = metadata
+        # every statement of the run carries {"project", "pipeline", "run_id"} in QUERY_TAG
+        warehouse.set_query_tag(pipeline=metadata["pipeline"], run_id=metadata["run_id"])
         warehouse.get_session()
 
     @hook_impl
