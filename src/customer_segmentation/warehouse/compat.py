@@ -27,6 +27,9 @@ Patched cases:
 7. ``CREATE OR REPLACE TRANSIENT TABLE ... COPY GRANTS`` runs (DuckDB has neither Fail-safe nor
    grants, so a plain table is right), but sqlglot logs "Unsupported property transientproperty /
    copygrantsproperty" for every such statement. Fix: a filter drops exactly those two warnings.
+8. ``RTRIM(x, '0')`` / ``LTRIM`` / ``TRIM(x, chars)`` of a non-VARCHAR expression: fakesnow wraps
+   the operand in a cast to VARCHAR and silently drops the characters and the side, so
+   ``RTRIM(TO_VARCHAR(ts, fmt), '0')`` came back as a two-sided blank trim. Fix: keep them.
 """
 
 from __future__ import annotations
@@ -190,6 +193,26 @@ def _patch_login_master_token() -> None:
         return
 
 
+def _patch_trim_arguments() -> None:
+    import fakesnow.transforms as transforms
+    from sqlglot import exp
+
+    original = transforms.trim_cast_varchar
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def trim_cast_varchar(expression: exp.Expr) -> exp.Expr:
+        result = original(expression)
+        if isinstance(expression, exp.Trim) and isinstance(result, exp.Trim) and result is not expression:
+            for arg in ("expression", "position", "collation"):
+                if expression.args.get(arg) is not None:
+                    result.set(arg, expression.args[arg])
+        return result
+
+    trim_cast_varchar._segmentation_patch = True  # type: ignore[attr-defined]
+    transforms.trim_cast_varchar = trim_cast_varchar
+
+
 def apply() -> None:
     """Apply every emulator patch (idempotent)."""
     global _APPLIED
@@ -201,5 +224,6 @@ def apply() -> None:
     _patch_unhandled_errors()
     _patch_login_master_token()
     _patch_table_property_warnings()
+    _patch_trim_arguments()
     _APPLIED = True
     logger.debug("Embedded warehouse compatibility patches applied")
