@@ -74,6 +74,11 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
             problems.append("future_tolerance_hours must be zero or more")
     except (TypeError, ValueError):
         problems.append(f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}")
+    try:
+        if float(params.get("load_wait_hours", 6)) <= 0:
+            problems.append("load_wait_hours must be more than zero")
+    except (TypeError, ValueError):
+        problems.append(f"load_wait_hours must be a number of hours, got {params.get('load_wait_hours')!r}")
     for key in ("purchase_event_types", "timestamp_formats"):
         value = params.get(key)
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
@@ -93,10 +98,43 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
         )
 
 
+def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours: float) -> datetime | None:
+    """The earliest LOADED_AT of a file load that is still running (LOAD_HISTORY status 'loading').
+
+    Rows stamped from there on may still be committing, so the watermark must stay below it.
+    A 'loading' row older than ``wait_hours`` is a load that crashed (it stays 'loading' until
+    the same file is loaded again): it no longer holds ingestion back, but is reported.
+    """
+    if load_history is None or "STATUS" not in load_history.columns or "LOADED_AT" not in load_history.columns:
+        return None
+    cols = [c for c in ("SOURCE_FILE", "LOADED_AT") if c in load_history.columns]
+    rows = load_history.filter(F.col("STATUS") == F.lit("loading")).select(*cols).collect()
+    limit = as_of - timedelta(hours=wait_hours)
+    waiting = [r["LOADED_AT"] for r in rows if r["LOADED_AT"] is not None and r["LOADED_AT"] >= limit]
+    for r in rows:
+        if r["LOADED_AT"] is not None and r["LOADED_AT"] < limit:
+            logger.warning(
+                "LOAD_HISTORY: the load of %s at %s never finished (status 'loading' for over %s h); its rows "
+                "are ingested as they are. Load that file again with load_events to complete or replace it.",
+                r["SOURCE_FILE"] if "SOURCE_FILE" in cols else "a file",
+                r["LOADED_AT"],
+                wait_hours,
+            )
+    return min(waiting) if waiting else None
+
+
 def select_new_events(
-    raw_data: DataFrame, ingestion_state: DataFrame, params: dict[str, Any]
+    raw_data: DataFrame,
+    ingestion_state: DataFrame,
+    params: dict[str, Any],
+    load_history: DataFrame | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Raw events loaded after the last successful run's watermark (all of them on full refresh)."""
+    """Raw events loaded after the last successful run's watermark (all of them on full refresh).
+
+    Never past a file load that is still running (see ``_in_flight_floor``): on Snowflake a load
+    can commit its rows after this run has read RAW_DATA, and a watermark above its stamp would
+    skip them for good.
+    """
     validate_ingestion_params(params)
     missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
     if missing:
@@ -117,20 +155,25 @@ def select_new_events(
             F.max("WATERMARK").alias("W")
         ).collect()
         watermark = rows[0][0] if rows else None
-    high_rows = frame.agg(F.max("LOADED_AT").alias("H")).collect()
+    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
+    floor = _in_flight_floor(load_history, datetime.fromisoformat(str(as_of)), float(params.get("load_wait_hours", 6)))
+    settled = frame if floor is None else frame.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") < F.lit(floor)))
+    high_rows = settled.agg(F.max("LOADED_AT").alias("H")).collect()
     high = high_rows[0][0] if high_rows else None
 
-    batch = frame
+    batch = settled
     if watermark is not None:
         batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") > F.lit(watermark)))
     if high is not None:
         batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") <= F.lit(high)))
-    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
+    if floor is not None:
+        logger.info("Ingestion waits for a file load still running (LOADED_AT %s): its rows come next run", floor)
     info = {
         "full_refresh": full_refresh,
         "watermark_from": str(watermark) if watermark is not None else None,
         "watermark_to": str(high) if high is not None else (str(watermark) if watermark is not None else None),
         "as_of": str(as_of),
+        "waiting_for_load_at": str(floor) if floor is not None else None,
     }
     logger.info(
         "Ingestion batch: events loaded after %s up to %s%s",
