@@ -31,20 +31,33 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def features(warehouse_session: Any) -> pd.DataFrame:
-    warehouse_session.sql(
-        "CREATE TABLE EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+def build_features(session: Any) -> pd.DataFrame:
+    """The features of EVENTS on any session (also used by the live suite, tests/snowflake/)."""
+    session.sql(
+        "CREATE OR REPLACE TABLE EVENTS_DIV (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
         "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
     ).collect()
     for e in EVENTS:
-        warehouse_session.sql(
-            "INSERT INTO EVENTS SELECT ?, ?, CAST(? AS TIMESTAMP_NTZ), ?, ?, 'p', 'c', 1, ?, ?", params=list(e)
+        session.sql(
+            "INSERT INTO EVENTS_DIV SELECT ?, ?, CAST(? AS TIMESTAMP_NTZ), ?, ?, 'p', 'c', 1, ?, ?", params=list(e)
         ).collect()
-    return compute_customer_features(warehouse_session.table("EVENTS"), PARAMS).to_pandas().set_index("CUSTOMER_ID")
+    return compute_customer_features(session.table("EVENTS_DIV"), PARAMS).to_pandas().set_index("CUSTOMER_ID")
+
+
+@pytest.fixture
+def features(warehouse_session: Any) -> pd.DataFrame:
+    return build_features(warehouse_session)
 
 
 def test_ratios_keep_full_precision(features: pd.DataFrame) -> None:
+    check_full_precision(features)
+
+
+def test_zero_denominators_give_defined_values(features: pd.DataFrame) -> None:
+    check_zero_denominators(features)
+
+
+def check_full_precision(features: pd.DataFrame) -> None:
     t = features.loc["T"]
     assert t["MEAN_DAYS_BETWEEN_ORDERS"] == pytest.approx(10 / 3, rel=1e-12)  # 3.333333 on Snowflake without the cast
     assert t["CANCELLATION_RATE"] == pytest.approx(1 / 5, rel=1e-12)
@@ -53,7 +66,7 @@ def test_ratios_keep_full_precision(features: pd.DataFrame) -> None:
     assert t["AVG_ORDER_VALUE"] == pytest.approx(7.5)
 
 
-def test_zero_denominators_give_defined_values(features: pd.DataFrame) -> None:
+def check_zero_denominators(features: pd.DataFrame) -> None:
     z = features.loc["Z"]
     assert z["FREQUENCY"] == 0
     assert z["AVG_ORDER_VALUE"] == 0.0  # 0 spend over 0 kept orders
