@@ -59,7 +59,7 @@ def test_a_usable_context_passes_and_sends_one_query() -> None:
     ],
 )
 def test_a_missing_object_is_named_with_the_variable_to_set(context: tuple[Any, ...], fragments: list[str]) -> None:
-    fake = FakeSession(*context) if len(context) == 3 else FakeSession(*context)
+    fake = FakeSession(*context)
     with pytest.raises(WarehouseConnectionError) as excinfo:
         wh_session.check_session_context(fake, LIVE)
     for fragment in fragments:
