@@ -12,6 +12,7 @@ from kedro.framework.hooks import hook_impl
 from customer_segmentation import warehouse
 from customer_segmentation.warehouse.bootstrap import prepare_warehouse
 from customer_segmentation.warehouse.config import WarehouseSettings
+from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,12 @@ class WarehouseHooks:
         warehouse.configure(
             settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})
         )
+        extra_tag = wh_params.get("query_tag") or {}
+        if not isinstance(extra_tag, dict):
+            raise InvalidParametersError(
+                f"warehouse.query_tag must be a mapping of extra QUERY_TAG fields (e.g. {{team: crm}}), got {extra_tag!r}."
+            )
+        warehouse.set_query_tag(**{str(k): v for k, v in extra_tag.items()})
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

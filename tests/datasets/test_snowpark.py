@@ -116,3 +116,10 @@ def test_columns_are_looked_up_once_per_session_and_refreshed_on_write(warehouse
     assert lookups(_sent(warehouse_session, lambda: [other.load() for _ in range(3)])) == 1
     missing = _dataset("NOT_YET")
     assert lookups(_sent(warehouse_session, lambda: [missing.exists() for _ in range(2)])) == 2  # absence is not cached
+
+
+def test_preview_of_a_table_that_is_not_there_is_empty(warehouse_session: Any) -> None:
+    scratch = _dataset("SCRATCH_ELSEWHERE", mode="overwrite", table_type="temporary")
+    assert scratch.preview() == {"index": [], "columns": [], "data": []}
+    scratch.save(warehouse_session.sql("SELECT 1 AS A"))
+    assert scratch.preview()["data"] == [[1]]

@@ -109,3 +109,21 @@ def test_session_open_runs_the_checks_and_tags(warehouse_session: Any) -> None:
     assert sent[0].startswith("ALTER SESSION SET TIMESTAMP_INPUT_FORMAT")
     assert sent[1].startswith("ALTER SESSION SET QUERY_TAG") and '"run_id":"r-1"' in sent[1]
     assert sent[2] == "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()"
+
+
+def test_a_run_tags_its_statements_with_pipeline_and_run_id(tmp_path: Any) -> None:
+    from customer_segmentation import warehouse
+    from customer_segmentation.hooks import WarehouseHooks
+
+    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh"))
+    catalog: dict[str, Any] = {}
+    try:
+        WarehouseHooks().before_pipeline_run({"session_id": "2026-11-25T10.00.00.000Z", "pipeline_name": "daily"}, None, catalog)
+        session = warehouse.get_session()
+        with session.query_history() as history:
+            warehouse.set_query_tag(team="crm")  # applied at once to the open session
+    finally:
+        warehouse.close()
+    tag = json.loads(history.queries[0].sql_text.split(" = ", 1)[1][1:-1])
+    assert tag == {"project": "customer_segmentation", "pipeline": "daily", "run_id": "2026-11-25T10.00.00.000Z", "team": "crm"}
+    assert catalog["run_metadata"]["run_id"] == "2026-11-25T10.00.00.000Z"

@@ -217,6 +217,11 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             return False
 
     def preview(self, nrows: int = 5) -> TablePreview:
-        """A few rows for kedro-viz (``TablePreview``: pandas 'split' orientation)."""
+        """A few rows for kedro-viz (``TablePreview``: pandas 'split' orientation).
+
+        Empty for a table that does not exist (yet), e.g. a temporary table outside its run.
+        """
+        if not self._exists():
+            return TablePreview({"index": [], "columns": [], "data": []})
         frame = self.session.table(self._target).limit(int(nrows)).to_pandas()
         return TablePreview(frame.astype(object).where(frame.notna(), None).to_dict(orient="split"))

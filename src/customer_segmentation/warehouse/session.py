@@ -53,6 +53,8 @@ def configure(settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSett
         if _session is not None and _session_key != settings.key:
             close()
         _settings = settings
+        _query_tag.clear()  # a new configuration is a new run: its tag starts afresh
+        _query_tag["project"] = "customer_segmentation"
         _on_open.clear()
         if on_open is not None:
             _on_open.append(on_open)
