@@ -131,7 +131,12 @@ def test_wrong_password_is_named(target: Target) -> None:
     target.open().sql("SELECT 1").collect()  # the right credentials work
     warehouse.close()
     needs_account("the embedded warehouse accepts any password")
-    wrong = {"password": f"not-the-password-{uuid.uuid4().hex}", "private_key_file": None, "private_key_file_pwd": None}
+    wrong = {
+        "password": f"not-the-password-{uuid.uuid4().hex}",
+        "private_key_file": None,
+        "private_key_file_pwd": None,
+        "authenticator": None,
+    }
     with pytest.raises(WarehouseConnectionError, match="refused the login") as excinfo:
         target.open(**wrong)
     assert wrong["password"] not in str(excinfo.value)

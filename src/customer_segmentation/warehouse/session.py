@@ -82,7 +82,11 @@ def query_tag_text(tag: Mapping[str, Any]) -> str:
 
 
 def session_parameter_statements(tag: Mapping[str, Any] | None = None) -> list[str]:
-    """The ALTER SESSION statements sent at open: fixed formats, then the query tag."""
+    """The ALTER SESSION statements sent at open: fixed formats, then the query tag.
+
+    One ALTER SESSION may set several parameters, separated by spaces, commas or new lines
+    (https://docs.snowflake.com/sql-reference/sql/alter-session).
+    """
     formats = ", ".join(f"{name} = {_sql_string(value)}" for name, value in SESSION_PARAMETERS.items())
     statements = [f"ALTER SESSION SET {formats}"]
     if tag:

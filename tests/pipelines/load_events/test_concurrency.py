@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from customer_segmentation.pipelines.ingestion.nodes import select_new_events
+import pytest
+
+from customer_segmentation.pipelines.ingestion.nodes import select_new_events, validate_ingestion_params
 from customer_segmentation.pipelines.load_events import nodes
 from customer_segmentation.pipelines.load_events.nodes import append_events, read_events_file
 from customer_segmentation.warehouse.tables import append_pandas
@@ -81,3 +83,11 @@ def test_a_crashed_load_stops_holding_ingestion_back(
     batch, info = select_new_events(raw, _state(session, None), later, history)
     assert batch.count() == 3 and info["waiting_for_load_at"] is None
     assert "never finished" in caplog.text and "a.csv" in caplog.text
+
+
+def test_load_wait_hours_must_be_positive() -> None:
+    from customer_segmentation.warehouse.errors import InvalidParametersError
+
+    for bad in (0, -1, "soon"):
+        with pytest.raises(InvalidParametersError, match="load_wait_hours"):
+            validate_ingestion_params({**INGESTION, "load_wait_hours": bad})
