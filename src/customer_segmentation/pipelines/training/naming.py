@@ -59,25 +59,60 @@ class SegmentNames:
     qualifier_features: list[list[str]] = field(default_factory=list)
 
 
-def _transformed(sample: pd.DataFrame, features: list[str], log_features: list[str]) -> pd.DataFrame:
-    """The model's space (log1p on skewed features), standardised by the sample's spread."""
-    out = {}
-    for name in features:
-        values = pd.to_numeric(sample[name], errors="coerce").astype(float).fillna(0.0)
+def _space(raw: pd.DataFrame, log_features: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """The model's space (log1p on skewed features) and each feature's spread (std) in it."""
+    values = raw.fillna(0.0).copy()
+    for name in values.columns:
         if name in log_features:
-            values = np.log1p(values.clip(lower=0.0))
-        scale = float(values.std(ddof=0)) or 1.0
-        out[name] = values / scale
-    return pd.DataFrame(out, index=sample.index)
+            values[name] = np.log1p(values[name].clip(lower=0.0))
+    scales = values.std(ddof=0).replace(0.0, 1.0)
+    return values, scales
 
 
-def _rfm_counts(segments: pd.Series, assigned: np.ndarray, k: int) -> list[pd.Series]:
-    """Members per classic RFM segment, per cluster, most frequent first (ties: map order)."""
+def _standardised(stats: pd.DataFrame, log_features: list[str], scales: pd.Series) -> pd.DataFrame:
+    """Per-cluster statistics in original units, mapped into the model's space and divided by the spread.
+
+    Medians are taken in original units and then transformed: log1p is monotone, so the order
+    of two clusters' medians (and so the direction a qualifier states) is the order of the raw medians.
+    """
+    out = stats.copy()
+    for name in out.columns:
+        if name in log_features:
+            out[name] = np.log1p(out[name].clip(lower=0.0))
+    return out / scales
+
+
+def _cell_distance(name: str, r: float, f: float) -> float:
+    """How far a median (R, F) score pair lies from a classic segment's cells (0 inside)."""
+    best = float("inf")
+    for r_scores, f_scores, cell in RFM_SEGMENT_RULES:
+        if cell == name:
+            dr = max(min(r_scores) - r, 0.0, r - max(r_scores))
+            df = max(min(f_scores) - f, 0.0, f - max(f_scores))
+            best = min(best, dr + df)
+    return best
+
+
+def _rfm_counts(frame: pd.DataFrame, assigned: np.ndarray, k: int) -> list[pd.Series]:
+    """Members per classic RFM segment, per cluster, most frequent first.
+
+    Equal counts (common in small clusters) go to the cell nearest the members' median R and F
+    scores, then to the map order: three cells tied among customers whose last order was a year ago
+    should not resolve to "New customers" just because that cell is listed first.
+    """
+    has_scores = {"R_SCORE", "F_SCORE"} <= set(frame.columns)
     counts = []
     for i in range(k):
-        c = segments[assigned == i].dropna().value_counts()
-        order = sorted(c.index, key=lambda name: (-int(c[name]), CELL_ORDER.get(name, len(CELL_ORDER)), name))
-        counts.append(c.reindex(order).astype(int))
+        members = frame[assigned == i]
+        c = members["RFM_SEGMENT"].dropna().value_counts()
+        r = float(pd.to_numeric(members["R_SCORE"]).median()) if has_scores and len(members) else 0.0
+        f = float(pd.to_numeric(members["F_SCORE"]).median()) if has_scores and len(members) else 0.0
+
+        def key(name: str) -> tuple[int, float, int, str]:
+            near = _cell_distance(name, r, f) if has_scores else 0.0
+            return (-int(c[name]), near, CELL_ORDER.get(name, len(CELL_ORDER)), str(name))
+
+        counts.append(c.reindex(sorted(c.index, key=key)).astype(int))
     return counts
 
 
@@ -152,28 +187,37 @@ def _phrases(name: str, low: list[int], high: list[int], raw_medians: pd.DataFra
 def qualify(
     base: list[str], medians: pd.DataFrame, means: pd.DataFrame, raw_medians: pd.DataFrame, features: list[str]
 ) -> tuple[list[str], list[list[str]]]:
-    """Unique labels: clusters sharing a base name are split by the feature that separates them most."""
+    """Unique labels: clusters sharing a base name are split by the feature that separates them most.
+
+    A group of three or more is split again, preferring a feature not used above it; when only the
+    same feature separates them the further side says "more so" (e.g. "smaller orders, more so").
+    """
     order = [f for f in PREFERRED if f in features] + [f for f in features if f not in PREFERRED]
     tags: list[list[str]] = [[] for _ in base]
     used: list[list[str]] = [[] for _ in base]
-    pending = [[i for i, b in enumerate(base) if b == name] for name in dict.fromkeys(base)]
-    pending = [g for g in pending if len(g) > 1]
+    groups = [[i for i, b in enumerate(base) if b == name] for name in dict.fromkeys(base)]
+    # (clusters, {feature used above: +1 if this group was its high side, -1 if its low side})
+    pending: list[tuple[list[int], dict[str, int]]] = [(g, {}) for g in groups if len(g) > 1]
     while pending:
-        group = pending.pop()
-        found = _split(group, medians, means, order)
+        group, above = pending.pop()
+        found = _split(group, medians, means, [f for f in order if f not in above]) or _split(
+            group, medians, means, order
+        )
         if found is None:  # identical members on every feature: number them, as nothing tells them apart
             for n, i in enumerate(sorted(group)):
                 tags[i].append(f"group {n + 1}")
             continue
         name, low, high, _ = found
-        high_phrase, low_phrase = _phrases(name, low, high, raw_medians)
-        for i in high:
-            tags[i].append(high_phrase)
-            used[i].append(name)
-        for i in low:
-            tags[i].append(low_phrase)
-            used[i].append(name)
-        pending.extend(g for g in (low, high) if len(g) > 1)
+        if name in above:
+            high_phrase, low_phrase = ("more so", "less so") if above[name] > 0 else ("less so", "more so")
+        else:
+            high_phrase, low_phrase = _phrases(name, low, high, raw_medians)
+        for side, phrase, direction in ((high, high_phrase, 1), (low, low_phrase, -1)):
+            for i in side:
+                tags[i].append(phrase)
+                used[i].append(name)
+            if len(side) > 1:
+                pending.append((side, {**above, name: above.get(name, direction)}))
     labels = [f"{b} ({', '.join(t)})" if t else b for b, t in zip(base, tags)]
     return labels, used
 
@@ -211,16 +255,15 @@ def name_segments(
             "rerun `kedro run --pipeline rfm_features`, then train again."
         )
     assigned = np.asarray(assigned)
-    segments = sample["RFM_SEGMENT"].reset_index(drop=True)
     frame = sample.reset_index(drop=True)
-    counts = _rfm_counts(segments, assigned, k)
+    counts = _rfm_counts(frame, assigned, k)
     base = choose_base_names(counts)
-    scaled = _transformed(frame, features, log_features)
     groups = pd.Series(assigned, index=frame.index)
     raw = frame[features].apply(pd.to_numeric, errors="coerce").astype(float)
-    raw_medians = raw.groupby(groups).median().reindex(range(k))
-    medians = scaled.groupby(groups).median().reindex(range(k))
-    means = scaled.groupby(groups).mean().reindex(range(k))
+    space, scales = _space(raw, log_features)
+    raw_medians = raw.fillna(0.0).groupby(groups).median().reindex(range(k))
+    medians = _standardised(raw_medians, log_features, scales)
+    means = (space.groupby(groups).mean() / scales).reindex(range(k))  # fallback when all medians tie
     labels, used = qualify(base, medians, means, raw_medians, features)
 
     sizes = np.bincount(assigned, minlength=k)
