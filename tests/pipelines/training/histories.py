@@ -139,6 +139,7 @@ def check_naming(sample: pd.DataFrame, assigned: np.ndarray, model: Any) -> pd.D
             assert c[base] >= 0.5 * c.max()
         share = c.get(base, 0) / int((frame["_SEG"] == i).sum())
         stat = model.segment_stats[i]
+        assert stat["segment_id"] == i and stat["label"] == label
         assert stat["base_label"] == base and stat["faithfulness"] == pytest_approx(share)
         assert f"{share:.0%} of members are classic-RFM {base}" in model.descriptions[i]
         median_recency = frame.loc[frame["_SEG"] == i, "RECENCY_DAYS"].median()
