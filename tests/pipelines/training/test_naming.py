@@ -244,3 +244,14 @@ def test_a_feature_that_splits_three_ways_says_more_so() -> None:
     ])
     labels = name_segments(sample, assigned, 3, FEATURES, LOGS).labels
     assert labels == ["Lost (lower spend)", "Lost (higher spend, less so)", "Lost (higher spend, more so)"]
+
+
+def test_direction_follows_medians_even_when_means_disagree() -> None:
+    # A: median spend 170 but half its members spent 1 (low mean); B: median 160, mean higher than A's
+    sample, assigned = members([
+        (26, "Champions", 30, 6, 170, 0, 0), (25, "Champions", 30, 6, 1, 0, 0),
+        (26, "Champions", 30, 6, 160, 0, 1), (25, "Champions", 30, 6, 150, 0, 1),
+    ])
+    names = name_segments(sample, assigned, 2, ["FREQUENCY", "MONETARY"], LOGS)
+    assert names.labels == ["Champions (higher spend)", "Champions (lower spend)"]
+    assert names.medians[0]["MONETARY"] == 170 and names.medians[1]["MONETARY"] == 160
