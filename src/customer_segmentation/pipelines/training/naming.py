@@ -133,15 +133,16 @@ def choose_base_names(counts: list[pd.Series]) -> list[str]:
         claimants = [i for i in range(k) if plurality[i] == cell]
         ranked = sorted(claimants, key=lambda i: (-int(counts[i].get(cell, 0)), -counts[i].get(cell, 0) / max(sizes[i], 1), i))
         losers.extend(ranked[1:])
-    taken = set(plurality)
-    # losers holding more customers of their second cell choose first
+
     def second(i: int) -> tuple[str | None, int]:
+        """The cluster's second cell and its members there, when the cluster spans it."""
         c = counts[i]
         if len(c) < 2 or c.iloc[1] < SPAN_RATIO * c.iloc[0]:
             return None, 0
         return c.index[1], int(c.iloc[1])
 
-    for i in sorted(losers, key=lambda i: (-second(i)[1], i)):
+    taken = set(plurality)
+    for i in sorted(losers, key=lambda i: (-second(i)[1], i)):  # more customers in the second cell first
         cell, _ = second(i)
         if cell is not None and cell not in taken:
             base[i] = cell
