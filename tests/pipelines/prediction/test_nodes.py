@@ -81,7 +81,7 @@ def test_new_customers_are_flagged_and_summary_adds_up(warehouse_session: Any, m
     # faithfulness: share of a segment's scored customers whose classic RFM segment is the label's base name
     for row in summary.itertuples():
         members = frame[frame["SEGMENT_ID"] == row.SEGMENT_ID]
-        assert row.BASE_LABEL == model.base_labels[row.SEGMENT_ID]
+        assert row.BASE_LABEL == model.base_labels[model.labels.index(row.SEGMENT_LABEL)]
         assert row.SEGMENT_LABEL.startswith(row.BASE_LABEL)
         assert row.FAITHFUL_CUSTOMERS == (members["RFM_SEGMENT"] == row.BASE_LABEL).sum()
         assert row.FAITHFUL_SHARE == pytest.approx(row.FAITHFUL_CUSTOMERS / len(members))
@@ -92,9 +92,15 @@ def test_summary_of_a_model_saved_before_base_labels_strips_the_qualifier(wareho
     old.__dict__.pop("base_labels", None)  # as unpickled from a model saved before the field existed
     old.labels = [f"{b} (old qualifier)" for b in model.base_labels]
     assert old.base_labels == ()
-    table = upload(warehouse_session, random_customers(50), "CUSTOMERS")
+    customers = random_customers(300)
+    table = upload(warehouse_session, customers, "CUSTOMERS")
     summary = summarise_segments(score_customers(table, old, table.select("CUSTOMER_ID", F.lit("x").alias("SEGMENT_LABEL"))), old)
-    assert summary["BASE_LABEL"].tolist() == [model.base_labels[i] for i in summary["SEGMENT_ID"]]
+    assert summary["BASE_LABEL"].tolist() == [model.base_labels[old.labels.index(label)] for label in summary["SEGMENT_LABEL"]]
+    # faithful = classic segment equals the base name (never the qualified label)
+    bases = pd.Series(model.base_labels)[old.predict(customers)].to_numpy()
+    faithful = pd.Series(customers["RFM_SEGMENT"].to_numpy() == bases).groupby(old.predict(customers)).sum()
+    assert summary["FAITHFUL_CUSTOMERS"].tolist() == [faithful.get(i, 0) for i in summary["SEGMENT_ID"]]
+    assert summary["FAITHFUL_CUSTOMERS"].sum() > 0
 
 
 def test_summary_without_rfm_segment_says_what_to_rerun(warehouse_session: Any, model: Any) -> None:

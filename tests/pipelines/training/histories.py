@@ -138,8 +138,7 @@ def check_naming(sample: pd.DataFrame, assigned: np.ndarray, model: Any) -> pd.D
             assert base in second[second == second.max()].index, (label, c.to_dict())
             assert c[base] >= 0.5 * c.max()
         share = c.get(base, 0) / int((frame["_SEG"] == i).sum())
-        stat = model.segment_stats[i]
-        assert stat["segment_id"] == i and stat["label"] == label
+        (stat,) = [s for s in model.segment_stats if s["label"] == label]
         assert stat["base_label"] == base and stat["faithfulness"] == pytest_approx(share)
         assert f"{share:.0%} of members are classic-RFM {base}" in model.descriptions[i]
         median_recency = frame.loc[frame["_SEG"] == i, "RECENCY_DAYS"].median()

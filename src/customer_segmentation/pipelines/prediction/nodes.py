@@ -95,10 +95,12 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
             "The scored customers lack RFM_SEGMENT (needed to report how faithful each label is): rerun "
             "`kedro run --pipeline rfm_features`, then `kedro run --pipeline prediction`."
         )
-    bases = base_labels(segmentation_model)
-    base = F.when(F.col("SEGMENT_ID") == F.lit(0), F.lit(bases[0]))
-    for k in range(1, segmentation_model.k):
-        base = base.when(F.col("SEGMENT_ID") == F.lit(k), F.lit(bases[k]))
+    # keyed by label (unique per model), so it holds whatever ids SEGMENT_ID carries
+    base_of = dict(zip(segmentation_model.labels, base_labels(segmentation_model)))
+    base = None
+    for label, name in base_of.items():
+        cond = F.col("SEGMENT_LABEL") == F.lit(label)
+        base = F.when(cond, F.lit(name)) if base is None else base.when(cond, F.lit(name))
     # a NULL RFM_SEGMENT compares to NULL, which IFF treats as false: such a customer counts as not faithful
     faithful = F.iff(F.col("RFM_SEGMENT") == base, F.lit(1), F.lit(0))
     frame = (
@@ -120,7 +122,7 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
     total = frame["REVENUE"].clip(lower=0).sum()
     frame["REVENUE_SHARE"] = frame["REVENUE"].clip(lower=0) / total if total else 0.0
     frame["FAITHFUL_CUSTOMERS"] = frame["FAITHFUL_CUSTOMERS"].astype(int)
-    frame["BASE_LABEL"] = [bases[int(i)] for i in frame["SEGMENT_ID"]]
+    frame["BASE_LABEL"] = frame["SEGMENT_LABEL"].map(base_of)
     frame["FAITHFUL_SHARE"] = frame["FAITHFUL_CUSTOMERS"] / frame["CUSTOMERS"]
     frame["DESCRIPTION"] = [segmentation_model.descriptions[int(i)] for i in frame["SEGMENT_ID"]]
     frame["MODEL_VERSION"] = segmentation_model.version
