@@ -255,3 +255,13 @@ def test_direction_follows_medians_even_when_means_disagree() -> None:
     names = name_segments(sample, assigned, 2, ["FREQUENCY", "MONETARY"], LOGS)
     assert names.labels == ["Champions (higher spend)", "Champions (lower spend)"]
     assert names.medians[0]["MONETARY"] == 170 and names.medians[1]["MONETARY"] == 160
+
+
+def test_sample_from_features_without_rfm_columns_says_what_to_rerun(warehouse_session: Any) -> None:
+    warehouse_session.sql(
+        "CREATE TABLE OLD_FEATURES AS SELECT 'C' || SEQ4() AS CUSTOMER_ID, 1.0 AS RECENCY_DAYS, 1.0 AS FREQUENCY, "
+        "1.0 AS MONETARY FROM TABLE(GENERATOR(ROWCOUNT => 20))"
+    ).collect()
+    params = {**TRAINING, "features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY"], "log_features": []}
+    with pytest.raises(MissingColumnsError, match="RFM_SEGMENT.*rfm_features"):
+        sample_customer_features(warehouse_session.table("OLD_FEATURES"), params)
