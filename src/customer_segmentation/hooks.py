@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 from customer_segmentation import warehouse
-from customer_segmentation.warehouse.bootstrap import prepare_warehouse
 from customer_segmentation.warehouse.config import WarehouseSettings
 
 logger = logging.getLogger(__name__)
@@ -27,10 +25,8 @@ class WarehouseHooks:
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
         embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
         settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
-        raw_table = (context.config_loader["catalog"].get("raw_data") or {}).get("table_name", "RAW_DATA")
-        warehouse.configure(
-            settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})
-        )
+        # No demo seeding here: it is the ingestion pipeline's first node (demo/seeding.py).
+        warehouse.configure(settings)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -39,6 +35,8 @@ class WarehouseHooks:
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
+            # the demo seed writes to the embedded warehouse only (unless demo_data.seed_snowflake)
+            "embedded_warehouse": warehouse.current_settings().is_embedded,
         }
         warehouse.get_session()
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation import warehouse
+from customer_segmentation.demo.purge import remove_demo_before_first_load
 from customer_segmentation.pipelines.load_events.files import (
     detect_format,
     file_sha256,
@@ -125,7 +126,11 @@ def _stamped(events: pd.DataFrame, source_file: str, loaded_at: datetime) -> pd.
 
 
 def append_events(
-    events: pd.DataFrame, file_info: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any]
+    events: pd.DataFrame,
+    file_info: dict[str, Any],
+    params: dict[str, Any],
+    run_metadata: dict[str, Any],
+    demo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append the file's events to RAW_DATA unless this content was loaded already; the load report."""
     params = dict(params or {})
@@ -133,6 +138,10 @@ def append_events(
     settings = warehouse.current_settings()
     database, schema = settings.database, settings.schema
     raw_table = validate_identifier(params.get("raw_table") or "RAW_DATA", "table name (load_events.raw_table)")
+    if len(events):  # demo and user rows never mix: a first real load removes the demo (demo/purge.py)
+        remove_demo_before_first_load(
+            session, database, schema, raw_table, (demo or {}).get("derived_tables")
+        )
     history_table = validate_identifier(
         params.get("history_table") or "LOAD_HISTORY", "table name (load_events.history_table)"
     )
