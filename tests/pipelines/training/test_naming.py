@@ -21,7 +21,7 @@ from customer_segmentation.pipelines.training.nodes import (
     sample_customer_features,
     training_metrics,
 )
-from customer_segmentation.warehouse.errors import MissingColumnsError
+from customer_segmentation.errors import MissingColumnsError
 from tests.pipelines.training.histories import TRAINING, check_naming, classic_rfm, customer_features, make_orders
 
 FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "SPEND_TREND"]

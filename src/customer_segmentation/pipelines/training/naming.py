@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation.rfm import RFM_SEGMENT_RULES
-from customer_segmentation.warehouse.errors import MissingColumnsError
+from customer_segmentation.errors import MissingColumnsError
 
 #: A cluster "spans two cells" when its second RFM cell holds at least this share of its plurality.
 SPAN_RATIO = 0.5
