@@ -10,6 +10,7 @@ from kedro.framework.hooks import hook_impl
 
 from customer_segmentation import warehouse
 from customer_segmentation.warehouse.config import WarehouseSettings
+from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +25,31 @@ class WarehouseHooks:
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
         embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
+        settings = WarehouseSettings.from_credentials(
+            credentials, embedded_dir, wh_params.get("memory_limit"), wh_params.get("create_schema", False)
+        )
         # No demo seeding here: it is the ingestion pipeline's first node (demo/seeding.py).
         warehouse.configure(settings)
+        extra_tag = wh_params.get("query_tag") or {}
+        if not isinstance(extra_tag, dict):
+            raise InvalidParametersError(
+                f"warehouse.query_tag must be a mapping of extra QUERY_TAG fields (e.g. {{team: crm}}), got {extra_tag!r}."
+            )
+        warehouse.set_query_tag(**{str(k): v for k, v in extra_tag.items()})
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Expose run metadata to nodes and open the session up front, so bad credentials fail fast."""
-        catalog["run_metadata"] = {
+        metadata = {
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
             # the demo seed writes to the embedded warehouse only (unless demo_data.seed_snowflake)
             "embedded_warehouse": warehouse.current_settings().is_embedded,
         }
+        catalog["run_metadata"] = metadata
+        # every statement of the run carries {"project", "pipeline", "run_id"} in QUERY_TAG
+        warehouse.set_query_tag(pipeline=metadata["pipeline"], run_id=metadata["run_id"])
         warehouse.get_session()
 
     @hook_impl

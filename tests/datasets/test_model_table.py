@@ -166,6 +166,7 @@ def test_evidence_rows_are_replaced_by_key_and_new_columns_flow_through(warehous
     ds.save(frame)
     ds.save(frame)  # same run again: replaced, not doubled
     ds.save(frame.assign(RUN_ID="r2", FAITHFULNESS=[0.9, 0.8]))  # a new field from a newer summary
+    ds.save(frame.assign(RUN_ID="r2", FAITHFULNESS=[0.9, 0.8]))  # same session: the column is known now
     rows = query("SELECT RUN_ID, SEGMENT_ID, REVENUE, FAITHFULNESS, SCORED_AT FROM SEGMENT_SUMMARY ORDER BY RUN_ID, SEGMENT_ID")
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
         ("r1", 0, 1.5, None), ("r1", 1, None, None), ("r2", 0, 1.5, 0.9), ("r2", 1, None, 0.8)

@@ -29,7 +29,13 @@ from kedro.io.core import DatasetError
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.model import json_safe
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import create_table_sql, table_columns, transaction
+from customer_segmentation.warehouse.tables import (
+    create_table_sql,
+    forget_table_columns,
+    remember_table_columns,
+    table_columns,
+    transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +186,7 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
         ):
             if not table_columns(session, self._database, self._schema, table):
                 session.sql(create_table_sql(self._database, self._schema, table, columns)).collect()
+                remember_table_columns(session, self._database, self._schema, table, list(columns))
 
     def load(self) -> pd.DataFrame:
         session = self.session
@@ -348,9 +355,12 @@ class EvidenceTableDataset(SnowparkTableDataset):
         existing = table_columns(session, self._database, self._schema, self._table_name)
         if not existing:
             session.sql(create_table_sql(self._database, self._schema, self._table_name, columns)).collect()
-        for name, sql_type in columns.items():
-            if existing and name not in existing:
-                session.sql(f"ALTER TABLE {self.fqn} ADD COLUMN {name} {sql_type}").collect()
+            remember_table_columns(session, self._database, self._schema, self._table_name, list(columns))
+        added = [name for name in columns if existing and name not in existing]
+        for name in added:
+            session.sql(f"ALTER TABLE {self.fqn} ADD COLUMN {name} {columns[name]}").collect()
+        if added:  # the run's cached column list of this table is stale now
+            forget_table_columns(session, self._database, self._schema, self._table_name)
         rows = []
         for record in frame.to_dict(orient="records"):
             row = {}

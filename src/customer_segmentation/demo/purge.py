@@ -19,7 +19,7 @@ from typing import Any
 
 from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import table_columns
+from customer_segmentation.warehouse.tables import forget_table_columns, table_columns
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def remove_demo_before_first_load(
         if table_columns(session, database, schema, table):
             # DROP rather than DELETE: the next run rebuilds each table, as on a fresh warehouse.
             session.sql(f"DROP TABLE IF EXISTS {qualified_name(database, schema, table)}").collect()
+            forget_table_columns(session, database, schema, table)  # the run's column cache must not see it
             dropped.append(table)
     # Last, so that an interrupted purge is found and finished by the next load.
     session.sql(

@@ -52,6 +52,8 @@ class WarehouseSettings:
     connection: Mapping[str, Any] = field(default_factory=dict, repr=False)
     #: DuckDB memory cap of the embedded warehouse (it spills to disk beyond), e.g. "768MB".
     embedded_memory_limit: str | None = None
+    #: Create the schema at session open when it is missing (parameter ``warehouse.create_schema``).
+    create_schema: bool = False
 
     @property
     def is_embedded(self) -> bool:
@@ -77,6 +79,7 @@ class WarehouseSettings:
         credentials: Mapping[str, Any] | None,
         embedded_dir: str | Path | None,
         embedded_memory_limit: str | None = None,
+        create_schema: bool = False,
     ) -> WarehouseSettings:
         """Build settings from the ``snowflake`` credentials entry; validates what it can."""
         creds = {k: _clean(v) for k, v in dict(credentials or {}).items()}
@@ -86,9 +89,16 @@ class WarehouseSettings:
         schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
         memory = validate_memory_limit(embedded_memory_limit)
+        if not isinstance(create_schema, bool):
+            raise InvalidParametersError(f"warehouse.create_schema must be true or false, got {create_schema!r}.")
         if not creds.get("account"):
             return cls(
-                database=database, schema=schema, embedded_dir=embedded, connection={}, embedded_memory_limit=memory
+                database=database,
+                schema=schema,
+                embedded_dir=embedded,
+                connection={},
+                embedded_memory_limit=memory,
+                create_schema=create_schema,
             )
 
         account = str(creds["account"])
@@ -116,7 +126,9 @@ class WarehouseSettings:
             )
         connection = {k: v for k, v in creds.items() if v is not None and k not in ("database", "schema")}
         connection.update(database=database, schema=schema)
-        return cls(database=database, schema=schema, embedded_dir=embedded, connection=connection)
+        return cls(
+            database=database, schema=schema, embedded_dir=embedded, connection=connection, create_schema=create_schema
+        )
 
 
 #: Secret values seen in credentials this process (conf/local/credentials.yml may hold some).

@@ -24,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 select_new_events,
-                inputs=["raw_data", "ingestion_state_previous", "params:ingestion"],
+                inputs=["raw_data", "ingestion_state_previous", "params:ingestion", "load_history"],
                 outputs=["raw_batch", "batch_info"],
                 name="select_new_events",
             ),
