@@ -208,3 +208,18 @@ def test_charts_can_be_rebuilt_from_the_k_selection_table(warehouse_session: Any
     stored["k"] = stored["k"].astype(int)
     choice = {"k": 4, "source": "test"}
     assert plot_elbow(stored, choice).to_json() == plot_elbow(k_selection, choice).to_json()
+
+
+def test_evidence_rows_beyond_one_statement_are_all_written(
+    warehouse_session: Any, query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_table, "MAX_BINDS_PER_STATEMENT", 7)  # 3 columns: 2 rows per INSERT
+    frame = pd.DataFrame({"RUN_ID": "r", "SEGMENT_ID": range(5), "SHARE": [0.1, 0.2, 0.3, 0.15, 0.25]})
+    evidence().save(frame)
+    rows = query("SELECT SEGMENT_ID, SHARE FROM SEGMENT_SUMMARY ORDER BY SEGMENT_ID")
+    assert [(r[0], r[1]) for r in rows] == list(zip(range(5), [0.1, 0.2, 0.3, 0.15, 0.25]))
+    with pytest.raises(DatasetError, match="at most"):
+        EvidenceTableDataset(
+            table_name="SEGMENT_SUMMARY", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
+            save_args={"key_columns": ["RUN_ID"]}, max_rows=3,
+        ).save(frame)

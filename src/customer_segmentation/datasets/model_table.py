@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 TS_FORMAT_SQL = "YYYY-MM-DD HH24:MI:SS.FF6"
 TS_FORMAT_PY = "%Y-%m-%d %H:%M:%S.%f"
 RECORD_FORMAT = 1
+MAX_BINDS_PER_STATEMENT = 5000
 
 #: SEGMENTATION_MODELS: one row per model version. JSON text columns hold lists and documents.
 MODEL_COLUMNS: dict[str, str] = {
@@ -110,19 +111,21 @@ def _iso(value: Any) -> str | None:
 
 
 def _insert_rows(session: Any, fqn: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT with bound values (for the few rows of a model version)."""
+    """Multi-row INSERTs with bound values (for the few rows of a model version or a summary)."""
     if not rows:
         return
     names = list(columns)
     placeholder = "(" + ", ".join(
         f"TO_TIMESTAMP_NTZ(?, '{TS_FORMAT_SQL}')" if columns[n].startswith("TIMESTAMP") else "?" for n in names
     ) + ")"
-    params: list[Any] = []
-    for row in rows:
-        params.extend(row.get(n) for n in names)
-    session.sql(
-        f"INSERT INTO {fqn} ({', '.join(names)}) VALUES " + ", ".join([placeholder] * len(rows)), params=params
-    ).collect()
+    # a few thousand bound values per statement at most (Snowflake caps the size of one statement)
+    per_statement = max(1, MAX_BINDS_PER_STATEMENT // len(names))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [row.get(n) for row in chunk for n in names]
+        session.sql(
+            f"INSERT INTO {fqn} ({', '.join(names)}) VALUES " + ", ".join([placeholder] * len(chunk)), params=params
+        ).collect()
 
 
 def _delete_in(session: Any, fqn: str, column: str, values: list[Any]) -> None:
@@ -330,7 +333,7 @@ class EvidenceTableDataset(SnowparkTableDataset):
     run in one transaction. ``load()`` returns the table as a Snowpark DataFrame.
     """
 
-    def __init__(self, *, max_rows: int = 10_000, **kwargs: Any) -> None:
+    def __init__(self, *, max_rows: int = 2_000, **kwargs: Any) -> None:
         save_args = dict(kwargs.pop("save_args", None) or {})
         self._key_columns = [validate_identifier(k, "key column") for k in save_args.pop("key_columns", [])]
         if not self._key_columns:
