@@ -259,6 +259,7 @@ def test_dockerignore_keeps_local_state_out(path: str) -> None:
     [
         "pyproject.toml",
         "requirements.txt",
+        "requirements-dev.txt",  # pyproject.toml names it (dev extra): building the wheel reads it
         "README.md",
         ".telemetry",
         "conf/base/catalog.yml",
