@@ -33,3 +33,11 @@ class InvalidIdentifierError(SegmentationError, ValueError):
 
 class InvalidParametersError(SegmentationError, ValueError):
     """A parameter value is out of range or of the wrong kind."""
+
+
+class MissingModelError(SegmentationError):
+    """Scoring was asked for but no model version is stored in the warehouse."""
+
+
+class UnknownModelVersionError(SegmentationError):
+    """``prediction.model_version`` names a version that is not in the warehouse."""

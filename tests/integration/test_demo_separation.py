@@ -29,6 +29,10 @@ DERIVED = (
     "CUSTOMER_FEATURES",
     "SCORED_CUSTOMERS",
     "PROCESSED_DATA",
+    "SEGMENTATION_MODELS",  # a model trained on the demo never scores the user's customers
+    "MODEL_K_SELECTION",
+    "MODEL_SEGMENTS",
+    "SEGMENT_SUMMARY",
 )
 
 

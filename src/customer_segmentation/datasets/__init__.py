@@ -1,7 +1,20 @@
-"""Kedro datasets of the project: Snowpark tables on the shared session, and the model artifact."""
+"""Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
 from customer_segmentation.datasets.model import SegmentationModelDataset
+from customer_segmentation.datasets.model_table import (
+    EvidenceTableDataset,
+    ModelVersionWrite,
+    SegmentationModelTableDataset,
+)
 from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
 
-__all__ = ["RawEventsDataset", "SegmentationModelDataset", "SnowparkTableDataset", "TableWrite"]
+__all__ = [
+    "EvidenceTableDataset",
+    "ModelVersionWrite",
+    "RawEventsDataset",
+    "SegmentationModelDataset",
+    "SegmentationModelTableDataset",
+    "SnowparkTableDataset",
+    "TableWrite",
+]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
+
+logger = logging.getLogger(__name__)
 
 #: The RAW_DATA contract: one row per customer event (documented in the README).
 RAW_EVENT_COLUMNS: dict[str, str] = {
@@ -112,3 +116,24 @@ def append_pandas(session: Any, table: str, frame: Any) -> None:
     stage.
     """
     session.write_pandas(frame, table, auto_create_table=False, overwrite=False, use_logical_type=True)
+
+
+@contextmanager
+def transaction(session: Any) -> Iterator[None]:
+    """Run the enclosed DML statements as one Snowflake transaction (all or nothing).
+
+    Snowflake: an explicit transaction should hold only DML and queries; a DDL statement
+    (CREATE TABLE, ALTER ...) commits the open transaction implicitly, so create tables before
+    entering (docs.snowflake.com/en/sql-reference/transactions). On any error, and on a crash of
+    the client (the session ends without COMMIT), nothing of the block is applied.
+    """
+    session.sql("BEGIN TRANSACTION").collect()
+    try:
+        yield
+    except BaseException:
+        try:
+            session.sql("ROLLBACK").collect()
+        except Exception:  # pragma: no cover - the original error matters more
+            logger.warning("ROLLBACK failed after an error in a transaction", exc_info=True)
+        raise
+    session.sql("COMMIT").collect()

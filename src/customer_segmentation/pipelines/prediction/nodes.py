@@ -14,7 +14,7 @@ import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.model import SegmentationModel, active_version, load_version
 from customer_segmentation.warehouse.errors import MissingColumnsError
 
 logger = logging.getLogger(__name__)
@@ -144,3 +144,23 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
         barmode="group", title="Segment sizes and revenue share (all scored customers)", yaxis_tickformat=".0%"
     )
     return fig
+
+
+def select_model(model_versions: pd.DataFrame, params: dict[str, Any]) -> SegmentationModel:
+    """The stored model to score with: ``prediction.model_version`` if set, else the newest."""
+    pinned = (params or {}).get("model_version")
+    version = active_version(model_versions, pinned)
+    model = load_version(model_versions, version)
+    logger.info(
+        "Scoring with model version %s (trained %s, k=%s)%s", model.version, model.trained_at, model.k,
+        " pinned by prediction.model_version" if pinned not in (None, "") else ", the newest",
+    )
+    return model
+
+
+def segment_summary_rows(segment_summary: pd.DataFrame, run_metadata: dict[str, Any]) -> pd.DataFrame:
+    """The segment summary keyed by run id, for the SEGMENT_SUMMARY table (one set of rows per run)."""
+    return segment_summary.assign(
+        RUN_ID=str(run_metadata.get("run_id") or ""),
+        SCORED_AT=pd.Timestamp(run_metadata["started_at"]),
+    )

@@ -20,7 +20,8 @@ from sklearn.metrics import (
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.datasets.model_table import ModelVersionWrite
+from customer_segmentation.model import SegmentationModel, json_safe
 from customer_segmentation.pipelines.training.naming import faithfulness_summary, name_segments
 from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
@@ -337,3 +338,32 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: dic
     )
     fig.update_traces(marker={"size": 3})
     return fig
+
+
+# --- the model version in the warehouse ---------------------------------------------------------
+
+
+def register_model_version(
+    model: SegmentationModel,
+    k_selection: pd.DataFrame,
+    k_choice: dict[str, Any],
+    stability: dict[str, Any],
+    sample: pd.DataFrame,
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> ModelVersionWrite:
+    """The model, its training metrics and k selection as one warehouse record (old versions pruned)."""
+    keep = params.get("keep_model_versions", 20)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise InvalidParametersError(f"training.keep_model_versions must be an integer >= 1, got {keep!r}.")
+    record = model.to_record()
+    # the full training metrics travel with the model: one atomic write, readable with PARSE_JSON
+    record["metrics"] = json_safe({**record["metrics"], **training_metrics(k_selection, k_choice, stability, model, sample)})
+    pinned = (prediction_params or {}).get("model_version")
+    return ModelVersionWrite(
+        record=record,
+        run_id=str(run_metadata.get("run_id") or model.version),
+        keep_versions=keep,
+        protect=(str(pinned),) if pinned not in (None, "") else (),
+    )

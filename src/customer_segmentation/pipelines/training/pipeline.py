@@ -11,6 +11,7 @@ from customer_segmentation.pipelines.training.nodes import (
     plot_rfm_scatter,
     plot_segment_profiles,
     plot_silhouette,
+    register_model_version,
     sample_customer_features,
     training_metrics,
 )
@@ -29,6 +30,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="measure_stability"),
             Node(training_metrics, ["k_selection", "k_choice", "stability", "segmentation_model", "training_sample"],
                  "training_metrics", name="report_training_metrics"),
+            Node(
+                register_model_version,
+                ["segmentation_model", "k_selection", "k_choice", "stability", "training_sample", "params:training",
+                 "params:prediction", "run_metadata"],
+                "segmentation_models",
+                name="register_model_version",
+            ),
             Node(plot_elbow, ["k_selection", "k_choice"], "elbow_chart", name="plot_elbow"),
             Node(plot_silhouette, ["k_selection", "k_choice"], "silhouette_chart", name="plot_silhouette"),
             Node(plot_segment_profiles, "segmentation_model", "segment_profiles_chart", name="plot_segment_profiles"),
