@@ -25,8 +25,7 @@ class WarehouseHooks:
         params = context.params or {}
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
-        embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
+        settings = WarehouseSettings.from_config(credentials, wh_params, context.project_path)
         raw_table = (context.config_loader["catalog"].get("raw_data") or {}).get("table_name", "RAW_DATA")
         warehouse.configure(
             settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})
@@ -40,6 +39,8 @@ class WarehouseHooks:
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
         }
+        # one pipeline run at a time per embedded warehouse: a second `kedro run` waits here
+        warehouse.begin_run(f"pipeline {run_params.get('pipeline_name') or '__default__'}")
         warehouse.get_session()
 
     @hook_impl
