@@ -417,8 +417,8 @@ def server_status(path: Path) -> dict[str, Any] | None:
     return None if handle is None else _status(handle.record, timeout=5)
 
 
-def stop_server(path: Path, timeout: float = 60.0) -> bool:
-    """Stop the folder's server (waits until its files are released); False if none was running."""
+def stop_server(path: Path, timeout: float = 60.0, wait: bool = True) -> bool:
+    """Stop the folder's server (by default waits until its files are released); False if none was running."""
     path = Path(path).resolve()
     handle, why = _check(path, read_record(path), timeout=5)
     if handle is None:
@@ -429,6 +429,8 @@ def stop_server(path: Path, timeout: float = 60.0) -> bool:
                     (path / RECORD_NAME).unlink(missing_ok=True)
         return False
     _http("POST", f"http://{handle.host}:{handle.port}{STOP_PATH}", timeout=10)
+    if not wait:
+        return True
     deadline = time.monotonic() + timeout
     while _pid_alive(handle.pid):
         if time.monotonic() > deadline:

@@ -165,6 +165,7 @@ def get_session() -> Any:
         if _session is not None:
             if _server is not None and not embedded.is_current(_server):
                 logger.info("The embedded warehouse server stopped (idle or stopped by hand): reconnecting")
+                _forget_connection(_session)
             _close_session()
         session = _open(settings)
         _session, _session_key = session, settings.key
@@ -194,6 +195,18 @@ def begin_run(label: str) -> None:
         if _run_lock is None:
             _run_lock = embedded.RunLock(settings.embedded_dir)
     _run_lock.acquire(settings.run_lock_timeout, label)
+
+
+def _forget_connection(session: Any) -> None:
+    """Mark a session whose server is gone as closed without a network call.
+
+    ``session.close()`` would send a cancel and a logout to the stopped server, and the connector
+    retries those for minutes. With its REST object dropped, the connector treats the connection
+    as closed (``is_closed()``) and its ``close()`` returns at once.
+    """
+    connection = getattr(getattr(session, "_conn", None), "_conn", None)
+    if connection is not None and hasattr(connection, "_rest"):
+        connection._rest = None
 
 
 def _close_session() -> None:
