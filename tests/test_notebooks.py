@@ -1,8 +1,8 @@
 """The notebooks run headless (nbclient, python3 kernel) on a project copy where the pipeline has run.
 
 Each notebook finds the project through SEGMENTATION_PROJECT_PATH (here: the throw-away copy) and
-closes the warehouse session in its last cell (checked through that cell's output, and by opening
-the copy's DuckDB file after the run).
+closes the warehouse session in its last cell (checked through that cell's output, and through the
+copy's shared embedded server: no session left open).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import os
 import re
 from pathlib import Path
 
-import duckdb
 import nbformat
 import pytest
+
+from customer_segmentation.warehouse import embedded
 
 from tests.conftest import PROJECT_ROOT
 
@@ -58,7 +59,9 @@ def _mimetypes(notebook: nbformat.NotebookNode) -> set[str]:
 
 
 def _assert_released(project: Path) -> None:
-    duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db")).close()
+    """No session left open on the copy's shared embedded server (the notebook logged out)."""
+    status = embedded.server_status(project / "data" / "warehouse")
+    assert status is None or status["open_sessions"] == 0, status
 
 
 @pytest.mark.parametrize("name", ["01_segments_exploration.ipynb", "02_rfm_features_explained.ipynb"])
