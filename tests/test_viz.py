@@ -414,7 +414,7 @@ def test_server_stops_promptly_and_leaves_the_shared_warehouse_serving(viz: VizS
     viz.stop()
     assert viz.stop_seconds is not None and viz.stop_seconds < STOP_TIMEOUT, viz.log_text()
     after = embedded.server_status(folder)  # other clients keep their warehouse
-    assert after is not None and after["pid"] == status["pid"] and after["open_sessions"] == 0
+    assert after is not None and after["pid"] == status["pid"]
 
 
 def test_viz_build_writes_a_static_site(trained_project: Path, tmp_path: Path) -> None:
