@@ -203,3 +203,20 @@ def test_run_lock_makes_a_second_run_wait_then_fail_clearly(folder: Path) -> Non
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_kedro_warehouse_status_and_stop_commands(tmp_path: Path) -> None:
+    from tests.conftest import make_project_copy
+
+    project = make_project_copy(tmp_path / "project")
+    folder = project / "data" / "warehouse"
+    pid = _client(folder, "SELECT 1")["pid"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    env["KEDRO_DISABLE_TELEMETRY"] = "true"
+    kedro = [sys.executable, "-m", "kedro", "warehouse"]
+    status = subprocess.run([*kedro, "status"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert f'"pid": {pid}' in status.stdout and str(folder.resolve()) in status.stdout
+    stop = subprocess.run([*kedro, "stop"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
+    assert stop.returncode == 0 and "Stopped the embedded warehouse server" in stop.stdout, stop.stderr[-2000:]
+    assert not embedded._pid_alive(pid) and embedded.read_record(folder) is None  # noqa: SLF001

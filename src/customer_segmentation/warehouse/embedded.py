@@ -443,6 +443,12 @@ def stop_server(path: Path, timeout: float = 60.0, wait: bool = True) -> bool:
     return True
 
 
+#: How long the connector retries a request the server does not answer (stopped or crashed):
+#: it bounds retries only, not a statement's run time (socket_timeout does that), so a stopped
+#: server gives a connection error after this instead of an hour of retries.
+SERVER_RETRY_SECONDS = 20
+
+
 def server_connection_parameters(handle: ServerHandle, database: str, schema: str) -> dict[str, Any]:
     """Snowpark/connector parameters that reach the server (dummy, non-secret login)."""
     return {
@@ -454,8 +460,9 @@ def server_connection_parameters(handle: ServerHandle, database: str, schema: st
         "protocol": "http",
         "database": database,
         "schema": schema,
-        "socket_timeout": 3600,
-        "network_timeout": 3600,
+        "socket_timeout": 3600,  # statements may run longer than the connector's 60 s default
+        "network_timeout": SERVER_RETRY_SECONDS,
+        "login_timeout": SERVER_RETRY_SECONDS,
         "session_parameters": {"nop_regexes": compat.NOP_REGEXES},
     }
 

@@ -206,7 +206,6 @@ def get_session() -> Any:
         if _session is not None:
             if _server is not None and not embedded.is_current(_server):
                 logger.info("The embedded warehouse server stopped (idle or stopped by hand): reconnecting")
-                _forget_connection(_session)
             _close_session()
         session = _open(settings)
         _session, _session_key = session, settings.key
@@ -253,6 +252,8 @@ def _forget_connection(session: Any) -> None:
 def _close_session() -> None:
     global _session, _session_key, _server
     if _session is not None:
+        if _server is not None and not embedded.is_current(_server):
+            _forget_connection(_session)  # its server is gone: nothing to log out from
         try:
             _session.close()
         except Exception as exc:  # pragma: no cover - closing must never mask the real error
