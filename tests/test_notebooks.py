@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from customer_segmentation.warehouse import embedded
-
+from tests.browser import find_chromium, requires_chromium
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -100,12 +100,14 @@ def test_rfm_features_notebook(trained_project: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
+@requires_chromium
 def test_render_readme_images(trained_project: Path, tmp_path: Path) -> None:
-    """notebooks/render_readme_images.py turns the saved plotly charts into PNGs, offline."""
+    """tools/render_readme_images.py turns the saved plotly charts into PNGs, offline."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("render_readme_images", NOTEBOOKS / "render_readme_images.py")
+    find_chromium()  # fails when $CHROMIUM names a missing browser
+    script = PROJECT_ROOT / "tools" / "render_readme_images.py"
+    spec = importlib.util.spec_from_file_location("render_readme_images", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     written = module.render(trained_project, tmp_path)

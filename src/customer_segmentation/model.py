@@ -30,6 +30,9 @@ class SegmentationModel:
     estimator: Any = None  # the fitted sklearn KMeans (for reference and tests)
     segment_stats: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The classic RFM segment each label is named after (labels minus their qualifier); a tuple
+    # default so that models pickled before this field existed still load (prediction falls back).
+    base_labels: list[str] | tuple[str, ...] = ()
 
     @property
     def k(self) -> int:

@@ -8,6 +8,16 @@ from customer_segmentation.warehouse.session import (
     current_settings,
     get_session,
     is_open,
+    set_query_tag,
 )
 
-__all__ = ["WarehouseSettings", "begin_run", "close", "configure", "current_settings", "get_session", "is_open"]
+__all__ = [
+    "WarehouseSettings",
+    "begin_run",
+    "close",
+    "configure",
+    "current_settings",
+    "get_session",
+    "is_open",
+    "set_query_tag",
+]

@@ -54,6 +54,8 @@ class WarehouseSettings:
     connection: Mapping[str, Any] = field(default_factory=dict, repr=False)
     #: DuckDB memory cap of the embedded warehouse (it spills to disk beyond), e.g. "768MB".
     embedded_memory_limit: str | None = None
+    #: Create the schema at session open when it is missing (parameter ``warehouse.create_schema``).
+    create_schema: bool = False
     #: The embedded server stops after this many seconds without a client request (0: never).
     embedded_idle_timeout: float = 600.0
     #: How long a pipeline run waits for another run on the same embedded warehouse to finish.
@@ -85,6 +87,7 @@ class WarehouseSettings:
         credentials: Mapping[str, Any] | None,
         embedded_dir: str | Path | None,
         embedded_memory_limit: str | None = None,
+        create_schema: bool = False,
         idle_timeout_seconds: Any = None,
         run_lock_timeout_seconds: Any = None,
     ) -> WarehouseSettings:
@@ -96,12 +99,20 @@ class WarehouseSettings:
         schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
         memory = validate_memory_limit(embedded_memory_limit)
+        if not isinstance(create_schema, bool):
+            raise InvalidParametersError(f"warehouse.create_schema must be true or false, got {create_schema!r}.")
         idle = validate_seconds(idle_timeout_seconds, "warehouse.idle_timeout_seconds", 600.0)
         wait = validate_seconds(run_lock_timeout_seconds, "warehouse.run_lock_timeout_seconds", 600.0)
         if not creds.get("account"):
             return cls(
-                database=database, schema=schema, embedded_dir=embedded, connection={}, embedded_memory_limit=memory,
-                embedded_idle_timeout=idle, run_lock_timeout=wait,
+                database=database,
+                schema=schema,
+                embedded_dir=embedded,
+                connection={},
+                embedded_memory_limit=memory,
+                create_schema=create_schema,
+                embedded_idle_timeout=idle,
+                run_lock_timeout=wait,
             )
 
         account = str(creds["account"])
@@ -129,7 +140,9 @@ class WarehouseSettings:
             )
         connection = {k: v for k, v in creds.items() if v is not None and k not in ("database", "schema")}
         connection.update(database=database, schema=schema)
-        return cls(database=database, schema=schema, embedded_dir=embedded, connection=connection)
+        return cls(
+            database=database, schema=schema, embedded_dir=embedded, connection=connection, create_schema=create_schema
+        )
 
 
     @classmethod
@@ -142,6 +155,7 @@ class WarehouseSettings:
             credentials,
             Path(project_path) / str(params.get("embedded_dir") or "data/warehouse"),
             params.get("memory_limit"),
+            params.get("create_schema", False),
             idle_timeout_seconds=params.get("idle_timeout_seconds"),
             run_lock_timeout_seconds=params.get("run_lock_timeout_seconds"),
         )

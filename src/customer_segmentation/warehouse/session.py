@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,24 @@ _server: embedded.ServerHandle | None = None
 _run_lock: embedded.RunLock | None = None
 #: Called once with each newly opened session (e.g. to create tables, seed demo data).
 _on_open: list[Callable[[Any, WarehouseSettings], None]] = []
+#: What the run tags its statements with (QUERY_TAG), e.g. project, pipeline, run id.
+_query_tag: dict[str, Any] = {"project": "customer_segmentation"}
+
+#: Session parameters the code relies on, set at every open so that account or user defaults
+#: cannot change them (https://docs.snowflake.com/en/sql-reference/parameters: TIMESTAMP_*_FORMAT
+#: and TIMEZONE are session parameters settable per account, user and session). Nothing hashes or
+#: compares timestamp text without an explicit format (TO_VARCHAR(ts, fmt)); these make what the
+#: client sees and how '2026-01-02 03:04:05' literals are read the same for every user.
+SESSION_PARAMETERS: dict[str, str] = {
+    "TIMESTAMP_INPUT_FORMAT": "AUTO",
+    "TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
+    "TIMESTAMP_NTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
+    "DATE_INPUT_FORMAT": "AUTO",
+    "DATE_OUTPUT_FORMAT": "YYYY-MM-DD",
+    "TIMEZONE": "UTC",
+}
+#: Snowflake's limit on QUERY_TAG (2000 characters).
+_QUERY_TAG_MAX = 2000
 
 
 def configure(settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSettings], None] | None = None) -> None:
@@ -43,6 +62,8 @@ def configure(settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSett
         if _session is not None and _session_key != settings.key:
             close()
         _settings = settings
+        _query_tag.clear()  # a new configuration is a new run: its tag starts afresh
+        _query_tag["project"] = "customer_segmentation"
         _on_open.clear()
         if on_open is not None:
             _on_open.append(on_open)
@@ -139,6 +160,99 @@ def _settings_from_project() -> WarehouseSettings | None:
     return settings
 
 
+def _sql_string(value: str) -> str:
+    """A single-quoted SQL string literal (quotes and backslashes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def query_tag_text(tag: Mapping[str, Any]) -> str:
+    """The QUERY_TAG value: compact JSON, cut to Snowflake's 2000-character limit."""
+    return json.dumps(dict(tag), sort_keys=True, separators=(",", ":"), default=str)[:_QUERY_TAG_MAX]
+
+
+def session_parameter_statements(tag: Mapping[str, Any] | None = None) -> list[str]:
+    """The ALTER SESSION statements sent at open: fixed formats, then the query tag.
+
+    One ALTER SESSION may set several parameters, separated by spaces, commas or new lines
+    (https://docs.snowflake.com/sql-reference/sql/alter-session).
+    """
+    formats = ", ".join(f"{name} = {_sql_string(value)}" for name, value in SESSION_PARAMETERS.items())
+    statements = [f"ALTER SESSION SET {formats}"]
+    if tag:
+        statements.append(f"ALTER SESSION SET QUERY_TAG = {_sql_string(query_tag_text(tag))}")
+    return statements
+
+
+def set_query_tag(**fields: Any) -> None:
+    """Update the run's QUERY_TAG (e.g. pipeline, run_id); applied at once when a session is open.
+
+    QUERY_TAG shows in Snowflake's query history: how teams attribute cost and find a run's
+    statements (https://docs.snowflake.com/en/sql-reference/parameters#query-tag).
+    """
+    with _LOCK:
+        _query_tag.update({k: v for k, v in fields.items() if v is not None})
+        if _session is not None:
+            _session.sql(session_parameter_statements(_query_tag)[-1]).collect()
+
+
+def apply_session_parameters(session: Any, tag: Mapping[str, Any] | None = None) -> None:
+    """Set the timestamp formats the code relies on and the query tag (ALTER SESSION)."""
+    for statement in session_parameter_statements(tag):
+        session.sql(statement).collect()
+
+
+def check_session_context(session: Any, settings: WarehouseSettings, create_schema: bool = False) -> None:
+    """Fail with a precise message when the session's database, schema or warehouse is unusable.
+
+    Snowflake accepts a login whose database, schema or warehouse does not exist or is not
+    granted to the role: CURRENT_DATABASE() / CURRENT_SCHEMA() / CURRENT_WAREHOUSE() are then NULL
+    (https://docs.snowflake.com/sql-reference/functions/current_schema) and the first real query
+    fails with "does not exist or not authorized" or "No active warehouse". The embedded warehouse
+    has no warehouses (no CURRENT_WAREHOUSE()): that one check is skipped there.
+    """
+    embedded_target = settings.is_embedded
+    role = settings.connection.get("role")
+    columns = "CURRENT_DATABASE(), CURRENT_SCHEMA()" + ("" if embedded_target else ", CURRENT_WAREHOUSE(), CURRENT_ROLE()")
+    row = list(session.sql(f"SELECT {columns}").collect()[0])
+    database, schema = row[0], row[1]
+    warehouse_name = None if embedded_target else row[2]
+    role = (None if embedded_target else row[3]) or role
+    as_role = f"role {role}" if role else "the user's default role"
+    if database is None:
+        raise WarehouseConnectionError(
+            f"Database {settings.database} does not exist on {settings.target}, or {as_role} may not use it. "
+            f"Set SNOWFLAKE_DATABASE to an existing database, or create it and grant it: "
+            f"GRANT USAGE ON DATABASE {settings.database} TO ROLE <role> (SNOWFLAKE_ROLE chooses the role)."
+        )
+    if schema is None:
+        fqn = f"{settings.database}.{settings.schema}"
+        if create_schema:
+            # CREATE SCHEMA IF NOT EXISTS leaves an existing schema as it is; USE makes it current
+            session.sql(f"CREATE SCHEMA IF NOT EXISTS {fqn}").collect()
+            session.sql(f"USE SCHEMA {fqn}").collect()
+            logger.warning("Created schema %s (parameter warehouse.create_schema is true)", fqn)
+        else:
+            raise WarehouseConnectionError(
+                f"Schema {fqn} does not exist on {settings.target}, or {as_role} may not use it. "
+                f"Set SNOWFLAKE_SCHEMA to an existing schema, create it (CREATE SCHEMA {fqn}) and "
+                f"GRANT USAGE, CREATE TABLE ON SCHEMA {fqn} TO ROLE <role>, or let the project create it "
+                "with --params=warehouse.create_schema=true."
+            )
+    if not embedded_target and warehouse_name is None:
+        configured = settings.connection.get("warehouse")
+        what = f"Warehouse {configured} does not exist, or {as_role} may not use it" if configured else "No warehouse is set"
+        raise WarehouseConnectionError(
+            f"{what} on {settings.target}: queries need a running warehouse. Set SNOWFLAKE_WAREHOUSE to a "
+            "warehouse the role may use (GRANT USAGE ON WAREHOUSE <name> TO ROLE <role>; SNOWFLAKE_ROLE chooses the role)."
+        )
+
+
+def prepare_session(session: Any, settings: WarehouseSettings) -> None:
+    """What every new session gets before any dataset uses it: formats, query tag, context checks."""
+    apply_session_parameters(session, _query_tag)
+    check_session_context(session, settings, create_schema=settings.create_schema)
+
+
 def is_open() -> bool:
     return _session is not None
 
@@ -210,7 +324,8 @@ def get_session() -> Any:
         session = _open(settings)
         _session, _session_key = session, settings.key
         try:
-            # two clients opening a fresh embedded warehouse at once must not both seed it
+            prepare_session(session, settings)
+            # two clients opening a fresh embedded warehouse at once must not both prepare it
             guard = (
                 embedded.prepare_lock(settings.embedded_dir)
                 if settings.is_embedded and settings.embedded_dir is not None and _on_open

@@ -21,12 +21,14 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.model import SegmentationModel
-from customer_segmentation.rfm import rfm_segment
-from customer_segmentation.warehouse.errors import InvalidParametersError
+from customer_segmentation.pipelines.training.naming import faithfulness_summary, name_segments
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
 logger = logging.getLogger(__name__)
 
 RFM = ("RECENCY_DAYS", "FREQUENCY", "MONETARY")
+#: Classic RFM columns carried in the sample so that segments are named after their members.
+RFM_CLASSIC = ("R_SCORE", "F_SCORE", "M_SCORE", "RFM_SEGMENT")
 
 
 def validate_training_params(params: dict[str, Any]) -> None:
@@ -55,7 +57,13 @@ def sample_customer_features(customer_features: DataFrame, params: dict[str, Any
     validate_training_params(params)
     size = int(params.get("sample_size", 200_000))
     seed = str(params.get("random_state", 11))
-    columns = list(dict.fromkeys(["CUSTOMER_ID", *params["features"], *RFM]))
+    columns = list(dict.fromkeys(["CUSTOMER_ID", *params["features"], *RFM, *RFM_CLASSIC]))
+    stale = [c for c in RFM_CLASSIC if c not in customer_features.columns]
+    if stale:
+        raise MissingColumnsError(
+            f"CUSTOMER_FEATURES lacks {', '.join(stale)} (segments are named after their members' classic "
+            "RFM segment): rerun `kedro run --pipeline rfm_features`, then train again."
+        )
     missing = [c for c in columns if c not in customer_features.columns]
     if missing:
         raise InvalidParametersError(f"training.features names unknown column(s): {', '.join(missing)}")
@@ -71,6 +79,8 @@ def sample_customer_features(customer_features: DataFrame, params: dict[str, Any
             f"Only {len(sample)} customers to train on: at least k_min + 1 are needed. Load more events."
         )
     for column in columns[1:]:
+        if column == "RFM_SEGMENT":
+            continue
         sample[column] = pd.to_numeric(sample[column], errors="coerce").astype(float)
     logger.info("Training sample: %s of %s customers pulled from the warehouse", len(sample), total)
     return sample.sort_values("CUSTOMER_ID").reset_index(drop=True)
@@ -165,41 +175,6 @@ def choose_k(k_selection: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
-def name_segments(
-    centroids: pd.DataFrame, sample: pd.DataFrame
-) -> tuple[list[str], list[str]]:
-    """Human names from where each centroid's recency and frequency fall on the RFM grid.
-
-    ``centroids`` holds RECENCY_DAYS, FREQUENCY and MONETARY in original units, one row per
-    cluster. Each centroid is scored 1-5 against the sample's quintiles (recent = 5), mapped with
-    the RFM segment map, and made unique by spend where two clusters land in the same cell.
-    """
-    def score(value: float, column: str, reverse: bool = False) -> int:
-        edges = np.quantile(sample[column].astype(float), [0.2, 0.4, 0.6, 0.8])
-        s = int(np.searchsorted(edges, value, side="right")) + 1
-        return 6 - s if reverse else s
-
-    base = [
-        rfm_segment(score(row.RECENCY_DAYS, "RECENCY_DAYS", reverse=True), score(row.FREQUENCY, "FREQUENCY"))
-        for row in centroids.itertuples()
-    ]
-    labels = list(base)
-    for name in set(base):
-        members = [i for i, b in enumerate(base) if b == name]
-        if len(members) < 2:
-            continue
-        ordered = sorted(members, key=lambda i: -float(centroids.iloc[i]["MONETARY"]))
-        tags = ["high spend", "low spend"] if len(ordered) == 2 else [f"spend tier {n + 1}" for n in range(len(ordered))]
-        for i, tag in zip(ordered, tags):
-            labels[i] = f"{name} ({tag})"
-    descriptions = [
-        f"Last order about {row.RECENCY_DAYS:.0f} days ago, {row.FREQUENCY:.1f} orders, "
-        f"{row.MONETARY:,.0f} net spend on average."
-        for row in centroids.itertuples()
-    ]
-    return labels, descriptions
-
-
 def fit_segmentation_model(
     sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any]
 ) -> SegmentationModel:
@@ -213,8 +188,9 @@ def fit_segmentation_model(
     profile = pd.DataFrame(original, columns=features)
     for name in params.get("log_features", []):
         profile[name] = np.expm1(profile[name])
-    labels, descriptions = name_segments(profile[list(RFM)], sample)
     assigned = estimator.labels_
+    names = name_segments(sample, assigned, k, features, list(params.get("log_features", [])))
+    labels, descriptions = names.labels, list(names.descriptions)
     revenue = sample["MONETARY"].clip(lower=0).to_numpy()
     total_revenue = revenue.sum() or 1.0
     stats = []
@@ -229,6 +205,10 @@ def fit_segmentation_model(
                 "customers": int(mask.sum()),
                 "customer_share": share,
                 "revenue_share": rev_share,
+                "base_label": names.base_labels[i],
+                "faithfulness": names.faithfulness[i],  # share of members whose RFM_SEGMENT is base_label
+                "rfm_mix": names.rfm_mix[i],
+                **{f"median_{f.lower()}": names.medians[i][f] for f in features},
                 **{f"mean_{f.lower()}": float(profile.iloc[i][f]) for f in features},
             }
         )
@@ -245,10 +225,11 @@ def fit_segmentation_model(
         trained_at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         estimator=estimator,
         segment_stats=stats,
-        metrics={"k_choice": k_choice},
+        metrics={"k_choice": k_choice, "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k))},
+        base_labels=names.base_labels,
     )
     for i in range(k):
-        logger.info("Segment %s %r: %s", i, labels[i], descriptions[i])
+        logger.info("Segment %s %r (%.0f%% faithful): %s", i, labels[i], 100 * names.faithfulness[i], descriptions[i])
     return model
 
 
@@ -286,6 +267,7 @@ def training_metrics(
         "stability": stability,
         "k_selection": k_selection.to_dict(orient="records"),
         "segments": model.segment_stats,
+        "naming": model.metrics.get("naming"),
         "features": model.features,
         "log_features": model.log_features,
     }
