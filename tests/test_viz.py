@@ -257,7 +257,8 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
     ids = viz.node_ids()
     for table in sorted(SNOWPARK_PREVIEWS):
         meta = viz.get(f"/api/nodes/{ids[table]}")
-        assert meta["type"] == "datasets.snowpark.SnowparkTableDataset"
+        # (RAW_DATA is a RawEventsDataset, a SnowparkTableDataset that also takes files)
+        assert meta["type"] in {"datasets.snowpark.SnowparkTableDataset", "datasets.raw_events.RawEventsDataset"}
         assert meta.get("preview_type") == "TablePreview", (table, meta, viz.log_text())
         preview = meta.get("preview")
         assert preview, f"no preview for {table}: {viz.log_text()}"
