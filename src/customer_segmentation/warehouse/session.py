@@ -350,6 +350,11 @@ def begin_run(label: str) -> None:
         if _run_lock is None:
             _run_lock = embedded.RunLock(settings.embedded_dir)
     _run_lock.acquire(settings.run_lock_timeout, label)
+    try:
+        get_session()  # fail fast, and never keep the lock after a failed start (no after-run hook then)
+    except BaseException:
+        close()
+        raise
 
 
 def _forget_connection(session: Any) -> None:
