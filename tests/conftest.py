@@ -166,9 +166,8 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def warehouse_session(tmp_path: Path) -> Iterator[Any]:
     """A Snowpark session on a fresh, empty embedded warehouse (no demo data)."""
     from customer_segmentation import warehouse
-    from customer_segmentation.warehouse.config import WarehouseSettings
-
     from customer_segmentation.warehouse import embedded
+    from customer_segmentation.warehouse.config import WarehouseSettings
 
     warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "warehouse"))
     try:

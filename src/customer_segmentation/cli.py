@@ -19,7 +19,9 @@ def _warehouse_dir(metadata: Any, env: str | None) -> Path:
     from kedro.config import OmegaConfigLoader
 
     project = Path(getattr(metadata, "project_path", None) or Path.cwd())
-    loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env)
+    loader = OmegaConfigLoader(
+        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env
+    )
     params = (loader["parameters"] or {}).get("warehouse") or {}
     return project / str(params.get("embedded_dir") or "data/warehouse")
 

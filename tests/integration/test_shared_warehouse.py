@@ -39,7 +39,11 @@ def _kedro_run(project: Path, log: Path, *args: str) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "kedro", "run", f"--params={params}", *args],
-            cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=project,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -51,7 +55,9 @@ def _preview_run_ids(viz: VizServer, node_id: str) -> set[str]:
     return {row[column] for row in preview["data"]}
 
 
-def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(trained_project: Path, tmp_path: Path) -> None:
+def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(
+    trained_project: Path, tmp_path: Path
+) -> None:
     project = tmp_path / "project"
     embedded.stop_server(trained_project / "data" / "warehouse")  # a quiet copy of its files
     shutil.copytree(trained_project, project)
@@ -79,7 +85,9 @@ def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(trained_proje
         assert "is in use by another process" not in (tmp_path / "run.log").read_text()
     finally:
         viz.stop()
-    assert {r[0] for r in warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA")} == after
+    assert {
+        r[0] for r in warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA")
+    } == after
 
 
 def test_two_runs_at_once_both_succeed_without_doubling_data(trained_project: Path, tmp_path: Path) -> None:
@@ -98,13 +106,19 @@ def test_two_runs_at_once_both_succeed_without_doubling_data(trained_project: Pa
     count = "SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM PUBLIC.RAW_DATA"
     assert warehouse_rows(project, count) == warehouse_rows(trained_project, count)
     # ... each event is in exactly one of the two ingestion outputs, once ...
-    accepted = warehouse_rows(project, "SELECT COUNT(*), COUNT(DISTINCT RECORD_ID) FROM PUBLIC.TRANSFORMED_DATA")[0]
+    accepted = warehouse_rows(
+        project, "SELECT COUNT(*), COUNT(DISTINCT RECORD_ID) FROM PUBLIC.TRANSFORMED_DATA"
+    )[0]
     rejected = warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.REJECTED_EVENTS")[0][0]
     assert accepted[0] == accepted[1]
     assert accepted[0] + rejected == warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA")[0][0]
     # ... and the results are those of one run: one row per customer, one run id, the reference segments
-    processed = "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(DISTINCT RUN_ID) FROM PUBLIC.PROCESSED_DATA"
+    processed = (
+        "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(DISTINCT RUN_ID) FROM PUBLIC.PROCESSED_DATA"
+    )
     rows, customers, run_ids = warehouse_rows(project, processed)[0]
     assert rows == customers and run_ids == 1
-    segments = "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
+    segments = (
+        "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
+    )
     assert warehouse_rows(project, segments) == warehouse_rows(trained_project, segments)

@@ -70,11 +70,15 @@ def folder(tmp_path: Path) -> Any:
 
 
 def test_second_client_reuses_the_server_and_sees_the_first_ones_writes(folder: Path) -> None:
-    first = _client(folder, "CREATE TABLE T (ID INT, NAME VARCHAR)", "INSERT INTO T VALUES (1, 'a'), (2, 'b')")
+    first = _client(
+        folder, "CREATE TABLE T (ID INT, NAME VARCHAR)", "INSERT INTO T VALUES (1, 'a'), (2, 'b')"
+    )
     record = embedded.read_record(folder)
     assert record is not None and record["pid"] == first["pid"]
     assert record["path"] == str(folder.resolve()) and record["host"] == "127.0.0.1" and record["port"] > 0
-    assert {"user", "started_at", "version", "hostname", "memory_limit", "idle_timeout_seconds"} <= set(record)
+    assert {"user", "started_at", "version", "hostname", "memory_limit", "idle_timeout_seconds"} <= set(
+        record
+    )
     second = _client(folder, "SELECT ID, NAME FROM T ORDER BY ID")
     assert second["pid"] == first["pid"]  # reused, not a second server
     assert second["rows"] == [[[1, "a"], [2, "b"]]]
@@ -126,7 +130,9 @@ def test_record_answered_for_another_folder_is_stale(tmp_path: Path, folder: Pat
 def test_record_from_another_host_is_stale(folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / embedded.RECORD_NAME).write_text(
-        json.dumps({"pid": os.getpid(), "port": 1, "host": "127.0.0.1", "path": str(folder), "hostname": "elsewhere"})
+        json.dumps(
+            {"pid": os.getpid(), "port": 1, "host": "127.0.0.1", "path": str(folder), "hostname": "elsewhere"}
+        )
     )
     pid = _client(folder, "SELECT 1")["pid"]
     assert pid != os.getpid() and embedded.read_record(folder)["hostname"] != "elsewhere"
@@ -169,7 +175,8 @@ def test_explicit_stop_and_status_commands(folder: Path) -> None:
 def test_sessions_of_one_server_run_in_parallel_without_losing_writes(folder: Path) -> None:
     _client(folder, "CREATE TABLE T (CLIENT INT, N INT)")
     inserts = [
-        " ".join(["INSERT INTO T SELECT", str(c), ", SEQ4() FROM TABLE(GENERATOR(ROWCOUNT => 500))"]) for c in range(4)
+        " ".join(["INSERT INTO T SELECT", str(c), ", SEQ4() FROM TABLE(GENERATOR(ROWCOUNT => 500))"])
+        for c in range(4)
     ]
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda sql: _client(folder, sql, sql), inserts))
@@ -179,14 +186,19 @@ def test_sessions_of_one_server_run_in_parallel_without_losing_writes(folder: Pa
 
 def test_run_lock_makes_a_second_run_wait_then_fail_clearly(folder: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             sys.path.insert(0, {str(SRC)!r})
             from customer_segmentation.warehouse.embedded import RunLock
             lock = RunLock({str(folder)!r}); lock.acquire(5, "pipeline test")
             print("locked", flush=True); time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -214,9 +226,13 @@ def test_kedro_warehouse_status_and_stop_commands(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     env["KEDRO_DISABLE_TELEMETRY"] = "true"
     kedro = [sys.executable, "-m", "kedro", "warehouse"]
-    status = subprocess.run([*kedro, "status"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
+    status = subprocess.run(
+        [*kedro, "status"], cwd=project, capture_output=True, text=True, env=env, timeout=120
+    )
     assert status.returncode == 0, status.stderr[-2000:]
     assert f'"pid": {pid}' in status.stdout and str(folder.resolve()) in status.stdout
     stop = subprocess.run([*kedro, "stop"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
-    assert stop.returncode == 0 and "Stopped the embedded warehouse server" in stop.stdout, stop.stderr[-2000:]
+    assert stop.returncode == 0 and "Stopped the embedded warehouse server" in stop.stdout, stop.stderr[
+        -2000:
+    ]
     assert not embedded._pid_alive(pid) and embedded.read_record(folder) is None  # noqa: SLF001

@@ -17,21 +17,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["status", "stop"])
     parser.add_argument(
-        "--path", type=Path, default=Path("data/warehouse"), help="the warehouse folder (default: data/warehouse)"
+        "--path",
+        type=Path,
+        default=Path("data/warehouse"),
+        help="the warehouse folder (default: data/warehouse)",
     )
     args = parser.parse_args(argv)
     if args.command == "status":
         status = embedded.server_status(args.path)
         if status is None:
-            print(f"No embedded warehouse server is running for {args.path.resolve()}.")
+            sys.stdout.write(f"No embedded warehouse server is running for {args.path.resolve()}.\n")
             return 1
-        print(json.dumps(status, indent=2, sort_keys=True))
+        sys.stdout.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
         return 0
     stopped = embedded.stop_server(args.path)
-    print(
-        f"Stopped the embedded warehouse server for {args.path.resolve()}."
+    sys.stdout.write(
+        f"Stopped the embedded warehouse server for {args.path.resolve()}.\n"
         if stopped
-        else f"No embedded warehouse server was running for {args.path.resolve()}."
+        else f"No embedded warehouse server was running for {args.path.resolve()}.\n"
     )
     return 0
 

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -510,7 +510,7 @@ class RunLock:
                 time.sleep(0.1)
         owner = (
             f"pid {os.getpid()}, {label}, started "
-            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}"
+            f"{datetime.now(UTC).isoformat(timespec='seconds')}"
         )
         os.ftruncate(fd, 0)
         os.pwrite(fd, owner.encode(), 0)

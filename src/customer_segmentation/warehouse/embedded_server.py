@@ -38,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,11 @@ class SegmentationServerApp:
                 return
             if state.stopping:
                 await JSONResponse(
-                    {"success": False, "code": "390400", "message": "The embedded warehouse is stopping; reconnect."},
+                    {
+                        "success": False,
+                        "code": "390400",
+                        "message": "The embedded warehouse is stopping; reconnect.",
+                    },
                     status_code=503,
                 )(scope, receive, send)
                 return
@@ -199,7 +203,7 @@ def serve(path: Path, memory_limit: str | None, idle_timeout: float) -> int:  # 
     fakesnow.server.sessions.clear()
 
     state = ServerState(idle_timeout)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # the kernel picks a free port: no race with another process
@@ -268,7 +272,11 @@ def serve(path: Path, memory_limit: str | None, idle_timeout: float) -> int:  # 
         write_record(path, record)
         logger.info(
             "Serving %s on 127.0.0.1:%s (pid %s, memory_limit %s, idle timeout %ss)",
-            path, port, os.getpid(), memory_limit, idle_timeout,
+            path,
+            port,
+            os.getpid(),
+            memory_limit,
+            idle_timeout,
         )
         while not state.stopping:
             time.sleep(min(1.0, max(0.05, idle_timeout / 10)))
@@ -316,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", required=True, type=Path, help="the warehouse folder (DuckDB files)")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory cap, e.g. 768MB")
-    parser.add_argument("--idle-timeout", type=float, default=600.0, help="stop after this many idle seconds (0: never)")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="stop after this many idle seconds (0: never)"
+    )
     args = parser.parse_args(argv)
     return serve(args.path, args.memory_limit or None, args.idle_timeout)
 
