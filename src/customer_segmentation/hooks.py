@@ -24,10 +24,7 @@ class WarehouseHooks:
         params = context.params or {}
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
-        embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(
-            credentials, embedded_dir, wh_params.get("memory_limit"), wh_params.get("create_schema", False)
-        )
+        settings = WarehouseSettings.from_config(credentials, wh_params, context.project_path)
         # No demo seeding here: it is the ingestion pipeline's first node (demo/seeding.py).
         warehouse.configure(settings)
         extra_tag = wh_params.get("query_tag") or {}
@@ -50,6 +47,8 @@ class WarehouseHooks:
         catalog["run_metadata"] = metadata
         # every statement of the run carries {"project", "pipeline", "run_id"} in QUERY_TAG
         warehouse.set_query_tag(pipeline=metadata["pipeline"], run_id=metadata["run_id"])
+        # one pipeline run at a time per embedded warehouse: a second `kedro run` waits here
+        warehouse.begin_run(f"pipeline {metadata['pipeline']}")
         warehouse.get_session()
 
     @hook_impl

@@ -40,6 +40,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
 FEATURE_NODE = "compute_customer_features"
+# the measurements (peak RSS, rows sent, DuckDB settings) need the emulator inside the measured
+# worker process, not in the shared embedded server (docs/embedded-warehouse.md, "In-process mode")
+os.environ.setdefault("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")
 
 # --------------------------------------------------------------------------------- measurement
 

@@ -2,6 +2,7 @@
 
 from customer_segmentation.warehouse.config import WarehouseSettings
 from customer_segmentation.warehouse.session import (
+    begin_run,
     close,
     configure,
     current_settings,
@@ -10,4 +11,13 @@ from customer_segmentation.warehouse.session import (
     set_query_tag,
 )
 
-__all__ = ["WarehouseSettings", "close", "configure", "current_settings", "get_session", "is_open", "set_query_tag"]
+__all__ = [
+    "WarehouseSettings",
+    "begin_run",
+    "close",
+    "configure",
+    "current_settings",
+    "get_session",
+    "is_open",
+    "set_query_tag",
+]
