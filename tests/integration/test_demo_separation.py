@@ -172,13 +172,18 @@ def test_first_user_load_removes_the_demo_and_everything_built_on_it(
     path = tmp_path / "acme.parquet"
     events.to_parquet(path, index=False)
     purge_logger = logging.getLogger("customer_segmentation.demo.purge")
-    purge_logger.addHandler(caplog.handler)  # Kedro reconfigures the root logger; this one it leaves alone
+    seen: list[logging.LogRecord] = []
+    collector = logging.Handler(logging.INFO)
+    collector.emit = seen.append  # type: ignore[method-assign]
+    # our own handler on the purge logger: Kedro reconfigures the root logger (and caplog may
+    # see the record twice through it), this logger it leaves alone
+    purge_logger.addHandler(collector)
     try:
         with caplog.at_level(logging.INFO, logger="customer_segmentation.demo.purge"):
             run(project, "load_events", events_file=str(path))
     finally:
-        purge_logger.removeHandler(caplog.handler)
-    lines = [r.getMessage() for r in caplog.records if r.name == purge_logger.name]
+        purge_logger.removeHandler(collector)
+    lines = [r.getMessage() for r in seen]
     assert len(lines) == 1 and lines[0].startswith("Removed the demo before your first load")
     assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [
         (len(events), 0)
