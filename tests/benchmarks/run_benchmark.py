@@ -40,9 +40,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
 FEATURE_NODE = "compute_customer_features"
-# the measurements (peak RSS, rows sent, DuckDB settings) need the emulator inside the measured
-# worker process, not in the shared embedded server (docs/embedded-warehouse.md, "In-process mode")
-os.environ.setdefault("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")
 
 # --------------------------------------------------------------------------------- measurement
 
@@ -609,6 +606,10 @@ def machine_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The measurements (peak RSS, rows sent, DuckDB settings) need the emulator inside the measured
+    # worker process, not in the shared embedded server (docs/embedded-warehouse.md, "In-process
+    # mode"); set here, not at import, so that importing this module changes nothing for others.
+    os.environ.setdefault("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000,10000000", help="comma-separated event counts")
     parser.add_argument(
