@@ -1,5 +1,6 @@
 """Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
+from customer_segmentation.datasets.event_files import EventFileLoad, EventFileLoadDataset
 from customer_segmentation.datasets.model import SegmentationModelDataset
 from customer_segmentation.datasets.model_table import (
     EvidenceTableDataset,
@@ -10,6 +11,8 @@ from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
 
 __all__ = [
+    "EventFileLoad",
+    "EventFileLoadDataset",
     "EvidenceTableDataset",
     "ModelVersionWrite",
     "RawEventsDataset",
