@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets import EventFileLoad, EventFileLoadDataset, event_files
@@ -54,7 +53,9 @@ def _events_file(tmp_path: Path, n: int = 3, name: str = "events.csv") -> Path:
 def test_creates_raw_data_and_stamps_rows(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
     report = load_file(_events_file(tmp_path))
     assert report["status"] == "loaded" and report["rows_added"] == 3
-    rows = query("SELECT EVENT_ID, PRODUCT_ID, LOADED_AT, SOURCE_FILE, SOURCE_ROW FROM RAW_DATA ORDER BY SOURCE_ROW")
+    rows = query(
+        "SELECT EVENT_ID, PRODUCT_ID, LOADED_AT, SOURCE_FILE, SOURCE_ROW FROM RAW_DATA ORDER BY SOURCE_ROW"
+    )
     assert [r[0] for r in rows] == ["E0", "E1", "E2"]
     assert all(r[1] is None for r in rows)  # empty cell -> NULL
     assert {str(r[2]) for r in rows} == {report["loaded_at"]}
@@ -87,7 +88,9 @@ def test_interrupted_after_writing_is_completed_not_doubled(
     tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _events_file(tmp_path)
-    monkeypatch.setattr(EventFileLoadDataset, "mark_loaded", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(
+        EventFileLoadDataset, "mark_loaded", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash"))
+    )
     with pytest.raises(DatasetError, match="crash"):  # Kedro wraps save errors
         load_file(path)
     assert query("SELECT STATUS FROM LOAD_HISTORY") == [("loading",)]
@@ -102,7 +105,9 @@ def test_interrupted_before_writing_loads_again(
     tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _events_file(tmp_path)
-    monkeypatch.setattr(event_files, "append_pandas", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(
+        event_files, "append_pandas", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash"))
+    )
     with pytest.raises(DatasetError, match="crash"):  # Kedro wraps save errors
         load_file(path)
     monkeypatch.undo()

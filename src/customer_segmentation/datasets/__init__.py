@@ -8,9 +8,10 @@ from customer_segmentation.datasets.model_table import (
     SegmentationModelTableDataset,
 )
 from customer_segmentation.datasets.raw_events import RawEventsDataset
-from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
+from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
 
 __all__ = [
+    "REBUILD_MARKER",
     "EventFileLoad",
     "EventFileLoadDataset",
     "EvidenceTableDataset",
@@ -19,5 +20,4 @@ __all__ = [
     "SegmentationModelDataset",
     "SegmentationModelTableDataset",
     "SnowparkTableDataset",
-    "TableWrite",
 ]

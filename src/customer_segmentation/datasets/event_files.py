@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,7 @@ class EventFileLoad:
 
 
 def _now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def stamped(events: pd.DataFrame, source_file: str, loaded_at: datetime) -> pd.DataFrame:
@@ -166,7 +166,9 @@ class EventFileLoadDataset(SnowparkTableDataset):
         ).collect()
         done = [r for r in previous if r[0] == "loaded"]
         if done:
-            report.update(status="already_loaded", loaded_at=str(done[0][2]), previously_loaded_from=done[0][1])
+            report.update(
+                status="already_loaded", loaded_at=str(done[0][2]), previously_loaded_from=done[0][1]
+            )
             logger.info(
                 "%s has the same content (sha256 %s) as %s, loaded into %s at %s: nothing added",
                 file_info["source_file"],
@@ -227,7 +229,9 @@ class EventFileLoadDataset(SnowparkTableDataset):
         """Create the raw table (contract columns) and the history when missing; refuse a raw table without stamps."""
         columns = table_columns(session, self._database, self._schema, self._table_name)
         if not columns:
-            session.sql(create_table_sql(self._database, self._schema, self._table_name, RAW_COLUMNS)).collect()
+            session.sql(
+                create_table_sql(self._database, self._schema, self._table_name, RAW_COLUMNS)
+            ).collect()
             logger.info("Created %s (RAW_DATA contract columns)", self.fqn)
         else:
             missing = [c for c in RAW_COLUMNS if c not in columns]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from customer_segmentation.pipelines.ingestion.nodes import select_new_events, validate_ingestion_params
 from customer_segmentation.datasets.event_files import stamped
+from customer_segmentation.pipelines.ingestion.nodes import select_new_events, validate_ingestion_params
 from customer_segmentation.pipelines.load_events.nodes import read_events_file
 from customer_segmentation.warehouse.tables import append_pandas
 from tests.datasets.test_event_files import PARAMS, _events_file, file_loads, load_file
@@ -25,7 +25,9 @@ FQN = ("SEGMENTATION.PUBLIC.RAW_DATA", "SEGMENTATION.PUBLIC.LOAD_HISTORY")
 
 def _state(session: Any, watermark: Any) -> Any:
     if watermark is None:
-        return session.sql("SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0")
+        return session.sql(
+            "SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0"
+        )
     return session.sql(
         "SELECT 'ingestion' AS PIPELINE, CAST(? AS TIMESTAMP_NTZ) AS WATERMARK", params=[str(watermark)]
     )
@@ -46,7 +48,9 @@ def test_stamps_are_unique_even_before_rows_are_written(
     _, _, first = _start_load(warehouse_session, _events_file(tmp_path, 2, "a.csv"), "run-a")
     _, _, second = _start_load(warehouse_session, _events_file(tmp_path, 3, "b.csv"), "run-b")
     assert second > first  # A has no row in RAW_DATA yet: its registration alone moves the next stamp
-    assert query("SELECT COUNT(*), COUNT(DISTINCT LOADED_AT) FROM LOAD_HISTORY WHERE STATUS = 'loading'") == [(2, 2)]
+    assert query("SELECT COUNT(*), COUNT(DISTINCT LOADED_AT) FROM LOAD_HISTORY WHERE STATUS = 'loading'") == [
+        (2, 2)
+    ]
 
 
 def test_ingestion_never_skips_a_load_that_commits_later(

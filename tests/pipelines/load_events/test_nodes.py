@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from customer_segmentation.datasets import EventFileLoad
-from customer_segmentation.pipelines.load_events.nodes import prepare_event_load, read_events_file, report_event_load
+from customer_segmentation.pipelines.load_events.nodes import (
+    prepare_event_load,
+    read_events_file,
+    report_event_load,
+)
 from tests.datasets.test_event_files import _events_file
 
 

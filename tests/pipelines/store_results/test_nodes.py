@@ -55,7 +55,9 @@ def upload(session: Any, frame: pd.DataFrame, table: str = "SCORED_CUSTOMERS") -
 
 
 @pytest.mark.parametrize(("n", "seed"), [(1, 1), (57, 2)])
-def test_key_columns_first_one_row_per_customer_and_run_stamps(warehouse_session: Any, n: int, seed: int) -> None:
+def test_key_columns_first_one_row_per_customer_and_run_stamps(
+    warehouse_session: Any, n: int, seed: int
+) -> None:
     source = scored(n, seed)
     out = build_processed_data(
         upload(warehouse_session, source), {"run_id": "run-42", "started_at": "2026-11-25T10:30:00"}
@@ -84,4 +86,6 @@ def test_missing_run_id_is_empty_text_not_none(warehouse_session: Any) -> None:
 def test_a_missing_key_column_fails_naming_it(warehouse_session: Any) -> None:
     frame = scored(4, 6).drop(columns=["DISTANCE_TO_CENTROID"])
     with pytest.raises(Exception, match="DISTANCE_TO_CENTROID"):
-        build_processed_data(upload(warehouse_session, frame), {"run_id": "r", "started_at": "2026-11-25"}).collect()
+        build_processed_data(
+            upload(warehouse_session, frame), {"run_id": "r", "started_at": "2026-11-25"}
+        ).collect()
