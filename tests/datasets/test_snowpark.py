@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kedro.io.core import DatasetError
 
-from customer_segmentation.datasets import SnowparkTableDataset, TableWrite
+from customer_segmentation.datasets import REBUILD_MARKER, SnowparkTableDataset
 from customer_segmentation.warehouse.errors import MissingTableError
 
 
@@ -68,6 +68,8 @@ def test_temporary_table_is_gone_in_a_new_session(tmp_path: Any) -> None:
         ({"table_type": "external"}, "table_type"),
         ({"copy_grants": "yes"}, "copy_grants"),
         ({"mode": "append", "table_type": "temporary"}, "temporary"),
+        ({"mode": "overwrite", "rebuild_marker": True}, "rebuild_marker"),
+        ({"mode": "merge", "merge_keys": ["K"], "rebuild_marker": "yes"}, "rebuild_marker"),
     ],
 )
 def test_bad_save_args_are_refused(save_args: dict[str, Any], message: str) -> None:
@@ -98,9 +100,34 @@ def test_merge_of_a_multi_statement_plan(warehouse_session: Any) -> None:
     warehouse_session.sql("INSERT INTO SRC_TMP VALUES ('x', 1), ('y', 2)").collect()
     source = warehouse_session.table("SRC_TMP").filter("V > 0")
     target = _dataset("EV2", mode="merge", merge_keys=["K"])
-    target.save(TableWrite(source, "merge"))
+    target.save(source)
     target.save(source)
     assert sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EV2").collect()) == [("x", 1), ("y", 2)]
+
+
+def test_rebuild_marker_replaces_a_merge_table_and_is_not_written(warehouse_session: Any) -> None:
+    """A complete rebuild (marker column) replaces the content, keeps grants; without it the frame merges."""
+    target = _dataset("REBUILT", mode="merge", merge_keys=["K"], rebuild_marker=True, copy_grants=True)
+    target.save(warehouse_session.sql("SELECT 'old' AS K, 1 AS V UNION ALL SELECT 'kept' AS K, 2 AS V"))
+    rebuild = warehouse_session.sql(f"SELECT 'kept' AS K, 20 AS V, TRUE AS {REBUILD_MARKER}")
+    sent = " ".join(_sent(warehouse_session, lambda: target.save(rebuild))).upper()
+    assert "CREATE  OR  REPLACE" in sent and "COPY GRANTS" in sent and "MERGE INTO" not in sent
+    table = warehouse_session.table("SEGMENTATION.PUBLIC.REBUILT")
+    assert table.columns == ["K", "V"]  # the marker is never stored
+    assert sorted(tuple(r) for r in table.collect()) == [("kept", 20)]  # 'old' is gone, 'kept' replaced
+    # an empty rebuild empties the table (the marker is in the schema, not in the rows)
+    target.save(warehouse_session.sql(f"SELECT 'x' AS K, 1 AS V, TRUE AS {REBUILD_MARKER} WHERE 1 = 0"))
+    assert table.count() == 0
+    target.save(warehouse_session.sql("SELECT 'a' AS K, 1 AS V"))  # no marker: the catalog's merge
+    target.save(warehouse_session.sql("SELECT 'a' AS K, 9 AS V UNION ALL SELECT 'b' AS K, 2 AS V"))
+    assert sorted(tuple(r) for r in table.collect()) == [("a", 1), ("b", 2)]
+
+
+def test_rebuild_without_the_catalogs_consent_is_refused(warehouse_session: Any) -> None:
+    target = _dataset("NOREBUILD", mode="merge", merge_keys=["K"])
+    with pytest.raises(DatasetError, match="rebuild_marker: true"):
+        target.save(warehouse_session.sql(f"SELECT 'a' AS K, TRUE AS {REBUILD_MARKER}"))
+    assert not target.exists()
 
 
 def test_columns_are_looked_up_once_per_session_and_refreshed_on_write(warehouse_session: Any) -> None:

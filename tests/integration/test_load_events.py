@@ -112,7 +112,8 @@ def test_load_events_is_not_part_of_the_default_run(tmp_path: Path) -> None:
     bootstrap_project(make_project_copy(tmp_path / "p"))
     assert "load_events" in pipelines
     load_nodes = {n.name for n in pipelines["load_events"].nodes}
-    assert load_nodes == {"read_events_file", "append_events_to_raw_data"}  # no demo seed: loading never seeds
+    # no demo seed: loading never seeds
+    assert load_nodes == {"read_events_file", "append_events_to_raw_data", "report_event_load"}
     assert "seed_demo_events" in {n.name for n in pipelines["__default__"].nodes}
     assert not load_nodes & {n.name for n in pipelines["__default__"].nodes}
     assert not load_nodes & {n.name for n in pipelines["daily"].nodes}

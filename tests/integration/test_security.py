@@ -153,9 +153,17 @@ def test_bad_database_name_in_the_environment_never_reaches_sql(tmp_path: Path, 
     assert "Invalid database name 'SEGMENTATION.PUBLIC'" in str(excinfo.value)
 
 
-def test_bad_raw_table_parameter_of_load_events(tmp_path: Path) -> None:
+def test_bad_history_table_of_load_events(tmp_path: Path) -> None:
+    """The file-load tables are named by the catalog only (no parameter): a bad name there is refused."""
     project = make_project_copy(tmp_path / "p")
+    (project / "conf" / "local" / "catalog.yml").write_text(
+        "raw_event_files:\n"
+        "  type: customer_segmentation.datasets.EventFileLoadDataset\n"
+        "  table_name: RAW_DATA\n"
+        "  history_table: LOAD HISTORY\n"
+        "  credentials: snowflake\n"
+    )
     path = write_events(tmp_path / "e.csv", [event("S-1")])
     with pytest.raises(Exception) as excinfo:
-        run(project, "load_events", events_file=str(path), **{"load_events.raw_table": "RAW DATA"})
-    assert "Invalid table name (load_events.raw_table) 'RAW DATA'" in str(excinfo.value)
+        run(project, "load_events", events_file=str(path))
+    assert "Invalid table name (history_table) 'LOAD HISTORY'" in str(excinfo.value)

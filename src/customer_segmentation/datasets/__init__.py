@@ -1,5 +1,6 @@
 """Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
+from customer_segmentation.datasets.event_files import EventFileLoad, EventFileLoadDataset
 from customer_segmentation.datasets.model import SegmentationModelDataset
 from customer_segmentation.datasets.model_table import (
     EvidenceTableDataset,
@@ -7,14 +8,16 @@ from customer_segmentation.datasets.model_table import (
     SegmentationModelTableDataset,
 )
 from customer_segmentation.datasets.raw_events import RawEventsDataset
-from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
+from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
 
 __all__ = [
+    "REBUILD_MARKER",
+    "EventFileLoad",
+    "EventFileLoadDataset",
     "EvidenceTableDataset",
     "ModelVersionWrite",
     "RawEventsDataset",
     "SegmentationModelDataset",
     "SegmentationModelTableDataset",
     "SnowparkTableDataset",
-    "TableWrite",
 ]

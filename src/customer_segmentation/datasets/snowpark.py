@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from kedro.io.core import DatasetError
@@ -24,12 +23,8 @@ TableType = Literal["permanent", "transient", "temporary"]
 _TABLE_TYPES = ("permanent", "transient", "temporary")
 
 
-@dataclass(frozen=True)
-class TableWrite:
-    """A node's request to write ``data`` with a given mode instead of the catalog's default."""
-
-    data: Any
-    mode: WriteMode
+#: Marker column of a complete rebuild (see ``save_args.rebuild_marker``); never written to the table.
+REBUILD_MARKER = "REBUILD_MARKER__"
 
 
 class SnowparkTableDataset(_KedroSnowparkTableDataset):
@@ -43,6 +38,12 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
       ``load_args.if_missing`` (column -> SQL type) returns an empty frame instead;
     - ``save_args.mode: merge`` with ``merge_keys`` inserts only rows whose keys are new
       (idempotent appends);
+    - ``save_args.rebuild_marker: true`` (merge tables only) lets a node hand over a complete
+      rebuild of the table: a frame that has the column :data:`REBUILD_MARKER` (its values do not
+      matter; the column is dropped) replaces the table's content in one ``CREATE OR REPLACE``
+      instead of being merged. The save mode itself stays the catalog's: without the column the
+      frame is merged, and a table without ``rebuild_marker`` refuses such a frame. A schema-level
+      marker, so that an empty rebuild (e.g. no rejected event at all) still empties the table;
     - ``save_args.table_type`` (permanent | transient | temporary, default permanent) and
       ``save_args.copy_grants`` (default true) control how ``mode: overwrite`` re-creates the table:
       Snowflake's ``CREATE OR REPLACE`` drops the grants of the replaced table unless it says
@@ -81,6 +82,13 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             raise DatasetError(f"save_args.mode must be overwrite, append or merge, not {self._mode!r}")
         if self._mode == "merge" and not self._merge_keys:
             raise DatasetError("save_args.mode 'merge' needs save_args.merge_keys")
+        self._rebuild_marker = save_args.pop("rebuild_marker", False)
+        if not isinstance(self._rebuild_marker, bool):
+            raise DatasetError(
+                f"save_args.rebuild_marker of {table_name} must be true or false, not {self._rebuild_marker!r}"
+            )
+        if self._rebuild_marker and self._mode != "merge":
+            raise DatasetError(f"save_args.rebuild_marker of {table_name} needs save_args.mode 'merge'")
         self._table_type: TableType = str(save_args.pop("table_type", "permanent") or "permanent").lower()  # type: ignore[assignment]
         if self._table_type not in _TABLE_TYPES:
             raise DatasetError(
@@ -146,10 +154,17 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
 
     def save(self, data: Any) -> None:
         mode: WriteMode = self._mode
-        if isinstance(data, TableWrite):
-            data, mode = data.data, data.mode
         if not hasattr(data, "write"):  # pandas: kedro-datasets' conversion
             data = self.session.create_dataframe(data)
+        if REBUILD_MARKER in (c.strip('"').upper() for c in data.columns):
+            if not self._rebuild_marker:
+                raise DatasetError(
+                    f"{self.fqn} got a complete rebuild (column {REBUILD_MARKER}) but its catalog entry does not "
+                    "allow one: add `rebuild_marker: true` to its save_args (merge tables only)."
+                )
+            data = data.drop(REBUILD_MARKER)
+            # the rebuild replaces the table in one statement (CREATE OR REPLACE ... COPY GRANTS)
+            mode = "overwrite"
         session = self.session
         if mode == "merge":
             self._merge(data)

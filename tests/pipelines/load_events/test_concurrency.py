@@ -13,19 +13,21 @@ from typing import Any
 
 import pytest
 
+from customer_segmentation.datasets.event_files import stamped
 from customer_segmentation.pipelines.ingestion.nodes import select_new_events, validate_ingestion_params
-from customer_segmentation.pipelines.load_events import nodes
-from customer_segmentation.pipelines.load_events.nodes import append_events, read_events_file
+from customer_segmentation.pipelines.load_events.nodes import read_events_file
 from customer_segmentation.warehouse.tables import append_pandas
+from tests.datasets.test_event_files import PARAMS, _events_file, file_loads, load_file
 from tests.pipelines.ingestion.test_nodes import PARAMS as INGESTION
-from tests.pipelines.load_events.test_nodes import PARAMS, RUN, _events_file
 
 FQN = ("SEGMENTATION.PUBLIC.RAW_DATA", "SEGMENTATION.PUBLIC.LOAD_HISTORY")
 
 
 def _state(session: Any, watermark: Any) -> Any:
     if watermark is None:
-        return session.sql("SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0")
+        return session.sql(
+            "SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0"
+        )
     return session.sql(
         "SELECT 'ingestion' AS PIPELINE, CAST(? AS TIMESTAMP_NTZ) AS WATERMARK", params=[str(watermark)]
     )
@@ -34,8 +36,9 @@ def _state(session: Any, watermark: Any) -> Any:
 def _start_load(session: Any, path: Path, run_id: str) -> tuple[Any, dict[str, Any], Any]:
     """Load A up to its registration: stamp taken, LOAD_HISTORY says 'loading', no row written yet."""
     events, info = read_events_file(str(path), PARAMS)
-    nodes._ensure_tables(session, "SEGMENTATION", "PUBLIC", "RAW_DATA", "LOAD_HISTORY")
-    stamp = nodes._register_load(session, *FQN, info, len(events), run_id)
+    dataset = file_loads()
+    dataset.ensure_tables(session)
+    stamp = dataset.register_load(session, info, len(events), run_id)
     return events, info, stamp
 
 
@@ -45,7 +48,9 @@ def test_stamps_are_unique_even_before_rows_are_written(
     _, _, first = _start_load(warehouse_session, _events_file(tmp_path, 2, "a.csv"), "run-a")
     _, _, second = _start_load(warehouse_session, _events_file(tmp_path, 3, "b.csv"), "run-b")
     assert second > first  # A has no row in RAW_DATA yet: its registration alone moves the next stamp
-    assert query("SELECT COUNT(*), COUNT(DISTINCT LOADED_AT) FROM LOAD_HISTORY WHERE STATUS = 'loading'") == [(2, 2)]
+    assert query("SELECT COUNT(*), COUNT(DISTINCT LOADED_AT) FROM LOAD_HISTORY WHERE STATUS = 'loading'") == [
+        (2, 2)
+    ]
 
 
 def test_ingestion_never_skips_a_load_that_commits_later(
@@ -53,7 +58,7 @@ def test_ingestion_never_skips_a_load_that_commits_later(
 ) -> None:
     session = warehouse_session
     events_a, info_a, stamp_a = _start_load(session, _events_file(tmp_path, 2, "a.csv"), "run-a")
-    report_b = append_events(*read_events_file(str(_events_file(tmp_path, 3, "b.csv")), PARAMS), PARAMS, RUN)
+    report_b = load_file(_events_file(tmp_path, 3, "b.csv"))
     assert report_b["status"] == "loaded"
 
     raw, history = session.table(FQN[0]), session.table(FQN[1])
@@ -62,8 +67,8 @@ def test_ingestion_never_skips_a_load_that_commits_later(
     assert batch.count() == 0 and info["watermark_to"] is None
     assert info["waiting_for_load_at"] == str(stamp_a)
 
-    append_pandas(session, "RAW_DATA", nodes._stamped(events_a, info_a["source_file"], stamp_a))
-    nodes._mark_loaded(session, FQN[1], info_a["file_sha256"], FQN[0], stamp_a)
+    append_pandas(session, "RAW_DATA", stamped(events_a, info_a["source_file"], stamp_a))
+    file_loads().mark_loaded(session, info_a["file_sha256"], stamp_a)
     batch, info = select_new_events(raw, _state(session, info["watermark_to"]), INGESTION, history)
     assert batch.count() == 5 and info["waiting_for_load_at"] is None
     assert {r[0] for r in batch.select("SOURCE_FILE").distinct().collect()} == {
@@ -77,7 +82,7 @@ def test_a_crashed_load_stops_holding_ingestion_back(
 ) -> None:
     session = warehouse_session
     _start_load(session, _events_file(tmp_path, 2, "a.csv"), "run-a")  # never finishes
-    append_events(*read_events_file(str(_events_file(tmp_path, 3, "b.csv")), PARAMS), PARAMS, RUN)
+    load_file(_events_file(tmp_path, 3, "b.csv"))
     raw, history = session.table(FQN[0]), session.table(FQN[1])
     later = {**INGESTION, "as_of": "2099-01-01 00:00:00", "future_tolerance_hours": 1}
     batch, info = select_new_events(raw, _state(session, None), later, history)

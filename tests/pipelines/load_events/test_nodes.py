@@ -1,140 +1,46 @@
-"""append_events on an empty embedded warehouse: create, append once, recover an interrupted load."""
+"""load_events nodes: pure hand-over to the file-load dataset (no warehouse), and the report node."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import pytest
 
-from customer_segmentation.pipelines.load_events import nodes
-from customer_segmentation.pipelines.load_events.nodes import append_events, read_events_file
-from customer_segmentation.warehouse.errors import MissingColumnsError
-
-PARAMS = {"raw_table": "RAW_DATA", "history_table": "LOAD_HISTORY"}
-RUN = {"run_id": "test-run"}
-
-
-def _events_file(tmp_path: Path, n: int = 3, name: str = "events.csv") -> Path:
-    path = tmp_path / name
-    pd.DataFrame(
-        {
-            "EVENT_ID": [f"E{i}" for i in range(n)],
-            "EVENT_TYPE": ["ORDER_CREATED"] * n,
-            "EVENT_TS": ["2026-01-02 10:00:00"] * n,
-            "CUSTOMER_ID": [f"C{i}" for i in range(n)],
-            "ORDER_ID": [f"O{i}" for i in range(n)],
-            "PRODUCT_ID": [""] * n,
-            "CATEGORY": ["Vins"] * n,
-            "QUANTITY": ["1"] * n,
-            "AMOUNT": ["9.90"] * n,
-            "CHANNEL": ["web"] * n,
-        }
-    ).to_csv(path, index=False)
-    return path
+from customer_segmentation.datasets import EventFileLoad
+from customer_segmentation.pipelines.load_events.nodes import (
+    prepare_event_load,
+    read_events_file,
+    report_event_load,
+)
+from tests.datasets.test_event_files import _events_file
 
 
-def _load(path: Path) -> dict[str, Any]:
-    events, info = read_events_file(str(path), PARAMS)
-    return append_events(events, info, PARAMS, RUN)
+def test_prepare_event_load_carries_rows_identity_run_and_demo_tables(tmp_path: Path) -> None:
+    events, info = read_events_file(str(_events_file(tmp_path, 4)), {})
+    load = prepare_event_load(events, info, {"run_id": "r-1"}, {"derived_tables": ["PROCESSED_DATA"]})
+    assert isinstance(load, EventFileLoad)
+    assert load.events is events and load.file_info == info and load.file_info is not info
+    assert load.run_id == "r-1" and list(load.demo_derived_tables or []) == ["PROCESSED_DATA"]
+    assert len(info["file_sha256"]) == 64 and info["rows_in_file"] == 4 and info["format"] == "csv"
+    assert info["source_file"] == str((tmp_path / "events.csv").resolve())
+    # no demo parameters: the purge's default table list; no run id: empty text, not 'None'
+    bare = prepare_event_load(events, info, {}, None)
+    assert bare.run_id == "" and bare.demo_derived_tables is None
 
 
-def test_creates_raw_data_and_stamps_rows(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
-    report = _load(_events_file(tmp_path))
-    assert report["status"] == "loaded" and report["rows_added"] == 3
-    rows = query("SELECT EVENT_ID, PRODUCT_ID, LOADED_AT, SOURCE_FILE, SOURCE_ROW FROM RAW_DATA ORDER BY SOURCE_ROW")
-    assert [r[0] for r in rows] == ["E0", "E1", "E2"]
-    assert all(r[1] is None for r in rows)  # empty cell -> NULL
-    assert {str(r[2]) for r in rows} == {report["loaded_at"]}
-    assert {r[3] for r in rows} == {str((tmp_path / "events.csv").resolve())}
-    assert [r[4] for r in rows] == [1, 2, 3]
-    history = query("SELECT FILE_SHA256, STATUS, ROW_COUNT FROM LOAD_HISTORY")
-    assert history == [(report["file_sha256"], "loaded", 3)]
-
-
-def test_same_content_twice_adds_nothing(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
-    path = _events_file(tmp_path)
-    _load(path)
-    again = _load(path)
-    copy = tmp_path / "renamed.csv"
-    copy.write_bytes(path.read_bytes())
-    renamed = _load(copy)
-    assert again["status"] == renamed["status"] == "already_loaded"
-    assert again["rows_added"] == renamed["rows_added"] == 0
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 3
-
-
-def test_load_stamps_increase(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
-    first = _load(_events_file(tmp_path, 2, "a.csv"))
-    query("UPDATE RAW_DATA SET LOADED_AT = '2099-01-01 00:00:00'")  # a stamp ahead of the clock
-    second = _load(_events_file(tmp_path, 3, "b.csv"))
-    assert second["loaded_at"] > first["loaded_at"] and second["loaded_at"] == "2099-01-01 00:00:01"
-
-
-def test_interrupted_after_writing_is_completed_not_doubled(
-    tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _events_file(tmp_path)
-    monkeypatch.setattr(nodes, "_mark_loaded", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
-    with pytest.raises(RuntimeError, match="crash"):
-        _load(path)
-    assert query("SELECT STATUS FROM LOAD_HISTORY") == [("loading",)]
-    monkeypatch.undo()
-    report = _load(path)
-    assert report["status"] == "recovered" and report["rows_added"] == 0
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 3
-    assert query("SELECT STATUS FROM LOAD_HISTORY") == [("loaded",)]
-
-
-def test_interrupted_before_writing_loads_again(
-    tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _events_file(tmp_path)
-    monkeypatch.setattr(nodes, "append_pandas", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
-    with pytest.raises(RuntimeError, match="crash"):
-        _load(path)
-    monkeypatch.undo()
-    report = _load(path)
-    assert report["status"] == "loaded" and report["rows_added"] == 3
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 3
-    assert query("SELECT STATUS, COUNT(*) FROM LOAD_HISTORY GROUP BY STATUS") == [("loaded", 1)]
-
-
-def test_partial_rows_of_an_interrupted_load_are_replaced(
-    tmp_path: Path, query: Callable[[str], list[Any]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _events_file(tmp_path)
-    original = nodes.append_pandas
-
-    def write_two_then_crash(session: Any, table: str, frame: pd.DataFrame) -> None:
-        original(session, table, frame.head(2))
-        raise RuntimeError("crash")
-
-    monkeypatch.setattr(nodes, "append_pandas", write_two_then_crash)
-    with pytest.raises(RuntimeError, match="crash"):
-        _load(path)
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 2
-    monkeypatch.undo()
-    report = _load(path)
-    assert report["status"] == "loaded" and report["rows_added"] == 3
-    rows = query("SELECT EVENT_ID, COUNT(*) FROM RAW_DATA GROUP BY EVENT_ID ORDER BY EVENT_ID")
-    assert rows == [("E0", 1), ("E1", 1), ("E2", 1)]
-
-
-def test_raw_data_without_load_columns_is_named(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
-    query(
-        "CREATE TABLE RAW_DATA (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS VARCHAR, CUSTOMER_ID VARCHAR, "
-        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY VARCHAR, AMOUNT VARCHAR, CHANNEL VARCHAR)"
-    )
-    with pytest.raises(MissingColumnsError) as excinfo:
-        _load(_events_file(tmp_path))
-    assert "LOADED_AT, SOURCE_FILE, SOURCE_ROW" in str(excinfo.value)
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 0
-
-
-def test_empty_file_adds_nothing(tmp_path: Path, query: Callable[[str], list[Any]]) -> None:
-    report = _load(_events_file(tmp_path, 0))
-    assert report["status"] == "empty" and report["rows_added"] == 0
-    assert query("SELECT COUNT(*) FROM RAW_DATA")[0][0] == 0
+def test_report_node_passes_the_report_on_and_says_what_to_run(caplog: pytest.LogCaptureFixture) -> None:
+    report = {
+        "status": "loaded",
+        "rows_added": 7,
+        "source_file": "/data/e.csv",
+        "raw_table": "SEGMENTATION.PUBLIC.RAW_DATA",
+        "loaded_at": "2026-01-01 00:00:00",
+    }
+    with caplog.at_level(logging.INFO):
+        assert report_event_load(report) == report
+    assert "Loaded 7 events from /data/e.csv" in caplog.text and "--pipeline ingestion" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        report_event_load({"status": "already_loaded"})
+    assert "Loaded" not in caplog.text

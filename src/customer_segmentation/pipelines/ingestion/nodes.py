@@ -17,7 +17,7 @@ from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
 
-from customer_segmentation.datasets import TableWrite
+from customer_segmentation.datasets import REBUILD_MARKER
 from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
@@ -387,7 +387,8 @@ def split_events(
         run_id.alias("INGESTION_RUN_ID"),
     )
     if batch_info.get("full_refresh"):
-        return TableWrite(good, "overwrite"), TableWrite(bad, "overwrite"), report
+        # a complete rebuild: the marker column makes each merge table replace its content (catalog rebuild_marker)
+        return good.with_column(REBUILD_MARKER, F.lit(True)), bad.with_column(REBUILD_MARKER, F.lit(True)), report
     return good, bad, report
 
 

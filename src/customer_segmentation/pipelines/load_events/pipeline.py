@@ -1,11 +1,16 @@
 """load_events pipeline: `kedro run --pipeline load_events --params=events_file=<path>`.
 
-Not part of the default run: loading a file is an explicit act.
+Not part of the default run: loading a file is an explicit act. The file is read and checked
+here; the catalog dataset ``raw_event_files`` appends it to RAW_DATA once and keeps LOAD_HISTORY.
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from customer_segmentation.pipelines.load_events.nodes import append_events, read_events_file
+from customer_segmentation.pipelines.load_events.nodes import (
+    prepare_event_load,
+    read_events_file,
+    report_event_load,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -18,16 +23,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="read_events_file",
             ),
             Node(
-                append_events,
-                inputs=[
-                    "events_file_rows",
-                    "events_file_info",
-                    "params:load_events",
-                    "run_metadata",
-                    "params:demo_data",
-                ],
-                outputs="load_events_report",
+                prepare_event_load,
+                inputs=["events_file_rows", "events_file_info", "run_metadata", "params:demo_data"],
+                outputs="raw_event_files",
                 name="append_events_to_raw_data",
+            ),
+            Node(
+                report_event_load,
+                inputs="raw_event_files",
+                outputs="load_events_report",
+                name="report_event_load",
             ),
         ]
     )
