@@ -20,11 +20,9 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
+from customer_segmentation.demo.marker import DEMO_SOURCE_PREFIX
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
-
-#: SOURCE_FILE of every demo row starts with this (a file path or NULL never does).
-DEMO_SOURCE_PREFIX = "demo://"
 
 CATEGORIES = ["Vins rouges", "Vins blancs", "Champagnes", "Spiritueux", "Épicerie fine", "Accessoires"]
 CHANNELS = ["web", "app", "store", "marketplace"]

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX
+from customer_segmentation.demo.marker import DEMO_SOURCE_PREFIX
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
 from customer_segmentation.warehouse.tables import forget_table_columns, table_columns
 
