@@ -39,6 +39,8 @@ class WarehouseHooks:
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
+            # nodes that must refuse real Snowflake (simulate_days) read the target here, not from config
+            "warehouse_embedded": warehouse.current_settings().is_embedded,
         }
         warehouse.get_session()
 

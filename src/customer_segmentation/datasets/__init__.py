@@ -4,3 +4,6 @@ from customer_segmentation.datasets.model import SegmentationModelDataset
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset, TableWrite
 
 __all__ = ["SegmentationModelDataset", "SnowparkTableDataset", "TableWrite"]
+from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset  # noqa: E402
+
+__all__ += ["SnapshotWrite", "WarehouseTableDataset"]
