@@ -30,6 +30,12 @@ class SegmentationModel:
     estimator: Any = None  # the fitted sklearn KMeans (for reference and tests)
     segment_stats: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Stable segment ids, one per centroid (matched to the previous model's at training, see
+    # segment_identity.py); None = 0..k-1 (models trained before ids were stable).
+    segment_ids: list[int] | None = None
+    # Training-time reference for drift monitoring (feature bins and proportions, segment shares,
+    # mean distances to the centroid); empty for models trained before it existed.
+    drift_reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -50,4 +56,22 @@ class SegmentationModel:
         return distances.argmin(axis=1)
 
     def label_of(self, segment_ids: np.ndarray) -> list[str]:
+        """Labels for centroid positions (as returned by ``predict``)."""
         return [self.labels[int(i)] for i in segment_ids]
+
+    def ids(self) -> list[int]:
+        """The stable SEGMENT_ID of each centroid, in centroid order."""
+        ids = getattr(self, "segment_ids", None)
+        return [int(i) for i in ids] if ids is not None else list(range(self.k))
+
+    def segment_id_of(self, positions: np.ndarray) -> np.ndarray:
+        """Stable SEGMENT_IDs for centroid positions (as returned by ``predict``)."""
+        return np.asarray(self.ids(), dtype="int64")[np.asarray(positions, dtype="int64")]
+
+    def position_of(self, segment_id: int) -> int:
+        """Centroid position of a stable SEGMENT_ID (ValueError when the model has no such id)."""
+        return self.ids().index(int(segment_id))
+
+    def reference(self) -> dict[str, Any]:
+        """The training-time drift reference (empty for older models)."""
+        return dict(getattr(self, "drift_reference", None) or {})

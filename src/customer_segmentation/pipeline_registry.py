@@ -7,12 +7,15 @@ from importlib import import_module, resources
 
 from kedro.framework import project
 from kedro.framework.project import find_pipelines
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, pipeline
 
 #: Pipelines that make up a full run, in order (``load_events`` is run on demand only).
-FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results")
-#: The morning job: new events in, features refreshed, scored with the saved model, stored.
-DAILY_RUN = ("ingestion", "rfm_features", "prediction", "store_results")
+FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring")
+#: The morning job: new events in, features refreshed, the model retrained if training.retrain_policy
+#: says so (model_refresh), scored, stored, monitored.
+DAILY_RUN = ("ingestion", "rfm_features", "model_refresh", "prediction", "store_results", "monitoring")
+#: In the daily run, scoring and monitoring use the model that model_refresh hands over.
+DAILY_MODEL_INPUT = {"segmentation_model": "active_segmentation_model"}
 COMPOSITES = ("__default__", "daily")
 
 
@@ -45,5 +48,11 @@ def register_pipelines() -> dict[str, Pipeline]:
         if name not in pipelines:
             pipelines[name] = import_module(f"customer_segmentation.pipelines.{name}").create_pipeline()
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))
-    pipelines["daily"] = sum((pipelines[name] for name in DAILY_RUN), Pipeline([]))
+    pipelines["daily"] = sum(
+        (
+            pipeline(pipelines[name], inputs=DAILY_MODEL_INPUT) if name in ("prediction", "monitoring") else pipelines[name]
+            for name in DAILY_RUN
+        ),
+        Pipeline([]),
+    )
     return pipelines

@@ -7,3 +7,9 @@ __all__ = ["SegmentationModelDataset", "SnowparkTableDataset", "TableWrite"]
 from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset  # noqa: E402
 
 __all__ += ["SnapshotWrite", "WarehouseTableDataset"]
+from customer_segmentation.datasets.model_versions import ActiveModelDataset, PreviousModelDataset  # noqa: E402
+
+__all__ += ["ActiveModelDataset", "PreviousModelDataset"]
+from customer_segmentation.datasets.export import SegmentExportDataset  # noqa: E402
+
+__all__ += ["SegmentExportDataset"]

@@ -20,7 +20,9 @@ from sklearn.metrics import (
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.drift import training_reference
 from customer_segmentation.model import SegmentationModel
+from customer_segmentation.segment_identity import align_segment_ids
 from customer_segmentation.rfm import rfm_segment
 from customer_segmentation.warehouse.errors import InvalidParametersError
 
@@ -247,9 +249,26 @@ def fit_segmentation_model(
         segment_stats=stats,
         metrics={"k_choice": k_choice},
     )
+    # the training-time reference that drift monitoring compares today's customers with
+    model.drift_reference = training_reference(sample, model, int(params.get("drift_bins", 10)))
     for i in range(k):
         logger.info("Segment %s %r: %s", i, labels[i], descriptions[i])
     return model
+
+
+def align_segment_identity(
+    model: SegmentationModel, previous_model: SegmentationModel | None, sample: pd.DataFrame, params: dict[str, Any]
+) -> SegmentationModel:
+    """Give the new model's clusters the SEGMENT_IDs and labels of the previous model's they match."""
+    aligned = align_segment_ids(model, previous_model, sample, float(params.get("identity_min_overlap", 0.3)))
+    report = aligned.metrics["identity"]
+    logger.info(
+        "Segment identity vs %s: kept %s, new %s, retired %s, splits %s, merges %s; %s of the sample keeps its segment",
+        report["previous_version"] or "no previous model", [m["segment_id"] for m in report["matched"]],
+        report["new_ids"], report["retired_ids"], report["splits"], report["merges"],
+        "n/a" if report["same_segment_share"] is None else f"{report['same_segment_share']:.1%}",
+    )
+    return aligned
 
 
 def measure_stability(sample: pd.DataFrame, model: SegmentationModel, params: dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +307,8 @@ def training_metrics(
         "segments": model.segment_stats,
         "features": model.features,
         "log_features": model.log_features,
+        "segment_ids": model.ids(),
+        "identity": model.metrics.get("identity"),  # matched/new/retired ids, splits and merges
     }
 
 

@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from customer_segmentation.pipelines.training.nodes import (
+    align_segment_identity,
     choose_k,
     evaluate_k_range,
     fit_segmentation_model,
@@ -24,7 +25,10 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(evaluate_k_range, ["training_sample", "params:training"], "k_selection", name="evaluate_k_range"),
             Node(choose_k, ["k_selection", "params:training"], "k_choice", name="choose_k"),
             Node(fit_segmentation_model, ["training_sample", "k_choice", "params:training", "run_metadata"],
-                 "segmentation_model", name="fit_segmentation_model"),
+                 "fitted_segmentation_model", name="fit_segmentation_model"),
+            Node(align_segment_identity,
+                 ["fitted_segmentation_model", "segmentation_model_previous", "training_sample", "params:training"],
+                 "segmentation_model", name="align_segment_identity"),
             Node(measure_stability, ["training_sample", "segmentation_model", "params:training"], "stability",
                  name="measure_stability"),
             Node(training_metrics, ["k_selection", "k_choice", "stability", "segmentation_model", "training_sample"],
