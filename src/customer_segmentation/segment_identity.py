@@ -21,6 +21,21 @@ from scipy.optimize import linear_sum_assignment
 from customer_segmentation.model import SegmentationModel
 
 
+def previous_centroids_in_space(
+    previous: SegmentationModel | None, features: list[str], log_features: list[str], means: np.ndarray,
+    scales: np.ndarray,
+) -> np.ndarray | None:
+    """The previous model's centroids in a new fit's scaled space (None when the transforms differ).
+
+    Both models apply log1p to the same features, then standard-scale with their own means and
+    scales: undoing the old scaling and applying the new one puts the centroids in a common space.
+    """
+    if previous is None or list(previous.features) != list(features) or set(previous.log_features) != set(log_features):
+        return None
+    unscaled = previous.centroids * previous.scales + previous.means
+    return (unscaled - means) / scales
+
+
 def contingency(new_positions: np.ndarray, old_positions: np.ndarray, k_new: int, k_old: int) -> np.ndarray:
     """Customers in each (new cluster, old cluster) pair, shape (k_new, k_old)."""
     table = np.zeros((k_new, k_old), dtype=np.int64)

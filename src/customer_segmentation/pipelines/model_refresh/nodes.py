@@ -21,6 +21,7 @@ from customer_segmentation.pipelines.training.nodes import (
     choose_k,
     evaluate_k_range,
     fit_segmentation_model,
+    retain_previous_k,
     sample_customer_features,
 )
 from customer_segmentation.warehouse.errors import InvalidParametersError
@@ -86,8 +87,8 @@ def refresh_model(
         return segmentation_model
     logger.warning("Retraining the segmentation model: %s", reason)
     sample = sample_customer_features(customer_features, params)
-    k_choice = choose_k(evaluate_k_range(sample, params), params)
-    fitted = fit_segmentation_model(sample, k_choice, params, run_metadata)
+    k_choice = retain_previous_k(choose_k(evaluate_k_range(sample, params), params), segmentation_model, params)
+    fitted = fit_segmentation_model(sample, k_choice, params, run_metadata, segmentation_model)
     model = align_segment_identity(fitted, segmentation_model, sample, params)
     model.metrics["retrained_because"] = reason
     logger.warning("Now scoring with retrained model %s (replaces %s)", model.version, segmentation_model.version)

@@ -22,7 +22,7 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation.drift import training_reference
 from customer_segmentation.model import SegmentationModel
-from customer_segmentation.segment_identity import align_segment_ids
+from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
 from customer_segmentation.rfm import rfm_segment
 from customer_segmentation.warehouse.errors import InvalidParametersError
 
@@ -202,13 +202,43 @@ def name_segments(
     return labels, descriptions
 
 
+def _warm_start(
+    fresh: KMeans, previous: SegmentationModel | None, scaled: np.ndarray, means: np.ndarray, scales: np.ndarray,
+    k: int, params: dict[str, Any],
+) -> dict[str, Any]:
+    """A KMeans started from the previous model's centroids, kept when its inertia is about as good.
+
+    KMeans lands in different local optima from different seeds; starting from the segments in
+    use keeps them when the data still supports them (within training.warm_start_tolerance of the
+    fresh fit's inertia), so a retrain does not reshuffle customers for nothing.
+    """
+    init = previous_centroids_in_space(previous, list(params["features"]), list(params.get("log_features", [])),
+                                       means, scales)
+    tolerance = float(params.get("warm_start_tolerance", 0.02))
+    if init is None or previous is None or previous.k != k or tolerance < 0:
+        return {"used": False, "reason": "no previous model with the same k and features"}
+    warm = KMeans(n_clusters=k, init=init, n_init=1, random_state=int(params.get("random_state", 11))).fit(scaled)
+    used = bool(warm.inertia_ <= fresh.inertia_ * (1.0 + tolerance))
+    logger.info(
+        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)", previous.version, warm.inertia_, fresh.inertia_,
+        "kept" if used else "fresh fit is better",
+    )
+    return {"used": used, "estimator": warm, "previous_version": previous.version,
+            "inertia_warm": float(warm.inertia_), "inertia_fresh": float(fresh.inertia_), "tolerance": tolerance}
+
+
 def fit_segmentation_model(
-    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any]
+    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
+    previous_model: SegmentationModel | None = None,
 ) -> SegmentationModel:
     """Fit KMeans with the chosen k and name its segments; the result is saved (versioned)."""
     scaled, means, scales = _prepare(sample, params)
     k = min(int(k_choice["k"]), len(scaled))
     estimator = _kmeans(k, params).fit(scaled)
+    warm_start = _warm_start(estimator, previous_model, scaled, means, scales, k, params)
+    if warm_start["used"]:
+        estimator = warm_start.pop("estimator")
+    warm_start.pop("estimator", None)
     centroids = estimator.cluster_centers_
     features = list(params["features"])
     original = centroids * scales + means
@@ -247,13 +277,34 @@ def fit_segmentation_model(
         trained_at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         estimator=estimator,
         segment_stats=stats,
-        metrics={"k_choice": k_choice},
+        metrics={"k_choice": k_choice, "warm_start": warm_start},
     )
     # the training-time reference that drift monitoring compares today's customers with
     model.drift_reference = training_reference(sample, model, int(params.get("drift_bins", 10)))
     for i in range(k):
         logger.info("Segment %s %r: %s", i, labels[i], descriptions[i])
     return model
+
+
+def retain_previous_k(
+    k_choice: dict[str, Any], previous_model: SegmentationModel | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Keep the previous model's k on a retrain (training.keep_k_on_retrain), unless training.k is set.
+
+    The elbow may move between fits (another random_state, a few more customers); a different k
+    splits or merges segments, which no identity matching can hide. Changing k stays possible:
+    set training.k, or keep_k_on_retrain: false.
+    """
+    if previous_model is None or params.get("k") is not None or not params.get("keep_k_on_retrain", True):
+        return k_choice
+    if int(k_choice["k"]) == previous_model.k:
+        return k_choice
+    logger.info(
+        "Keeping k=%s of the previous model %s (the criteria now suggest k=%s; set training.k or "
+        "training.keep_k_on_retrain: false to change it)", previous_model.k, previous_model.version, k_choice["k"],
+    )
+    return {**k_choice, "k": previous_model.k, "suggested_k": int(k_choice["k"]),
+            "source": f"kept from the previous model {previous_model.version} (training.keep_k_on_retrain)"}
 
 
 def align_segment_identity(
