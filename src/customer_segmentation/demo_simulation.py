@@ -103,16 +103,20 @@ def simulate_events(  # noqa: PLR0913
     seed: int = 11,
     history_end: date | None = None,
     silent_personas: Sequence[str] = (),
+    arrival_multiplier: float = 1.0,
 ) -> pd.DataFrame:
     """RAW_DATA rows (strings, as landed) for ``days`` days from ``start``, deterministic per seed.
 
     ``known_customers`` are ids already in RAW_DATA beyond the seeded population (newcomers of
     earlier simulated days, whose persona and lapse follow from their id). ``history_end`` is the
     last day of the seeded history (lapse dates count from the day after). Customers whose
-    persona is in ``silent_personas`` place no order (to simulate a shift in the customer base).
+    persona is in ``silent_personas`` place no order, and ``arrival_multiplier`` scales the number
+    of newcomers per day (both simulate a shift in the customer base).
     """
     if days < 1:
         raise ValueError(f"simulate_days.days must be at least 1, got {days}.")
+    if not 0 <= arrival_multiplier <= 1000:
+        raise ValueError(f"simulate_days.arrival_multiplier must be between 0 and 1000, got {arrival_multiplier}.")
     unknown = sorted(set(silent_personas) - {p.name for p in PERSONAS})
     if unknown:
         raise ValueError(
@@ -134,7 +138,7 @@ def simulate_events(  # noqa: PLR0913
     end = start + timedelta(days=days)
     rows: list[tuple] = []
     order_seq = 0
-    arrivals_per_day = DAILY_ARRIVAL_RATE * max(len(population.customer_ids), 1)
+    arrivals_per_day = DAILY_ARRIVAL_RATE * max(len(population.customer_ids), 1) * float(arrival_multiplier)
     n_products = len(population.products)
     silent = set(silent_personas)
 

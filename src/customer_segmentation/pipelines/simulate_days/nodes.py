@@ -42,6 +42,14 @@ def validate_simulation_params(params: dict[str, Any]) -> int:
     return days
 
 
+def silent_personas(value: Any) -> list[str]:
+    """Persona names from a list or a comma-separated string (as `--params=...=champion,loyal` gives)."""
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
 def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
     """Refuse real Snowflake and any RAW_DATA that holds rows not written by the demo."""
     if not run_metadata.get("warehouse_embedded", False):
@@ -101,7 +109,8 @@ def simulate_demo_days(
         known_customers=newcomers,
         seed=seed,
         history_end=date.fromisoformat(str(end_date)) if end_date else None,
-        silent_personas=list(params.get("silent_personas") or []),
+        silent_personas=silent_personas(params.get("silent_personas")),
+        arrival_multiplier=float(params.get("arrival_multiplier", 1.0)),
     )
     logger.info(
         "Simulated %s day(s) from %s: %s events of %s customers (%s new), loaded at %s",
