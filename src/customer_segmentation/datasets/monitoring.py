@@ -90,7 +90,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
     def _stage(self, session: Any, data: Any, stage_name: str, stage: str) -> list[str]:
         """Write the data to a scratch table; returns its column names."""
         if isinstance(data, pd.DataFrame):
-            frame = data.copy()
+            frame = data.reset_index(drop=True)
             frame.columns = [validate_identifier(str(c), "column name") for c in frame.columns]
             ddl = ", ".join(f"{c} {sql_type_of(frame[c])}" for c in frame.columns)
             session.sql(f"CREATE OR REPLACE TABLE {stage} ({ddl})").collect()
