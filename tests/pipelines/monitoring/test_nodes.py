@@ -133,3 +133,10 @@ def test_simulation_parameters() -> None:
         with pytest.raises(InvalidParametersError, match="simulate_days.days"):
             validate_simulation_params({"days": bad})
     assert silent_personas("champion, loyal") == ["champion", "loyal"] and silent_personas(None) == []
+
+
+def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:
+    from customer_segmentation.pipelines.simulate_days.nodes import SimulationRefusedError, check_demo_only
+
+    with pytest.raises(SimulationRefusedError, match="real Snowflake"):
+        check_demo_only(None, {"warehouse_embedded": False})  # type: ignore[arg-type]
