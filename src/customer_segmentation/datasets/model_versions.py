@@ -10,16 +10,11 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 from customer_segmentation.datasets.model import SegmentationModelDataset
 
 logger = logging.getLogger(__name__)
-
-# Kedro warns when a versioned dataset's save and load versions differ, which is the design here
-# (the save of an unchanged model is skipped, so the latest version stays the loaded one).
-warnings.filterwarnings("ignore", message=r"(?s).*ActiveModelDataset")
 
 
 class PreviousModelDataset(SegmentationModelDataset):
@@ -37,10 +32,17 @@ class PreviousModelDataset(SegmentationModelDataset):
 class ActiveModelDataset(SegmentationModelDataset):
     """The model in use; re-saving the latest saved version is a no-op."""
 
-    def save(self, data: Any) -> None:
-        if self._exists():
-            latest = super().load()
-            if getattr(latest, "version", None) == getattr(data, "version", object()):
-                logger.info("Model %s is already the latest saved version: nothing to save", data.version)
-                return
-        super().save(data)
+
+def _save_unless_latest(self: ActiveModelDataset, data: Any) -> None:
+    """Save a new model version, or nothing when ``data`` is the latest saved version already."""
+    if self._exists():
+        latest = SegmentationModelDataset.load(self)
+        if getattr(latest, "version", None) == getattr(data, "version", object()):
+            logger.info("Model %s is already the latest saved version: nothing to save", data.version)
+            return
+    SegmentationModelDataset.save(self, data)  # Kedro's versioned save
+
+
+# Assigned after the class body on purpose: Kedro wraps a subclass's own ``save`` in its versioned
+# save logic, which would warn that the (skipped) save version differs from the load version.
+ActiveModelDataset.save = _save_unless_latest  # type: ignore[method-assign]
