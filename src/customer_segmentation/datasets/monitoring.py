@@ -103,8 +103,11 @@ class WarehouseTableDataset(SnowparkTableDataset):
     def _apply(self, session: Any, stage: str, columns: list[str], keep_after: date | None) -> None:
         existing = table_columns(session, self._database, self._schema, self._table_name)
         if self._wt_mode == "overwrite" or not existing:
-            # one statement: readers see the old table or the new one (and new columns are fine)
-            session.sql(f"CREATE OR REPLACE TABLE {self.fqn} AS SELECT * FROM {stage}").collect()
+            # One statement: readers see the old table or the new one (and new columns are fine).
+            # COPY GRANTS keeps the privileges granted on the replaced table (a reverse-ETL role
+            # reading SEGMENT_CHANGES): without it CREATE OR REPLACE drops them (Snowflake docs,
+            # CREATE TABLE, COPY GRANTS; made the default by behaviour change bundle 2026_08).
+            session.sql(f"CREATE OR REPLACE TABLE {self.fqn} COPY GRANTS AS SELECT * FROM {stage}").collect()
             if self._wt_mode == "replace_snapshot" and keep_after is not None:
                 self._delete_before(session, keep_after)
             return

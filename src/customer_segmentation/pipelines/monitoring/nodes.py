@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
-from snowflake.snowpark.types import _NumericType
+from snowflake.snowpark.types import (
+    ByteType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    ShortType,
+)
 
 from customer_segmentation.datasets.monitoring import SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
@@ -31,6 +39,7 @@ GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
 HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
+NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
     "FREQUENCY": "orders",
@@ -257,7 +266,7 @@ def profile_features(processed_data: DataFrame) -> list[str]:
     return [
         f.name.strip('"')
         for f in processed_data.schema.fields
-        if isinstance(f.datatype, _NumericType) and f.name.strip('"') not in NOT_FEATURES
+        if isinstance(f.datatype, NUMERIC_TYPES) and f.name.strip('"') not in NOT_FEATURES
     ]
 
 
