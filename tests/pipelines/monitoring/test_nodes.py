@@ -132,7 +132,7 @@ def test_simulation_parameters() -> None:
     for bad in (None, 0, -3, "x", 4000):
         with pytest.raises(InvalidParametersError, match="simulate_days.days"):
             validate_simulation_params({"days": bad})
-    assert silent_personas("champion, loyal") == ["champion", "loyal"] and silent_personas(None) == []
+    assert silent_personas("champion, loyal") == silent_personas("champion;loyal") == ["champion", "loyal"] and silent_personas(None) == []
 
 
 def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:

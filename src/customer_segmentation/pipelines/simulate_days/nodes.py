@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -43,10 +44,10 @@ def validate_simulation_params(params: dict[str, Any]) -> int:
 
 
 def silent_personas(value: Any) -> list[str]:
-    """Persona names from a list or a comma-separated string (as `--params=...=champion,loyal` gives)."""
+    """Persona names from a list or a string separated by ';' or ',' (`kedro run --params` splits on ',')."""
     if not value:
         return []
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = re.split(r"[;,]", value) if isinstance(value, str) else list(value)
     return [str(v).strip() for v in items if str(v).strip()]
 
 
