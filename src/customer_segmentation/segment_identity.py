@@ -12,7 +12,6 @@ cluster drawn from several old ones) are reported.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pandas as pd

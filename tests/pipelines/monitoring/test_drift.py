@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from customer_segmentation.drift import bin_edges, bin_index, drift_status, proportions, psi, training_reference
+from customer_segmentation.drift import (
+    bin_edges,
+    bin_index,
+    drift_status,
+    proportions,
+    psi,
+    training_reference,
+)
 from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 

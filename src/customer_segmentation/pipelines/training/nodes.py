@@ -22,8 +22,8 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation.drift import training_reference
 from customer_segmentation.model import SegmentationModel
-from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
 from customer_segmentation.rfm import rfm_segment
+from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
 from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
