@@ -94,3 +94,38 @@ def test_first_snapshot_is_all_new(warehouse_session: Any) -> None:
     got = compute_migrations(warehouse_session.table("T_H4"), info).to_pandas()
     assert set(got["FROM_SEGMENT"]) == {"new"} and got["CUSTOMERS"].sum() == len(frame)
     assert segment_changes(warehouse_session.table("T_H4"), info).count() == 0
+
+
+def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) -> None:
+    import json
+
+    from customer_segmentation.drift import proportions, psi
+    from customer_segmentation.pipelines.monitoring.nodes import measure_drift
+    from customer_segmentation.pipelines.prediction.nodes import assign_segments
+    from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
+    from tests.pipelines.training.test_nodes import PARAMS, planted_customers
+
+    sample = planted_customers(100, seed=1)
+    model = fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "m"})
+    today = planted_customers(120, seed=2).drop(columns=["GROUP"])
+    today.loc[today.index % 3 == 0, "RECENCY_DAYS"] += 90  # a third of the customers stopped buying
+    columns = ", ".join(f"{c} {'VARCHAR' if c == 'CUSTOMER_ID' else 'DOUBLE'}" for c in today.columns)
+    warehouse_session.sql(f"CREATE OR REPLACE TABLE T_TODAY ({columns})").collect()
+    warehouse_session.write_pandas(today, "T_TODAY", auto_create_table=False)
+    scored = assign_segments(warehouse_session.table("T_TODAY"), model)
+    info = {"snapshot_date": "2026-02-01", "run_id": "r"}
+    row = measure_drift(scored, model, info, {}, {"run_id": "r", "started_at": "2026-02-01T06:00:00"}).iloc[0]
+
+    feature_psi = json.loads(row["FEATURE_PSI"])
+    for feature, spec in model.reference()["bins"].items():
+        expected = psi(spec["proportions"], proportions(today[feature].fillna(0).to_numpy(float), spec["edges"]))
+        assert feature_psi[feature] == pytest.approx(expected, abs=1e-5), feature
+    assert row["MAX_PSI_FEATURE"] == "RECENCY_DAYS" and row["MAX_PSI"] > 0.1
+    positions = model.predict(today)
+    segments = json.loads(row["SEGMENTS"])
+    for pos, seg_id in enumerate(model.ids()):
+        assert segments[str(seg_id)]["share_now"] == pytest.approx((positions == pos).mean(), abs=1e-6)
+    distances = np.linalg.norm(model.transform(today) - model.centroids[positions], axis=1)
+    assert row["MEAN_DISTANCE"] == pytest.approx(distances.mean(), rel=1e-6)
+    assert row["DISTANCE_RATIO"] == pytest.approx(distances.mean() / model.reference()["overall_mean_distance"], rel=1e-6)
+    assert row["STATUS"] in ("watch", "retrain_recommended") and row["REASONS"]

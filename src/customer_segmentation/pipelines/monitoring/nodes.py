@@ -419,7 +419,14 @@ def measure_drift(
         for pos, seg_id in enumerate(model.ids()):
             share_now = float(by_id["N"].get(seg_id, 0)) / total if total else 0.0
             share_then = float(reference["segment_shares"][pos])
-            shares[str(seg_id)] = {"now": round(share_now, 6), "training": round(share_then, 6)}
+            d_now = by_id["D"].get(seg_id)
+            d_then = reference["mean_distance"][pos]
+            shares[str(seg_id)] = {
+                "share_now": round(share_now, 6),
+                "share_training": round(share_then, 6),
+                "mean_distance_now": None if d_now is None or pd.isna(d_now) else round(float(d_now), 6),
+                "mean_distance_training": None if d_then is None or math.isnan(d_then) else round(float(d_then), 6),
+            }
             shifts.append(abs(share_now - share_then))
         max_shift = max(shifts) if shifts else float("nan")
         distance_now = float((counts["N"] * counts["D"].astype(float)).sum() / total) if total else float("nan")
@@ -444,7 +451,7 @@ def measure_drift(
         "MAX_PSI": max_psi,
         "MAX_PSI_FEATURE": max_feature,
         "FEATURE_PSI": json.dumps(psi_by_feature, sort_keys=True),
-        "SEGMENT_SHARES": json.dumps(shares, sort_keys=True),
+        "SEGMENTS": json.dumps(shares, sort_keys=True),
         "MAX_SHARE_SHIFT": max_shift,
         "MEAN_DISTANCE": distance_now,
         "TRAINING_MEAN_DISTANCE": distance_then,
