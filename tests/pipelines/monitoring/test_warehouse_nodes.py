@@ -65,7 +65,7 @@ def test_migrations_and_changes_agree_with_pandas(warehouse_session: Any) -> Non
     dataset("T_H3", "replace_snapshot").save(frame)
     history = warehouse_session.table("T_H3")
     info = {"snapshot_date": d2.isoformat(), "previous_snapshot_date": d1.isoformat(), "model_version": "v1"}
-    got = compute_migrations(history, info).to_pandas()
+    got = compute_migrations(history, info).data.to_pandas()
 
     prev, cur = frame[frame.SNAPSHOT_DATE == d1], frame[frame.SNAPSHOT_DATE == d2]
     both = cur.merge(prev, on="CUSTOMER_ID", how="outer", suffixes=("", "_P"))
@@ -91,7 +91,7 @@ def test_first_snapshot_is_all_new(warehouse_session: Any) -> None:
     frame = history_frame(3, [d1])
     dataset("T_H4", "replace_snapshot").save(frame)
     info = {"snapshot_date": d1.isoformat(), "previous_snapshot_date": None, "model_version": "v1"}
-    got = compute_migrations(warehouse_session.table("T_H4"), info).to_pandas()
+    got = compute_migrations(warehouse_session.table("T_H4"), info).data.to_pandas()
     assert set(got["FROM_SEGMENT"]) == {"new"} and got["CUSTOMERS"].sum() == len(frame)
     assert segment_changes(warehouse_session.table("T_H4"), info).count() == 0
 
@@ -129,3 +129,25 @@ def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) 
     assert row["MEAN_DISTANCE"] == pytest.approx(distances.mean(), rel=1e-6)
     assert row["DISTANCE_RATIO"] == pytest.approx(distances.mean() / model.reference()["overall_mean_distance"], rel=1e-6)
     assert row["STATUS"] in ("watch", "retrain_recommended") and row["REASONS"]
+
+
+def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snapshot(warehouse_session: Any) -> None:
+    from customer_segmentation.pipelines.monitoring.nodes import snapshot_segments
+
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE T_PROCESSED AS SELECT 'C1' AS CUSTOMER_ID, CAST('2026-03-01' AS DATE) AS REFERENCE_DATE, "
+        "'run-2' AS RUN_ID, 'v2' AS MODEL_VERSION, 7 AS SEGMENT_ID, 'Champions' AS SEGMENT_LABEL, "
+        "'Champions' AS RFM_SEGMENT, 3 AS RECENCY_DAYS, 12 AS FREQUENCY, 1234.5 AS MONETARY"
+    ).collect()
+    history = history_frame(4, [date(2025, 1, 1), date(2026, 1, 30)])
+    dataset("T_H5", "replace_snapshot").save(history)
+    write, info = snapshot_segments(
+        warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 10}
+    )
+    assert info["snapshot_date"] == "2026-03-01" and info["previous_snapshot_date"] == "2026-01-30"
+    assert write.keep_after == date(2026, 1, 30)  # not 2026-02-19: the previous snapshot stays
+    dataset("T_H5", "replace_snapshot").save(write)
+    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_H5 GROUP BY 1 ORDER BY 1").collect()
+    assert [r[0] for r in rows] == [date(2026, 1, 30), date(2026, 3, 1)] and rows[1][1] == 1
+    with pytest.raises(Exception, match="history_retention_days"):
+        snapshot_segments(warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 0})

@@ -116,12 +116,15 @@ def snapshot_segments(
         F.col("MONETARY").cast("double").alias("MONETARY"),
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
+    if keep_after is not None and earlier is not None:
+        keep_after = min(keep_after, _as_date(earlier))  # the previous snapshot stays: migrations compare with it
     snapshot_info = {
         "snapshot_date": snapshot.isoformat(),
         "previous_snapshot_date": _as_date(earlier).isoformat() if earlier is not None else None,
         "run_id": str(info["R"]),
         "model_version": str(info["V"]),
         "customers": int(info["N"]),
+        "keep_after": keep_after.isoformat() if keep_after else None,  # retention, applied to every snapshot table
     }
     logger.info(
         "Segment history snapshot %s (%s customers; previous snapshot %s)",
@@ -152,7 +155,12 @@ def _pair(history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
     return cur.join(prev, cur["CUR_CUSTOMER_ID"] == prev["PREV_CUSTOMER_ID"], how="full")
 
 
-def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
+def _retained(data: Any, snapshot_info: dict[str, Any]) -> SnapshotWrite:
+    keep_after = snapshot_info.get("keep_after")
+    return SnapshotWrite(data, keep_after=date.fromisoformat(keep_after) if keep_after else None)
+
+
+def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> SnapshotWrite:
     """Customers and net revenue from each segment (or "new") to each segment since the previous snapshot."""
     pair = _pair(segment_history, snapshot_info)
     moved = pair.select(
@@ -169,7 +177,7 @@ def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]
         F.round(F.sum("_DELTA"), 2).alias("NET_REVENUE_CHANGE"),
     )
     previous = snapshot_info["previous_snapshot_date"]
-    return flows.select(
+    return _retained(flows.select(
         F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
         (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias("PREVIOUS_SNAPSHOT_DATE"),
         F.col("FROM_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
@@ -180,7 +188,7 @@ def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]
         F.col("NET_REVENUE").cast("double").alias("NET_REVENUE"),
         F.col("NET_REVENUE_CHANGE").cast("double").alias("NET_REVENUE_CHANGE"),
         F.lit(snapshot_info["model_version"]).alias("MODEL_VERSION"),
-    )
+    ), snapshot_info)
 
 
 def summarise_flows(migrations: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +225,7 @@ def summarise_flows(migrations: pd.DataFrame) -> pd.DataFrame:
     return flows.astype({c: "int64" for c in flows.columns if c != "SEGMENT_LABEL"})
 
 
-def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]) -> pd.DataFrame:
+def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]) -> SnapshotWrite:
     """Entered / exited / stayed counts per segment for the latest snapshot (SEGMENT_FLOWS)."""
     latest = segment_migrations.filter(
         F.col("SNAPSHOT_DATE") == F.lit(snapshot_info["snapshot_date"]).cast("date")
@@ -232,7 +240,7 @@ def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]
             row.SEGMENT_ID, row.SEGMENT_LABEL, row.CUSTOMERS_BEFORE, row.CUSTOMERS_AFTER, row.STAYED,
             row.ENTERED, row.ENTERED_NEW, row.EXITED,
         )
-    return flows
+    return _retained(flows, snapshot_info)
 
 
 def segment_changes(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
