@@ -65,14 +65,80 @@ def run_pipeline(
 
 
 def warehouse_rows(project_path: Path, sql: str) -> list[tuple]:
-    """Query a project copy's embedded warehouse files directly (after a run released them)."""
+    """Query a project copy's embedded warehouse files directly, with DuckDB (independent of the emulator).
+
+    The shared embedded server holds the DuckDB files while it runs: it is stopped first (the
+    next client starts it again).
+    """
     import duckdb
 
+    from customer_segmentation.warehouse import embedded
+
+    embedded.stop_server(project_path / "data" / "warehouse")
     con = duckdb.connect(str(project_path / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def embedded_server_pids(under: Path) -> list[int]:
+    """Live embedded warehouse server processes whose folder is under ``under`` (from /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(a.endswith("embedded_server") for a in argv) and "--path" in argv:
+            folder = argv[argv.index("--path") + 1]
+            if Path(folder).is_relative_to(under):
+                pids.append(int(proc.name))
+    return pids
+
+
+def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
+    """Stop every embedded warehouse server of a folder tree (recorded or not); returns the pids found."""
+    import signal
+    import time
+
+    from customer_segmentation.warehouse import embedded
+
+    for record in under.rglob(embedded.RECORD_NAME):
+        try:
+            embedded.stop_server(record.parent, timeout=timeout)
+        except Exception:  # noqa: BLE001 - a stuck server is killed below
+            pass
+    found = embedded_server_pids(under)
+    for pid in found:  # unrecorded (still starting, or a record deleted by a test): SIGTERM
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while embedded_server_pids(under) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in embedded_server_pids(under):
+        os.kill(pid, signal.SIGKILL)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_embedded_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test's project copy has its own warehouse folder, hence server: none may outlive the session."""
+    from customer_segmentation.warehouse import embedded
+
+    # a notebook kernel first loads the repository's project (cwd notebooks/), whose configuration
+    # starts the repository's own server in the background: stop it unless it ran before the tests
+    repository = PROJECT_ROOT / "data" / "warehouse"
+    was_running = embedded.server_status(repository) is not None
+    yield
+    stop_embedded_servers(tmp_path_factory.getbasetemp())
+    if not was_running:
+        embedded.stop_server(repository)
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +166,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def warehouse_session(tmp_path: Path) -> Iterator[Any]:
     """A Snowpark session on a fresh, empty embedded warehouse (no demo data)."""
     from customer_segmentation import warehouse
+    from customer_segmentation.warehouse import embedded
     from customer_segmentation.warehouse.config import WarehouseSettings
 
     warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "warehouse"))
@@ -107,6 +174,8 @@ def warehouse_session(tmp_path: Path) -> Iterator[Any]:
         yield warehouse.get_session()
     finally:
         warehouse.close()
+        # each test has its own warehouse folder, hence its own server: do not let them pile up
+        embedded.stop_server(tmp_path / "warehouse", wait=False)
 
 
 @pytest.fixture

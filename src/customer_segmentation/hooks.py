@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 from customer_segmentation import warehouse
-from customer_segmentation.warehouse.bootstrap import prepare_warehouse
 from customer_segmentation.warehouse.config import WarehouseSettings
+from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 
@@ -25,23 +24,31 @@ class WarehouseHooks:
         params = context.params or {}
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
-        embedded_dir = context.project_path / str(wh_params.get("embedded_dir", "data/warehouse"))
-        settings = WarehouseSettings.from_credentials(credentials, embedded_dir, wh_params.get("memory_limit"))
-        raw_table = (context.config_loader["catalog"].get("raw_data") or {}).get("table_name", "RAW_DATA")
-        warehouse.configure(
-            settings, on_open=partial(prepare_warehouse, raw_table=raw_table, demo=params.get("demo_data") or {})
-        )
+        settings = WarehouseSettings.from_config(credentials, wh_params, context.project_path)
+        # No demo seeding here: it is the ingestion pipeline's first node (demo/seeding.py).
+        warehouse.configure(settings)
+        extra_tag = wh_params.get("query_tag") or {}
+        if not isinstance(extra_tag, dict):
+            raise InvalidParametersError(
+                f"warehouse.query_tag must be a mapping of extra QUERY_TAG fields (e.g. {{team: crm}}), got {extra_tag!r}."
+            )
+        warehouse.set_query_tag(**{str(k): v for k, v in extra_tag.items()})
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Expose run metadata to nodes and open the session up front, so bad credentials fail fast."""
-        catalog["run_metadata"] = {
+        metadata = {
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
-            # nodes that must refuse real Snowflake (simulate_days) read the target here, not from config
-            "warehouse_embedded": warehouse.current_settings().is_embedded,
+            # the demo seed (unless demo_data.seed_snowflake) and simulate_days write to the embedded warehouse only
+            "embedded_warehouse": warehouse.current_settings().is_embedded,
         }
+        catalog["run_metadata"] = metadata
+        # every statement of the run carries {"project", "pipeline", "run_id"} in QUERY_TAG
+        warehouse.set_query_tag(pipeline=metadata["pipeline"], run_id=metadata["run_id"])
+        # one pipeline run at a time per embedded warehouse: a second `kedro run` waits here
+        warehouse.begin_run(f"pipeline {metadata['pipeline']}")
         warehouse.get_session()
 
     @hook_impl

@@ -2,16 +2,76 @@
 
 Training and prediction share this one definition of the transform (log1p on skewed features,
 then standard scaling), so they cannot drift apart. ``predict`` scores pandas rows in Python;
-``distance_sql_columns`` compiles the same arithmetic into warehouse expressions.
+the prediction pipeline compiles the same arithmetic into warehouse expressions.
+
+A model is stored as a record (``to_record``/``from_record``): plain JSON values, one row of the
+SEGMENTATION_MODELS table per version (see docs/model-registry.md). The fitted scikit-learn
+estimator is not part of the record: scoring needs only the transform and the centroids.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from customer_segmentation.errors import MissingModelError, UnknownModelVersionError
+
+#: Record keys stored in their own column of SEGMENTATION_MODELS; any other dataclass field
+#: (added later, e.g. by a new naming scheme) travels in ``extra`` so that it needs no new column.
+CORE_FIELDS = (
+    "version", "trained_at", "features", "log_features", "means", "scales", "centroids",
+    "labels", "descriptions", "segment_stats", "metrics",
+)
+#: Fields never stored: the estimator is a Python object (and a pickle is not portable).
+TRANSIENT_FIELDS = ("estimator",)
+
+__all__ = [
+    "MissingModelError",
+    "SegmentationModel",
+    "UnknownModelVersionError",
+    "active_model_or_none",
+    "active_version",
+    "json_safe",
+    "load_version",
+    "previous_version",
+]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON values: numpy scalars/arrays to Python, NaN/inf to None.
+
+    Strict JSON (no NaN literal) so that Snowflake's ``PARSE_JSON`` accepts every stored document.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    return str(value)
+
+
+def _finite_floats(values: Any, what: str) -> list[Any]:
+    """A float array as nested lists, refusing NaN/inf (a model with them cannot score)."""
+    array = np.asarray(values, dtype=float)
+    if not np.isfinite(array).all():
+        raise ValueError(f"The model's {what} hold NaN or infinite values: it cannot be stored or used to score.")
+    return array.tolist()  # Python floats: json.dumps writes the shortest text that reads back exactly
 
 
 @dataclass
@@ -36,6 +96,9 @@ class SegmentationModel:
     # Training-time reference for drift monitoring (feature bins and proportions, segment shares,
     # mean distances to the centroid); empty for models trained before it existed.
     drift_reference: dict[str, Any] = field(default_factory=dict)
+    # The classic RFM segment each label is named after (labels minus their qualifier); a tuple
+    # default so that models pickled before this field existed still load (prediction falls back).
+    base_labels: list[str] | tuple[str, ...] = ()
 
     @property
     def k(self) -> int:
@@ -75,3 +138,110 @@ class SegmentationModel:
     def reference(self) -> dict[str, Any]:
         """The training-time drift reference (empty for older models)."""
         return dict(getattr(self, "drift_reference", None) or {})
+
+    def to_record(self) -> dict[str, Any]:
+        """The model as JSON-serialisable values (floats exact), without the sklearn estimator."""
+        extra = {
+            f.name: json_safe(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in CORE_FIELDS and f.name not in TRANSIENT_FIELDS
+        }
+        return {
+            "version": str(self.version),
+            "trained_at": str(self.trained_at),
+            "k": self.k,
+            "features": [str(f) for f in self.features],
+            "log_features": [str(f) for f in self.log_features],
+            "means": _finite_floats(self.means, "feature means"),
+            "scales": _finite_floats(self.scales, "feature scales"),
+            "centroids": _finite_floats(self.centroids, "centroids"),
+            "labels": [str(label) for label in self.labels],
+            "descriptions": [str(d) for d in self.descriptions],
+            "segment_stats": json_safe(self.segment_stats),
+            "metrics": json_safe(self.metrics),
+            "extra": extra,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> SegmentationModel:
+        """The model back from ``to_record()`` output (the estimator is not restored: None)."""
+        known = {f.name for f in fields(cls)}
+        extra = {k: v for k, v in (record.get("extra") or {}).items() if k in known and k not in CORE_FIELDS}
+        centroids = np.asarray(record["centroids"], dtype=float)
+        features = list(record["features"])
+        if centroids.ndim != 2 or centroids.shape[1] != len(features) or len(record["labels"]) != centroids.shape[0]:
+            raise ValueError(
+                f"Model record {record.get('version')!r} is inconsistent: centroids of shape {centroids.shape} "
+                f"for {len(features)} features and {len(record['labels'])} labels."
+            )
+        return cls(
+            features=features,
+            log_features=list(record["log_features"]),
+            means=np.asarray(record["means"], dtype=float),
+            scales=np.asarray(record["scales"], dtype=float),
+            centroids=centroids,
+            labels=list(record["labels"]),
+            descriptions=list(record["descriptions"]),
+            version=str(record["version"]),
+            trained_at=str(record["trained_at"]),
+            segment_stats=list(record.get("segment_stats") or []),
+            metrics=dict(record.get("metrics") or {}),
+            **extra,
+        )
+
+
+def active_version(versions: pd.DataFrame, pinned: str | None = None) -> str:
+    """The version prediction uses: ``pinned`` if set, else the newest READY one.
+
+    ``versions`` is what the SEGMENTATION_MODELS dataset loads: one row per version, newest
+    first, with at least ``version`` and ``status``. Raises MissingModelError when there is no
+    model and UnknownModelVersionError when ``pinned`` is not stored.
+    """
+    available = [str(v) for v in versions["version"]] if len(versions) else []
+    if pinned not in (None, "") and available:
+        if str(pinned) not in available:
+            raise UnknownModelVersionError(
+                f"prediction.model_version pins {pinned!r}, which is not in the warehouse's model table. "
+                f"Available versions (newest first): {', '.join(available) or 'none'}. Set "
+                "prediction.model_version to one of them, or to null to use the newest."
+            )
+        return str(pinned)
+    ready = [v for v, s in zip(available, versions["status"] if len(versions) else []) if str(s).upper() == "READY"]
+    if not ready:
+        raise MissingModelError(
+            "No trained segmentation model found in the warehouse"
+            + (f" (stored versions, none READY: {', '.join(available)})" if available else "")
+            + ". Train one first with `kedro run` (all pipelines) or `kedro run --pipeline training`, "
+            "then run `kedro run --pipeline prediction` again."
+        )
+    return ready[0]
+
+
+def previous_version(versions: pd.DataFrame, version: str) -> str | None:
+    """The READY version trained just before ``version`` (None when there is none)."""
+    listed = [(str(v), str(s).upper()) for v, s in zip(versions["version"], versions["status"])]
+    names = [v for v, _ in listed]
+    if version not in names:
+        return None
+    older = [v for v, s in listed[names.index(version) + 1 :] if s == "READY"]
+    return older[0] if older else None
+
+
+def load_version(versions: pd.DataFrame, version: str) -> SegmentationModel:
+    """The stored model ``version`` out of the loaded versions table."""
+    rows = versions[versions["version"].astype(str) == str(version)]
+    if not len(rows):
+        raise UnknownModelVersionError(f"Model version {version!r} is not in the warehouse's model table.")
+    return SegmentationModel.from_record(rows.iloc[0].to_dict())
+
+
+def active_model_or_none(versions: pd.DataFrame, pinned: str | None = None) -> SegmentationModel | None:
+    """The active model (``pinned``, else the newest READY), or None when the warehouse holds none yet.
+
+    For the steps that build on the model in use (segment identity, keep-k, warm start, retrain
+    policy) and must also work before the first training. A pin that is not stored still raises.
+    """
+    try:
+        return load_version(versions, active_version(versions, pinned))
+    except MissingModelError:
+        return None

@@ -1,28 +1,49 @@
-"""Project pipelines."""
+"""Project pipelines: each one listed here, and the composite runs summed by hand.
+
+To add a pipeline: import its package below, add it to ``register_pipelines``'s dict
+and, if it belongs to the full or the daily run, to ``FULL_RUN`` or ``DAILY_RUN``.
+"""
 
 from __future__ import annotations
 
-import warnings
-from importlib import import_module, resources
+from kedro.pipeline import Pipeline
 
-from kedro.framework import project
-from kedro.framework.project import find_pipelines
-from kedro.pipeline import Pipeline, pipeline
+from customer_segmentation.errors import SegmentationError
+from customer_segmentation.pipelines import (
+    export_segments,
+    ingestion,
+    load_events,
+    model_refresh,
+    monitoring,
+    prediction,
+    rfm_features,
+    simulate_days,
+    store_results,
+    training,
+)
 
-#: Pipelines that make up a full run, in order (``load_events`` is run on demand only).
+#: Pipelines that make up a full run (`kedro run`), in order; ``load_events`` is run on demand only.
 FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring")
-#: The morning job: new events in, features refreshed, the model retrained if training.retrain_policy
-#: says so (model_refresh), scored, stored, monitored.
+#: The morning job: new events in, features refreshed, the model retrained and registered in the
+#: warehouse if training.retrain_policy says so (model_refresh), scored with the active model, stored, monitored.
 DAILY_RUN = ("ingestion", "rfm_features", "model_refresh", "prediction", "store_results", "monitoring")
-#: In the daily run, scoring and monitoring use the model that model_refresh hands over.
-DAILY_MODEL_INPUT = {"segmentation_model": "active_segmentation_model"}
-COMPOSITES = ("__default__", "daily")
 
 
-def pipeline_names() -> list[str]:
-    """Names of the pipeline packages under ``customer_segmentation/pipelines``."""
-    root = resources.files("customer_segmentation.pipelines")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+class UnknownPipelineError(SegmentationError, KeyError):
+    """``--pipeline`` named a pipeline that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class Pipelines(dict):
+    """The registry's dict; a missing name is answered with the names that exist."""
+
+    def __missing__(self, name: str) -> Pipeline:
+        known = ", ".join(sorted(n for n in self if n != "__default__"))
+        raise UnknownPipelineError(
+            f"Unknown pipeline {name!r}. Available pipelines: {known} (or no --pipeline for the full run)."
+        )
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -31,28 +52,20 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
-    names = pipeline_names()
-    requested = getattr(project.pipelines, "_requested_pipelines", None) or []
-    unknown = sorted(set(requested) - set(names) - set(COMPOSITES))
-    if unknown:
-        raise KeyError(
-            f"Unknown pipeline {', '.join(repr(u) for u in unknown)}. Available pipelines: "
-            f"{', '.join(names + ['daily'])} (or no --pipeline for the full run)."
-        )
-    with warnings.catch_warnings():
-        # Kedro 1.7 only discovers the pipelines named on the command line and warns about
-        # composite names (daily); every package is imported below, where errors do surface.
-        warnings.simplefilter("ignore")
-        pipelines = find_pipelines(raise_errors=False)
-    for name in names:
-        if name not in pipelines:
-            pipelines[name] = import_module(f"customer_segmentation.pipelines.{name}").create_pipeline()
-    pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))
-    pipelines["daily"] = sum(
-        (
-            pipeline(pipelines[name], inputs=DAILY_MODEL_INPUT) if name in ("prediction", "monitoring") else pipelines[name]
-            for name in DAILY_RUN
-        ),
-        Pipeline([]),
+    pipelines = Pipelines(
+        {
+            "ingestion": ingestion.create_pipeline(),
+            "rfm_features": rfm_features.create_pipeline(),
+            "training": training.create_pipeline(),
+            "prediction": prediction.create_pipeline(),
+            "store_results": store_results.create_pipeline(),
+            "load_events": load_events.create_pipeline(),
+            "monitoring": monitoring.create_pipeline(),
+            "model_refresh": model_refresh.create_pipeline(),
+            "simulate_days": simulate_days.create_pipeline(),
+            "export_segments": export_segments.create_pipeline(),
+        }
     )
+    pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))
+    pipelines["daily"] = sum((pipelines[name] for name in DAILY_RUN), Pipeline([]))
     return pipelines

@@ -97,11 +97,15 @@ def align_segment_ids(
     table = contingency(new_pos, old_pos, k, previous.k)
     matches = match_clusters(table, min_overlap)
     old_ids, old_labels = previous.ids(), list(previous.labels)
+    # the classic RFM segment a label names travels with the label (prediction reports faithfulness to it)
+    old_bases = list(getattr(previous, "base_labels", ()) or ()) or [label.split(" (")[0] for label in old_labels]
+    bases = list(getattr(model, "base_labels", ()) or ()) or [label.split(" (")[0] for label in model.labels]
     ids, labels = [], list(model.labels)
     for i in range(k):
         if i in matches:
             ids.append(old_ids[matches[i]])
             labels[i] = old_labels[matches[i]]
+            bases[i] = old_bases[matches[i]]
         else:
             ids.append(next_id)
             next_id += 1
@@ -120,7 +124,11 @@ def align_segment_ids(
         "same_segment_share": float(same.mean()) if len(same) else None,
         "next_segment_id": next_id,
     }
-    stats = [{**s, "segment_id": ids[i], "label": labels[i]} for i, s in enumerate(model.segment_stats)]
+    stats = [
+        {**s, "segment_id": ids[i], "label": labels[i], **({"base_label": bases[i]} if "base_label" in s else {})}
+        for i, s in enumerate(model.segment_stats)
+    ]
     return replace(
-        model, segment_ids=ids, labels=labels, segment_stats=stats, metrics={**model.metrics, "identity": report}
+        model, segment_ids=ids, labels=labels, base_labels=bases, segment_stats=stats,
+        metrics={**model.metrics, "identity": report},
     )

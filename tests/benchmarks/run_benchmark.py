@@ -6,7 +6,7 @@ For each size, in a throw-away copy of the project (``tests/conftest.make_projec
 each step in a FRESH subprocess (so that peak RSS belongs to that step alone):
 
 1. ``generate``: RAW_DATA filled inside the embedded warehouse by one INSERT ... SELECT over
-   ``TABLE(GENERATOR(ROWCOUNT => n))`` (``customer_segmentation.benchmark_data``);
+   ``TABLE(GENERATOR(ROWCOUNT => n))`` (``tests/benchmarks/benchmark_data.py``);
 2. ``kedro``: the default pipeline (ingestion, rfm_features, training, prediction, store_results)
    through one KedroSession, as ``kedro run`` does, with ``demo_data.enabled=false``. A hook
    times every node (its input loads, the node, its output saves), records its peak RSS
@@ -40,6 +40,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
 FEATURE_NODE = "compute_customer_features"
+# the measurements (peak RSS, rows sent, DuckDB settings) need the emulator inside the measured
+# worker process, not in the shared embedded server (docs/embedded-warehouse.md, "In-process mode")
+os.environ.setdefault("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")
 
 # --------------------------------------------------------------------------------- measurement
 
@@ -115,10 +118,9 @@ def _embedded_session(project: Path) -> Any:
 
 def worker_generate(project: Path, size: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
-    from tests.conftest import make_project_copy
-
     from customer_segmentation import warehouse
-    from customer_segmentation.benchmark_data import populate_raw_data
+    from tests.benchmarks.benchmark_data import populate_raw_data
+    from tests.conftest import make_project_copy
 
     if project.exists():
         shutil.rmtree(project)
@@ -273,7 +275,10 @@ def _feature_check_via_session(project: Path) -> dict[str, Any]:
     ).collect()[0]
     customers = session.sql("SELECT COUNT(*) FROM PROCESSED_DATA").collect()[0][0]
     warehouse.close()
-    return {"check": [int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3])], "customers_scored": int(customers)}
+    return {
+        "check": [int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3])],
+        "customers_scored": int(customers),
+    }
 
 
 #: Baseline (a): the customer features of rfm_features/nodes.py as one DuckDB statement.
@@ -380,17 +385,22 @@ def worker_pandas(project: Path) -> dict[str, Any]:
 
     session = _embedded_session(project)
     start = time.perf_counter()
-    events = session.table("TRANSFORMED_DATA").select(
-        "CUSTOMER_ID", "ORDER_ID", "EVENT_TYPE", "EVENT_TS", "AMOUNT", "CHANNEL", "CATEGORY"
-    ).to_pandas()
+    events = (
+        session.table("TRANSFORMED_DATA")
+        .select("CUSTOMER_ID", "ORDER_ID", "EVENT_TYPE", "EVENT_TS", "AMOUNT", "CHANNEL", "CATEGORY")
+        .to_pandas()
+    )
     load_seconds = time.perf_counter() - start
     warehouse.close()
     rows = len(events)
 
     start = time.perf_counter()
     events["EVENT_TS"] = pd.to_datetime(events["EVENT_TS"])
-    ref = (events["EVENT_TS"].max().normalize() + pd.Timedelta(days=1))
-    ev = events[events["EVENT_TYPE"].isin(["ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"]) & (events["EVENT_TS"] < ref)]
+    ref = events["EVENT_TS"].max().normalize() + pd.Timedelta(days=1)
+    ev = events[
+        events["EVENT_TYPE"].isin(["ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"])
+        & (events["EVENT_TS"] < ref)
+    ]
     ev = ev.assign(AMT=pd.to_numeric(ev["AMOUNT"], errors="coerce").astype(float).fillna(0.0))
     created = ev["EVENT_TYPE"].eq("ORDER_CREATED")
     ev = ev.assign(
@@ -400,12 +410,21 @@ def worker_pandas(project: Path) -> dict[str, Any]:
         R_AMT=ev["AMT"].where(ev["EVENT_TYPE"].eq("ORDER_RETURNED"), 0.0),
         IS_X=ev["EVENT_TYPE"].eq("ORDER_CANCELLED").astype(int),
     )
-    orders = ev.groupby(["CUSTOMER_ID", "ORDER_ID"], sort=False).agg(
-        ORDER_TS=("C_TS", "min"), GROSS=("C_AMT", "sum"), CANCELLED_AMT=("X_AMT", "sum"),
-        RETURNED_AMT=("R_AMT", "sum"), IS_CANCELLED=("IS_X", "max"),
-    ).reset_index()
+    orders = (
+        ev.groupby(["CUSTOMER_ID", "ORDER_ID"], sort=False)
+        .agg(
+            ORDER_TS=("C_TS", "min"),
+            GROSS=("C_AMT", "sum"),
+            CANCELLED_AMT=("X_AMT", "sum"),
+            RETURNED_AMT=("R_AMT", "sum"),
+            IS_CANCELLED=("IS_X", "max"),
+        )
+        .reset_index()
+    )
     orders = orders[orders["ORDER_TS"].notna()]
-    orders["NET"] = orders["GROSS"] - np.minimum(orders["CANCELLED_AMT"], orders["GROSS"]) - orders["RETURNED_AMT"]
+    orders["NET"] = (
+        orders["GROSS"] - np.minimum(orders["CANCELLED_AMT"], orders["GROSS"]) - orders["RETURNED_AMT"]
+    )
     kept = orders["IS_CANCELLED"].eq(0)
     recent, previous = ref - pd.Timedelta(days=90), ref - pd.Timedelta(days=180)
     orders = orders.assign(
@@ -415,14 +434,23 @@ def worker_pandas(project: Path) -> dict[str, Any]:
         P90=orders["NET"].where((orders["ORDER_TS"] >= previous) & (orders["ORDER_TS"] < recent), 0.0),
     )
     cust = orders.groupby("CUSTOMER_ID", sort=False).agg(
-        FIRST_ORDER_TS=("ORDER_TS", "min"), LAST_ORDER_TS=("ORDER_TS", "max"),
-        FIRST_KEPT_TS=("KEPT_TS", "min"), LAST_KEPT_TS=("KEPT_TS", "max"),
-        FREQUENCY=("KEPT_ID", "nunique"), ORDERS_PLACED=("ORDER_ID", "count"),
-        ORDERS_CANCELLED=("IS_CANCELLED", "sum"), GROSS_SPEND=("GROSS", "sum"), MONETARY=("NET", "sum"),
-        RETURNED_SPEND=("RETURNED_AMT", "sum"), L90=("L90", "sum"), P90=("P90", "sum"),
+        FIRST_ORDER_TS=("ORDER_TS", "min"),
+        LAST_ORDER_TS=("ORDER_TS", "max"),
+        FIRST_KEPT_TS=("KEPT_TS", "min"),
+        LAST_KEPT_TS=("KEPT_TS", "max"),
+        FREQUENCY=("KEPT_ID", "nunique"),
+        ORDERS_PLACED=("ORDER_ID", "count"),
+        ORDERS_CANCELLED=("IS_CANCELLED", "sum"),
+        GROSS_SPEND=("GROSS", "sum"),
+        MONETARY=("NET", "sum"),
+        RETURNED_SPEND=("RETURNED_AMT", "sum"),
+        L90=("L90", "sum"),
+        P90=("P90", "sum"),
     )
     lines = ev[created]
-    by_channel = lines.pivot_table(index="CUSTOMER_ID", columns="CHANNEL", values="AMT", aggfunc="sum", fill_value=0.0)
+    by_channel = lines.pivot_table(
+        index="CUSTOMER_ID", columns="CHANNEL", values="AMT", aggfunc="sum", fill_value=0.0
+    )
     line_aggs = lines.groupby("CUSTOMER_ID", sort=False).agg(
         DISTINCT_CATEGORIES=("CATEGORY", "nunique"), LINE_GROSS=("AMT", "sum")
     )
@@ -461,7 +489,12 @@ def worker_pandas(project: Path) -> dict[str, Any]:
         "compute_seconds": compute_seconds,
         "seconds": load_seconds + compute_seconds,
         "peak_rss_mb": process_peak_rss_mb(),
-        "check": [int(n), int(out["FREQUENCY"].sum()), round(float(out["MONETARY"].sum()), 2), int(out["RECENCY_DAYS"].sum())],
+        "check": [
+            int(n),
+            int(out["FREQUENCY"].sum()),
+            round(float(out["MONETARY"].sum()), 2),
+            int(out["RECENCY_DAYS"].sum()),
+        ],
     }
 
 
@@ -475,8 +508,19 @@ def _run_worker(
 ) -> dict[str, Any]:
     out = project.parent / f"{project.name}.{kind}.json"
     cmd = [
-        sys.executable, __file__, "--worker", kind, "--project", str(project), "--size", str(size),
-        "--params", json.dumps(params), "--out", str(out), *(f"--duckdb={d}" for d in duckdb),
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--project",
+        str(project),
+        "--size",
+        str(size),
+        "--params",
+        json.dumps(params),
+        "--out",
+        str(out),
+        *(f"--duckdb={d}" for d in duckdb),
     ]
     start = time.perf_counter()
     log = project.parent / f"{project.name}.{kind}.log"
@@ -500,7 +544,8 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
     """Markdown tables of the results."""
     lines = [f"Machine: {machine}", ""]
     head = (
-        "| events | customers | generate s | " + " | ".join(f"{p} s" for p in PIPELINES)
+        "| events | customers | generate s | "
+        + " | ".join(f"{p} s" for p in PIPELINES)
         + " | kedro run s | peak RSS MB | rows out | events/s |"
     )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -525,7 +570,10 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
             continue
         lines.append(
             f"| {r['size']:,} | "
-            + " | ".join(f"{k['pipelines'][p]['peak_rss_mb']:,.0f} MB / {k['pipelines'][p]['rows_out']:,} rows" for p in PIPELINES)
+            + " | ".join(
+                f"{k['pipelines'][p]['peak_rss_mb']:,.0f} MB / {k['pipelines'][p]['rows_out']:,} rows"
+                for p in PIPELINES
+            )
             + " |"
         )
     lines += [
@@ -563,13 +611,18 @@ def machine_description() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000,10000000", help="comma-separated event counts")
-    parser.add_argument("--workdir", type=Path, default=None, help="where project copies go (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where project copies go (default: a temp dir)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the project copies (warehouse files)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the DuckDB and pandas baselines")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per step and size")
     parser.add_argument("--params", default="{}", help="extra runtime params for kedro, as JSON")
     parser.add_argument(
-        "--duckdb", action="append", default=[], metavar="STATEMENT",
+        "--duckdb",
+        action="append",
+        default=[],
+        metavar="STATEMENT",
         help="a DuckDB statement run on the embedded warehouse before the kedro run (e.g. \"SET memory_limit='1GB'\"); "
         "to measure a setting the project does not make yet",
     )

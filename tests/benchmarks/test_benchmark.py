@@ -18,8 +18,8 @@ pytestmark = pytest.mark.benchmark
 
 
 def test_generated_events_follow_the_raw_contract(warehouse_session) -> None:
-    from customer_segmentation.benchmark_data import populate_raw_data
     from customer_segmentation.warehouse.tables import RAW_COLUMNS
+    from tests.benchmarks.benchmark_data import populate_raw_data
 
     assert populate_raw_data(warehouse_session, 5000) == 5000
     rows = warehouse_session.sql(

@@ -98,9 +98,24 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+def load_history(project: Path, folder: Path) -> int:
+    """A user's own history, loaded and ingested: the demo generator's events written to a file.
+
+    Loaded with load_events like any user file (SOURCE_FILE is the file's path, not demo://), so
+    the demo seed never touches it and later loads add to it; returns the number of events.
+    """
+    from customer_segmentation.demo.generator import generate_events
+
+    frame = generate_events(n_customers=N_CUSTOMERS).drop(columns=["LOADED_AT", "SOURCE_FILE", "SOURCE_ROW"])
+    path = write_events(folder / "history.parquet", frame.to_dict(orient="records"))
+    run(project, "load_events", events_file=str(path))
+    run(project, "ingestion")
+    return len(frame)
+
+
 def expected_demo_rejections() -> dict[int, str]:
     """SOURCE_ROW -> reason for every defect the demo generator injects (same parameters as the run)."""
-    from customer_segmentation.demo_data import DEFECT_KINDS, generate_events
+    from customer_segmentation.demo.generator import DEFECT_KINDS, generate_events
 
     demo = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters.yml").read_text())["demo_data"]
     args = {k: demo[k] for k in ("end_date", "history_days", "defect_rate", "seed")}
@@ -162,8 +177,8 @@ def test_reconciliation_is_logged_and_reported(ingested: Path) -> None:
 
 def test_incremental_late_overlapping_and_repeated_files(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
-    run(project, "ingestion")
-    demo_raw = scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA")
+    history_raw = load_history(project, tmp_path)
+    history_stamp = str(scalar(project, "SELECT MAX(LOADED_AT) FROM PUBLIC.RAW_DATA"))
     first = table_snapshot(project)
 
     # 1. a file of late events (EVENT_TS in 2025, loaded now): only these are processed, all accepted
@@ -172,7 +187,7 @@ def test_incremental_late_overlapping_and_repeated_files(tmp_path: Path) -> None
     run(project, "ingestion")
     report = reports(project, "ingestion_report")[-1]
     assert (report["raw"], report["accepted"], report["rejected"]) == (20, 20, 0)
-    assert report["watermark_from"] == "2026-11-01 06:00:00"  # the demo's load stamp
+    assert report["watermark_from"] == history_stamp  # the history's load stamp
     assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE EVENT_ID LIKE 'L-%'") == 20
     assert table_snapshot(project)["accepted"] >= first["accepted"]  # earlier rows untouched
 
@@ -195,18 +210,18 @@ def test_incremental_late_overlapping_and_repeated_files(tmp_path: Path) -> None
     run(project, "load_events", events_file=str(late))
     run(project, "load_events", events_file=str(copy))
     assert [r["status"] for r in reports(project, "load_events_report")[-2:]] == ["already_loaded"] * 2
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA") == demo_raw + 40
+    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA") == history_raw + 40
     before = table_snapshot(project)
     run(project, "ingestion")
     assert reports(project, "ingestion_report")[-1]["raw"] == 0
     assert table_snapshot(project) == before
     assert_each_raw_event_in_exactly_one_table(project)
-    assert len(rows(project, "SELECT * FROM PUBLIC.INGESTION_STATE")) == 4
+    assert len(rows(project, "SELECT * FROM PUBLIC.INGESTION_STATE")) == 4  # history, late, overlap, nothing
 
     # 4. full rebuild: same rows, same records, same reasons
     run(project, "ingestion", **{"ingestion.full_refresh": True})
     report = reports(project, "ingestion_report")[-1]
-    assert report["full_refresh"] is True and report["raw"] == demo_raw + 40
+    assert report["full_refresh"] is True and report["raw"] == history_raw + 40
     assert table_snapshot(project) == before
     assert_each_raw_event_in_exactly_one_table(project)
 
@@ -228,7 +243,7 @@ def test_overlapping_files_in_one_batch(tmp_path: Path) -> None:
 
 def test_fault_between_merge_and_watermark_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_project_copy(tmp_path / "p")
-    run(project, "ingestion")
+    load_history(project, tmp_path)
     batch = write_events(
         tmp_path / "batch.parquet",
         [event(f"F-{i:03d}") for i in range(30)] + [event("F-000", AMOUNT="13.00")],  # one in-batch duplicate
@@ -261,7 +276,7 @@ def test_fault_between_merge_and_watermark_then_rerun(tmp_path: Path, monkeypatc
 
 def test_rejection_rate_above_threshold_fails_and_writes_nothing(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
-    run(project, "ingestion")
+    load_history(project, tmp_path)
     bad = [event(f"B-{i:03d}", AMOUNT="n/a") for i in range(6)] + [event(f"G-{i:03d}") for i in range(4)]
     run(project, "load_events", events_file=str(write_events(tmp_path / "bad.csv", bad)))
     before = table_snapshot(project)

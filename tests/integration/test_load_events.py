@@ -45,8 +45,7 @@ def test_cli_appends_a_file_once(tmp_path: Path) -> None:
 
 def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
-    run(project, "ingestion")
-    demo = scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA")
+    run(project, "ingestion")  # the demo, removed by the first load below
     files = {
         "csv": write_events(tmp_path / "a.csv", [event(f"A-{i}") for i in range(3)]),
         "jsonl": write_events(tmp_path / "b.jsonl", [event(f"B-{i}", PRODUCT_ID="") for i in range(4)]),
@@ -77,7 +76,7 @@ def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
     assert history == [("csv", 3, "loaded"), ("jsonl", 4, "loaded"), ("parquet", 5, "loaded")]
 
     run(project, "load_events", events_file=str(files["parquet"]))  # again: nothing
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA") == demo + 12
+    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA") == 12  # the files' rows, no demo row
     run(project, "ingestion")
     assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE NOT LIKE 'demo://%'") == 12
 
@@ -113,6 +112,7 @@ def test_load_events_is_not_part_of_the_default_run(tmp_path: Path) -> None:
     bootstrap_project(make_project_copy(tmp_path / "p"))
     assert "load_events" in pipelines
     load_nodes = {n.name for n in pipelines["load_events"].nodes}
-    assert load_nodes == {"read_events_file", "append_events_to_raw_data"}
+    assert load_nodes == {"read_events_file", "append_events_to_raw_data"}  # no demo seed: loading never seeds
+    assert "seed_demo_events" in {n.name for n in pipelines["__default__"].nodes}
     assert not load_nodes & {n.name for n in pipelines["__default__"].nodes}
     assert not load_nodes & {n.name for n in pipelines["daily"].nodes}

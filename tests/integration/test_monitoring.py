@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import glob
+import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import joblib
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
+from tests.conftest import make_project_copy, warehouse_rows
+from tests.conftest import run_pipeline as run_in_project
 from tests.integration.test_ingestion import event, write_events
 
 pytestmark = pytest.mark.integration
@@ -34,9 +36,21 @@ def counts(project: Path) -> dict[str, int]:
     return {t: warehouse_rows(project, f"SELECT COUNT(*) FROM PUBLIC.{t}")[0][0] for t in MONITORING_TABLES}
 
 
+def run_pipeline(project: Path, *args: Any, **kwargs: Any) -> Any:
+    """Every run in a fresh container: only the warehouse persists (no model file, no report)."""
+    for folder in ("data/06_models", "data/08_reporting"):
+        shutil.rmtree(project / folder, ignore_errors=True)
+    return run_in_project(project, *args, **kwargs)
+
+
 def latest_model(project: Path) -> Any:
-    files = sorted(glob.glob(str(project / "data/06_models/segmentation_model.joblib/*/segmentation_model.joblib")))
-    return joblib.load(files[-1])
+    """Version and metrics of the newest READY model in SEGMENTATION_MODELS (the one that scores)."""
+    version, metrics = warehouse_rows(
+        project,
+        "SELECT VERSION, METRICS FROM PUBLIC.SEGMENTATION_MODELS WHERE STATUS = 'READY' "
+        "ORDER BY TRAINED_AT DESC, REGISTERED_AT DESC, VERSION DESC LIMIT 1",
+    )[0]
+    return SimpleNamespace(version=version, metrics=json.loads(metrics))
 
 
 def rescore(project: Path) -> None:

@@ -62,8 +62,9 @@ def test_password_in_environment_appears_nowhere(
     project = make_project_copy(tmp_path / "p")
 
     run(project)  # the full default pipeline
-    run(project, "load_events", events_file=str(write_events(tmp_path / "e.csv", [event("S-1")])))
     run(project, "daily")
+    # last: the first user file removes the demo and everything built on it (model included)
+    run(project, "load_events", events_file=str(write_events(tmp_path / "e.csv", [event("S-1")])))
 
     out, err = capfd.readouterr()
     assert "Pipeline execution completed" in out + err + caplog.text  # the capture did see the runs

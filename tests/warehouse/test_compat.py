@@ -24,8 +24,10 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
         fakesnow.arrow.timestamp_to_sf_struct,
         fakesnow.copy_into._from_source,
         fakesnow.cursor.FakeSnowflakeCursor.execute,
+        fakesnow.transforms.trim_cast_varchar,
     ):
         assert getattr(patched, "_segmentation_patch", False)
+    assert any(getattr(f, "_segmentation_patch", False) for f in __import__("logging").getLogger("sqlglot").filters)
 
 
 def test_1_save_as_table_of_snowflake_only_syntax(warehouse_session: Any) -> None:
@@ -84,3 +86,28 @@ def test_try_to_timestamp_with_formats_rejects_garbage(warehouse_session: Any) -
         "TRY_TO_DECIMAL('12,50 EUR', 12, 2) AS AMOUNT"
     ).collect()[0]
     assert rows["BAD"] is None and str(rows["GOOD"]) == "2025-02-03 04:05:06" and rows["AMOUNT"] is None
+
+
+def test_6_alter_session_is_accepted_as_a_no_op(warehouse_session: Any) -> None:
+    warehouse_session.sql("ALTER SESSION SET QUERY_TAG = '{\"project\":\"x\"}'").collect()
+    warehouse_session.sql("ALTER SESSION SET TIMESTAMP_NTZ_OUTPUT_FORMAT = 'MM/DD/YY'").collect()
+    # ignored: the emulator keeps its own text (the code never depends on it)
+    text = warehouse_session.sql("SELECT CAST('2026-01-02 03:04:05'::TIMESTAMP_NTZ AS STRING)").collect()[0][0]
+    assert text == "2026-01-02 03:04:05"
+
+
+def test_7_transient_and_copy_grants_run_without_warnings(warehouse_session: Any, caplog: Any) -> None:
+    frame = warehouse_session.sql("SELECT 1 AS A")
+    with caplog.at_level("WARNING", logger="sqlglot"):
+        frame.write.save_as_table("TR", mode="overwrite", table_type="transient", copy_grants=True)
+        frame.write.save_as_table("TR", mode="overwrite", table_type="transient", copy_grants=True)
+    assert [tuple(r) for r in warehouse_session.table("TR").collect()] == [(1,)]
+    assert "Unsupported property" not in caplog.text
+
+
+def test_8_trim_keeps_its_characters(warehouse_session: Any) -> None:
+    row = warehouse_session.sql(
+        "SELECT RTRIM(TO_VARCHAR(CAST('2026-01-02 03:04:05.1' AS TIMESTAMP_NTZ), 'YYYY-MM-DD HH24:MI:SS.FF9'), '0'), "
+        "LTRIM(CAST(00120 AS VARCHAR), '0'), RTRIM(CAST(1200 AS INT), '0'), TRIM('xxaxx', 'x')"
+    ).collect()[0]
+    assert tuple(row) == ("2026-01-02 03:04:05.1", "120", "12", "a")

@@ -1,4 +1,4 @@
-"""The embedded warehouse: memory cap, spill folder, one process at a time."""
+"""The embedded warehouse: memory cap, spill folder (the shared server: tests/warehouse/test_server.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:
     warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh", "256MB"))
     try:
         warehouse.get_session()
-        con = embedded._current._instance.duck_conn  # type: ignore[union-attr]
-        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+        status = embedded.server_status(tmp_path / "wh")  # the server's own DuckDB settings
     finally:
         warehouse.close()
+        embedded.stop_server(tmp_path / "wh")
+    assert status is not None
+    limit, spill = status["duckdb_memory_limit"], status["duckdb_temp_directory"]
     assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
     assert spill == (tmp_path / "wh" / ".tmp").as_posix()
 

@@ -1,4 +1,4 @@
-"""The trained segmentation model, a versioned joblib file."""
+"""The trained segmentation model as a local, versioned joblib export (the warehouse holds the truth)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from typing import Any
 
 from kedro_datasets.pickle import PickleDataset
 
-from customer_segmentation.warehouse.errors import SegmentationError
+from customer_segmentation.model import MissingModelError
 
-
-class MissingModelError(SegmentationError):
-    """Scoring was asked for but no model has been trained."""
+__all__ = ["MissingModelError", "SegmentationModelDataset"]
 
 
 class SegmentationModelDataset(PickleDataset):

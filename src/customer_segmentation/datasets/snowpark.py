@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,11 +15,13 @@ from customer_segmentation import warehouse
 from customer_segmentation.warehouse.config import DEFAULT_DATABASE, DEFAULT_SCHEMA
 from customer_segmentation.warehouse.errors import MissingColumnsError, MissingTableError
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import table_columns
+from customer_segmentation.warehouse.tables import forget_table_columns, remember_table_columns, table_columns
 
 logger = logging.getLogger(__name__)
 
 WriteMode = Literal["overwrite", "append", "merge"]
+TableType = Literal["permanent", "transient", "temporary"]
+_TABLE_TYPES = ("permanent", "transient", "temporary")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,15 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
       ``load_args.if_missing`` (column -> SQL type) returns an empty frame instead;
     - ``save_args.mode: merge`` with ``merge_keys`` inserts only rows whose keys are new
       (idempotent appends);
+    - ``save_args.table_type`` (permanent | transient | temporary, default permanent) and
+      ``save_args.copy_grants`` (default true) control how ``mode: overwrite`` re-creates the table:
+      Snowflake's ``CREATE OR REPLACE`` drops the grants of the replaced table unless it says
+      COPY GRANTS (https://docs.snowflake.com/en/sql-reference/sql/create-table, "COPY GRANTS"),
+      and keeps every replaced permanent copy for Time Travel plus 7 days of Fail-safe, while
+      transient tables have no Fail-safe (https://docs.snowflake.com/user-guide/data-cdp-storage-costs).
+      A temporary table lives only in the run's session and is invisible to other sessions
+      (https://docs.snowflake.com/user-guide/tables-temp-transient): per-run scratch that
+      concurrent runs cannot share; it is created in the session's current database and schema;
     - ``preview()`` gives kedro-viz a small table.
     """
 
@@ -69,6 +81,18 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             raise DatasetError(f"save_args.mode must be overwrite, append or merge, not {self._mode!r}")
         if self._mode == "merge" and not self._merge_keys:
             raise DatasetError("save_args.mode 'merge' needs save_args.merge_keys")
+        self._table_type: TableType = str(save_args.pop("table_type", "permanent") or "permanent").lower()  # type: ignore[assignment]
+        if self._table_type not in _TABLE_TYPES:
+            raise DatasetError(
+                f"save_args.table_type of {table_name} must be one of {', '.join(_TABLE_TYPES)}, not {self._table_type!r}"
+            )
+        copy_grants = save_args.pop("copy_grants", True)
+        if not isinstance(copy_grants, bool):
+            raise DatasetError(f"save_args.copy_grants of {table_name} must be true or false, not {copy_grants!r}")
+        # a temporary table is new in each session: there are no grants to copy
+        self._copy_grants = copy_grants and self._table_type != "temporary"
+        if self._table_type == "temporary" and self._mode != "overwrite":
+            raise DatasetError(f"save_args.table_type 'temporary' of {table_name} needs save_args.mode 'overwrite'")
         super().__init__(
             table_name=table_name,
             schema=schema,
@@ -87,12 +111,20 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
     def fqn(self) -> str:
         return qualified_name(self._database, self._schema, self._table_name)
 
+    @property
+    def _target(self) -> str:
+        """Name to read and write: a temporary table is addressed unqualified, in the session's schema."""
+        return self._table_name if self._table_type == "temporary" else self.fqn
+
     def _describe(self) -> dict[str, Any]:
-        return {"table": self.fqn, "save_mode": self._mode}
+        return {"table": self.fqn, "save_mode": self._mode, "table_type": self._table_type}
+
+    def _columns(self) -> list[str]:
+        return table_columns(self.session, self._database, self._schema, self._table_name)
 
     def load(self) -> Any:
         session = self.session
-        columns = table_columns(session, self._database, self._schema, self._table_name)
+        columns = self._columns()
         if not columns:
             if self._if_missing is not None:
                 select = ", ".join(
@@ -110,48 +142,86 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
                 f"Table {self.fqn} lacks required column(s) {', '.join(missing)} "
                 f"(it has {', '.join(columns)}). See the table contract in the README."
             )
-        return session.table(self.fqn)
+        return session.table(self._target)
 
     def save(self, data: Any) -> None:
         mode: WriteMode = self._mode
         if isinstance(data, TableWrite):
             data, mode = data.data, data.mode
+        if not hasattr(data, "write"):  # pandas: kedro-datasets' conversion
+            data = self.session.create_dataframe(data)
+        session = self.session
         if mode == "merge":
             self._merge(data)
             return
         if mode == "append" and not self._exists():
             # create the table first: some engines reject CREATE TABLE IF NOT EXISTS ... AS appends
-            data.limit(0).write.save_as_table(self.fqn, mode="errorifexists")
-        # kedro-datasets' save (pandas -> Snowpark, then save_as_table) with our mode
-        self._save_args["mode"] = mode
+            self._create_empty(data)
         try:
-            super().save(data)
-        finally:
-            self._save_args.pop("mode", None)
+            if mode == "overwrite":
+                self._write(data, self._target, "overwrite", self._table_type, self._copy_grants)
+            else:
+                data.write.save_as_table(self._target, mode="append", **self._save_args)
+        except BaseException:
+            forget_table_columns(session, self._database, self._schema, self._table_name)
+            raise
+        if mode == "overwrite" or self._table_type == "temporary":
+            # the run now knows this table's columns; a temporary table is not listed in the
+            # embedded warehouse's INFORMATION_SCHEMA, so this entry is how a later load finds it
+            remember_table_columns(session, self._database, self._schema, self._table_name, data.columns)
+
+    def _write(self, data: Any, name: str, mode: str, table_type: str, copy_grants: bool) -> None:
+        kwargs = dict(self._save_args)
+        if table_type != "permanent":
+            kwargs["table_type"] = table_type
+        if copy_grants:
+            kwargs["copy_grants"] = True
+        data.write.save_as_table(name, mode=mode, **kwargs)
+
+    def _create_empty(self, data: Any) -> None:
+        self._write(data.limit(0), self.fqn, "errorifexists", self._table_type, False)
+        remember_table_columns(self.session, self._database, self._schema, self._table_name, data.columns)
 
     def _merge(self, data: Any) -> None:
-        """Insert the rows whose merge keys are not in the table yet (creates the table if needed)."""
+        """Insert the rows whose merge keys are not in the table yet (creates the table if needed).
+
+        The source is first materialised in a temporary table of this session, then merged from
+        there: a Snowpark plan may be several statements (large query breakdown, temp objects), so
+        pasting its last query into a MERGE is not valid SQL on Snowflake, and ``Table.merge`` is
+        not accepted by the embedded warehouse. The staging table is dropped afterwards (and would
+        vanish with the session anyway). MERGE ... WHEN NOT MATCHED THEN INSERT inserts only rows
+        without a match (https://docs.snowflake.com/en/sql-reference/sql/merge): rerunning adds nothing.
+        """
         session = self.session
-        if not table_columns(session, self._database, self._schema, self._table_name):
-            data.limit(0).write.save_as_table(self.fqn, mode="errorifexists")
-        source_sql = data.queries["queries"][-1]
+        if not self._columns():
+            self._create_empty(data)
         columns = [validate_identifier(c.strip('"'), "column name") for c in data.columns]
-        on = " AND ".join(f"t.{k} = s.{k}" for k in self._merge_keys)
-        cols = ", ".join(columns)
-        values = ", ".join(f"s.{c}" for c in columns)
-        session.sql(
-            f"MERGE INTO {self.fqn} t USING ({source_sql}) s ON {on} "
-            f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
-        ).collect()
+        stage = validate_identifier(f"{self._table_name}_STAGE_{uuid.uuid4().hex[:12].upper()}", "table name")
+        self._write(data, stage, "overwrite", "temporary", False)
+        try:
+            on = " AND ".join(f"t.{k} = s.{k}" for k in self._merge_keys)
+            cols = ", ".join(columns)
+            values = ", ".join(f"s.{c}" for c in columns)
+            session.sql(
+                f"MERGE INTO {self.fqn} t USING {stage} s ON {on} "
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+            ).collect()
+        finally:
+            session.sql(f"DROP TABLE IF EXISTS {stage}").collect()
 
     def _exists(self) -> bool:
         try:
-            return bool(table_columns(self.session, self._database, self._schema, self._table_name))
+            return bool(self._columns())
         except Exception as exc:  # pragma: no cover - exists() must not raise
             logger.debug("Could not check %s: %s", self.fqn, exc)
             return False
 
     def preview(self, nrows: int = 5) -> TablePreview:
-        """A few rows for kedro-viz (``TablePreview``: pandas 'split' orientation)."""
-        frame = self.session.table(self.fqn).limit(int(nrows)).to_pandas()
+        """A few rows for kedro-viz (``TablePreview``: pandas 'split' orientation).
+
+        Empty for a table that does not exist (yet), e.g. a temporary table outside its run.
+        """
+        if not self._exists():
+            return TablePreview({"index": [], "columns": [], "data": []})
+        frame = self.session.table(self._target).limit(int(nrows)).to_pandas()
         return TablePreview(frame.astype(object).where(frame.notna(), None).to_dict(orient="split"))

@@ -20,6 +20,16 @@ Patched cases:
 5. The login answer had no ``masterToken``, so ``session.close()`` could not log out: the
    connection stayed open and Snowpark's exit hook then retried a query against the stopped
    server (the process hung at exit). Fix: return the session token as master token too.
+6. ``ALTER SESSION SET QUERY_TAG = ... / TIMESTAMP_*_FORMAT = ...`` (sent at every session open)
+   is "not implemented". Fix: accept it as a no-op (``NOP_REGEXES``). The emulator thus ignores
+   the query tag (it has no query history to attribute) and the output formats: the code never
+   relies on session formats (explicit ``TO_VARCHAR`` formats), and tests pin that SQL instead.
+7. ``CREATE OR REPLACE TRANSIENT TABLE ... COPY GRANTS`` runs (DuckDB has neither Fail-safe nor
+   grants, so a plain table is right), but sqlglot logs "Unsupported property transientproperty /
+   copygrantsproperty" for every such statement. Fix: a filter drops exactly those two warnings.
+8. ``RTRIM(x, '0')`` / ``LTRIM`` / ``TRIM(x, chars)`` of a non-VARCHAR expression: fakesnow wraps
+   the operand in a cast to VARCHAR and silently drops the characters and the side, so
+   ``RTRIM(TO_VARCHAR(ts, fmt), '0')`` came back as a two-sided blank trim. Fix: keep them.
 """
 
 from __future__ import annotations
@@ -32,7 +42,25 @@ logger = logging.getLogger(__name__)
 _APPLIED = False
 
 #: Statements the emulator must accept as no-ops (Snowpark sends this on ``session.close()``).
-NOP_REGEXES = [r"select system\$cancel_all_queries.*"]
+NOP_REGEXES = [r"select system\$cancel_all_queries.*", r"alter session set .*"]
+
+#: sqlglot warnings about table properties DuckDB has no use for (see 7 above).
+_SILENCED_PROPERTIES = ("Unsupported property transientproperty", "Unsupported property copygrantsproperty")
+
+
+class _SilenceTableProperties(logging.Filter):
+    """Drop sqlglot's warnings about TRANSIENT / COPY GRANTS (meaningless on DuckDB)."""
+
+    _segmentation_patch = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_SILENCED_PROPERTIES)
+
+
+def _patch_table_property_warnings() -> None:
+    sqlglot_logger = logging.getLogger("sqlglot")
+    if not any(getattr(f, "_segmentation_patch", False) for f in sqlglot_logger.filters):
+        sqlglot_logger.addFilter(_SilenceTableProperties())
 
 
 def _patch_create_table_as() -> None:
@@ -165,6 +193,26 @@ def _patch_login_master_token() -> None:
         return
 
 
+def _patch_trim_arguments() -> None:
+    import fakesnow.transforms as transforms
+    from sqlglot import exp
+
+    original = transforms.trim_cast_varchar
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def trim_cast_varchar(expression: exp.Expr) -> exp.Expr:
+        result = original(expression)
+        if isinstance(expression, exp.Trim) and isinstance(result, exp.Trim) and result is not expression:
+            for arg in ("expression", "position", "collation"):
+                if expression.args.get(arg) is not None:
+                    result.set(arg, expression.args[arg])
+        return result
+
+    trim_cast_varchar._segmentation_patch = True  # type: ignore[attr-defined]
+    transforms.trim_cast_varchar = trim_cast_varchar
+
+
 def apply() -> None:
     """Apply every emulator patch (idempotent)."""
     global _APPLIED
@@ -175,5 +223,7 @@ def apply() -> None:
     _patch_copy_from_stage_literal()
     _patch_unhandled_errors()
     _patch_login_master_token()
+    _patch_table_property_warnings()
+    _patch_trim_arguments()
     _APPLIED = True
     logger.debug("Embedded warehouse compatibility patches applied")

@@ -16,6 +16,8 @@ from customer_segmentation.warehouse.identifiers import validate_identifier
 
 DEFAULT_DATABASE = "SEGMENTATION"
 DEFAULT_SCHEMA = "PUBLIC"
+#: Environment switch to the in-process emulator (the scale benchmark measures it in its own process).
+IN_PROCESS_ENV = "SEGMENTATION_EMBEDDED_IN_PROCESS"
 
 #: Connection keys that are secret: never logged, never shown.
 SECRET_KEYS = frozenset({"password", "private_key", "private_key_file_pwd", "token", "passcode"})
@@ -52,6 +54,14 @@ class WarehouseSettings:
     connection: Mapping[str, Any] = field(default_factory=dict, repr=False)
     #: DuckDB memory cap of the embedded warehouse (it spills to disk beyond), e.g. "768MB".
     embedded_memory_limit: str | None = None
+    #: Create the schema at session open when it is missing (parameter ``warehouse.create_schema``).
+    create_schema: bool = False
+    #: The embedded server stops after this many seconds without a client request (0: never).
+    embedded_idle_timeout: float = 600.0
+    #: How long a pipeline run waits for another run on the same embedded warehouse to finish.
+    run_lock_timeout: float = 600.0
+    #: Run the emulator inside this process (one process at a time) instead of the shared server.
+    embedded_in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_ENV, "") == "1")
 
     @property
     def is_embedded(self) -> bool:
@@ -77,6 +87,9 @@ class WarehouseSettings:
         credentials: Mapping[str, Any] | None,
         embedded_dir: str | Path | None,
         embedded_memory_limit: str | None = None,
+        create_schema: bool = False,
+        idle_timeout_seconds: Any = None,
+        run_lock_timeout_seconds: Any = None,
     ) -> WarehouseSettings:
         """Build settings from the ``snowflake`` credentials entry; validates what it can."""
         creds = {k: _clean(v) for k, v in dict(credentials or {}).items()}
@@ -86,9 +99,20 @@ class WarehouseSettings:
         schema = validate_identifier(creds.get("schema") or DEFAULT_SCHEMA, "schema name")
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
         memory = validate_memory_limit(embedded_memory_limit)
+        if not isinstance(create_schema, bool):
+            raise InvalidParametersError(f"warehouse.create_schema must be true or false, got {create_schema!r}.")
+        idle = validate_seconds(idle_timeout_seconds, "warehouse.idle_timeout_seconds", 600.0)
+        wait = validate_seconds(run_lock_timeout_seconds, "warehouse.run_lock_timeout_seconds", 600.0)
         if not creds.get("account"):
             return cls(
-                database=database, schema=schema, embedded_dir=embedded, connection={}, embedded_memory_limit=memory
+                database=database,
+                schema=schema,
+                embedded_dir=embedded,
+                connection={},
+                embedded_memory_limit=memory,
+                create_schema=create_schema,
+                embedded_idle_timeout=idle,
+                run_lock_timeout=wait,
             )
 
         account = str(creds["account"])
@@ -116,7 +140,38 @@ class WarehouseSettings:
             )
         connection = {k: v for k, v in creds.items() if v is not None and k not in ("database", "schema")}
         connection.update(database=database, schema=schema)
-        return cls(database=database, schema=schema, embedded_dir=embedded, connection=connection)
+        return cls(
+            database=database, schema=schema, embedded_dir=embedded, connection=connection, create_schema=create_schema
+        )
+
+
+    @classmethod
+    def from_config(
+        cls, credentials: Mapping[str, Any] | None, warehouse_params: Mapping[str, Any] | None, project_path: Path
+    ) -> WarehouseSettings:
+        """Settings from the ``snowflake`` credentials and the ``warehouse`` parameters of a project."""
+        params = dict(warehouse_params or {})
+        return cls.from_credentials(
+            credentials,
+            Path(project_path) / str(params.get("embedded_dir") or "data/warehouse"),
+            params.get("memory_limit"),
+            params.get("create_schema", False),
+            idle_timeout_seconds=params.get("idle_timeout_seconds"),
+            run_lock_timeout_seconds=params.get("run_lock_timeout_seconds"),
+        )
+
+
+def validate_seconds(value: Any, name: str, default: float) -> float:
+    """A non-negative number of seconds (``None`` gives ``default``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0 or seconds == float("inf"):
+        raise InvalidParametersError(f"{name} must be a number of seconds >= 0, got {value!r}.")
+    return seconds
 
 
 #: Secret values seen in credentials this process (conf/local/credentials.yml may hold some).

@@ -1,35 +1,27 @@
-"""Errors that tell the user what went wrong and how to fix it."""
+"""Compatibility alias: the error hierarchy lives in ``customer_segmentation.errors``.
 
-from __future__ import annotations
+Kept so that ``from customer_segmentation.warehouse.errors import ...`` in existing code keeps
+working; new code imports ``customer_segmentation.errors`` (every layer may).
+"""
 
+from customer_segmentation.errors import (
+    EmbeddedWarehouseBusyError,
+    InvalidIdentifierError,
+    InvalidParametersError,
+    MissingColumnsError,
+    MissingCredentialsError,
+    MissingTableError,
+    SegmentationError,
+    WarehouseConnectionError,
+)
 
-class SegmentationError(Exception):
-    """Base class of the project's own, actionable errors."""
-
-
-class MissingCredentialsError(SegmentationError):
-    """Real Snowflake was asked for (``SNOWFLAKE_ACCOUNT`` set) but a credential is missing."""
-
-
-class WarehouseConnectionError(SegmentationError):
-    """The warehouse could not be reached or refused the login."""
-
-
-class EmbeddedWarehouseBusyError(SegmentationError):
-    """Another process holds the embedded warehouse's files."""
-
-
-class MissingTableError(SegmentationError):
-    """A table the pipeline reads does not exist."""
-
-
-class MissingColumnsError(SegmentationError):
-    """A table or file lacks columns the pipeline needs."""
-
-
-class InvalidIdentifierError(SegmentationError, ValueError):
-    """A configured database, schema or table name is not a plain Snowflake identifier."""
-
-
-class InvalidParametersError(SegmentationError, ValueError):
-    """A parameter value is out of range or of the wrong kind."""
+__all__ = [
+    "EmbeddedWarehouseBusyError",
+    "InvalidIdentifierError",
+    "InvalidParametersError",
+    "MissingColumnsError",
+    "MissingCredentialsError",
+    "MissingTableError",
+    "SegmentationError",
+    "WarehouseConnectionError",
+]

@@ -81,6 +81,28 @@ def test_retrain_decision(policy, status, age, retrain) -> None:
     assert decide_retrain(policy, status, age)[0] is retrain
 
 
+def test_refresh_respects_a_pin_and_registers_only_a_new_version() -> None:
+    from dataclasses import replace
+
+    from customer_segmentation.pipelines.model_refresh.nodes import refresh_model, register_refreshed_model
+    from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
+    from customer_segmentation.segment_identity import align_segment_ids
+    from tests.pipelines.training.test_nodes import PARAMS, planted_customers
+
+    sample = planted_customers(60)
+    model = align_segment_ids(fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "v1"}), None, sample)
+    # a pinned version is a rollback: no retrain, whatever the policy (nothing is read either)
+    kept = refresh_model(None, model, None, {"retrain_policy": {"max_age_days": 1}}, {"model_version": "v1"},  # type: ignore[arg-type]
+                         {"started_at": "2099-01-01T06:00:00"})
+    assert kept is model
+    assert register_refreshed_model(model, model, PARAMS, {}, {"run_id": "d1"}).record is None
+    retrained = replace(model, version="d2", segment_ids=[4, 0, 2])
+    write = register_refreshed_model(retrained, model, {**PARAMS, "keep_model_versions": 5}, {"model_version": None},
+                                     {"run_id": "d2"})
+    assert write.record["version"] == "d2" and write.run_id == "d2" and write.keep_versions == 5
+    assert write.record["extra"]["segment_ids"] == [4, 0, 2] and write.record["extra"]["drift_reference"]["bins"]
+
+
 @pytest.mark.parametrize("bad", ["sometimes", {"max_age_days": 0}, {"max_age": 3}, {"max_age_days": "x"}, 5])
 def test_bad_retrain_policy_is_refused(bad) -> None:
     with pytest.raises(InvalidParametersError, match="retrain_policy"):
@@ -139,4 +161,4 @@ def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:
     from customer_segmentation.pipelines.simulate_days.nodes import SimulationRefusedError, check_demo_only
 
     with pytest.raises(SimulationRefusedError, match="real Snowflake"):
-        check_demo_only(None, {"warehouse_embedded": False})  # type: ignore[arg-type]
+        check_demo_only(None, {"embedded_warehouse": False})  # type: ignore[arg-type]

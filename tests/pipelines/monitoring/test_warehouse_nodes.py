@@ -109,7 +109,10 @@ def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) 
     model = fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "m"})
     today = planted_customers(120, seed=2).drop(columns=["GROUP"])
     today.loc[today.index % 3 == 0, "RECENCY_DAYS"] += 90  # a third of the customers stopped buying
-    columns = ", ".join(f"{c} {'VARCHAR' if c == 'CUSTOMER_ID' else 'DOUBLE'}" for c in today.columns)
+    # text columns (CUSTOMER_ID, RFM_SEGMENT) as VARCHAR, the features as DOUBLE
+    columns = ", ".join(
+        f"{c} {'DOUBLE' if pd.api.types.is_numeric_dtype(today[c]) else 'VARCHAR'}" for c in today.columns
+    )
     warehouse_session.sql(f"CREATE OR REPLACE TABLE T_TODAY ({columns})").collect()
     warehouse_session.write_pandas(today, "T_TODAY", auto_create_table=False)
     scored = assign_segments(warehouse_session.table("T_TODAY"), model)

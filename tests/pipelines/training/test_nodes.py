@@ -11,7 +11,6 @@ from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
     fit_segmentation_model,
     measure_stability,
-    name_segments,
     plot_elbow,
     plot_rfm_scatter,
     plot_segment_profiles,
@@ -20,6 +19,7 @@ from customer_segmentation.pipelines.training.nodes import (
     validate_training_params,
 )
 from customer_segmentation.warehouse.errors import InvalidParametersError
+from tests.pipelines.training.histories import check_naming, classic_rfm
 
 FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "RETURN_RATE"]
 PARAMS = {
@@ -61,7 +61,8 @@ def planted_customers(n_per_group: int = 300, seed: int = 0) -> pd.DataFrame:
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    # the classic RFM segment of each customer, as rfm_features computes it for the whole population
+    return classic_rfm(pd.concat(frames, ignore_index=True))
 
 
 @pytest.fixture(scope="module")
@@ -112,22 +113,13 @@ def test_invalid_parameters_are_refused(bad: dict) -> None:
         validate_training_params({**PARAMS, **bad})
 
 
-def test_naming_places_centroids_on_the_rfm_grid(sample: pd.DataFrame) -> None:
-    centroids = pd.DataFrame(
-        {"RECENCY_DAYS": [10.0, 100.0, 600.0], "FREQUENCY": [30.0, 3.0, 1.0], "MONETARY": [4000.0, 300.0, 40.0]}
-    )
-    labels, descriptions = name_segments(centroids, sample)
-    assert labels == ["Champions", "Need attention", "Lost"]
-    assert all("days ago" in d for d in descriptions)
-
-
-def test_naming_makes_labels_unique_by_spend(sample: pd.DataFrame) -> None:
-    centroids = pd.DataFrame(
-        {"RECENCY_DAYS": [10.0, 12.0, 600.0], "FREQUENCY": [30.0, 31.0, 1.0], "MONETARY": [1000.0, 5000.0, 40.0]}
-    )
-    labels, _ = name_segments(centroids, sample)
-    assert labels == ["Champions (low spend)", "Champions (high spend)", "Lost"]
-    assert len(set(labels)) == 3
+def test_planted_groups_are_named_after_their_members(sample: pd.DataFrame) -> None:
+    model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
+    check_naming(sample, model.estimator.labels_, model)
+    by_group = pd.Series(model.label_of(model.predict(sample))).groupby(sample["GROUP"]).first()
+    # recent heavy buyers, mid-recency few-order buyers, long-gone one-order buyers (R and F quintiles)
+    assert by_group[0] == "Champions" and by_group[2] == "Lost"
+    assert all(s["faithfulness"] > 0.3 for s in model.segment_stats)
 
 
 def test_model_is_deterministic_and_named(sample: pd.DataFrame) -> None:

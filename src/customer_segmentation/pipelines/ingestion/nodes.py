@@ -15,6 +15,7 @@ from typing import Any
 
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
+from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
 
 from customer_segmentation.datasets import TableWrite
 from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
@@ -73,6 +74,11 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
             problems.append("future_tolerance_hours must be zero or more")
     except (TypeError, ValueError):
         problems.append(f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}")
+    try:
+        if float(params.get("load_wait_hours", 6)) <= 0:
+            problems.append("load_wait_hours must be more than zero")
+    except (TypeError, ValueError):
+        problems.append(f"load_wait_hours must be a number of hours, got {params.get('load_wait_hours')!r}")
     for key in ("purchase_event_types", "timestamp_formats"):
         value = params.get(key)
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
@@ -92,10 +98,43 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
         )
 
 
+def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours: float) -> datetime | None:
+    """The earliest LOADED_AT of a file load that is still running (LOAD_HISTORY status 'loading').
+
+    Rows stamped from there on may still be committing, so the watermark must stay below it.
+    A 'loading' row older than ``wait_hours`` is a load that crashed (it stays 'loading' until
+    the same file is loaded again): it no longer holds ingestion back, but is reported.
+    """
+    if load_history is None or "STATUS" not in load_history.columns or "LOADED_AT" not in load_history.columns:
+        return None
+    cols = [c for c in ("SOURCE_FILE", "LOADED_AT") if c in load_history.columns]
+    rows = load_history.filter(F.col("STATUS") == F.lit("loading")).select(*cols).collect()
+    limit = as_of - timedelta(hours=wait_hours)
+    waiting = [r["LOADED_AT"] for r in rows if r["LOADED_AT"] is not None and r["LOADED_AT"] >= limit]
+    for r in rows:
+        if r["LOADED_AT"] is not None and r["LOADED_AT"] < limit:
+            logger.warning(
+                "LOAD_HISTORY: the load of %s at %s never finished (status 'loading' for over %s h); its rows "
+                "are ingested as they are. Load that file again with load_events to complete or replace it.",
+                r["SOURCE_FILE"] if "SOURCE_FILE" in cols else "a file",
+                r["LOADED_AT"],
+                wait_hours,
+            )
+    return min(waiting) if waiting else None
+
+
 def select_new_events(
-    raw_data: DataFrame, ingestion_state: DataFrame, params: dict[str, Any]
+    raw_data: DataFrame,
+    ingestion_state: DataFrame,
+    params: dict[str, Any],
+    load_history: DataFrame | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Raw events loaded after the last successful run's watermark (all of them on full refresh)."""
+    """Raw events loaded after the last successful run's watermark (all of them on full refresh).
+
+    Never past a file load that is still running (see ``_in_flight_floor``): on Snowflake a load
+    can commit its rows after this run has read RAW_DATA, and a watermark above its stamp would
+    skip them for good.
+    """
     validate_ingestion_params(params)
     missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
     if missing:
@@ -116,20 +155,25 @@ def select_new_events(
             F.max("WATERMARK").alias("W")
         ).collect()
         watermark = rows[0][0] if rows else None
-    high_rows = frame.agg(F.max("LOADED_AT").alias("H")).collect()
+    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
+    floor = _in_flight_floor(load_history, datetime.fromisoformat(str(as_of)), float(params.get("load_wait_hours", 6)))
+    settled = frame if floor is None else frame.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") < F.lit(floor)))
+    high_rows = settled.agg(F.max("LOADED_AT").alias("H")).collect()
     high = high_rows[0][0] if high_rows else None
 
-    batch = frame
+    batch = settled
     if watermark is not None:
         batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") > F.lit(watermark)))
     if high is not None:
         batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") <= F.lit(high)))
-    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
+    if floor is not None:
+        logger.info("Ingestion waits for a file load still running (LOADED_AT %s): its rows come next run", floor)
     info = {
         "full_refresh": full_refresh,
         "watermark_from": str(watermark) if watermark is not None else None,
         "watermark_to": str(high) if high is not None else (str(watermark) if watermark is not None else None),
         "as_of": str(as_of),
+        "waiting_for_load_at": str(floor) if floor is not None else None,
     }
     logger.info(
         "Ingestion batch: events loaded after %s up to %s%s",
@@ -140,9 +184,59 @@ def select_new_events(
     return batch, info
 
 
-def _record_id(frame: DataFrame) -> DataFrame:
+#: Explicit timestamp format for text that is hashed or compared: CAST(ts AS STRING) follows the
+#: session's TIMESTAMP_*_OUTPUT_FORMAT, which accounts and users can change
+#: (https://docs.snowflake.com/en/sql-reference/functions/to_char: TO_VARCHAR(ts, format)).
+TIMESTAMP_TEXT_FORMAT = "YYYY-MM-DD HH24:MI:SS.FF9"
+
+
+def _column_types(frame: DataFrame) -> dict[str, DataType]:
+    return {field.name.strip('"').upper(): field.datatype for field in frame.schema.fields}
+
+
+def _is_zoned(datatype: DataType) -> bool:
+    """TIMESTAMP_TZ or TIMESTAMP_LTZ (the embedded warehouse reports LTZ as TZ)."""
+    return isinstance(datatype, TimestampType) and datatype.tz in (TimestampTimeZone.TZ, TimestampTimeZone.LTZ)
+
+
+def _as_utc_ntz(column: Any) -> Any:
+    """A TIMESTAMP_TZ/LTZ value as the UTC wall-clock TIMESTAMP_NTZ (no text on the way)."""
+    return F.call_builtin("convert_timezone", F.lit("UTC"), column).cast("timestamp_ntz")
+
+
+def _timestamp_text(column: Any) -> Any:
+    """A TIMESTAMP_NTZ as text that does not depend on session formats.
+
+    ``YYYY-MM-DD HH24:MI:SS`` for whole seconds, else ``...SS.FF9`` without the trailing zeros:
+    exactly the text the embedded warehouse's plain cast produced before this change
+    ('2026-01-02 03:04:05', '2026-01-02 03:04:05.1'), so RECORD_IDs of already-ingested rows
+    stay the same, while nanoseconds are kept on Snowflake. The explicit CAST inside TO_VARCHAR is
+    a no-op on Snowflake; the embedded warehouse needs it to keep the format (without a known
+    type it silently drops the format argument).
+    """
+    typed = column.cast("timestamp_ntz")
+    whole = F.call_builtin("to_varchar", typed, F.lit(TIMESTAMP_TEXT_FORMAT.removesuffix(".FF9")))
+    fraction = F.rtrim(F.call_builtin("to_varchar", typed, F.lit(TIMESTAMP_TEXT_FORMAT)), F.lit("0"))
+    return F.iff(F.date_trunc("second", typed) == typed, whole, fraction)
+
+
+def _raw_text(name: str, datatype: DataType | None) -> Any:
+    """Text of one raw column (hashed into RECORD_ID, kept in REJECTED_EVENTS), whatever the session's formats."""
+    column = F.col(name)
+    if isinstance(datatype, TimestampType):
+        if _is_zoned(datatype):
+            # the old plain cast rendered a zoned value in UTC with a '+00' suffix: kept as is
+            return F.concat(_timestamp_text(_as_utc_ntz(column)), F.lit("+00"))
+        return _timestamp_text(column)
+    if isinstance(datatype, DateType):
+        return F.call_builtin("to_varchar", column.cast("date"), F.lit("YYYY-MM-DD"))
+    return column.cast("string")
+
+
+def _record_id(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
     """Add RECORD_ID: hash of every raw column and load stamp, plus the occurrence of identical rows."""
-    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
+    types = _column_types(frame) if types is None else types
+    parts = [F.coalesce(_raw_text(c, types.get(c)), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
     # MD5 (an identity, not a security control): ~30% cheaper than SHA-256 over every raw column
     hashed = frame.with_column("_ROW_HASH", F.md5(F.concat_ws(F.lit("|"), *parts)))
     occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
@@ -151,7 +245,16 @@ def _record_id(frame: DataFrame) -> DataFrame:
     ).drop("_ROW_HASH")
 
 
-def _parse_timestamp(column: Any, formats: list[str]) -> Any:
+def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None = None) -> Any:
+    """EVENT_TS as TIMESTAMP_NTZ: typed columns converted directly, text parsed with ``formats``.
+
+    Going through text would render a typed value with the session's output format first, which
+    then may not match any of ``formats``; a zoned value becomes its UTC wall-clock time.
+    """
+    if isinstance(datatype, TimestampType):
+        return _as_utc_ntz(column) if _is_zoned(datatype) else column.cast("timestamp_ntz")
+    if isinstance(datatype, DateType):
+        return column.cast("timestamp_ntz")
     trimmed = F.trim(column.cast("string"))
     return F.coalesce(*[F.call_builtin("try_to_timestamp_ntz", trimmed, F.lit(fmt)) for fmt in formats])
 
@@ -169,10 +272,11 @@ def classify_events(
         # a rebuild replaces TRANSFORMED_DATA: what it held before must not make an event a duplicate
         existing_events = existing_events.filter(F.lit(False))
 
-    frame = _record_id(batch)
+    types = _column_types(batch)  # one DESCRIBE: typed raw columns are converted without text
+    frame = _record_id(batch, types)
     event_type = F.upper(F.trim(F.col("EVENT_TYPE")))
     is_purchase = event_type.isin(purchase_types)
-    ts = _parse_timestamp(F.col("EVENT_TS"), formats)
+    ts = _parse_timestamp(F.col("EVENT_TS"), formats, types.get("EVENT_TS"))
     amount = F.call_builtin("try_to_decimal", F.trim(F.col("AMOUNT").cast("string")), F.lit(12), F.lit(2))
     quantity = F.call_builtin("try_to_number", F.trim(F.col("QUANTITY").cast("string")))
     frame = frame.with_columns(
@@ -209,7 +313,7 @@ def classify_events(
     return frame.select(
         "RECORD_ID",
         "REJECT_REASON",
-        *[F.col(c).cast("string").alias(c) for c in RAW_EVENT_COLUMNS],
+        *[_raw_text(c, types.get(c)).alias(c) for c in RAW_EVENT_COLUMNS],
         F.trim(F.col("EVENT_ID")).alias("CLEAN_EVENT_ID"),
         F.col("_TYPE").alias("CLEAN_EVENT_TYPE"),
         F.col("_TS").alias("CLEAN_EVENT_TS"),

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from customer_segmentation.demo.seeding import seed_demo_events
 from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
@@ -14,9 +15,16 @@ from customer_segmentation.pipelines.ingestion.nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
+            # First, so that `kedro run` on a brand-new clone has events: seeds only an empty RAW_DATA.
+            Node(
+                seed_demo_events,
+                inputs=["raw_data_before_seed", "params:demo_data", "run_metadata"],
+                outputs="raw_data",
+                name="seed_demo_events",
+            ),
             Node(
                 select_new_events,
-                inputs=["raw_data", "ingestion_state_previous", "params:ingestion"],
+                inputs=["raw_data", "ingestion_state_previous", "params:ingestion", "load_history"],
                 outputs=["raw_batch", "batch_info"],
                 name="select_new_events",
             ),

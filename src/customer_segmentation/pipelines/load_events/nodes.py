@@ -9,20 +9,22 @@ A load is identified by the SHA-256 of the file's bytes, recorded in LOAD_HISTOR
   load is simply marked done, otherwise the partial rows are removed and the file is loaded again.
 
 Every row written carries ``LOADED_AT`` (one value per load, strictly later than any load stamp
-already in RAW_DATA, so incremental ingestion never misses a load), ``SOURCE_FILE`` (the file's
+already in RAW_DATA or LOAD_HISTORY, taken in the statement that records the load as 'loading';
+ingestion waits for loads still 'loading', so it never misses one), ``SOURCE_FILE`` (the file's
 absolute path) and ``SOURCE_ROW`` (1-based position of the event in the file).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from customer_segmentation import warehouse
+from customer_segmentation.demo.purge import remove_demo_before_first_load
 from customer_segmentation.pipelines.load_events.files import (
     detect_format,
     file_sha256,
@@ -107,13 +109,42 @@ def _ensure_tables(session: Any, database: str, schema: str, raw_table: str, his
     session.sql(create_table_sql(database, schema, history_table, LOAD_HISTORY_COLUMNS)).collect()
 
 
-def _next_load_stamp(session: Any, raw_fqn: str) -> datetime:
-    """Now (UTC), or one second after the latest load stamp in the raw table if that is later."""
-    now = _now_utc()
-    latest = session.sql(f"SELECT MAX(LOADED_AT) FROM {raw_fqn}").collect()[0][0]
-    if latest is not None and now <= latest:
-        return (latest + timedelta(seconds=1)).replace(microsecond=0)
-    return now
+def _register_load(
+    session: Any, raw_fqn: str, history_fqn: str, file_info: dict[str, Any], row_count: int, run_id: str
+) -> datetime:
+    """Take this load's LOADED_AT and record it as 'loading' in LOAD_HISTORY, in one statement.
+
+    The stamp is now (UTC, whole seconds), or one second after the latest stamp in RAW_DATA *or*
+    LOAD_HISTORY when that is later: a load that registered but has not written its rows yet is
+    already counted. Taking the stamp and registering it in the same INSERT ... SELECT (one
+    statement, one snapshot: https://docs.snowflake.com/en/sql-reference/transactions) leaves no
+    gap between reading MAX and announcing the load. Ingestion never advances its watermark
+    past a load that is still 'loading' (``ingestion.select_new_events``), so rows that commit
+    after an ingestion read are never skipped.
+    """
+    now = _now_utc().isoformat(sep=" ")
+    session.sql(
+        f"INSERT INTO {history_fqn} (FILE_SHA256, SOURCE_FILE, FILE_FORMAT, RAW_TABLE, ROW_COUNT, LOADED_AT, STATUS, RUN_ID) "
+        "SELECT ?, ?, ?, ?, ?, CASE WHEN M IS NULL OR CAST(? AS TIMESTAMP_NTZ) > M THEN CAST(? AS TIMESTAMP_NTZ) "
+        "ELSE DATEADD('second', 1, DATE_TRUNC('second', M)) END, 'loading', ? "
+        f"FROM (SELECT MAX(S) AS M FROM (SELECT MAX(LOADED_AT) AS S FROM {raw_fqn} "
+        f"UNION ALL SELECT MAX(LOADED_AT) AS S FROM {history_fqn}) AS STAMPS) AS LATEST",
+        params=[
+            file_info["file_sha256"],
+            file_info["source_file"],
+            file_info["format"],
+            raw_fqn,
+            row_count,
+            now,
+            now,
+            run_id,
+        ],
+    ).collect()
+    rows = session.sql(
+        f"SELECT MAX(LOADED_AT) FROM {history_fqn} WHERE FILE_SHA256 = ? AND RAW_TABLE = ? AND STATUS = 'loading' AND RUN_ID = ?",
+        params=[file_info["file_sha256"], raw_fqn, run_id],
+    ).collect()
+    return rows[0][0]
 
 
 def _stamped(events: pd.DataFrame, source_file: str, loaded_at: datetime) -> pd.DataFrame:
@@ -125,7 +156,11 @@ def _stamped(events: pd.DataFrame, source_file: str, loaded_at: datetime) -> pd.
 
 
 def append_events(
-    events: pd.DataFrame, file_info: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any]
+    events: pd.DataFrame,
+    file_info: dict[str, Any],
+    params: dict[str, Any],
+    run_metadata: dict[str, Any],
+    demo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append the file's events to RAW_DATA unless this content was loaded already; the load report."""
     params = dict(params or {})
@@ -133,6 +168,10 @@ def append_events(
     settings = warehouse.current_settings()
     database, schema = settings.database, settings.schema
     raw_table = validate_identifier(params.get("raw_table") or "RAW_DATA", "table name (load_events.raw_table)")
+    if len(events):  # demo and user rows never mix: a first real load removes the demo (demo/purge.py)
+        remove_demo_before_first_load(
+            session, database, schema, raw_table, (demo or {}).get("derived_tables")
+        )
     history_table = validate_identifier(
         params.get("history_table") or "LOAD_HISTORY", "table name (load_events.history_table)"
     )
@@ -203,20 +242,7 @@ def append_events(
         logger.warning("Events file %s holds no event: nothing added", file_info["source_file"])
         return report
 
-    loaded_at = _next_load_stamp(session, raw_fqn)
-    session.sql(
-        f"INSERT INTO {history_fqn} (FILE_SHA256, SOURCE_FILE, FILE_FORMAT, RAW_TABLE, ROW_COUNT, LOADED_AT, STATUS, RUN_ID) "
-        "VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), 'loading', ?)",
-        params=[
-            file_info["file_sha256"],
-            file_info["source_file"],
-            file_info["format"],
-            raw_fqn,
-            len(events),
-            loaded_at.isoformat(sep=" "),
-            run_id,
-        ],
-    ).collect()
+    loaded_at = _register_load(session, raw_fqn, history_fqn, file_info, len(events), run_id)
     append_pandas(session, raw_table, _stamped(events, file_info["source_file"], loaded_at))
     _mark_loaded(session, history_fqn, file_info["file_sha256"], raw_fqn, loaded_at)
     report.update(status="loaded", loaded_at=loaded_at.isoformat(sep=" "), rows_added=len(events))

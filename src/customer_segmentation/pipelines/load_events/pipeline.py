@@ -19,7 +19,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 append_events,
-                inputs=["events_file_rows", "events_file_info", "params:load_events", "run_metadata"],
+                inputs=[
+                    "events_file_rows",
+                    "events_file_info",
+                    "params:load_events",
+                    "run_metadata",
+                    "params:demo_data",
+                ],
                 outputs="load_events_report",
                 name="append_events_to_raw_data",
             ),

@@ -15,14 +15,18 @@ from typing import Any
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.datasets.model_table import ModelVersionWrite
 from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.training.nodes import (
     align_segment_identity,
     choose_k,
     evaluate_k_range,
     fit_segmentation_model,
+    measure_stability,
+    model_version_write,
     retain_previous_k,
     sample_customer_features,
+    training_metrics,
 )
 from customer_segmentation.warehouse.errors import InvalidParametersError
 
@@ -75,9 +79,15 @@ def refresh_model(
     segmentation_model: SegmentationModel,
     segment_drift_previous: DataFrame,
     params: dict[str, Any],
+    prediction_params: dict[str, Any],
     run_metadata: dict[str, Any],
 ) -> SegmentationModel:
     """The model to score with today: the active one, or a retrained one with the same segment ids."""
+    pinned = (prediction_params or {}).get("model_version")
+    if pinned not in (None, ""):
+        # a pin is a rollback: a retrain would be stored but never used while the pin holds
+        logger.info("prediction.model_version pins %s: the retrain policy is not applied", pinned)
+        return segmentation_model
     status = latest_drift_status(segment_drift_previous, segmentation_model.version)
     trained = date.fromisoformat(str(segmentation_model.trained_at)[:10])
     age = (date.fromisoformat(str(run_metadata["started_at"])[:10]) - trained).days
@@ -87,9 +97,29 @@ def refresh_model(
         return segmentation_model
     logger.warning("Retraining the segmentation model: %s", reason)
     sample = sample_customer_features(customer_features, params)
-    k_choice = retain_previous_k(choose_k(evaluate_k_range(sample, params), params), segmentation_model, params)
+    k_selection = evaluate_k_range(sample, params)
+    k_choice = retain_previous_k(choose_k(k_selection, params), segmentation_model, params)
     fitted = fit_segmentation_model(sample, k_choice, params, run_metadata, segmentation_model)
     model = align_segment_identity(fitted, segmentation_model, sample, params)
-    model.metrics["retrained_because"] = reason
+    stability = measure_stability(sample, model, params)
+    # the same metrics a training run stores with its version (k selection, stability, identity)
+    model.metrics = {
+        **model.metrics,
+        **training_metrics(k_selection, k_choice, stability, model, sample),
+        "retrained_because": reason,
+    }
     logger.warning("Now scoring with retrained model %s (replaces %s)", model.version, segmentation_model.version)
     return model
+
+
+def register_refreshed_model(
+    refreshed_model: SegmentationModel,
+    active_model: SegmentationModel,
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> ModelVersionWrite:
+    """A retrained model as a new version in the warehouse, as training stores it; nothing when kept."""
+    if refreshed_model.version == active_model.version:
+        return ModelVersionWrite(record=None)
+    return model_version_write(refreshed_model, {}, params, prediction_params, run_metadata)

@@ -438,7 +438,9 @@ def measure_drift(
             shifts.append(abs(share_now - share_then))
         max_shift = max(shifts) if shifts else float("nan")
         distance_now = float((counts["N"] * counts["D"].astype(float)).sum() / total) if total else float("nan")
-        distance_then = float(reference["overall_mean_distance"])
+        # NaN is stored as JSON null in the warehouse record
+        overall = reference.get("overall_mean_distance")
+        distance_then = float(overall) if overall is not None else float("nan")
     max_psi = max(psi_by_feature.values()) if psi_by_feature else float("nan")
     max_feature = max(psi_by_feature, key=psi_by_feature.get) if psi_by_feature else None
     ratio = distance_now / distance_then if distance_then and not math.isnan(distance_then) else float("nan")

@@ -12,11 +12,15 @@ from customer_segmentation.pipelines.monitoring.nodes import (
     segment_changes,
     snapshot_segments,
 )
+from customer_segmentation.pipelines.prediction.nodes import select_model
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
+            # drift is measured against the active model in the warehouse (the one prediction scores with)
+            Node(select_model, ["segmentation_models", "params:prediction"], "monitored_model",
+                 name="select_monitored_model"),
             Node(snapshot_segments, ["processed_data", "segment_history_previous", "params:monitoring"],
                  ["segment_history", "snapshot_info"], name="snapshot_segment_history"),
             Node(compute_migrations, ["segment_history", "snapshot_info"], "segment_migrations",
@@ -28,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(profile_segments, ["processed_data", "snapshot_info", "params:monitoring"], "segment_profiles",
                  name="profile_segments"),
             Node(measure_drift,
-                 ["processed_data", "segmentation_model", "snapshot_info", "params:monitoring", "run_metadata"],
+                 ["processed_data", "monitored_model", "snapshot_info", "params:monitoring", "run_metadata"],
                  "segment_drift", name="measure_drift"),
             Node(plot_migration_sankey, ["segment_migrations", "snapshot_info"], "migration_sankey_chart",
                  name="plot_migration_sankey"),

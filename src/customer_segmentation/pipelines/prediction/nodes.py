@@ -14,7 +14,7 @@ import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.model import SegmentationModel, active_version, load_version
 from customer_segmentation.warehouse.errors import MissingColumnsError
 
 logger = logging.getLogger(__name__)
@@ -83,12 +83,32 @@ def score_customers(customer_features: DataFrame, segmentation_model: Segmentati
     ).drop("_PREV_ID")
 
 
+def base_labels(model: SegmentationModel) -> list[str]:
+    """The classic RFM segment each label is named after (models saved before it was stored: label minus qualifier)."""
+    stored = list(getattr(model, "base_labels", ()) or ())
+    return stored if len(stored) == model.k else [label.split(" (")[0] for label in model.labels]
+
+
 def summarise_segments(scored_customers: DataFrame, segmentation_model: SegmentationModel) -> pd.DataFrame:
-    """Customers, new customers and net revenue per segment (aggregated in the warehouse)."""
+    """Customers, new customers, net revenue and label faithfulness per segment (aggregated in the warehouse)."""
+    if "RFM_SEGMENT" not in scored_customers.columns:
+        raise MissingColumnsError(
+            "The scored customers lack RFM_SEGMENT (needed to report how faithful each label is): rerun "
+            "`kedro run --pipeline rfm_features`, then `kedro run --pipeline prediction`."
+        )
+    # keyed by label (unique per model), so it holds whatever ids SEGMENT_ID carries
+    base_of = dict(zip(segmentation_model.labels, base_labels(segmentation_model)))
+    base = None
+    for label, name in base_of.items():
+        cond = F.col("SEGMENT_LABEL") == F.lit(label)
+        base = F.when(cond, F.lit(name)) if base is None else base.when(cond, F.lit(name))
+    # a NULL RFM_SEGMENT compares to NULL, which IFF treats as false: such a customer counts as not faithful
+    faithful = F.iff(F.col("RFM_SEGMENT") == base, F.lit(1), F.lit(0))
     frame = (
         scored_customers.group_by("SEGMENT_ID", "SEGMENT_LABEL")
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
+            F.sum(faithful).alias("FAITHFUL_CUSTOMERS"),
             F.sum(F.iff(F.col("IS_NEW_CUSTOMER"), F.lit(1), F.lit(0))).alias("NEW_CUSTOMERS"),
             F.sum("MONETARY").alias("REVENUE"),
             F.avg("RECENCY_DAYS").alias("MEAN_RECENCY_DAYS"),
@@ -102,11 +122,18 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
     frame["CUSTOMER_SHARE"] = frame["CUSTOMERS"] / frame["CUSTOMERS"].sum()
     total = frame["REVENUE"].clip(lower=0).sum()
     frame["REVENUE_SHARE"] = frame["REVENUE"].clip(lower=0) / total if total else 0.0
+    frame["FAITHFUL_CUSTOMERS"] = frame["FAITHFUL_CUSTOMERS"].astype(int)
+    frame["BASE_LABEL"] = frame["SEGMENT_LABEL"].map(base_of)
+    frame["FAITHFUL_SHARE"] = frame["FAITHFUL_CUSTOMERS"] / frame["CUSTOMERS"]
+    # SEGMENT_ID is a stable id (kept across retrains), not a centroid position
     frame["DESCRIPTION"] = [
         segmentation_model.descriptions[segmentation_model.position_of(int(i))] for i in frame["SEGMENT_ID"]
     ]
     frame["MODEL_VERSION"] = segmentation_model.version
-    logger.info("Scored %s customers into %s segments", int(frame["CUSTOMERS"].sum()), len(frame))
+    logger.info(
+        "Scored %s customers into %s segments; %.0f%% hold the classic RFM segment their label names",
+        int(frame["CUSTOMERS"].sum()), len(frame), 100 * frame["FAITHFUL_CUSTOMERS"].sum() / max(frame["CUSTOMERS"].sum(), 1),
+    )
     return frame.sort_values("SEGMENT_ID").reset_index(drop=True)
 
 
@@ -121,3 +148,23 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
         barmode="group", title="Segment sizes and revenue share (all scored customers)", yaxis_tickformat=".0%"
     )
     return fig
+
+
+def select_model(model_versions: pd.DataFrame, params: dict[str, Any]) -> SegmentationModel:
+    """The stored model to score with: ``prediction.model_version`` if set, else the newest."""
+    pinned = (params or {}).get("model_version")
+    version = active_version(model_versions, pinned)
+    model = load_version(model_versions, version)
+    logger.info(
+        "Scoring with model version %s (trained %s, k=%s)%s", model.version, model.trained_at, model.k,
+        " pinned by prediction.model_version" if pinned not in (None, "") else ", the newest",
+    )
+    return model
+
+
+def segment_summary_rows(segment_summary: pd.DataFrame, run_metadata: dict[str, Any]) -> pd.DataFrame:
+    """The segment summary keyed by run id, for the SEGMENT_SUMMARY table (one set of rows per run)."""
+    return segment_summary.assign(
+        RUN_ID=str(run_metadata.get("run_id") or ""),
+        SCORED_AT=pd.Timestamp(run_metadata["started_at"]),
+    )

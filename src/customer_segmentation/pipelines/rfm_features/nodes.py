@@ -35,6 +35,18 @@ def _reference_date(events: DataFrame, params: dict[str, Any]) -> date:
     return latest.date() + timedelta(days=1)
 
 
+def _ratio(numerator: Any, denominator: Any, if_zero: Any = 0.0) -> Any:
+    """``numerator / denominator`` in DOUBLE, ``if_zero`` when the denominator is 0 or NULL.
+
+    On Snowflake, NUMBER / NUMBER keeps only a few decimals (``1/3`` = 0.333333: result scale
+    max(S1, min(S1 + 6, 12)), https://docs.snowflake.com/en/sql-reference/operators-arithmetic)
+    and ``x / 0`` raises "Division by zero"; the embedded warehouse gives full precision and
+    ``inf``. Casting both sides to DOUBLE and dividing by NULLIF(den, 0) gives the same value on both.
+    """
+    ratio = numerator.cast("double") / F.nullif(denominator.cast("double"), F.lit(0.0))
+    return ratio if if_zero is None else F.coalesce(ratio, F.lit(if_zero))
+
+
 def _channel_column(channel: str) -> str:
     return "SHARE_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
 
@@ -94,33 +106,30 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
 
     feats = per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left")
     gross = F.col("_LINE_GROSS")
-    share_cols = [
-        F.coalesce(F.col("_CH_" + _channel_column(c)) / F.nullif(gross, F.lit(0.0)), F.lit(0.0)).alias(_channel_column(c))
-        for c in channels
-    ]
+    share_cols = [_ratio(F.col("_CH_" + _channel_column(c)), gross).alias(_channel_column(c)) for c in channels]
     freq = F.col("FREQUENCY")
     feats = feats.select(
         "CUSTOMER_ID",
         F.datediff("day", F.col("LAST_ORDER_TS"), ref_lit).alias("RECENCY_DAYS"),
         freq.alias("FREQUENCY"),
         F.round(F.col("MONETARY"), 2).alias("MONETARY"),
-        F.round(F.coalesce(F.col("MONETARY") / F.nullif(freq, F.lit(0)), F.lit(0.0)), 2).alias("AVG_ORDER_VALUE"),
+        F.round(_ratio(F.col("MONETARY"), freq), 2).alias("AVG_ORDER_VALUE"),
         F.datediff("day", F.col("FIRST_ORDER_TS"), ref_lit).alias("TENURE_DAYS"),
-        F.iff(
-            freq > F.lit(1),
-            F.datediff("day", F.col("FIRST_KEPT_TS"), F.col("LAST_KEPT_TS")) / (freq - F.lit(1)),
-            F.lit(None),
-        ).cast("double").alias("MEAN_DAYS_BETWEEN_ORDERS"),
+        # NULL for customers with fewer than two kept orders (no gap to average)
+        _ratio(
+            F.datediff("day", F.col("FIRST_KEPT_TS"), F.col("LAST_KEPT_TS")),
+            F.iff(freq > F.lit(1), freq - F.lit(1), F.lit(0)),
+            if_zero=None,
+        ).alias("MEAN_DAYS_BETWEEN_ORDERS"),
         F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
         *share_cols,
-        F.coalesce(F.col("RETURNED_SPEND") / F.nullif(F.col("GROSS_SPEND"), F.lit(0.0)), F.lit(0.0)).alias("RETURN_RATE"),
-        (F.col("ORDERS_CANCELLED") / F.col("ORDERS_PLACED")).cast("double").alias("CANCELLATION_RATE"),
+        _ratio(F.col("RETURNED_SPEND"), F.col("GROSS_SPEND")).alias("RETURN_RATE"),
+        _ratio(F.col("ORDERS_CANCELLED"), F.col("ORDERS_PLACED")).alias("CANCELLATION_RATE"),
         F.round(F.col("SPEND_LAST_90D"), 2).alias("SPEND_LAST_90D"),
         F.round(F.col("SPEND_PREV_90D"), 2).alias("SPEND_PREV_90D"),
-        F.coalesce(
-            (F.col("SPEND_LAST_90D") - F.col("SPEND_PREV_90D"))
-            / F.nullif(F.abs(F.col("SPEND_LAST_90D")) + F.abs(F.col("SPEND_PREV_90D")), F.lit(0.0)),
-            F.lit(0.0),
+        _ratio(
+            F.col("SPEND_LAST_90D") - F.col("SPEND_PREV_90D"),
+            F.abs(F.col("SPEND_LAST_90D")) + F.abs(F.col("SPEND_PREV_90D")),
         ).alias("SPEND_TREND"),
         F.col("FIRST_ORDER_TS"),
         F.col("LAST_ORDER_TS"),

@@ -53,7 +53,7 @@ def silent_personas(value: Any) -> list[str]:
 
 def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
     """Refuse real Snowflake and any RAW_DATA that holds rows not written by the demo."""
-    if not run_metadata.get("warehouse_embedded", False):
+    if not run_metadata.get("embedded_warehouse", False):
         raise SimulationRefusedError(
             "simulate_days only writes to the embedded demo warehouse; this run targets real Snowflake "
             "(SNOWFLAKE_ACCOUNT is set). Unset the SNOWFLAKE_* variables to simulate days on the demo."

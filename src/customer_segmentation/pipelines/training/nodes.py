@@ -20,15 +20,18 @@ from sklearn.metrics import (
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.datasets.model_table import ModelVersionWrite
 from customer_segmentation.drift import training_reference
-from customer_segmentation.model import SegmentationModel
-from customer_segmentation.rfm import rfm_segment
+from customer_segmentation.model import SegmentationModel, active_model_or_none, json_safe
+from customer_segmentation.pipelines.training.naming import faithfulness_summary, name_segments
 from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
-from customer_segmentation.warehouse.errors import InvalidParametersError
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
 logger = logging.getLogger(__name__)
 
 RFM = ("RECENCY_DAYS", "FREQUENCY", "MONETARY")
+#: Classic RFM columns carried in the sample so that segments are named after their members.
+RFM_CLASSIC = ("R_SCORE", "F_SCORE", "M_SCORE", "RFM_SEGMENT")
 
 
 def validate_training_params(params: dict[str, Any]) -> None:
@@ -57,7 +60,13 @@ def sample_customer_features(customer_features: DataFrame, params: dict[str, Any
     validate_training_params(params)
     size = int(params.get("sample_size", 200_000))
     seed = str(params.get("random_state", 11))
-    columns = list(dict.fromkeys(["CUSTOMER_ID", *params["features"], *RFM]))
+    columns = list(dict.fromkeys(["CUSTOMER_ID", *params["features"], *RFM, *RFM_CLASSIC]))
+    stale = [c for c in RFM_CLASSIC if c not in customer_features.columns]
+    if stale:
+        raise MissingColumnsError(
+            f"CUSTOMER_FEATURES lacks {', '.join(stale)} (segments are named after their members' classic "
+            "RFM segment): rerun `kedro run --pipeline rfm_features`, then train again."
+        )
     missing = [c for c in columns if c not in customer_features.columns]
     if missing:
         raise InvalidParametersError(f"training.features names unknown column(s): {', '.join(missing)}")
@@ -73,6 +82,8 @@ def sample_customer_features(customer_features: DataFrame, params: dict[str, Any
             f"Only {len(sample)} customers to train on: at least k_min + 1 are needed. Load more events."
         )
     for column in columns[1:]:
+        if column == "RFM_SEGMENT":
+            continue
         sample[column] = pd.to_numeric(sample[column], errors="coerce").astype(float)
     logger.info("Training sample: %s of %s customers pulled from the warehouse", len(sample), total)
     return sample.sort_values("CUSTOMER_ID").reset_index(drop=True)
@@ -167,41 +178,6 @@ def choose_k(k_selection: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
-def name_segments(
-    centroids: pd.DataFrame, sample: pd.DataFrame
-) -> tuple[list[str], list[str]]:
-    """Human names from where each centroid's recency and frequency fall on the RFM grid.
-
-    ``centroids`` holds RECENCY_DAYS, FREQUENCY and MONETARY in original units, one row per
-    cluster. Each centroid is scored 1-5 against the sample's quintiles (recent = 5), mapped with
-    the RFM segment map, and made unique by spend where two clusters land in the same cell.
-    """
-    def score(value: float, column: str, reverse: bool = False) -> int:
-        edges = np.quantile(sample[column].astype(float), [0.2, 0.4, 0.6, 0.8])
-        s = int(np.searchsorted(edges, value, side="right")) + 1
-        return 6 - s if reverse else s
-
-    base = [
-        rfm_segment(score(row.RECENCY_DAYS, "RECENCY_DAYS", reverse=True), score(row.FREQUENCY, "FREQUENCY"))
-        for row in centroids.itertuples()
-    ]
-    labels = list(base)
-    for name in set(base):
-        members = [i for i, b in enumerate(base) if b == name]
-        if len(members) < 2:
-            continue
-        ordered = sorted(members, key=lambda i: -float(centroids.iloc[i]["MONETARY"]))
-        tags = ["high spend", "low spend"] if len(ordered) == 2 else [f"spend tier {n + 1}" for n in range(len(ordered))]
-        for i, tag in zip(ordered, tags):
-            labels[i] = f"{name} ({tag})"
-    descriptions = [
-        f"Last order about {row.RECENCY_DAYS:.0f} days ago, {row.FREQUENCY:.1f} orders, "
-        f"{row.MONETARY:,.0f} net spend on average."
-        for row in centroids.itertuples()
-    ]
-    return labels, descriptions
-
-
 def _warm_start(
     fresh: KMeans, previous: SegmentationModel | None, scaled: np.ndarray, means: np.ndarray, scales: np.ndarray,
     k: int, params: dict[str, Any],
@@ -245,8 +221,9 @@ def fit_segmentation_model(
     profile = pd.DataFrame(original, columns=features)
     for name in params.get("log_features", []):
         profile[name] = np.expm1(profile[name])
-    labels, descriptions = name_segments(profile[list(RFM)], sample)
     assigned = estimator.labels_
+    names = name_segments(sample, assigned, k, features, list(params.get("log_features", [])))
+    labels, descriptions = names.labels, list(names.descriptions)
     revenue = sample["MONETARY"].clip(lower=0).to_numpy()
     total_revenue = revenue.sum() or 1.0
     stats = []
@@ -261,6 +238,10 @@ def fit_segmentation_model(
                 "customers": int(mask.sum()),
                 "customer_share": share,
                 "revenue_share": rev_share,
+                "base_label": names.base_labels[i],
+                "faithfulness": names.faithfulness[i],  # share of members whose RFM_SEGMENT is base_label
+                "rfm_mix": names.rfm_mix[i],
+                **{f"median_{f.lower()}": names.medians[i][f] for f in features},
                 **{f"mean_{f.lower()}": float(profile.iloc[i][f]) for f in features},
             }
         )
@@ -277,12 +258,17 @@ def fit_segmentation_model(
         trained_at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         estimator=estimator,
         segment_stats=stats,
-        metrics={"k_choice": k_choice, "warm_start": warm_start},
+        metrics={
+            "k_choice": k_choice,
+            "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k)),
+            "warm_start": warm_start,
+        },
+        base_labels=names.base_labels,
     )
     # the training-time reference that drift monitoring compares today's customers with
     model.drift_reference = training_reference(sample, model, int(params.get("drift_bins", 10)))
     for i in range(k):
-        logger.info("Segment %s %r: %s", i, labels[i], descriptions[i])
+        logger.info("Segment %s %r (%.0f%% faithful): %s", i, labels[i], 100 * names.faithfulness[i], descriptions[i])
     return model
 
 
@@ -356,6 +342,7 @@ def training_metrics(
         "stability": stability,
         "k_selection": k_selection.to_dict(orient="records"),
         "segments": model.segment_stats,
+        "naming": model.metrics.get("naming"),
         "features": model.features,
         "log_features": model.log_features,
         "segment_ids": model.ids(),
@@ -427,3 +414,76 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: dic
     )
     fig.update_traces(marker={"size": 3})
     return fig
+
+
+# --- the model version in the warehouse ---------------------------------------------------------
+
+
+def register_model_version(
+    model: SegmentationModel,
+    k_selection: pd.DataFrame,
+    k_choice: dict[str, Any],
+    stability: dict[str, Any],
+    sample: pd.DataFrame,
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> ModelVersionWrite:
+    """The model, its training metrics and k selection as one warehouse record (old versions pruned)."""
+    # the full training metrics travel with the model: one atomic write, readable with PARSE_JSON
+    metrics = training_metrics(k_selection, k_choice, stability, model, sample)
+    return model_version_write(model, metrics, params, prediction_params, run_metadata)
+
+
+def model_version_write(
+    model: SegmentationModel,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> ModelVersionWrite:
+    """The request to store ``model`` (its metrics merged with ``metrics``) and prune old versions."""
+    keep = params.get("keep_model_versions", 20)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise InvalidParametersError(f"training.keep_model_versions must be an integer >= 1, got {keep!r}.")
+    record = model.to_record()
+    record["metrics"] = json_safe({**record["metrics"], **metrics})
+    pinned = (prediction_params or {}).get("model_version")
+    return ModelVersionWrite(
+        record=record,
+        run_id=str(run_metadata.get("run_id") or model.version),
+        keep_versions=keep,
+        protect=(str(pinned),) if pinned not in (None, "") else (),
+    )
+
+
+# The nodes below read the active model from the warehouse (SEGMENTATION_MODELS as loaded before
+# this run writes it; the pinned version if prediction.model_version is set) and hand it to the
+# steps above. The active model is None before the first training, and Kedro cannot pass None
+# between nodes, so each step resolves it itself (a cheap decode of one JSON row).
+
+
+def retain_active_k(
+    k_choice: dict[str, Any], model_versions: pd.DataFrame, params: dict[str, Any], prediction_params: dict[str, Any]
+) -> dict[str, Any]:
+    """``retain_previous_k`` against the active model in the warehouse."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return retain_previous_k(k_choice, previous, params)
+
+
+def fit_from_active_model(
+    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
+    model_versions: pd.DataFrame, prediction_params: dict[str, Any],
+) -> SegmentationModel:
+    """``fit_segmentation_model`` warm-started from the active model in the warehouse (when there is one)."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return fit_segmentation_model(sample, k_choice, params, run_metadata, previous)
+
+
+def align_with_active_model(
+    model: SegmentationModel, model_versions: pd.DataFrame, sample: pd.DataFrame, params: dict[str, Any],
+    prediction_params: dict[str, Any],
+) -> SegmentationModel:
+    """``align_segment_identity`` against the active model in the warehouse."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return align_segment_identity(model, previous, sample, params)

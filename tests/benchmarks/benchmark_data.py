@@ -39,7 +39,17 @@ PERSONAS = (
     ("churned", 25, 350, 4000, 730, 400),
     ("new", 15, 250, 3500, 60, 0),
 )
-_SALT = {"persona": 1, "type": 2, "other": 3, "amount": 4, "ts": 5, "defect": 6, "channel": 7, "product": 8, "qty": 9}
+_SALT = {
+    "persona": 1,
+    "type": 2,
+    "other": 3,
+    "amount": 4,
+    "ts": 5,
+    "defect": 6,
+    "channel": 7,
+    "product": 8,
+    "qty": 9,
+}
 
 
 def _h(index: str, what: str, seed: int, modulo: int) -> str:
@@ -53,7 +63,9 @@ def _case(expr: str, values: tuple[Any, ...]) -> str:
 
 
 def _persona_case(persona: str, column: int) -> str:
-    return "CASE " + " ".join(f"WHEN {persona} = {i} THEN {p[column]}" for i, p in enumerate(PERSONAS)) + " END"
+    return (
+        "CASE " + " ".join(f"WHEN {persona} = {i} THEN {p[column]}" for i, p in enumerate(PERSONAS)) + " END"
+    )
 
 
 def events_select_sql(
@@ -87,15 +99,15 @@ def events_select_sql(
 
     base = f"""
         SELECT I, C, PERSONA,
-            {_h('I', 'type', seed, 1000)} < {_persona_case('PERSONA', 2)} AS IS_ORDER,
-            {_h('I', 'other', seed, 100)} AS OTHER,
-            {_h('I', 'defect', seed, 1000)} AS DEFECT,
-            {ts_seconds_back('I')} AS BACK_S,
-            {ts_seconds_back('I - 1')} AS PREV_BACK_S,
-            {amount_cents('I')} AS CENTS,
-            {amount_cents('I - 1')} AS PREV_CENTS,
-            {_h('I', 'product', seed, 500)} AS PROD,
-            {_h('I', 'channel', seed, 1000)} AS CH
+            {_h("I", "type", seed, 1000)} < {_persona_case("PERSONA", 2)} AS IS_ORDER,
+            {_h("I", "other", seed, 100)} AS OTHER,
+            {_h("I", "defect", seed, 1000)} AS DEFECT,
+            {ts_seconds_back("I")} AS BACK_S,
+            {ts_seconds_back("I - 1")} AS PREV_BACK_S,
+            {amount_cents("I")} AS CENTS,
+            {amount_cents("I - 1")} AS PREV_CENTS,
+            {_h("I", "product", seed, 500)} AS PROD,
+            {_h("I", "channel", seed, 1000)} AS CH
         FROM (
             SELECT I, C, {persona} AS PERSONA
             FROM (SELECT I, CAST(FLOOR(I / {int(events_per_customer)}) AS BIGINT) AS C
@@ -138,12 +150,12 @@ def events_select_sql(
             CASE WHEN TYPE = 'PAGE_VIEW' AND OTHER < 40 THEN NULL
                  ELSE 'P-' || CAST(PROD AS VARCHAR) END AS PRODUCT_ID,
             {_case(f"PROD % {len(CATEGORIES)}", tuple(f"'{c}'" for c in CATEGORIES))} AS CATEGORY,
-            CASE WHEN TYPE LIKE 'ORDER_%' THEN CAST(1 + {_h('I', 'qty', seed, 4)} AS VARCHAR) ELSE NULL END AS QUANTITY,
+            CASE WHEN TYPE LIKE 'ORDER_%' THEN CAST(1 + {_h("I", "qty", seed, 4)} AS VARCHAR) ELSE NULL END AS QUANTITY,
             CASE WHEN {defect(7)} AND TYPE = 'ORDER_CREATED' THEN 'n/a'
                  WHEN {defect(7)} THEN '-' || {amount}
                  WHEN TYPE LIKE 'ORDER_%' THEN {amount} ELSE NULL END AS AMOUNT,
             CASE WHEN CH < 700
-                 THEN {_case(_h('C', 'channel', seed, len(CHANNELS)), tuple(f"'{c}'" for c in CHANNELS))}
+                 THEN {_case(_h("C", "channel", seed, len(CHANNELS)), tuple(f"'{c}'" for c in CHANNELS))}
                  ELSE {_case(f"CH % {len(CHANNELS)}", tuple(f"'{c}'" for c in CHANNELS))}
             END AS CHANNEL,
             '{loaded_at}'::TIMESTAMP_NTZ AS LOADED_AT,
@@ -154,7 +166,12 @@ def events_select_sql(
 
 
 def populate_raw_data(
-    session: Any, n_events: int, database: str = "SEGMENTATION", schema: str = "PUBLIC", table: str = "RAW_DATA", **kwargs: Any
+    session: Any,
+    n_events: int,
+    database: str = "SEGMENTATION",
+    schema: str = "PUBLIC",
+    table: str = "RAW_DATA",
+    **kwargs: Any,
 ) -> int:
     """Create ``table`` if needed and append ``n_events`` generated events; returns the row count."""
     session.sql(create_table_sql(database, schema, table, RAW_COLUMNS)).collect()

@@ -1,0 +1,60 @@
+"""The demo seed: the first node of the ingestion pipeline, so that `kedro run` on a new clone has data.
+
+It returns demo events for the ``raw_data`` dataset to append only when all of these hold:
+
+- ``demo_data.enabled`` is true (the default);
+- the warehouse is the embedded one, or ``demo_data.seed_snowflake`` is true (real Snowflake is
+  never written to without that explicit opt-in);
+- RAW_DATA is missing or holds no row (a RAW_DATA with any row, the user's or the demo's, is never
+  seeded).
+
+Otherwise it returns no row and the dataset writes nothing. The node is not part of the
+``load_events`` pipeline: loading a file never seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX, generate_events
+from customer_segmentation.warehouse.tables import RAW_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+#: ``demo_data`` parameters that shape the generated events.
+DEMO_ARGS = ("n_customers", "end_date", "history_days", "defect_rate", "seed", "loaded_at", "source")
+
+
+def no_events() -> pd.DataFrame:
+    """An empty frame with the RAW_DATA columns (saving it appends nothing)."""
+    return pd.DataFrame({name: pd.Series(dtype="object") for name in RAW_COLUMNS})
+
+
+def should_seed(raw_data: Any, demo: Mapping[str, Any], run_metadata: Mapping[str, Any]) -> bool:
+    """True when demo events may go into this RAW_DATA (enabled, allowed target, no row yet)."""
+    if not demo.get("enabled", True):
+        return False
+    if not run_metadata.get("embedded_warehouse", False) and not demo.get("seed_snowflake", False):
+        return False
+    # Checked last: the only question that costs a query (RAW_DATA is an empty frame when missing).
+    return raw_data.limit(1).count() == 0
+
+
+def seed_demo_events(raw_data: Any, demo: dict[str, Any], run_metadata: dict[str, Any]) -> pd.DataFrame:
+    """Demo events to append to an empty RAW_DATA (embedded warehouse by default); no row otherwise."""
+    demo = dict(demo or {})
+    if not should_seed(raw_data, demo, dict(run_metadata or {})):
+        return no_events()
+    events = generate_events(**{k: v for k, v in demo.items() if k in DEMO_ARGS})
+    logger.info(
+        "RAW_DATA is empty: seeding %s demo events of %s customers (SOURCE_FILE %s...; they are removed when "
+        "you load your first file, or skip them with --params=demo_data.enabled=false)",
+        f"{len(events):,}",
+        f"{events['CUSTOMER_ID'].nunique():,}",
+        DEMO_SOURCE_PREFIX,
+    )
+    return events

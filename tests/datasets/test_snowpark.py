@@ -1,0 +1,125 @@
+"""SnowparkTableDataset on the embedded warehouse: table kinds, grants, MERGE, metadata cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kedro.io.core import DatasetError
+
+from customer_segmentation.datasets import SnowparkTableDataset, TableWrite
+from customer_segmentation.warehouse.errors import MissingTableError
+
+
+def _dataset(table: str, **save_args: Any) -> SnowparkTableDataset:
+    return SnowparkTableDataset(table_name=table, credentials={}, save_args=save_args or None)
+
+
+def _sent(session: Any, action: Any) -> list[str]:
+    with session.query_history() as history:
+        action()
+    return [q.sql_text for q in history.queries]
+
+
+def test_overwrite_keeps_grants_and_uses_the_configured_kind(warehouse_session: Any) -> None:
+    """Snowflake drops grants on CREATE OR REPLACE without COPY GRANTS: the statement must say it.
+
+    (Grants themselves are checked on a live account in tests/snowflake/.)
+    """
+    data = warehouse_session.sql("SELECT 1 AS A, 'x' AS B")
+    transient = _dataset("FEATS", mode="overwrite", table_type="transient", copy_grants=True)
+    for _ in range(2):  # the rerun is the case that matters
+        sent = " ".join(_sent(warehouse_session, lambda: transient.save(data))).upper()
+        assert "CREATE  OR  REPLACE  TRANSIENT  TABLE" in sent and "COPY GRANTS" in sent
+    permanent = _dataset("PROCESSED", mode="overwrite")  # copy_grants defaults to true
+    sent = " ".join(_sent(warehouse_session, lambda: permanent.save(data))).upper()
+    assert "COPY GRANTS" in sent and "TRANSIENT" not in sent and "TEMPORARY" not in sent
+    no_grants = _dataset("PLAIN", mode="overwrite", copy_grants=False)
+    assert "COPY GRANTS" not in " ".join(_sent(warehouse_session, lambda: no_grants.save(data))).upper()
+    assert [tuple(r) for r in transient.load().collect()] == [(1, "x")]
+
+
+def test_temporary_table_is_per_session_scratch(warehouse_session: Any) -> None:
+    batch = _dataset("SCRATCH", mode="overwrite", table_type="temporary")
+    sent = " ".join(_sent(warehouse_session, lambda: batch.save(warehouse_session.sql("SELECT 7 AS N")))).upper()
+    assert "TEMPORARY" in sent and "COPY GRANTS" not in sent
+    assert [tuple(r) for r in batch.load().collect()] == [(7,)]
+
+
+def test_temporary_table_is_gone_in_a_new_session(tmp_path: Any) -> None:
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.config import WarehouseSettings
+
+    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh"))
+    try:
+        batch = _dataset("SCRATCH", mode="overwrite", table_type="temporary")
+        batch.save(warehouse.get_session().sql("SELECT 7 AS N"))
+        warehouse.close()
+        with pytest.raises(DatasetError, match="SCRATCH does not exist") as excinfo:
+            batch.load()
+        assert isinstance(excinfo.value.__cause__, MissingTableError)
+    finally:
+        warehouse.close()
+
+
+@pytest.mark.parametrize(
+    ("save_args", "message"),
+    [
+        ({"table_type": "external"}, "table_type"),
+        ({"copy_grants": "yes"}, "copy_grants"),
+        ({"mode": "append", "table_type": "temporary"}, "temporary"),
+    ],
+)
+def test_bad_save_args_are_refused(save_args: dict[str, Any], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        _dataset("T", **save_args)
+
+
+def test_merge_stages_the_source_and_inserts_only_new_keys(warehouse_session: Any) -> None:
+    target = _dataset("EVENTS", mode="merge", merge_keys=["K"])
+    first = warehouse_session.sql("SELECT 'a' AS K, 1 AS V UNION ALL SELECT 'b', 2")
+    target.save(first)
+    sent = _sent(
+        warehouse_session,
+        lambda: target.save(warehouse_session.sql("SELECT 'b' AS K, 20 AS V UNION ALL SELECT 'c', 3")),
+    )
+    merge = [s for s in sent if s.upper().startswith("MERGE INTO")]
+    assert len(merge) == 1 and " USING EVENTS_STAGE_" in merge[0].upper()  # a staged table, not pasted SQL
+    assert "SELECT" not in merge[0].upper()
+    assert any(s.upper().startswith("DROP TABLE IF EXISTS EVENTS_STAGE_") for s in sent)
+    target.save(first)  # rerun: nothing new
+    rows = sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EVENTS").collect())
+    assert rows == [("a", 1), ("b", 2), ("c", 3)]
+
+
+def test_merge_of_a_multi_statement_plan(warehouse_session: Any) -> None:
+    """A source whose plan is several statements (here: a temp table first) still merges right."""
+    warehouse_session.sql("CREATE TEMPORARY TABLE SRC_TMP (K VARCHAR, V INT)").collect()
+    warehouse_session.sql("INSERT INTO SRC_TMP VALUES ('x', 1), ('y', 2)").collect()
+    source = warehouse_session.table("SRC_TMP").filter("V > 0")
+    target = _dataset("EV2", mode="merge", merge_keys=["K"])
+    target.save(TableWrite(source, "merge"))
+    target.save(source)
+    assert sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EV2").collect()) == [("x", 1), ("y", 2)]
+
+
+def test_columns_are_looked_up_once_per_session_and_refreshed_on_write(warehouse_session: Any) -> None:
+    data = warehouse_session.sql("SELECT 1 AS A")
+    dataset = _dataset("CACHED", mode="overwrite")
+    dataset.save(data)
+    lookups = lambda sent: sum("INFORMATION_SCHEMA.COLUMNS" in s.upper() for s in sent)  # noqa: E731
+    assert lookups(_sent(warehouse_session, lambda: [dataset.load() for _ in range(3)])) == 0  # learned by the save
+    dataset.save(warehouse_session.sql("SELECT 1 AS A, 2 AS B"))
+    assert dataset.load().columns == ["A", "B"]  # the rewrite refreshed the cached columns
+    other = _dataset("MADE_ELSEWHERE")
+    warehouse_session.sql("CREATE TABLE MADE_ELSEWHERE (X INT)").collect()
+    assert lookups(_sent(warehouse_session, lambda: [other.load() for _ in range(3)])) == 1
+    missing = _dataset("NOT_YET")
+    assert lookups(_sent(warehouse_session, lambda: [missing.exists() for _ in range(2)])) == 2  # absence is not cached
+
+
+def test_preview_of_a_table_that_is_not_there_is_empty(warehouse_session: Any) -> None:
+    scratch = _dataset("SCRATCH_ELSEWHERE", mode="overwrite", table_type="temporary")
+    assert scratch.preview() == {"index": [], "columns": [], "data": []}
+    scratch.save(warehouse_session.sql("SELECT 1 AS A"))
+    assert scratch.preview()["data"] == [[1]]

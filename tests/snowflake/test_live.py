@@ -1,0 +1,166 @@
+"""`python -m pytest -m snowflake`: the project on a live account, or on the embedded warehouse.
+
+With SNOWFLAKE_ACCOUNT set (key-pair or password; see docs/snowflake.md) every test runs against
+that account in a throw-away schema; without it, the same tests run on the embedded warehouse in
+the default test run. Steps that need something the emulator lacks (grants, logins, warehouses)
+skip with the reason, after everything before them has run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.snowflake.conftest import GRANTEE_ROLE, Target, needs_account
+
+pytestmark = [pytest.mark.snowflake, pytest.mark.integration]
+
+
+def _history(path: Path, n_customers: int = 200) -> pd.DataFrame:
+    """A small generated history (no defects), written as a user's events file."""
+    from customer_segmentation.demo_data import generate_events
+    from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
+
+    events = generate_events(n_customers=n_customers, seed=23, defect_rate=0.0, history_days=400)[list(RAW_EVENT_COLUMNS)]
+    events.to_csv(path, index=False)
+    return events
+
+
+def _expected(events: pd.DataFrame) -> tuple[set[str], int]:
+    """Independent pandas answer: customers with an order, and their kept (not cancelled) orders."""
+    created = events[events["EVENT_TYPE"] == "ORDER_CREATED"]
+    cancelled = set(events.loc[events["EVENT_TYPE"] == "ORDER_CANCELLED", "ORDER_ID"])
+    kept = created[~created["ORDER_ID"].isin(cancelled)][["CUSTOMER_ID", "ORDER_ID"]].drop_duplicates()
+    return set(created["CUSTOMER_ID"]), len(kept)
+
+
+def test_every_pipeline_in_a_throwaway_schema(target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    events = _history(tmp_path / "history.csv")
+    customers, kept_orders = _expected(events)
+    target.run(monkeypatch, "load_events", events_file=str(tmp_path / "history.csv"))
+    target.run(monkeypatch)  # every pipeline of `kedro run`
+
+    t = target.table
+    raw, accepted, rejected = target.sql(
+        f"SELECT (SELECT COUNT(*) FROM {t('RAW_DATA')}), (SELECT COUNT(*) FROM {t('TRANSFORMED_DATA')}), "
+        f"(SELECT COUNT(*) FROM {t('REJECTED_EVENTS')})"
+    )[0]
+    assert raw == len(events) == accepted + rejected and rejected == 0
+    processed = {r[0] for r in target.sql(f"SELECT CUSTOMER_ID FROM {t('PROCESSED_DATA')}")}
+    assert processed == customers
+    (frequency,) = target.sql(f"SELECT SUM(FREQUENCY) FROM {t('CUSTOMER_FEATURES')}")[0]
+    assert int(frequency) == kept_orders
+    (segments,) = target.sql(f"SELECT COUNT(DISTINCT SEGMENT_LABEL) FROM {t('PROCESSED_DATA')}")[0]
+    assert segments >= 2
+
+    # reruns: the same file adds nothing, a second run neither doubles nor loses rows
+    target.run(monkeypatch, "load_events", events_file=str(tmp_path / "history.csv"))
+    target.run(monkeypatch)
+    again = target.sql(
+        f"SELECT (SELECT COUNT(*) FROM {t('RAW_DATA')}), (SELECT COUNT(*) FROM {t('TRANSFORMED_DATA')}), "
+        f"(SELECT COUNT(*) FROM {t('PROCESSED_DATA')}), (SELECT COUNT(DISTINCT RECORD_ID) FROM {t('TRANSFORMED_DATA')})"
+    )[0]
+    assert again == (raw, accepted, len(customers), accepted)
+    # one load recorded: the second attempt found the same content already loaded
+    statuses = target.sql(f"SELECT STATUS, COUNT(*) FROM {t('LOAD_HISTORY')} GROUP BY STATUS")
+    assert statuses == [("loaded", 1)]
+
+
+def test_grants_survive_a_rerun(target: Target, live_session: Any) -> None:
+    from customer_segmentation.datasets import SnowparkTableDataset
+
+    dataset = SnowparkTableDataset(
+        table_name="GRANTED", credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")},
+        save_args={"mode": "overwrite", "table_type": "transient", "copy_grants": True},
+    )
+    data = live_session.sql("SELECT 1 AS A")
+    dataset.save(data)
+    with live_session.query_history() as history:
+        dataset.save(data)  # the rerun: CREATE OR REPLACE ... COPY GRANTS
+    sent = " ".join(q.sql_text for q in history.queries).upper()
+    assert "COPY GRANTS" in sent and "TRANSIENT" in sent
+    needs_account("the embedded warehouse has no grants (GRANT is not SQL it runs)")
+    live_session.sql(f"GRANT SELECT ON TABLE {dataset.fqn} TO ROLE {GRANTEE_ROLE}").collect()
+    dataset.save(data)
+    grants = {(r["privilege"], r["grantee_name"]) for r in live_session.sql(f"SHOW GRANTS ON TABLE {dataset.fqn}").collect()}
+    assert ("SELECT", GRANTEE_ROLE.upper()) in grants
+    # and the table is transient: no Fail-safe copy of each replaced version
+    tables = live_session.sql(f"SHOW TABLES LIKE 'GRANTED' IN SCHEMA {dataset.fqn.rsplit('.', 1)[0]}").collect()
+    assert [r["kind"] for r in tables] == ["TRANSIENT"]
+
+
+def test_record_ids_ignore_session_timestamp_formats(target: Target, live_session: Any) -> None:
+    from customer_segmentation.pipelines.ingestion.nodes import _record_id
+
+    live_session.sql(
+        f"CREATE TABLE {target.table('RAW_T')} (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, "
+        "CUSTOMER_ID VARCHAR, ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY VARCHAR, AMOUNT VARCHAR, "
+        "CHANNEL VARCHAR, LOADED_AT TIMESTAMP_NTZ, SOURCE_FILE VARCHAR, SOURCE_ROW NUMBER(38,0))"
+    ).collect()
+    for i, stamp in enumerate(["2026-11-01 05:00:00", "2026-11-01 05:00:00.5", "2026-11-01 05:00:00.123456"]):
+        live_session.sql(
+            f"INSERT INTO {target.table('RAW_T')} (EVENT_ID, EVENT_TS, LOADED_AT) "
+            "SELECT ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ)",
+            params=[f"E{i}", stamp, stamp],
+        ).collect()
+    raw = live_session.table(target.table("RAW_T"))
+    before = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    live_session.sql(
+        "ALTER SESSION SET TIMESTAMP_OUTPUT_FORMAT = 'DY, DD MON YYYY HH24:MI', TIMESTAMP_NTZ_OUTPUT_FORMAT = 'MM/DD/YY'"
+    ).collect()
+    after = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    assert before == after and len(set(after)) == 3
+
+
+def test_divisions_in_features_on_the_target(live_session: Any) -> None:
+    from tests.pipelines.rfm_features import test_divisions
+
+    features = test_divisions.build_features(live_session)
+    test_divisions.check_full_precision(features)
+    test_divisions.check_zero_denominators(features)
+
+
+def test_wrong_password_is_named(target: Target) -> None:
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+
+    target.open().sql("SELECT 1").collect()  # the right credentials work
+    warehouse.close()
+    needs_account("the embedded warehouse accepts any password")
+    wrong = {
+        "password": f"not-the-password-{uuid.uuid4().hex}",
+        "private_key_file": None,
+        "private_key_file_pwd": None,
+        "authenticator": None,
+    }
+    with pytest.raises(WarehouseConnectionError, match="refused the login") as excinfo:
+        target.open(**wrong)
+    assert wrong["password"] not in str(excinfo.value)
+    warehouse.close()
+
+
+def test_missing_warehouse_is_named(target: Target) -> None:
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+
+    needs_account("the embedded warehouse has no virtual warehouses (CURRENT_WAREHOUSE() is skipped there)")
+    name = f"NO_SUCH_WH_{uuid.uuid4().hex[:8].upper()}"
+    with pytest.raises(WarehouseConnectionError, match=f"Warehouse {name} does not exist.*SNOWFLAKE_WAREHOUSE"):
+        target.open(warehouse=name)
+    warehouse.close()
+
+
+def test_missing_schema_is_named_and_not_created(target: Target) -> None:
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+
+    needs_account("the embedded warehouse creates any schema it is asked for at login")
+    name = f"NO_SUCH_SCHEMA_{uuid.uuid4().hex[:8].upper()}"
+    with pytest.raises(WarehouseConnectionError, match=f"Schema .*{name} does not exist.*SNOWFLAKE_SCHEMA"):
+        target.open(schema=name)
+    warehouse.close()
+    assert not target.sql(f"SHOW SCHEMAS LIKE '{name}'")
