@@ -58,7 +58,8 @@ def test_new_dataclass_fields_travel_in_extra() -> None:
         metrics={"silhouette": float("nan"), "n": np.int64(3)},
     )
     record = json.loads(json.dumps(model.to_record(), allow_nan=False))
-    assert record["extra"] == {"base_labels": ["X", "Y"]}
+    # every field outside the table's own columns: the monitoring ones and the subclass's
+    assert record["extra"] == {"segment_ids": None, "drift_reference": {}, "base_labels": ["X", "Y"]}
     assert record["metrics"] == {"silhouette": None, "n": 3}  # NaN stored as null (PARSE_JSON-safe)
     assert WithBaseLabels.from_record(record).base_labels == ["X", "Y"]
     assert SegmentationModel.from_record(record).labels == ["x", "y"]  # unknown extras are ignored
@@ -106,3 +107,16 @@ def test_no_model_says_how_to_train() -> None:
         active_version(_versions(), "v1")
     with pytest.raises(UnknownModelVersionError):
         load_version(_versions(("v1", "READY")), "v2")
+
+
+def test_segment_ids_and_drift_reference_round_trip_through_json(model: SegmentationModel) -> None:
+    from dataclasses import replace
+
+    reference = {"customers": 3, "bins": {"A": {"edges": [0.1, 1 / 3], "proportions": [0.25, 0.5, 0.25]}},
+                 "segment_shares": [0.5, 0.5], "mean_distance": [0.2, float("nan")], "overall_mean_distance": 0.7}
+    ids = [5, *range(1, model.k)]
+    stable = replace(model, segment_ids=ids, drift_reference=reference)
+    back = SegmentationModel.from_record(json.loads(json.dumps(stable.to_record(), allow_nan=False)))
+    assert back.ids() == ids and back.segment_id_of(np.array([0, 1])).tolist() == ids[:2]
+    assert back.reference()["bins"] == reference["bins"]  # bin edges exact: drift bins the same customers
+    assert back.reference()["mean_distance"] == [0.2, None]  # NaN comes back as null

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 #: Where the browser test also copies its pictures (the README's docs/images/kedro-viz*.png), when
 #: set: `python tools/render_readme_images.py --kedro-viz` sets it. Unset, the tests write only to tmp_path.
 README_IMAGES_DIR = os.environ.get("README_IMAGES_DIR")
-PIPELINES = {"ingestion", "rfm_features", "training", "prediction", "store_results"}
+PIPELINES = {"ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring"}
 LAYERS = ["raw", "intermediate", "feature", "model_input", "models", "model_output", "reporting"]
 CHARTS = {
     "elbow_chart", "silhouette_chart", "segment_profiles_chart", "rfm_scatter_chart",
@@ -168,7 +168,7 @@ def _registered_node_names() -> dict[str, set[str]]:
 
     return {
         name: {n.name for n in import_module(f"customer_segmentation.pipelines.{name}").create_pipeline().nodes}
-        for name in PIPELINES
+        for name in PIPELINES | {"model_refresh"}
     }
 
 
@@ -178,13 +178,13 @@ def test_lists_the_pipelines_and_their_nodes(viz: VizServer, main: dict[str, Any
     assert main["selected_pipeline"] == "__default__"
     registered = _registered_node_names()
     tasks = {n["name"] for n in main["nodes"] if n["type"] == "task"}
-    assert tasks == set().union(*registered.values())  # the default pipeline is the five
+    assert tasks == set().union(*(registered[p] for p in PIPELINES))  # the default pipeline is the six
     for name, node_names in registered.items():
         pipeline = viz.get(f"/api/pipelines/{name}")
         assert {n["name"] for n in pipeline["nodes"] if n["type"] == "task"} == node_names, name
     daily = viz.get("/api/pipelines/daily")
     daily_tasks = {n["name"] for n in daily["nodes"] if n["type"] == "task"}
-    assert daily_tasks == set().union(*(registered[p] for p in PIPELINES - {"training"}))
+    assert daily_tasks == set().union(*(registered[p] for p in PIPELINES - {"training"} | {"model_refresh"}))
 
 
 def test_nodes_have_readable_names_and_datasets_have_layers(main: dict[str, Any]) -> None:

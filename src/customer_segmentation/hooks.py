@@ -41,7 +41,7 @@ class WarehouseHooks:
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
-            # the demo seed writes to the embedded warehouse only (unless demo_data.seed_snowflake)
+            # the demo seed (unless demo_data.seed_snowflake) and simulate_days write to the embedded warehouse only
             "embedded_warehouse": warehouse.current_settings().is_embedded,
         }
         catalog["run_metadata"] = metadata

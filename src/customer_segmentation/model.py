@@ -34,6 +34,7 @@ __all__ = [
     "MissingModelError",
     "SegmentationModel",
     "UnknownModelVersionError",
+    "active_model_or_none",
     "active_version",
     "json_safe",
     "load_version",
@@ -89,6 +90,12 @@ class SegmentationModel:
     estimator: Any = None  # the fitted sklearn KMeans (for reference and tests)
     segment_stats: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Stable segment ids, one per centroid (matched to the previous model's at training, see
+    # segment_identity.py); None = 0..k-1 (models trained before ids were stable).
+    segment_ids: list[int] | None = None
+    # Training-time reference for drift monitoring (feature bins and proportions, segment shares,
+    # mean distances to the centroid); empty for models trained before it existed.
+    drift_reference: dict[str, Any] = field(default_factory=dict)
     # The classic RFM segment each label is named after (labels minus their qualifier); a tuple
     # default so that models pickled before this field existed still load (prediction falls back).
     base_labels: list[str] | tuple[str, ...] = ()
@@ -112,7 +119,25 @@ class SegmentationModel:
         return distances.argmin(axis=1)
 
     def label_of(self, segment_ids: np.ndarray) -> list[str]:
+        """Labels for centroid positions (as returned by ``predict``)."""
         return [self.labels[int(i)] for i in segment_ids]
+
+    def ids(self) -> list[int]:
+        """The stable SEGMENT_ID of each centroid, in centroid order."""
+        ids = getattr(self, "segment_ids", None)
+        return [int(i) for i in ids] if ids is not None else list(range(self.k))
+
+    def segment_id_of(self, positions: np.ndarray) -> np.ndarray:
+        """Stable SEGMENT_IDs for centroid positions (as returned by ``predict``)."""
+        return np.asarray(self.ids(), dtype="int64")[np.asarray(positions, dtype="int64")]
+
+    def position_of(self, segment_id: int) -> int:
+        """Centroid position of a stable SEGMENT_ID (ValueError when the model has no such id)."""
+        return self.ids().index(int(segment_id))
+
+    def reference(self) -> dict[str, Any]:
+        """The training-time drift reference (empty for older models)."""
+        return dict(getattr(self, "drift_reference", None) or {})
 
     def to_record(self) -> dict[str, Any]:
         """The model as JSON-serialisable values (floats exact), without the sklearn estimator."""
@@ -208,3 +233,15 @@ def load_version(versions: pd.DataFrame, version: str) -> SegmentationModel:
     if not len(rows):
         raise UnknownModelVersionError(f"Model version {version!r} is not in the warehouse's model table.")
     return SegmentationModel.from_record(rows.iloc[0].to_dict())
+
+
+def active_model_or_none(versions: pd.DataFrame, pinned: str | None = None) -> SegmentationModel | None:
+    """The active model (``pinned``, else the newest READY), or None when the warehouse holds none yet.
+
+    For the steps that build on the model in use (segment identity, keep-k, warm start, retrain
+    policy) and must also work before the first training. A pin that is not stored still raises.
+    """
+    try:
+        return load_version(versions, active_version(versions, pinned))
+    except MissingModelError:
+        return None

@@ -10,18 +10,23 @@ from kedro.pipeline import Pipeline
 
 from customer_segmentation.errors import SegmentationError
 from customer_segmentation.pipelines import (
+    export_segments,
     ingestion,
     load_events,
+    model_refresh,
+    monitoring,
     prediction,
     rfm_features,
+    simulate_days,
     store_results,
     training,
 )
 
 #: Pipelines that make up a full run (`kedro run`), in order; ``load_events`` is run on demand only.
-FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results")
-#: The morning job: new events in, features refreshed, scored with the saved model, stored.
-DAILY_RUN = ("ingestion", "rfm_features", "prediction", "store_results")
+FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring")
+#: The morning job: new events in, features refreshed, the model retrained and registered in the
+#: warehouse if training.retrain_policy says so (model_refresh), scored with the active model, stored, monitored.
+DAILY_RUN = ("ingestion", "rfm_features", "model_refresh", "prediction", "store_results", "monitoring")
 
 
 class UnknownPipelineError(SegmentationError, KeyError):
@@ -55,6 +60,10 @@ def register_pipelines() -> dict[str, Pipeline]:
             "prediction": prediction.create_pipeline(),
             "store_results": store_results.create_pipeline(),
             "load_events": load_events.create_pipeline(),
+            "monitoring": monitoring.create_pipeline(),
+            "model_refresh": model_refresh.create_pipeline(),
+            "simulate_days": simulate_days.create_pipeline(),
+            "export_segments": export_segments.create_pipeline(),
         }
     )
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))

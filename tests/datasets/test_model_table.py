@@ -223,3 +223,44 @@ def test_evidence_rows_beyond_one_statement_are_all_written(
             table_name="SEGMENT_SUMMARY", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
             save_args={"key_columns": ["RUN_ID"]}, max_rows=3,
         ).save(frame)
+
+
+def test_stable_ids_and_drift_reference_come_back_from_the_table(query: Any, warehouse_session: Any) -> None:
+    """A retrain aligned to the model read back from the warehouse (a fresh container) keeps every id and label."""
+    from customer_segmentation.model import json_safe
+    from customer_segmentation.segment_identity import align_segment_ids
+
+    sample = planted_customers()
+
+    def fit(k: int, seed: int, version: str) -> SegmentationModel:
+        params = {**PARAMS, "random_state": seed, "n_init": 1}
+        return fit_segmentation_model(sample, {"k": k, "source": "test"}, params, {"run_id": version})
+
+    first = align_segment_ids(fit(3, 1, "v1"), None, sample)
+    ds = dataset()
+    ds.save(ModelVersionWrite(record=first.to_record(), run_id="v1"))
+    stored_first = load_version(ds.load(), "v1")
+    assert stored_first.ids() == first.ids() and list(stored_first.base_labels) == list(first.base_labels)
+
+    refit = fit(4, 4, "v2")  # one cluster more: it gets a new id, the others keep theirs
+    in_memory = align_segment_ids(refit, first, sample)
+    from_table = align_segment_ids(refit, stored_first, sample)
+    assert from_table.ids() == in_memory.ids() and from_table.labels == in_memory.labels
+    assert sorted(from_table.ids()) == [0, 1, 2, 3] and from_table.metrics["identity"]["new_ids"] == [3]
+    ds.save(ModelVersionWrite(record=from_table.to_record(), run_id="v2"))
+
+    back = load_version(ds.load(), "v2")
+    assert back.segment_ids == from_table.ids() and back.labels == from_table.labels
+    assert list(back.base_labels) == list(from_table.base_labels)
+    # the drift reference (bin edges, proportions, shares, distances) is stored exactly; NaN as null
+    assert back.drift_reference == json.loads(json.dumps(json_safe(from_table.drift_reference)))
+    assert back.reference()["bins"]["RECENCY_DAYS"]["edges"] == from_table.drift_reference["bins"]["RECENCY_DAYS"]["edges"]
+    # MODEL_SEGMENTS is keyed by the stable ids, with each segment's own label and size
+    rows = query("SELECT SEGMENT_ID, LABEL, CUSTOMERS FROM MODEL_SEGMENTS WHERE MODEL_VERSION = 'v2' ORDER BY SEGMENT_ID")
+    sizes = np.bincount(from_table.predict(sample), minlength=4)
+    expected = sorted((i, label, int(sizes[p])) for p, (i, label) in enumerate(zip(from_table.ids(), from_table.labels)))
+    assert [tuple(r) for r in rows] == expected
+    # the daily job's "no retrain" request stores nothing
+    before = counts(query)
+    ds.save(ModelVersionWrite(record=None))
+    assert counts(query) == before

@@ -33,6 +33,13 @@ DERIVED = (
     "MODEL_K_SELECTION",
     "MODEL_SEGMENTS",
     "SEGMENT_SUMMARY",
+    # a monitoring history of the demo must not mix with the user's
+    "SEGMENT_HISTORY",
+    "SEGMENT_MIGRATIONS",
+    "SEGMENT_FLOWS",
+    "SEGMENT_CHANGES",
+    "SEGMENT_PROFILES",
+    "SEGMENT_DRIFT",
 )
 
 

@@ -64,4 +64,4 @@ def test_unknown_pipeline_lists_the_known_ones(tmp_path: Path) -> None:
     # prints both (the CLI shows the cause above its own message).
     messages = [str(excinfo.value), str(excinfo.value.__cause__)]
     assert "Failed to find the pipeline named 'nope'" in messages[0]
-    assert "Unknown pipeline 'nope'. Available pipelines: daily, ingestion, load_events, prediction" in messages[1]
+    assert "Unknown pipeline 'nope'. Available pipelines: daily, export_segments, ingestion, load_events, model_refresh, monitoring, prediction" in messages[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def test_train_then_prediction_then_daily_share_only_the_warehouse(tmp_path: Pat
     k = warehouse_rows(project, "SELECT K FROM PUBLIC.SEGMENTATION_MODELS")[0][0]
     assert {r[1] for r in runs} <= set(range(1, k + 1))
     assert warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.MODEL_SEGMENTS")[0][0] == k
+
+    # a retrain in a fresh container matches its segments to the stored model (no model file)
+    fresh_container(project)
+    run_pipeline(project, "training", {"training.random_state": 12})
+    newest = warehouse_rows(
+        project, "SELECT METRICS, EXTRA FROM PUBLIC.SEGMENTATION_MODELS ORDER BY TRAINED_AT DESC, REGISTERED_AT DESC LIMIT 1"
+    )[0]
+    identity = json.loads(newest[0])["identity"]
+    assert identity["previous_version"] == version[0][0] and identity["matched"]
+    assert identity["same_segment_share"] >= 0.95
+    assert {m["segment_id"] for m in identity["matched"]} <= set(json.loads(newest[1])["segment_ids"])
 
 
 def test_rollback_by_parameter_scores_with_the_older_version(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
 """Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
 from customer_segmentation.datasets.event_files import EventFileLoad, EventFileLoadDataset
+from customer_segmentation.datasets.export import SegmentExportDataset
 from customer_segmentation.datasets.model import SegmentationModelDataset
 from customer_segmentation.datasets.model_table import (
     EvidenceTableDataset,
     ModelVersionWrite,
     SegmentationModelTableDataset,
 )
+from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset
 from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
 
@@ -17,7 +19,10 @@ __all__ = [
     "EvidenceTableDataset",
     "ModelVersionWrite",
     "RawEventsDataset",
+    "SegmentExportDataset",
     "SegmentationModelDataset",
     "SegmentationModelTableDataset",
+    "SnapshotWrite",
     "SnowparkTableDataset",
+    "WarehouseTableDataset",
 ]

@@ -142,7 +142,7 @@ class ModelVersionWrite:
     one) and the active one (newest READY), whatever their age.
     """
 
-    record: dict[str, Any]
+    record: dict[str, Any] | None  # None: nothing to store (the daily job kept the active model)
     run_id: str | None = None
     keep_versions: int = 20
     protect: tuple[str, ...] = field(default_factory=tuple)
@@ -216,6 +216,9 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
                 f"{type(self).__name__} saves a ModelVersionWrite (see training's register_model_version), "
                 f"not {type(data).__name__}."
             )
+        if data.record is None:
+            logger.info("No new model version to store in %s", self.fqn)
+            return
         if int(data.keep_versions) < 1:
             raise DatasetError(f"keep_versions must be at least 1, got {data.keep_versions}.")
         record = data.record
@@ -292,15 +295,18 @@ def k_selection_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def segment_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """MODEL_SEGMENTS rows: one per segment, with the whole stats dict as JSON."""
+    # SEGMENT_ID is the model's stable id of each centroid (kept across retrains, stored in EXTRA
+    # as segment_ids); models without stable ids number their segments 0..k-1
+    ids = list((record.get("extra") or {}).get("segment_ids") or range(len(record["labels"])))
     stats = {int(s.get("segment_id", i)): s for i, s in enumerate(record.get("segment_stats") or [])}
     rows = []
     for i, label in enumerate(record["labels"]):
-        item = json_safe(stats.get(i, {}))
+        item = json_safe(stats.get(int(ids[i]), {}))
         descriptions = record.get("descriptions") or []
         rows.append(
             {
                 "MODEL_VERSION": str(record["version"]),
-                "SEGMENT_ID": i,
+                "SEGMENT_ID": int(ids[i]),
                 "LABEL": str(label),
                 "DESCRIPTION": str(descriptions[i]) if i < len(descriptions) else None,
                 "CUSTOMERS": int(item["customers"]) if item.get("customers") is not None else None,

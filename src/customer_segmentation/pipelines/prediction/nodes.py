@@ -56,13 +56,14 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
     frame = frame.with_columns(d_names, distances)
     smallest = F.least(*[F.col(d) for d in d_names]) if model.k > 1 else F.col(d_names[0])
     frame = frame.with_column("_DMIN", smallest)
-    segment = F.when(F.col(d_names[0]) == F.col("_DMIN"), F.lit(0))
+    ids = model.ids()  # stable SEGMENT_IDs (kept across retrains), not centroid positions
+    segment = F.when(F.col(d_names[0]) == F.col("_DMIN"), F.lit(ids[0]))
     for k in range(1, model.k):
-        segment = segment.when(F.col(d_names[k]) == F.col("_DMIN"), F.lit(k))
+        segment = segment.when(F.col(d_names[k]) == F.col("_DMIN"), F.lit(ids[k]))
     frame = frame.with_column("SEGMENT_ID", segment)
-    label = F.when(F.col("SEGMENT_ID") == F.lit(0), F.lit(model.labels[0]))
+    label = F.when(F.col("SEGMENT_ID") == F.lit(ids[0]), F.lit(model.labels[0]))
     for k in range(1, model.k):
-        label = label.when(F.col("SEGMENT_ID") == F.lit(k), F.lit(model.labels[k]))
+        label = label.when(F.col("SEGMENT_ID") == F.lit(ids[k]), F.lit(model.labels[k]))
     frame = frame.with_columns(
         ["SEGMENT_LABEL", "DISTANCE_TO_CENTROID"], [label, F.sqrt(F.greatest(F.col("_DMIN"), F.lit(0.0)))]
     )
@@ -124,7 +125,10 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
     frame["FAITHFUL_CUSTOMERS"] = frame["FAITHFUL_CUSTOMERS"].astype(int)
     frame["BASE_LABEL"] = frame["SEGMENT_LABEL"].map(base_of)
     frame["FAITHFUL_SHARE"] = frame["FAITHFUL_CUSTOMERS"] / frame["CUSTOMERS"]
-    frame["DESCRIPTION"] = [segmentation_model.descriptions[int(i)] for i in frame["SEGMENT_ID"]]
+    # SEGMENT_ID is a stable id (kept across retrains), not a centroid position
+    frame["DESCRIPTION"] = [
+        segmentation_model.descriptions[segmentation_model.position_of(int(i))] for i in frame["SEGMENT_ID"]
+    ]
     frame["MODEL_VERSION"] = segmentation_model.version
     logger.info(
         "Scored %s customers into %s segments; %.0f%% hold the classic RFM segment their label names",

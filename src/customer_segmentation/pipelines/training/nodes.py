@@ -21,8 +21,10 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
-from customer_segmentation.model import SegmentationModel, json_safe
+from customer_segmentation.drift import training_reference
+from customer_segmentation.model import SegmentationModel, active_model_or_none, json_safe
 from customer_segmentation.pipelines.training.naming import faithfulness_summary, name_segments
+from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
 from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
 logger = logging.getLogger(__name__)
@@ -176,13 +178,43 @@ def choose_k(k_selection: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
+def _warm_start(
+    fresh: KMeans, previous: SegmentationModel | None, scaled: np.ndarray, means: np.ndarray, scales: np.ndarray,
+    k: int, params: dict[str, Any],
+) -> dict[str, Any]:
+    """A KMeans started from the previous model's centroids, kept when its inertia is about as good.
+
+    KMeans lands in different local optima from different seeds; starting from the segments in
+    use keeps them when the data still supports them (within training.warm_start_tolerance of the
+    fresh fit's inertia), so a retrain does not reshuffle customers for nothing.
+    """
+    init = previous_centroids_in_space(previous, list(params["features"]), list(params.get("log_features", [])),
+                                       means, scales)
+    tolerance = float(params.get("warm_start_tolerance", 0.02))
+    if init is None or previous is None or previous.k != k or tolerance < 0:
+        return {"used": False, "reason": "no previous model with the same k and features"}
+    warm = KMeans(n_clusters=k, init=init, n_init=1, random_state=int(params.get("random_state", 11))).fit(scaled)
+    used = bool(warm.inertia_ <= fresh.inertia_ * (1.0 + tolerance))
+    logger.info(
+        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)", previous.version, warm.inertia_, fresh.inertia_,
+        "kept" if used else "fresh fit is better",
+    )
+    return {"used": used, "estimator": warm, "previous_version": previous.version,
+            "inertia_warm": float(warm.inertia_), "inertia_fresh": float(fresh.inertia_), "tolerance": tolerance}
+
+
 def fit_segmentation_model(
-    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any]
+    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
+    previous_model: SegmentationModel | None = None,
 ) -> SegmentationModel:
     """Fit KMeans with the chosen k and name its segments; the result is saved (versioned)."""
     scaled, means, scales = _prepare(sample, params)
     k = min(int(k_choice["k"]), len(scaled))
     estimator = _kmeans(k, params).fit(scaled)
+    warm_start = _warm_start(estimator, previous_model, scaled, means, scales, k, params)
+    if warm_start["used"]:
+        estimator = warm_start.pop("estimator")
+    warm_start.pop("estimator", None)
     centroids = estimator.cluster_centers_
     features = list(params["features"])
     original = centroids * scales + means
@@ -226,12 +258,54 @@ def fit_segmentation_model(
         trained_at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         estimator=estimator,
         segment_stats=stats,
-        metrics={"k_choice": k_choice, "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k))},
+        metrics={
+            "k_choice": k_choice,
+            "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k)),
+            "warm_start": warm_start,
+        },
         base_labels=names.base_labels,
     )
+    # the training-time reference that drift monitoring compares today's customers with
+    model.drift_reference = training_reference(sample, model, int(params.get("drift_bins", 10)))
     for i in range(k):
         logger.info("Segment %s %r (%.0f%% faithful): %s", i, labels[i], 100 * names.faithfulness[i], descriptions[i])
     return model
+
+
+def retain_previous_k(
+    k_choice: dict[str, Any], previous_model: SegmentationModel | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Keep the previous model's k on a retrain (training.keep_k_on_retrain), unless training.k is set.
+
+    The elbow may move between fits (another random_state, a few more customers); a different k
+    splits or merges segments, which no identity matching can hide. Changing k stays possible:
+    set training.k, or keep_k_on_retrain: false.
+    """
+    if previous_model is None or params.get("k") is not None or not params.get("keep_k_on_retrain", True):
+        return k_choice
+    if int(k_choice["k"]) == previous_model.k:
+        return k_choice
+    logger.info(
+        "Keeping k=%s of the previous model %s (the criteria now suggest k=%s; set training.k or "
+        "training.keep_k_on_retrain: false to change it)", previous_model.k, previous_model.version, k_choice["k"],
+    )
+    return {**k_choice, "k": previous_model.k, "suggested_k": int(k_choice["k"]),
+            "source": f"kept from the previous model {previous_model.version} (training.keep_k_on_retrain)"}
+
+
+def align_segment_identity(
+    model: SegmentationModel, previous_model: SegmentationModel | None, sample: pd.DataFrame, params: dict[str, Any]
+) -> SegmentationModel:
+    """Give the new model's clusters the SEGMENT_IDs and labels of the previous model's they match."""
+    aligned = align_segment_ids(model, previous_model, sample, float(params.get("identity_min_overlap", 0.3)))
+    report = aligned.metrics["identity"]
+    logger.info(
+        "Segment identity vs %s: kept %s, new %s, retired %s, splits %s, merges %s; %s of the sample keeps its segment",
+        report["previous_version"] or "no previous model", [m["segment_id"] for m in report["matched"]],
+        report["new_ids"], report["retired_ids"], report["splits"], report["merges"],
+        "n/a" if report["same_segment_share"] is None else f"{report['same_segment_share']:.1%}",
+    )
+    return aligned
 
 
 def measure_stability(sample: pd.DataFrame, model: SegmentationModel, params: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +345,8 @@ def training_metrics(
         "naming": model.metrics.get("naming"),
         "features": model.features,
         "log_features": model.log_features,
+        "segment_ids": model.ids(),
+        "identity": model.metrics.get("identity"),  # matched/new/retired ids, splits and merges
     }
 
 
@@ -354,12 +430,24 @@ def register_model_version(
     run_metadata: dict[str, Any],
 ) -> ModelVersionWrite:
     """The model, its training metrics and k selection as one warehouse record (old versions pruned)."""
+    # the full training metrics travel with the model: one atomic write, readable with PARSE_JSON
+    metrics = training_metrics(k_selection, k_choice, stability, model, sample)
+    return model_version_write(model, metrics, params, prediction_params, run_metadata)
+
+
+def model_version_write(
+    model: SegmentationModel,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> ModelVersionWrite:
+    """The request to store ``model`` (its metrics merged with ``metrics``) and prune old versions."""
     keep = params.get("keep_model_versions", 20)
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         raise InvalidParametersError(f"training.keep_model_versions must be an integer >= 1, got {keep!r}.")
     record = model.to_record()
-    # the full training metrics travel with the model: one atomic write, readable with PARSE_JSON
-    record["metrics"] = json_safe({**record["metrics"], **training_metrics(k_selection, k_choice, stability, model, sample)})
+    record["metrics"] = json_safe({**record["metrics"], **metrics})
     pinned = (prediction_params or {}).get("model_version")
     return ModelVersionWrite(
         record=record,
@@ -367,3 +455,35 @@ def register_model_version(
         keep_versions=keep,
         protect=(str(pinned),) if pinned not in (None, "") else (),
     )
+
+
+# The nodes below read the active model from the warehouse (SEGMENTATION_MODELS as loaded before
+# this run writes it; the pinned version if prediction.model_version is set) and hand it to the
+# steps above. The active model is None before the first training, and Kedro cannot pass None
+# between nodes, so each step resolves it itself (a cheap decode of one JSON row).
+
+
+def retain_active_k(
+    k_choice: dict[str, Any], model_versions: pd.DataFrame, params: dict[str, Any], prediction_params: dict[str, Any]
+) -> dict[str, Any]:
+    """``retain_previous_k`` against the active model in the warehouse."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return retain_previous_k(k_choice, previous, params)
+
+
+def fit_from_active_model(
+    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
+    model_versions: pd.DataFrame, prediction_params: dict[str, Any],
+) -> SegmentationModel:
+    """``fit_segmentation_model`` warm-started from the active model in the warehouse (when there is one)."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return fit_segmentation_model(sample, k_choice, params, run_metadata, previous)
+
+
+def align_with_active_model(
+    model: SegmentationModel, model_versions: pd.DataFrame, sample: pd.DataFrame, params: dict[str, Any],
+    prediction_params: dict[str, Any],
+) -> SegmentationModel:
+    """``align_segment_identity`` against the active model in the warehouse."""
+    previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
+    return align_segment_identity(model, previous, sample, params)

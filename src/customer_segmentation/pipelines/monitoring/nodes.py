@@ -1,0 +1,526 @@
+"""Segments over time: history, migrations, the activation feed, profiles and drift.
+
+Every per-customer step runs in the warehouse (Snowpark); only per-segment aggregates (a few
+rows) come back to pandas. Snapshot date = the run's reference date (REFERENCE_DATE of
+CUSTOMER_FEATURES, carried into PROCESSED_DATA).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from snowflake.snowpark import DataFrame
+from snowflake.snowpark import functions as F
+from snowflake.snowpark.types import (
+    ByteType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    ShortType,
+)
+
+from customer_segmentation.datasets.monitoring import SnapshotWrite
+from customer_segmentation.drift import drift_status, psi
+from customer_segmentation.model import SegmentationModel
+from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
+
+logger = logging.getLogger(__name__)
+
+NEW_SOURCE = "new"  # FROM segment of customers absent from the previous snapshot
+GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
+HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
+#: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
+NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
+NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
+FEATURE_WORDS = {
+    "RECENCY_DAYS": "days since the last order",
+    "FREQUENCY": "orders",
+    "MONETARY": "net spend",
+    "AVG_ORDER_VALUE": "average order value",
+    "TENURE_DAYS": "days since the first order",
+    "MEAN_DAYS_BETWEEN_ORDERS": "days between orders",
+    "DISTINCT_CATEGORIES": "categories bought",
+    "RETURN_RATE": "return rate",
+    "CANCELLATION_RATE": "cancellation rate",
+    "SPEND_LAST_90D": "spend in the last 90 days",
+    "SPEND_PREV_90D": "spend in the 90 days before",
+    "SPEND_TREND": "spend trend",
+}
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _require(frame: DataFrame, columns: list[str], table: str, hint: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise MissingColumnsError(f"{table} lacks column(s) {', '.join(missing)}: {hint}")
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def snapshot_segments(
+    processed_data: DataFrame, segment_history_previous: DataFrame, params: dict[str, Any]
+) -> tuple[SnapshotWrite, dict[str, Any]]:
+    """Today's segment of every customer as a SEGMENT_HISTORY snapshot (replacing a rerun of the same date)."""
+    _require(
+        processed_data,
+        ["CUSTOMER_ID", "REFERENCE_DATE", "RUN_ID", "MODEL_VERSION", "SEGMENT_ID", "SEGMENT_LABEL", "RFM_SEGMENT",
+         *HISTORY_COLUMNS],
+        "PROCESSED_DATA",
+        "rerun `kedro run --pipeline daily` (or `kedro run`) to rebuild it with the current project.",
+    )
+    retention = params.get("history_retention_days", 730)
+    if retention is not None and int(retention) < 1:
+        raise InvalidParametersError(
+            f"monitoring.history_retention_days must be at least 1 (or null to keep everything), got {retention}."
+        )
+    info = processed_data.agg(
+        F.max("REFERENCE_DATE").alias("D"), F.min("REFERENCE_DATE").alias("D0"),
+        F.max("RUN_ID").alias("R"), F.max("MODEL_VERSION").alias("V"), F.count(F.lit(1)).alias("N"),
+    ).collect()[0]
+    if info["N"] == 0 or info["D"] is None:
+        raise ValueError("PROCESSED_DATA is empty: nothing to snapshot. Run `kedro run` first.")
+    snapshot = _as_date(info["D"])
+    if _as_date(info["D0"]) != snapshot:
+        raise ValueError(f"PROCESSED_DATA mixes reference dates {info['D0']} and {info['D']}: rerun the pipeline.")
+    earlier = (
+        segment_history_previous.filter(F.col("SNAPSHOT_DATE") < F.lit(snapshot.isoformat()).cast("date"))
+        .agg(F.max("SNAPSHOT_DATE").alias("P"))
+        .collect()[0]["P"]
+    )
+    rows = processed_data.select(
+        F.lit(snapshot.isoformat()).cast("date").alias("SNAPSHOT_DATE"),
+        "CUSTOMER_ID",
+        "RUN_ID",
+        "MODEL_VERSION",
+        F.col("SEGMENT_ID").cast("int").alias("SEGMENT_ID"),
+        "SEGMENT_LABEL",
+        "RFM_SEGMENT",
+        F.col("RECENCY_DAYS").cast("int").alias("RECENCY_DAYS"),
+        F.col("FREQUENCY").cast("int").alias("FREQUENCY"),
+        F.col("MONETARY").cast("double").alias("MONETARY"),
+    )
+    keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
+    if keep_after is not None and earlier is not None:
+        keep_after = min(keep_after, _as_date(earlier))  # the previous snapshot stays: migrations compare with it
+    snapshot_info = {
+        "snapshot_date": snapshot.isoformat(),
+        "previous_snapshot_date": _as_date(earlier).isoformat() if earlier is not None else None,
+        "run_id": str(info["R"]),
+        "model_version": str(info["V"]),
+        "customers": int(info["N"]),
+        "keep_after": keep_after.isoformat() if keep_after else None,  # retention, applied to every snapshot table
+    }
+    logger.info(
+        "Segment history snapshot %s (%s customers; previous snapshot %s)",
+        snapshot, info["N"], snapshot_info["previous_snapshot_date"] or "none",
+    )
+    return SnapshotWrite(rows, keep_after=keep_after), snapshot_info
+
+
+def _snapshot(history: DataFrame, day: str | None, prefix: str) -> DataFrame:
+    """One snapshot of the history with prefixed columns (an empty frame when ``day`` is None)."""
+    frame = history.filter(
+        F.col("SNAPSHOT_DATE") == F.lit(day).cast("date") if day else F.lit(False)
+    )
+    return frame.select(
+        F.col("CUSTOMER_ID").alias(f"{prefix}CUSTOMER_ID"),
+        F.col("SEGMENT_ID").alias(f"{prefix}SEGMENT_ID"),
+        F.col("SEGMENT_LABEL").alias(f"{prefix}SEGMENT"),
+        F.col("RFM_SEGMENT").alias(f"{prefix}RFM_SEGMENT"),
+        F.col("MONETARY").alias(f"{prefix}MONETARY"),
+        F.col("MODEL_VERSION").alias(f"{prefix}MODEL_VERSION"),
+    )
+
+
+def _pair(history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
+    """Current and previous snapshot side by side, one row per customer in either (full outer join)."""
+    cur = _snapshot(history, snapshot_info["snapshot_date"], "CUR_")
+    prev = _snapshot(history, snapshot_info["previous_snapshot_date"], "PREV_")
+    return cur.join(prev, cur["CUR_CUSTOMER_ID"] == prev["PREV_CUSTOMER_ID"], how="full")
+
+
+def _retained(data: Any, snapshot_info: dict[str, Any]) -> SnapshotWrite:
+    keep_after = snapshot_info.get("keep_after")
+    return SnapshotWrite(data, keep_after=date.fromisoformat(keep_after) if keep_after else None)
+
+
+def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> SnapshotWrite:
+    """Customers and net revenue from each segment (or "new") to each segment since the previous snapshot."""
+    pair = _pair(segment_history, snapshot_info)
+    moved = pair.select(
+        F.coalesce(F.col("PREV_SEGMENT_ID"), F.lit(-1)).alias("FROM_SEGMENT_ID"),
+        F.coalesce(F.col("PREV_SEGMENT"), F.lit(NEW_SOURCE)).alias("FROM_SEGMENT"),
+        F.coalesce(F.col("CUR_SEGMENT_ID"), F.lit(-1)).alias("TO_SEGMENT_ID"),
+        F.coalesce(F.col("CUR_SEGMENT"), F.lit(GONE_TARGET)).alias("TO_SEGMENT"),
+        F.coalesce(F.col("CUR_MONETARY"), F.lit(0.0)).alias("_NOW"),
+        (F.coalesce(F.col("CUR_MONETARY"), F.lit(0.0)) - F.coalesce(F.col("PREV_MONETARY"), F.lit(0.0))).alias("_DELTA"),
+    )
+    flows = moved.group_by("FROM_SEGMENT_ID", "FROM_SEGMENT", "TO_SEGMENT_ID", "TO_SEGMENT").agg(
+        F.count(F.lit(1)).alias("CUSTOMERS"),
+        F.round(F.sum("_NOW"), 2).alias("NET_REVENUE"),
+        F.round(F.sum("_DELTA"), 2).alias("NET_REVENUE_CHANGE"),
+    )
+    previous = snapshot_info["previous_snapshot_date"]
+    return _retained(flows.select(
+        F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
+        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias("PREVIOUS_SNAPSHOT_DATE"),
+        F.col("FROM_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
+        "FROM_SEGMENT",
+        F.col("TO_SEGMENT_ID").cast("int").alias("TO_SEGMENT_ID"),
+        "TO_SEGMENT",
+        F.col("CUSTOMERS").cast("int").alias("CUSTOMERS"),
+        F.col("NET_REVENUE").cast("double").alias("NET_REVENUE"),
+        F.col("NET_REVENUE_CHANGE").cast("double").alias("NET_REVENUE_CHANGE"),
+        F.lit(snapshot_info["model_version"]).alias("MODEL_VERSION"),
+    ), snapshot_info)
+
+
+def summarise_flows(migrations: pd.DataFrame) -> pd.DataFrame:
+    """Per segment: customers before and after, stayed, entered (from another segment or new), exited."""
+    m = migrations.copy()
+    m["CUSTOMERS"] = m["CUSTOMERS"].astype(int)
+    rows = []
+    segments = sorted(
+        {(int(r.FROM_SEGMENT_ID), r.FROM_SEGMENT) for r in m.itertuples() if r.FROM_SEGMENT_ID >= 0}
+        | {(int(r.TO_SEGMENT_ID), r.TO_SEGMENT) for r in m.itertuples() if r.TO_SEGMENT_ID >= 0}
+    )
+    for seg_id, label in segments:
+        into = m[(m["TO_SEGMENT_ID"] == seg_id) & (m["TO_SEGMENT"] == label)]
+        out = m[(m["FROM_SEGMENT_ID"] == seg_id) & (m["FROM_SEGMENT"] == label)]
+        same = (into["FROM_SEGMENT_ID"] == seg_id) & (into["FROM_SEGMENT"] == label)
+        stayed = int(into.loc[same, "CUSTOMERS"].sum())
+        rows.append(
+            {
+                "SEGMENT_ID": seg_id,
+                "SEGMENT_LABEL": label,
+                "CUSTOMERS_BEFORE": int(out["CUSTOMERS"].sum()),
+                "CUSTOMERS_AFTER": int(into["CUSTOMERS"].sum()),
+                "STAYED": stayed,
+                "ENTERED": int(into.loc[~same, "CUSTOMERS"].sum()),
+                "ENTERED_NEW": int(into.loc[into["FROM_SEGMENT_ID"] < 0, "CUSTOMERS"].sum()),
+                "EXITED": int(out["CUSTOMERS"].sum()) - stayed,
+            }
+        )
+    flows = pd.DataFrame(
+        rows,
+        columns=["SEGMENT_ID", "SEGMENT_LABEL", "CUSTOMERS_BEFORE", "CUSTOMERS_AFTER", "STAYED", "ENTERED",
+                 "ENTERED_NEW", "EXITED"],
+    )
+    return flows.astype({c: "int64" for c in flows.columns if c != "SEGMENT_LABEL"})
+
+
+def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]) -> SnapshotWrite:
+    """Entered / exited / stayed counts per segment for the latest snapshot (SEGMENT_FLOWS)."""
+    latest = segment_migrations.filter(
+        F.col("SNAPSHOT_DATE") == F.lit(snapshot_info["snapshot_date"]).cast("date")
+    ).to_pandas()
+    flows = summarise_flows(latest)
+    flows.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
+    flows["PREVIOUS_SNAPSHOT_DATE"] = snapshot_info["previous_snapshot_date"] or ""
+    flows["MODEL_VERSION"] = snapshot_info["model_version"]
+    for row in flows.itertuples():
+        logger.info(
+            "Segment %s %r: %s -> %s customers (stayed %s, entered %s of which new %s, exited %s)",
+            row.SEGMENT_ID, row.SEGMENT_LABEL, row.CUSTOMERS_BEFORE, row.CUSTOMERS_AFTER, row.STAYED,
+            row.ENTERED, row.ENTERED_NEW, row.EXITED,
+        )
+    return _retained(flows, snapshot_info)
+
+
+def segment_changes(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
+    """The activation feed: customers whose segment label changed at the latest snapshot."""
+    pair = _pair(segment_history, snapshot_info)
+    changed = pair.filter(
+        F.col("CUR_CUSTOMER_ID").is_not_null()
+        & F.col("PREV_CUSTOMER_ID").is_not_null()
+        & (F.col("CUR_SEGMENT") != F.col("PREV_SEGMENT"))
+    )
+    previous = snapshot_info["previous_snapshot_date"]
+    return changed.select(
+        F.col("CUR_CUSTOMER_ID").alias("CUSTOMER_ID"),
+        F.col("PREV_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
+        F.col("PREV_SEGMENT").alias("FROM_SEGMENT"),
+        F.col("CUR_SEGMENT_ID").cast("int").alias("TO_SEGMENT_ID"),
+        F.col("CUR_SEGMENT").alias("TO_SEGMENT"),
+        F.col("PREV_RFM_SEGMENT").alias("FROM_RFM_SEGMENT"),
+        F.col("CUR_RFM_SEGMENT").alias("TO_RFM_SEGMENT"),
+        F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
+        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias("PREVIOUS_SNAPSHOT_DATE"),
+        F.col("CUR_MODEL_VERSION").alias("MODEL_VERSION"),
+    )
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+
+def profile_features(processed_data: DataFrame) -> list[str]:
+    """The numeric customer features of PROCESSED_DATA (scores, ids and distances left out)."""
+    return [
+        f.name.strip('"')
+        for f in processed_data.schema.fields
+        if isinstance(f.datatype, NUMERIC_TYPES) and f.name.strip('"') not in NOT_FEATURES
+    ]
+
+
+def _words(feature: str) -> str:
+    return FEATURE_WORDS.get(feature, feature.lower().replace("_", " "))
+
+
+def describe_profile(label: str, medians: dict[str, float], standout: list[tuple[str, float]], share: float,
+                     revenue_share: float) -> str:
+    """One plain-language paragraph about a segment."""
+    parts = [f"{label}: {share:.0%} of customers, {revenue_share:.0%} of net revenue."]
+    typical = []
+    if "RECENCY_DAYS" in medians:
+        typical.append(f"last order {medians['RECENCY_DAYS']:.0f} days ago")
+    if "FREQUENCY" in medians:
+        typical.append(f"{medians['FREQUENCY']:.0f} order(s)")
+    if "MONETARY" in medians:
+        typical.append(f"{medians['MONETARY']:,.0f} net spend")
+    if typical:
+        parts.append("The typical member: " + ", ".join(typical) + ".")
+    if standout:
+        parts.append(
+            "Stands out by "
+            + "; ".join(f"{'higher' if d > 0 else 'lower'} {_words(f)} ({d:+.1f} sd)" for f, d in standout)
+            + "."
+        )
+    return " ".join(parts)
+
+
+def build_profiles(
+    stats: pd.DataFrame, overall: dict[str, tuple[float, float]], features: list[str], playbook: dict[str, Any],
+    top_n: int = 3,
+) -> pd.DataFrame:
+    """SEGMENT_PROFILES rows from per-segment aggregates (pure pandas, unit-tested).
+
+    ``stats`` has per segment SEGMENT_ID, SEGMENT_LABEL, CUSTOMERS, REVENUE, DOMINANT_RFM_SEGMENT,
+    MEDIAN_<f> and MEAN_<f> for each feature; ``overall`` maps each feature to the whole base's
+    (mean, standard deviation). Standardised difference = (segment mean - base mean) / base sd.
+    """
+    total = float(stats["CUSTOMERS"].sum()) or 1.0
+    revenue_total = float(stats["REVENUE"].clip(lower=0).sum()) or 1.0
+    default_action = playbook.get("default", "Review this segment with the marketing team.")
+    rows = []
+    for row in stats.sort_values("SEGMENT_ID").itertuples(index=False):
+        r = row._asdict()
+        diffs = []
+        for f in features:
+            mean, sd = overall[f]
+            value = r[f"MEAN_{f}"]
+            if sd and not math.isnan(sd) and sd > 0 and value is not None and not math.isnan(value):
+                diffs.append((f, (float(value) - mean) / sd))
+        standout = sorted(diffs, key=lambda fd: (-abs(fd[1]), fd[0]))[:top_n]
+        medians = {f: float(r[f"MEDIAN_{f}"]) for f in features if r[f"MEDIAN_{f}"] is not None}
+        share = float(r["CUSTOMERS"]) / total
+        revenue_share = max(float(r["REVENUE"]), 0.0) / revenue_total
+        rfm = r["DOMINANT_RFM_SEGMENT"]
+        out = {
+            "SEGMENT_ID": int(r["SEGMENT_ID"]),
+            "SEGMENT_LABEL": r["SEGMENT_LABEL"],
+            "CUSTOMERS": int(r["CUSTOMERS"]),
+            "CUSTOMER_SHARE": share,
+            "REVENUE_SHARE": revenue_share,
+            "DOMINANT_RFM_SEGMENT": rfm,
+        }
+        out.update({f"MEDIAN_{f}": float(r[f"MEDIAN_{f}"]) if r[f"MEDIAN_{f}"] is not None else np.nan for f in features})
+        for i in range(top_n):
+            out[f"TOP_FEATURE_{i + 1}"] = standout[i][0] if i < len(standout) else None
+            out[f"TOP_FEATURE_{i + 1}_SD"] = round(standout[i][1], 4) if i < len(standout) else np.nan
+        out["DESCRIPTION"] = describe_profile(r["SEGMENT_LABEL"], medians, standout, share, revenue_share)
+        out["SUGGESTED_ACTION"] = str(playbook.get(rfm, default_action)) if rfm else default_action
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def profile_segments(
+    processed_data: DataFrame, snapshot_info: dict[str, Any], params: dict[str, Any]
+) -> pd.DataFrame:
+    """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
+    features = profile_features(processed_data)
+    value = {f: F.col(f).cast("double") for f in features}
+    per_segment = processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL").agg(
+        F.count(F.lit(1)).alias("CUSTOMERS"),
+        F.sum(F.col("MONETARY").cast("double")).alias("REVENUE"),
+        *[F.median(value[f]).alias(f"MEDIAN_{f}") for f in features],
+        *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
+    ).to_pandas()
+    base = processed_data.agg(
+        *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
+        *[F.stddev_pop(value[f]).alias(f"SD_{f}") for f in features],
+    ).to_pandas()
+    overall = {f: (float(base[f"MEAN_{f}"].iloc[0] or 0.0), float(base[f"SD_{f}"].iloc[0] or 0.0)) for f in features}
+    rfm = (
+        processed_data.group_by("SEGMENT_ID", "RFM_SEGMENT").agg(F.count(F.lit(1)).alias("N")).to_pandas()
+        .sort_values(["SEGMENT_ID", "N", "RFM_SEGMENT"], ascending=[True, False, True])
+        .drop_duplicates("SEGMENT_ID")
+        .set_index("SEGMENT_ID")["RFM_SEGMENT"]
+    )
+    per_segment["DOMINANT_RFM_SEGMENT"] = per_segment["SEGMENT_ID"].map(rfm)
+    for column in per_segment.columns:
+        if column.startswith(("MEDIAN_", "MEAN_")) or column == "REVENUE":
+            per_segment[column] = pd.to_numeric(per_segment[column], errors="coerce").astype(float)
+    profiles = build_profiles(per_segment, overall, features, dict(params.get("playbook") or {}),
+                              int(params.get("profile_top_features", 3)))
+    profiles.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
+    profiles["MODEL_VERSION"] = snapshot_info["model_version"]
+    return profiles
+
+
+# --- drift --------------------------------------------------------------------------------------
+
+
+def _bin_expression(feature: str, edges: list[float]) -> Any:
+    """SQL bin of a feature: the number of edges <= value (as ``drift.bin_index``); NULL counts as 0."""
+    x = F.coalesce(F.col(feature).cast("double"), F.lit(0.0))
+    expr = F.lit(0)
+    for edge in edges:
+        expr = expr + F.iff(x >= F.lit(float(edge)), F.lit(1), F.lit(0))
+    return expr
+
+
+def measure_drift(
+    processed_data: DataFrame, model: SegmentationModel, snapshot_info: dict[str, Any], params: dict[str, Any],
+    run_metadata: dict[str, Any],
+) -> pd.DataFrame:
+    """SEGMENT_DRIFT row of this run: feature PSI, segment shares and distances vs training, and a status."""
+    reference = model.reference()
+    thresholds = dict(params.get("drift_thresholds") or {})
+    counts = processed_data.group_by("SEGMENT_ID").agg(
+        F.count(F.lit(1)).alias("N"), F.avg(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D")
+    ).to_pandas()
+    total = int(counts["N"].sum())
+    psi_by_feature: dict[str, float] = {}
+    shares: dict[str, dict[str, float]] = {}
+    max_shift, distance_now, distance_then = float("nan"), float("nan"), float("nan")
+    if reference:
+        aggs, names = [], []
+        for f, spec in reference["bins"].items():
+            if f not in processed_data.columns:
+                raise MissingColumnsError(f"PROCESSED_DATA lacks the model feature {f}: rerun the daily pipeline.")
+            b = _bin_expression(f, spec["edges"])
+            for i in range(len(spec["proportions"])):
+                names.append((f, i))
+                aggs.append(F.sum(F.iff(b == F.lit(i), F.lit(1), F.lit(0))).alias(f"B{len(aggs)}"))
+        binned = processed_data.agg(*aggs).collect()[0] if aggs else []
+        for f, spec in reference["bins"].items():
+            now = [float(binned[j] or 0) / total for j, (g, _) in enumerate(names) if g == f]
+            psi_by_feature[f] = round(psi(spec["proportions"], now), 6)
+        by_id = counts.set_index(counts["SEGMENT_ID"].astype(int))
+        shifts = []
+        for pos, seg_id in enumerate(model.ids()):
+            share_now = float(by_id["N"].get(seg_id, 0)) / total if total else 0.0
+            share_then = float(reference["segment_shares"][pos])
+            d_now = by_id["D"].get(seg_id)
+            d_then = reference["mean_distance"][pos]
+            shares[str(seg_id)] = {
+                "share_now": round(share_now, 6),
+                "share_training": round(share_then, 6),
+                "mean_distance_now": None if d_now is None or pd.isna(d_now) else round(float(d_now), 6),
+                "mean_distance_training": None if d_then is None or math.isnan(d_then) else round(float(d_then), 6),
+            }
+            shifts.append(abs(share_now - share_then))
+        max_shift = max(shifts) if shifts else float("nan")
+        distance_now = float((counts["N"] * counts["D"].astype(float)).sum() / total) if total else float("nan")
+        # NaN is stored as JSON null in the warehouse record
+        overall = reference.get("overall_mean_distance")
+        distance_then = float(overall) if overall is not None else float("nan")
+    max_psi = max(psi_by_feature.values()) if psi_by_feature else float("nan")
+    max_feature = max(psi_by_feature, key=psi_by_feature.get) if psi_by_feature else None
+    ratio = distance_now / distance_then if distance_then and not math.isnan(distance_then) else float("nan")
+    if reference:
+        status, reasons = drift_status(max_psi, max_shift, ratio, thresholds)
+    else:
+        status, reasons = "watch", ["the model carries no training reference: retrain it to enable drift checks"]
+    trained = _as_date(model.trained_at)
+    age = (date.fromisoformat(str(run_metadata["started_at"])[:10]) - trained).days
+    row = {
+        "RUN_ID": str(run_metadata.get("run_id") or snapshot_info["run_id"]),
+        "MEASURED_AT": pd.Timestamp(run_metadata["started_at"]),
+        "SNAPSHOT_DATE": date.fromisoformat(snapshot_info["snapshot_date"]),
+        "MODEL_VERSION": model.version,
+        "MODEL_AGE_DAYS": int(age),
+        "CUSTOMERS": total,
+        "TRAINING_CUSTOMERS": int(reference.get("customers", 0)),
+        "MAX_PSI": max_psi,
+        "MAX_PSI_FEATURE": max_feature,
+        "FEATURE_PSI": json.dumps(psi_by_feature, sort_keys=True),
+        "SEGMENTS": json.dumps(shares, sort_keys=True),
+        "MAX_SHARE_SHIFT": max_shift,
+        "MEAN_DISTANCE": distance_now,
+        "TRAINING_MEAN_DISTANCE": distance_then,
+        "DISTANCE_RATIO": ratio,
+        "STATUS": status,
+        "REASONS": "; ".join(reasons),
+    }
+    log = logger.warning if status != "ok" else logger.info
+    log(
+        "Drift status %s for model %s (max PSI %.3f on %s, max share shift %.3f, distance ratio %.2f)%s",
+        status.upper(), model.version, max_psi, max_feature, max_shift, ratio,
+        f": {row['REASONS']}" if reasons else "",
+    )
+    return pd.DataFrame([row])
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+
+def plot_migration_sankey(segment_migrations: DataFrame, snapshot_info: dict[str, Any]) -> Any:
+    """Sankey of the latest migration: previous segment (or new) on the left, current on the right."""
+    import plotly.graph_objects as go
+
+    m = segment_migrations.filter(
+        F.col("SNAPSHOT_DATE") == F.lit(snapshot_info["snapshot_date"]).cast("date")
+    ).to_pandas().sort_values(["FROM_SEGMENT", "TO_SEGMENT"])
+    left = sorted(set(m["FROM_SEGMENT"]))
+    right = sorted(set(m["TO_SEGMENT"]))
+    nodes = [f"{s} ({snapshot_info['previous_snapshot_date'] or 'before'})" for s in left] + [
+        f"{s} ({snapshot_info['snapshot_date']})" for s in right
+    ]
+    fig = go.Figure(
+        go.Sankey(
+            node={"label": nodes, "pad": 12},
+            link={
+                "source": [left.index(s) for s in m["FROM_SEGMENT"]],
+                "target": [len(left) + right.index(s) for s in m["TO_SEGMENT"]],
+                "value": m["CUSTOMERS"].astype(int).tolist(),
+            },
+        )
+    )
+    fig.update_layout(
+        title=f"Segment migration {snapshot_info['previous_snapshot_date'] or '(first snapshot)'} -> "
+        f"{snapshot_info['snapshot_date']} (customers)"
+    )
+    return fig
+
+
+def plot_segment_shares(segment_history: DataFrame) -> Any:
+    """Share of customers in each segment, snapshot by snapshot (aggregated in the warehouse)."""
+    import plotly.express as px
+
+    shares = (
+        segment_history.group_by("SNAPSHOT_DATE", "SEGMENT_LABEL").agg(F.count(F.lit(1)).alias("CUSTOMERS"))
+        .to_pandas()
+        .sort_values(["SNAPSHOT_DATE", "SEGMENT_LABEL"])
+    )
+    shares["SHARE"] = shares["CUSTOMERS"] / shares.groupby("SNAPSHOT_DATE")["CUSTOMERS"].transform("sum")
+    fig = px.area(shares, x="SNAPSHOT_DATE", y="SHARE", color="SEGMENT_LABEL", markers=True,
+                  title="Segment shares over time (SEGMENT_HISTORY)")
+    fig.update_layout(yaxis_tickformat=".0%")
+    return fig

@@ -1,0 +1,122 @@
+"""Append N further days of demo events, after the latest demo load, to a demo-only warehouse."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+from snowflake.snowpark import DataFrame
+from snowflake.snowpark import functions as F
+
+from customer_segmentation.demo_simulation import (
+    NEW_CUSTOMER_PREFIX,
+    SIMULATION_SOURCE_PREFIX,
+    demo_population,
+    simulate_events,
+)
+from customer_segmentation.warehouse.errors import InvalidParametersError, SegmentationError
+
+logger = logging.getLogger(__name__)
+
+DEMO_SOURCE_PREFIX = "demo://"
+
+
+class SimulationRefusedError(SegmentationError):
+    """simulate_days was asked to write into a warehouse that is not a demo."""
+
+
+def validate_simulation_params(params: dict[str, Any]) -> int:
+    """The number of days to simulate (1 to 3650), or InvalidParametersError."""
+    days = params.get("days")
+    try:
+        days = int(days)
+    except (TypeError, ValueError):
+        days = None
+    if days is None or not 1 <= days <= 3650:
+        raise InvalidParametersError(
+            f"simulate_days.days must be a whole number of days between 1 and 3650, got {params.get('days')!r}: "
+            "run `kedro run --pipeline simulate_days --params=simulate_days.days=30`."
+        )
+    return days
+
+
+def silent_personas(value: Any) -> list[str]:
+    """Persona names from a list or a string separated by ';' or ',' (`kedro run --params` splits on ',')."""
+    if not value:
+        return []
+    items = re.split(r"[;,]", value) if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
+    """Refuse real Snowflake and any RAW_DATA that holds rows not written by the demo."""
+    if not run_metadata.get("embedded_warehouse", False):
+        raise SimulationRefusedError(
+            "simulate_days only writes to the embedded demo warehouse; this run targets real Snowflake "
+            "(SNOWFLAKE_ACCOUNT is set). Unset the SNOWFLAKE_* variables to simulate days on the demo."
+        )
+    if "SOURCE_FILE" not in raw_data.columns:
+        raise SimulationRefusedError(
+            "RAW_DATA has no SOURCE_FILE column, so it was not written by the demo: simulate_days refuses to "
+            "add invented events to it. Use a fresh project folder (or delete data/warehouse) for the demo."
+        )
+    foreign = raw_data.filter(
+        F.col("SOURCE_FILE").is_null() | ~F.col("SOURCE_FILE").startswith(F.lit(DEMO_SOURCE_PREFIX))
+    ).count()
+    if foreign:
+        raise SimulationRefusedError(
+            f"RAW_DATA holds {foreign} row(s) that the demo did not write (SOURCE_FILE not 'demo://...'): "
+            "simulate_days refuses to mix invented events with your data. Use a fresh project folder "
+            "(or delete data/warehouse) for the demo."
+        )
+
+
+def simulate_demo_days(
+    raw_data: DataFrame, params: dict[str, Any], demo_params: dict[str, Any], run_metadata: dict[str, Any]
+) -> pd.DataFrame:
+    """N more days of demo events, starting the day of the latest demo load (appended to RAW_DATA)."""
+    days = validate_simulation_params(params)
+    check_demo_only(raw_data, run_metadata)
+    latest = raw_data.agg(F.max("LOADED_AT").alias("L")).collect()[0][0]
+    if latest is None:
+        raise SimulationRefusedError(
+            "RAW_DATA holds no demo events to continue: enable the demo (demo_data.enabled: true) and run "
+            "`kedro run` once first."
+        )
+    latest = latest if isinstance(latest, datetime) else datetime.fromisoformat(str(latest))
+    # Every batch is stamped the morning after its last day, and the seeded demo the morning after
+    # end_date: the day of the latest stamp is the first day without events.
+    start = latest.date()
+    newcomers = [
+        r[0]
+        for r in raw_data.filter(
+            F.col("SOURCE_FILE").startswith(F.lit(SIMULATION_SOURCE_PREFIX))
+            & F.col("CUSTOMER_ID").startswith(F.lit(NEW_CUSTOMER_PREFIX))
+        )
+        .select("CUSTOMER_ID")
+        .distinct()
+        .collect()
+    ]
+    seed = int(params.get("seed") if params.get("seed") is not None else demo_params.get("seed", 11))
+    population = demo_population(int(demo_params.get("n_customers", 2000)), int(demo_params.get("seed", 11)))
+    end_date = demo_params.get("end_date")
+    events = simulate_events(
+        start,
+        days,
+        population,
+        known_customers=newcomers,
+        seed=seed,
+        history_end=date.fromisoformat(str(end_date)) if end_date else None,
+        silent_personas=silent_personas(params.get("silent_personas")),
+        arrival_multiplier=float(params.get("arrival_multiplier", 1.0)),
+    )
+    logger.info(
+        "Simulated %s day(s) from %s: %s events of %s customers (%s new), loaded at %s",
+        days, start, len(events), events["CUSTOMER_ID"].nunique(),
+        events.loc[events["CUSTOMER_ID"].str.startswith(NEW_CUSTOMER_PREFIX), "CUSTOMER_ID"].nunique(),
+        events["LOADED_AT"].iloc[0] if len(events) else None,
+    )
+    return events

@@ -1,0 +1,156 @@
+"""Monitoring on the embedded warehouse: snapshot replacement, migrations and the activation feed."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset
+from customer_segmentation.pipelines.monitoring.nodes import compute_migrations, segment_changes
+
+
+def history_frame(seed: int, days: list[date], n: int = 60) -> pd.DataFrame:
+    """Random segment histories: customers come and go, some change segment."""
+    rng = np.random.default_rng(seed)
+    labels = ["A", "B", "C"]
+    rows = []
+    for day in days:
+        for i in range(n):
+            if rng.random() < 0.15:
+                continue  # absent from this snapshot
+            seg = int(rng.integers(0, 3))
+            rows.append((day, f"C{i:03d}", "run", "v1", seg, labels[seg], "Champions", 10, 2, float(rng.uniform(0, 500))))
+    return pd.DataFrame(rows, columns=["SNAPSHOT_DATE", "CUSTOMER_ID", "RUN_ID", "MODEL_VERSION", "SEGMENT_ID",
+                                       "SEGMENT_LABEL", "RFM_SEGMENT", "RECENCY_DAYS", "FREQUENCY", "MONETARY"])
+
+
+def dataset(table: str, mode: str) -> WarehouseTableDataset:
+    save_args = {"mode": mode, **({"snapshot_column": "SNAPSHOT_DATE"} if mode == "replace_snapshot" else {})}
+    return WarehouseTableDataset(table_name=table, save_args=save_args)
+
+
+def test_replace_snapshot_never_duplicates_and_applies_retention(warehouse_session: Any) -> None:
+    history = dataset("T_HISTORY", "replace_snapshot")
+    d1, d2, d3 = date(2026, 1, 1), date(2026, 1, 31), date(2026, 3, 2)
+    frame = history_frame(0, [d1, d2, d3])
+    for day in (d1, d2, d2, d3):  # d2 written twice
+        history.save(frame[frame.SNAPSHOT_DATE == day])
+    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1").collect()
+    assert [(r[0], r[1]) for r in rows] == [(d, int((frame.SNAPSHOT_DATE == d).sum())) for d in (d1, d2, d3)]
+    # a rerun of d3 with other rows replaces it, and retention drops what is older than 40 days
+    changed = frame[frame.SNAPSHOT_DATE == d3].head(10)
+    history.save(SnapshotWrite(changed, keep_after=d3 - timedelta(days=40)))
+    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1").collect()
+    assert [(r[0], r[1]) for r in rows] == [(d2, int((frame.SNAPSHOT_DATE == d2).sum())), (d3, 10)]
+    # no scratch table left behind
+    assert not warehouse_session.sql("SHOW TABLES LIKE 'T_HISTORY__STAGE%'").collect()
+
+
+def test_changed_columns_are_refused_without_touching_the_table(warehouse_session: Any) -> None:
+    history = dataset("T_H2", "replace_snapshot")
+    frame = history_frame(1, [date(2026, 1, 1)])
+    history.save(frame)
+    with pytest.raises(Exception, match="columns differ"):
+        history.save(frame.drop(columns=["MONETARY"]))
+    assert warehouse_session.sql("SELECT COUNT(*) FROM T_H2").collect()[0][0] == len(frame)
+
+
+def test_migrations_and_changes_agree_with_pandas(warehouse_session: Any) -> None:
+    d1, d2 = date(2026, 1, 1), date(2026, 2, 1)
+    frame = history_frame(2, [d1, d2])
+    dataset("T_H3", "replace_snapshot").save(frame)
+    history = warehouse_session.table("T_H3")
+    info = {"snapshot_date": d2.isoformat(), "previous_snapshot_date": d1.isoformat(), "model_version": "v1"}
+    got = compute_migrations(history, info).data.to_pandas()
+
+    prev, cur = frame[frame.SNAPSHOT_DATE == d1], frame[frame.SNAPSHOT_DATE == d2]
+    both = cur.merge(prev, on="CUSTOMER_ID", how="outer", suffixes=("", "_P"))
+    both["FROM"] = both["SEGMENT_LABEL_P"].fillna("new")
+    both["TO"] = both["SEGMENT_LABEL"].fillna("gone")
+    expected = both.groupby(["FROM", "TO"]).agg(N=("CUSTOMER_ID", "size"), REV=("MONETARY", lambda s: s.fillna(0).sum()))
+    got_idx = got.set_index(["FROM_SEGMENT", "TO_SEGMENT"]).sort_index()
+    assert got_idx["CUSTOMERS"].to_dict() == expected["N"].to_dict()
+    np.testing.assert_allclose(got_idx["NET_REVENUE"].to_numpy(), expected["REV"].round(2).to_numpy(), atol=0.011)
+    # every current customer is counted once: present in both + new
+    in_both = len(set(cur.CUSTOMER_ID) & set(prev.CUSTOMER_ID))
+    new = len(set(cur.CUSTOMER_ID) - set(prev.CUSTOMER_ID))
+    assert got.loc[got.TO_SEGMENT != "gone", "CUSTOMERS"].sum() == in_both + new == len(cur)
+
+    changes = segment_changes(history, info).to_pandas()
+    merged = cur.merge(prev, on="CUSTOMER_ID", suffixes=("", "_P"))
+    assert set(changes["CUSTOMER_ID"]) == set(merged.loc[merged.SEGMENT_LABEL != merged.SEGMENT_LABEL_P, "CUSTOMER_ID"])
+    assert changes["CUSTOMER_ID"].is_unique and (changes["FROM_SEGMENT"] != changes["TO_SEGMENT"]).all()
+
+
+def test_first_snapshot_is_all_new(warehouse_session: Any) -> None:
+    d1 = date(2026, 1, 1)
+    frame = history_frame(3, [d1])
+    dataset("T_H4", "replace_snapshot").save(frame)
+    info = {"snapshot_date": d1.isoformat(), "previous_snapshot_date": None, "model_version": "v1"}
+    got = compute_migrations(warehouse_session.table("T_H4"), info).data.to_pandas()
+    assert set(got["FROM_SEGMENT"]) == {"new"} and got["CUSTOMERS"].sum() == len(frame)
+    assert segment_changes(warehouse_session.table("T_H4"), info).count() == 0
+
+
+def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) -> None:
+    import json
+
+    from customer_segmentation.drift import proportions, psi
+    from customer_segmentation.pipelines.monitoring.nodes import measure_drift
+    from customer_segmentation.pipelines.prediction.nodes import assign_segments
+    from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
+    from tests.pipelines.training.test_nodes import PARAMS, planted_customers
+
+    sample = planted_customers(100, seed=1)
+    model = fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "m"})
+    today = planted_customers(120, seed=2).drop(columns=["GROUP"])
+    today.loc[today.index % 3 == 0, "RECENCY_DAYS"] += 90  # a third of the customers stopped buying
+    # text columns (CUSTOMER_ID, RFM_SEGMENT) as VARCHAR, the features as DOUBLE
+    columns = ", ".join(
+        f"{c} {'DOUBLE' if pd.api.types.is_numeric_dtype(today[c]) else 'VARCHAR'}" for c in today.columns
+    )
+    warehouse_session.sql(f"CREATE OR REPLACE TABLE T_TODAY ({columns})").collect()
+    warehouse_session.write_pandas(today, "T_TODAY", auto_create_table=False)
+    scored = assign_segments(warehouse_session.table("T_TODAY"), model)
+    info = {"snapshot_date": "2026-02-01", "run_id": "r"}
+    row = measure_drift(scored, model, info, {}, {"run_id": "r", "started_at": "2026-02-01T06:00:00"}).iloc[0]
+
+    feature_psi = json.loads(row["FEATURE_PSI"])
+    for feature, spec in model.reference()["bins"].items():
+        expected = psi(spec["proportions"], proportions(today[feature].fillna(0).to_numpy(float), spec["edges"]))
+        assert feature_psi[feature] == pytest.approx(expected, abs=1e-5), feature
+    assert row["MAX_PSI_FEATURE"] == "RECENCY_DAYS" and row["MAX_PSI"] > 0.1
+    positions = model.predict(today)
+    segments = json.loads(row["SEGMENTS"])
+    for pos, seg_id in enumerate(model.ids()):
+        assert segments[str(seg_id)]["share_now"] == pytest.approx((positions == pos).mean(), abs=1e-6)
+    distances = np.linalg.norm(model.transform(today) - model.centroids[positions], axis=1)
+    assert row["MEAN_DISTANCE"] == pytest.approx(distances.mean(), rel=1e-6)
+    assert row["DISTANCE_RATIO"] == pytest.approx(distances.mean() / model.reference()["overall_mean_distance"], rel=1e-6)
+    assert row["STATUS"] in ("watch", "retrain_recommended") and row["REASONS"]
+
+
+def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snapshot(warehouse_session: Any) -> None:
+    from customer_segmentation.pipelines.monitoring.nodes import snapshot_segments
+
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE T_PROCESSED AS SELECT 'C1' AS CUSTOMER_ID, CAST('2026-03-01' AS DATE) AS REFERENCE_DATE, "
+        "'run-2' AS RUN_ID, 'v2' AS MODEL_VERSION, 7 AS SEGMENT_ID, 'Champions' AS SEGMENT_LABEL, "
+        "'Champions' AS RFM_SEGMENT, 3 AS RECENCY_DAYS, 12 AS FREQUENCY, 1234.5 AS MONETARY"
+    ).collect()
+    history = history_frame(4, [date(2025, 1, 1), date(2026, 1, 30)])
+    dataset("T_H5", "replace_snapshot").save(history)
+    write, info = snapshot_segments(
+        warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 10}
+    )
+    assert info["snapshot_date"] == "2026-03-01" and info["previous_snapshot_date"] == "2026-01-30"
+    assert write.keep_after == date(2026, 1, 30)  # not 2026-02-19: the previous snapshot stays
+    dataset("T_H5", "replace_snapshot").save(write)
+    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_H5 GROUP BY 1 ORDER BY 1").collect()
+    assert [r[0] for r in rows] == [date(2026, 1, 30), date(2026, 3, 1)] and rows[1][1] == 1
+    with pytest.raises(Exception, match="history_retention_days"):
+        snapshot_segments(warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 0})
