@@ -376,6 +376,118 @@ def worker_duckdb(project: Path) -> dict[str, Any]:
     }
 
 
+#: Baseline (c): ingestion as one hand-written DuckDB script on the same RAW_DATA: the same
+#: typing, validation (reasons in the same order), de-duplication (exact copies by content hash,
+#: EVENT_IDs: first load wins) and merge (insert where the RECORD_ID is not in the target yet)
+#: as pipelines/ingestion/nodes.py, into temporary copies of the two target tables. Snowflake
+#: formats map to strptime ones: YYYY-MM-DD HH24:MI:SS[.FF] -> %Y-%m-%d %H:%M:%S[.%f].
+DUCKDB_INGESTION_SQL = """
+CREATE TEMP TABLE B_CLASSIFIED AS
+WITH hashed AS (
+    SELECT *, MD5(CONCAT_WS('|', {hash_parts})) AS ROW_HASH FROM {raw}
+),
+typed AS (
+    SELECT *,
+        ROW_HASH || '-' || CAST(ROW_NUMBER() OVER (PARTITION BY ROW_HASH) AS VARCHAR) AS RECORD_ID,
+        UPPER(TRIM(EVENT_TYPE)) AS T_TYPE,
+        TRY_STRPTIME(TRIM(EVENT_TS), ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                      '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d']) AS T_TS,
+        TRY_CAST(TRIM(AMOUNT) AS DECIMAL(12, 2)) AS T_AMOUNT,
+        TRY_CAST(TRIM(QUANTITY) AS BIGINT) AS T_QTY
+    FROM hashed
+),
+reasoned AS (
+    SELECT *, CASE
+        WHEN COALESCE(TRIM(EVENT_ID), '') = '' THEN 'missing_event_id'
+        WHEN T_TYPE IS NULL OR T_TYPE NOT IN ({known}) THEN 'unknown_event_type'
+        WHEN COALESCE(TRIM(CUSTOMER_ID), '') = '' THEN 'missing_customer'
+        WHEN T_TS IS NULL THEN 'bad_timestamp'
+        WHEN T_TS > CAST(now() AS TIMESTAMP) + INTERVAL 24 HOUR THEN 'future_timestamp'
+        WHEN T_TYPE IN ({purchase}) AND COALESCE(TRIM(ORDER_ID), '') = '' THEN 'missing_order_id'
+        WHEN T_TYPE IN ({purchase}) AND T_AMOUNT IS NULL THEN 'bad_amount'
+        WHEN COALESCE(TRIM(AMOUNT), '') <> '' AND T_AMOUNT IS NULL THEN 'bad_amount'
+        WHEN T_AMOUNT < 0 THEN 'negative_amount'
+        WHEN COALESCE(TRIM(QUANTITY), '') <> '' AND (T_QTY IS NULL OR T_QTY <= 0) THEN 'bad_quantity'
+    END AS REASON
+    FROM typed
+)
+SELECT *, CASE WHEN REASON IS NULL AND ROW_NUMBER() OVER (
+        PARTITION BY TRIM(EVENT_ID), REASON IS NULL
+        ORDER BY LOADED_AT NULLS LAST, SOURCE_FILE, SOURCE_ROW, RECORD_ID) > 1
+    THEN 'duplicate_event' ELSE REASON END AS REJECT_REASON
+FROM reasoned;
+CREATE TEMP TABLE B_ACCEPTED AS SELECT
+    RECORD_ID, TRIM(EVENT_ID) AS EVENT_ID, T_TYPE AS EVENT_TYPE, T_TS AS EVENT_TS, TRIM(CUSTOMER_ID) AS CUSTOMER_ID,
+    NULLIF(TRIM(ORDER_ID), '') AS ORDER_ID, NULLIF(TRIM(PRODUCT_ID), '') AS PRODUCT_ID,
+    NULLIF(TRIM(CATEGORY), '') AS CATEGORY, CAST(T_QTY AS INTEGER) AS QUANTITY, T_AMOUNT AS AMOUNT,
+    COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown') AS CHANNEL, LOADED_AT, SOURCE_FILE, SOURCE_ROW
+FROM B_CLASSIFIED WHERE FALSE;
+CREATE TEMP TABLE B_REJECTED AS SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE FALSE;
+INSERT INTO B_ACCEPTED SELECT
+    RECORD_ID, TRIM(EVENT_ID), T_TYPE, T_TS, TRIM(CUSTOMER_ID), NULLIF(TRIM(ORDER_ID), ''),
+    NULLIF(TRIM(PRODUCT_ID), ''), NULLIF(TRIM(CATEGORY), ''), CAST(T_QTY AS INTEGER), T_AMOUNT,
+    COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown'), LOADED_AT, SOURCE_FILE, SOURCE_ROW
+FROM B_CLASSIFIED c WHERE REJECT_REASON IS NULL
+  AND NOT EXISTS (SELECT 1 FROM B_ACCEPTED t WHERE t.RECORD_ID = c.RECORD_ID);
+INSERT INTO B_REJECTED SELECT RECORD_ID, REJECT_REASON, {raw_columns}
+FROM B_CLASSIFIED c WHERE REJECT_REASON IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM B_REJECTED t WHERE t.RECORD_ID = c.RECORD_ID);
+"""
+
+
+def _reason_counts(con: Any, accepted: str, rejected: str) -> dict[str, int]:
+    counts = {"accepted": int(con.execute(f"SELECT COUNT(*) FROM {accepted}").fetchone()[0])}
+    for reason, n in con.execute(f"SELECT REJECT_REASON, COUNT(*) FROM {rejected} GROUP BY 1 ORDER BY 1").fetchall():
+        counts[str(reason)] = int(n)
+    return counts
+
+
+def worker_duckdb_ingestion(project: Path) -> dict[str, Any]:
+    """Baseline (c): ingestion as one DuckDB script; its counts by reason against the pipeline's tables."""
+    import duckdb
+    import yaml
+
+    from customer_segmentation.warehouse.tables import RAW_COLUMNS
+
+    params = yaml.safe_load((project / "conf" / "base" / "parameters_ingestion.yml").read_text())["ingestion"]
+    quoted = lambda values: ", ".join("'" + str(v).upper() + "'" for v in values)  # noqa: E731
+    known = [*params["purchase_event_types"], *params.get("other_event_types", [])]
+    # RAW_DATA: event columns VARCHAR; LOADED_AT rendered as the pipeline renders it (no trailing zeros)
+    hash_parts = ", ".join(
+        "COALESCE(CASE WHEN DATE_TRUNC('second', LOADED_AT) = LOADED_AT THEN STRFTIME(LOADED_AT, '%Y-%m-%d %H:%M:%S') "
+        "ELSE RTRIM(STRFTIME(LOADED_AT, '%Y-%m-%d %H:%M:%S.%n'), '0') END, '\\N')"
+        if c == "LOADED_AT"
+        else f"COALESCE(CAST({c} AS VARCHAR), '\\N')"
+        for c in RAW_COLUMNS
+    )
+    db = project / "data" / "warehouse" / "SEGMENTATION.db"
+    con = duckdb.connect(str(db), read_only=True)
+    sql = DUCKDB_INGESTION_SQL.format(
+        raw="SEGMENTATION.PUBLIC.RAW_DATA",
+        hash_parts=hash_parts,
+        known=quoted(known),
+        purchase=quoted(params["purchase_event_types"]),
+        raw_columns=", ".join(RAW_COLUMNS),
+    )
+    start = time.perf_counter()
+    con.execute(sql)
+    seconds = time.perf_counter() - start
+    baseline = _reason_counts(con, "B_ACCEPTED", "B_REJECTED")
+    pipeline = _reason_counts(con, "SEGMENTATION.PUBLIC.TRANSFORMED_DATA", "SEGMENTATION.PUBLIC.REJECTED_EVENTS")
+    same_ids = con.execute(
+        "SELECT COUNT(*) FROM B_ACCEPTED b JOIN SEGMENTATION.PUBLIC.TRANSFORMED_DATA t ON b.RECORD_ID = t.RECORD_ID"
+    ).fetchone()[0]
+    con.close()
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": process_peak_rss_mb(),
+        "counts": baseline,
+        "pipeline_counts": pipeline,
+        "counts_agree": baseline == pipeline,
+        "record_ids_agree": int(same_ids) == baseline["accepted"],
+    }
+
+
 def worker_pandas(project: Path) -> dict[str, Any]:
     """Baseline (b): every event to pandas through Snowpark, then group-bys."""
     import numpy as np
@@ -498,7 +610,7 @@ def worker_pandas(project: Path) -> dict[str, Any]:
     }
 
 
-WORKERS = {"generate", "kedro", "duckdb", "pandas"}
+WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas"}
 
 # --------------------------------------------------------------------------------- driver
 
@@ -641,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
             result = worker_kedro(args.project, params, args.duckdb)
         elif args.worker == "duckdb":
             result = worker_duckdb(args.project)
+        elif args.worker == "duckdb_ingestion":
+            result = worker_duckdb_ingestion(args.project)
         else:
             result = worker_pandas(args.project)
         args.out.write_text(json.dumps(result, default=str))
@@ -654,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         project = workdir / f"project_{size}"
         entry: dict[str, Any] = {"size": size}
         results.append(entry)
-        steps = ["generate", "kedro"] + ([] if args.no_baselines else ["duckdb", "pandas"])
+        steps = ["generate", "kedro"] + ([] if args.no_baselines else ["duckdb_ingestion", "duckdb", "pandas"])
         for kind in steps:
             print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
             try:
