@@ -221,8 +221,10 @@ def _make_probe_hooks(probe: NodeProbe) -> Any:
     return ProbeHooks()
 
 
-def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[str]) -> dict[str, Any]:
-    """The default pipeline (= `kedro run`) in one KedroSession, measured per node."""
+def worker_kedro(
+    project: Path, params: dict[str, Any], duckdb_settings: list[str], pipeline: str | None = None
+) -> dict[str, Any]:
+    """The default pipeline (= `kedro run`), or ``pipeline``, in one KedroSession, measured per node."""
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -237,7 +239,7 @@ def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[st
     start = time.perf_counter()
     with KedroSession.create(project_path=project, runtime_params=runtime) as session:
         session._hook_manager.register(_make_probe_hooks(probe))  # noqa: SLF001
-        session.run()
+        session.run(pipeline_name=pipeline)
     probe.finish()
     total = time.perf_counter() - start
     per_pipeline: dict[str, dict[str, Any]] = {
@@ -262,7 +264,8 @@ def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[st
         "feature_step_seconds": feature["seconds"] if feature else None,
         "nodes": probe.nodes,
         "duckdb_settings": probe.duckdb_settings,
-        **_feature_check_via_session(project),
+        "pipeline": pipeline or "__default__",
+        **(_feature_check_via_session(project) if pipeline is None else {}),
     }
 
 
@@ -379,7 +382,9 @@ def worker_duckdb(project: Path) -> dict[str, Any]:
 #: Baseline (c): ingestion as one hand-written DuckDB script on the same RAW_DATA: the same
 #: typing, validation (reasons in the same order), de-duplication (exact copies by content hash,
 #: EVENT_IDs: first load wins) and merge (insert where the RECORD_ID is not in the target yet)
-#: as pipelines/ingestion/nodes.py, into temporary copies of the two target tables. Snowflake
+#: as pipelines/ingestion/nodes.py, into two new tables of a scratch schema of the warehouse file
+#: (written to disk like the pipeline's, then dropped); the classified batch is a temporary table
+#: as the pipeline's INGESTION_BATCH. Snowflake
 #: formats map to strptime ones: YYYY-MM-DD HH24:MI:SS[.FF] -> %Y-%m-%d %H:%M:%S[.%f].
 DUCKDB_INGESTION_SQL = """
 CREATE TEMP TABLE B_CLASSIFIED AS
@@ -416,22 +421,25 @@ SELECT *, CASE WHEN REASON IS NULL AND ROW_NUMBER() OVER (
         ORDER BY LOADED_AT NULLS LAST, SOURCE_FILE, SOURCE_ROW, RECORD_ID) > 1
     THEN 'duplicate_event' ELSE REASON END AS REJECT_REASON
 FROM reasoned;
-CREATE TEMP TABLE B_ACCEPTED AS SELECT
+CREATE TABLE {schema}.B_ACCEPTED AS SELECT
     RECORD_ID, TRIM(EVENT_ID) AS EVENT_ID, T_TYPE AS EVENT_TYPE, T_TS AS EVENT_TS, TRIM(CUSTOMER_ID) AS CUSTOMER_ID,
     NULLIF(TRIM(ORDER_ID), '') AS ORDER_ID, NULLIF(TRIM(PRODUCT_ID), '') AS PRODUCT_ID,
     NULLIF(TRIM(CATEGORY), '') AS CATEGORY, CAST(T_QTY AS INTEGER) AS QUANTITY, T_AMOUNT AS AMOUNT,
     COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown') AS CHANNEL, LOADED_AT, SOURCE_FILE, SOURCE_ROW
 FROM B_CLASSIFIED WHERE FALSE;
-CREATE TEMP TABLE B_REJECTED AS SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE FALSE;
-INSERT INTO B_ACCEPTED SELECT
-    RECORD_ID, TRIM(EVENT_ID), T_TYPE, T_TS, TRIM(CUSTOMER_ID), NULLIF(TRIM(ORDER_ID), ''),
-    NULLIF(TRIM(PRODUCT_ID), ''), NULLIF(TRIM(CATEGORY), ''), CAST(T_QTY AS INTEGER), T_AMOUNT,
-    COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown'), LOADED_AT, SOURCE_FILE, SOURCE_ROW
-FROM B_CLASSIFIED c WHERE REJECT_REASON IS NULL
-  AND NOT EXISTS (SELECT 1 FROM B_ACCEPTED t WHERE t.RECORD_ID = c.RECORD_ID);
-INSERT INTO B_REJECTED SELECT RECORD_ID, REJECT_REASON, {raw_columns}
-FROM B_CLASSIFIED c WHERE REJECT_REASON IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM B_REJECTED t WHERE t.RECORD_ID = c.RECORD_ID);
+CREATE TABLE {schema}.B_REJECTED AS SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE FALSE;
+MERGE INTO {schema}.B_ACCEPTED t USING (
+    SELECT RECORD_ID, TRIM(EVENT_ID) AS EVENT_ID, T_TYPE AS EVENT_TYPE, T_TS AS EVENT_TS,
+        TRIM(CUSTOMER_ID) AS CUSTOMER_ID, NULLIF(TRIM(ORDER_ID), '') AS ORDER_ID,
+        NULLIF(TRIM(PRODUCT_ID), '') AS PRODUCT_ID, NULLIF(TRIM(CATEGORY), '') AS CATEGORY,
+        CAST(T_QTY AS INTEGER) AS QUANTITY, T_AMOUNT AS AMOUNT,
+        COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown') AS CHANNEL, LOADED_AT, SOURCE_FILE, SOURCE_ROW
+    FROM B_CLASSIFIED WHERE REJECT_REASON IS NULL
+) s ON t.RECORD_ID = s.RECORD_ID WHEN NOT MATCHED THEN INSERT BY NAME;
+MERGE INTO {schema}.B_REJECTED t USING (
+    SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE REJECT_REASON IS NOT NULL
+) s ON t.RECORD_ID = s.RECORD_ID WHEN NOT MATCHED THEN INSERT BY NAME;
+CHECKPOINT;
 """
 
 
@@ -461,8 +469,11 @@ def worker_duckdb_ingestion(project: Path) -> dict[str, Any]:
         for c in RAW_COLUMNS
     )
     db = project / "data" / "warehouse" / "SEGMENTATION.db"
-    con = duckdb.connect(str(db), read_only=True)
+    con = duckdb.connect(str(db))
+    schema = "SEGMENTATION.BENCH_INGESTION_BASELINE"
+    con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
     sql = DUCKDB_INGESTION_SQL.format(
+        schema=schema,
         raw="SEGMENTATION.PUBLIC.RAW_DATA",
         hash_parts=hash_parts,
         known=quoted(known),
@@ -472,11 +483,12 @@ def worker_duckdb_ingestion(project: Path) -> dict[str, Any]:
     start = time.perf_counter()
     con.execute(sql)
     seconds = time.perf_counter() - start
-    baseline = _reason_counts(con, "B_ACCEPTED", "B_REJECTED")
+    baseline = _reason_counts(con, f"{schema}.B_ACCEPTED", f"{schema}.B_REJECTED")
     pipeline = _reason_counts(con, "SEGMENTATION.PUBLIC.TRANSFORMED_DATA", "SEGMENTATION.PUBLIC.REJECTED_EVENTS")
     same_ids = con.execute(
-        "SELECT COUNT(*) FROM B_ACCEPTED b JOIN SEGMENTATION.PUBLIC.TRANSFORMED_DATA t ON b.RECORD_ID = t.RECORD_ID"
+        f"SELECT COUNT(*) FROM {schema}.B_ACCEPTED b JOIN SEGMENTATION.PUBLIC.TRANSFORMED_DATA t ON b.RECORD_ID = t.RECORD_ID"
     ).fetchone()[0]
+    con.execute(f"DROP SCHEMA {schema} CASCADE; CHECKPOINT")
     con.close()
     return {
         "seconds": seconds,
@@ -616,7 +628,13 @@ WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas"}
 
 
 def _run_worker(
-    kind: str, project: Path, size: int, timeout: float, params: dict[str, Any], duckdb: list[str]
+    kind: str,
+    project: Path,
+    size: int,
+    timeout: float,
+    params: dict[str, Any],
+    duckdb: list[str],
+    pipeline: str | None = None,
 ) -> dict[str, Any]:
     out = project.parent / f"{project.name}.{kind}.json"
     cmd = [
@@ -632,6 +650,7 @@ def _run_worker(
         json.dumps(params),
         "--out",
         str(out),
+        *(["--pipeline", pipeline] if pipeline else []),
         *(f"--duckdb={d}" for d in duckdb),
     ]
     start = time.perf_counter()
@@ -668,7 +687,7 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
             continue
         pipes = k["pipelines"]
         lines.append(
-            f"| {r['generate']['events']:,} | {k['customers_scored']:,} | {_fmt(r['generate']['seconds'])} | "
+            f"| {r['generate']['events']:,} | {k.get('customers_scored', 0):,} | {_fmt(r['generate']['seconds'])} | "
             + " | ".join(_fmt(pipes[p]["seconds"]) for p in PIPELINES)
             + f" | {_fmt(k['total_seconds'])} | {_fmt(k['peak_rss_mb'], ',.0f')} | {k['rows_out']:,} | "
             f"{_fmt(r['generate']['events'] / k['total_seconds'], ',.0f')} |"
@@ -738,6 +757,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a DuckDB statement run on the embedded warehouse before the kedro run (e.g. \"SET memory_limit='1GB'\"); "
         "to measure a setting the project does not make yet",
     )
+    parser.add_argument(
+        "--pipeline", default=None, help="run this pipeline instead of the full run (e.g. ingestion, to profile it)"
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -750,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.worker == "generate":
             result = worker_generate(args.project, args.size)
         elif args.worker == "kedro":
-            result = worker_kedro(args.project, params, args.duckdb)
+            result = worker_kedro(args.project, params, args.duckdb, args.pipeline)
         elif args.worker == "duckdb":
             result = worker_duckdb(args.project)
         elif args.worker == "duckdb_ingestion":
@@ -768,11 +790,12 @@ def main(argv: list[str] | None = None) -> int:
         project = workdir / f"project_{size}"
         entry: dict[str, Any] = {"size": size}
         results.append(entry)
-        steps = ["generate", "kedro"] + ([] if args.no_baselines else ["duckdb_ingestion", "duckdb", "pandas"])
+        baselines = ["duckdb_ingestion", "duckdb", "pandas"] if args.pipeline is None else ["duckdb_ingestion"]
+        steps = ["generate", "kedro"] + ([] if args.no_baselines else baselines)
         for kind in steps:
             print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
             try:
-                entry[kind] = _run_worker(kind, project, size, args.timeout, params, args.duckdb)
+                entry[kind] = _run_worker(kind, project, size, args.timeout, params, args.duckdb, args.pipeline)
             except subprocess.TimeoutExpired:
                 entry[kind] = {"error": f"{kind} timed out after {args.timeout:.0f} s"}
             if "error" in entry[kind]:
