@@ -133,6 +133,33 @@ def worker_generate(project: Path, size: int) -> dict[str, Any]:
     return {"events": rows, "seconds": seconds, "peak_rss_mb": process_peak_rss_mb()}
 
 
+#: The daily scenario: 1% new events a day later (new event and order ids, the same customers:
+#: late events of old customers), loaded after the full run, then ``kedro run --pipeline daily``.
+DAILY_SHARE = 0.01
+DAILY_BATCH = {
+    "seed": 12,
+    "end_date": "2026-11-02",
+    "loaded_at": "2026-11-02 06:00:00",
+    "source": "benchmark://day-2",
+    "id_prefix": "D2-",
+}
+
+
+def worker_append(project: Path, size: int) -> dict[str, Any]:
+    """Append the daily batch (DAILY_SHARE of ``size`` events) to RAW_DATA."""
+    sys.path.insert(0, str(REPO))
+    from customer_segmentation import warehouse
+    from tests.benchmarks.benchmark_data import populate_raw_data
+
+    session = _embedded_session(project)
+    before = int(session.sql("SELECT COUNT(*) FROM RAW_DATA").collect()[0][0])
+    start = time.perf_counter()
+    after = populate_raw_data(session, max(int(size * DAILY_SHARE), 1), **DAILY_BATCH)
+    seconds = time.perf_counter() - start
+    warehouse.close()
+    return {"events": after - before, "seconds": seconds, "peak_rss_mb": process_peak_rss_mb()}
+
+
 class NodeProbe:
     """Kedro hooks: wall time, peak RSS and rows transferred per node (loads + run + saves)."""
 
@@ -265,7 +292,7 @@ def worker_kedro(
         "nodes": probe.nodes,
         "duckdb_settings": probe.duckdb_settings,
         "pipeline": pipeline or "__default__",
-        **(_feature_check_via_session(project) if pipeline is None else {}),
+        **(_feature_check_via_session(project) if pipeline in (None, "daily") else {}),
     }
 
 
@@ -445,7 +472,9 @@ CHECKPOINT;
 
 def _reason_counts(con: Any, accepted: str, rejected: str) -> dict[str, int]:
     counts = {"accepted": int(con.execute(f"SELECT COUNT(*) FROM {accepted}").fetchone()[0])}
-    for reason, n in con.execute(f"SELECT REJECT_REASON, COUNT(*) FROM {rejected} GROUP BY 1 ORDER BY 1").fetchall():
+    for reason, n in con.execute(
+        f"SELECT REJECT_REASON, COUNT(*) FROM {rejected} GROUP BY 1 ORDER BY 1"
+    ).fetchall():
         counts[str(reason)] = int(n)
     return counts
 
@@ -484,7 +513,9 @@ def worker_duckdb_ingestion(project: Path) -> dict[str, Any]:
     con.execute(sql)
     seconds = time.perf_counter() - start
     baseline = _reason_counts(con, f"{schema}.B_ACCEPTED", f"{schema}.B_REJECTED")
-    pipeline = _reason_counts(con, "SEGMENTATION.PUBLIC.TRANSFORMED_DATA", "SEGMENTATION.PUBLIC.REJECTED_EVENTS")
+    pipeline = _reason_counts(
+        con, "SEGMENTATION.PUBLIC.TRANSFORMED_DATA", "SEGMENTATION.PUBLIC.REJECTED_EVENTS"
+    )
     same_ids = con.execute(
         f"SELECT COUNT(*) FROM {schema}.B_ACCEPTED b JOIN SEGMENTATION.PUBLIC.TRANSFORMED_DATA t ON b.RECORD_ID = t.RECORD_ID"
     ).fetchone()[0]
@@ -622,7 +653,7 @@ def worker_pandas(project: Path) -> dict[str, Any]:
     }
 
 
-WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas"}
+WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas", "append", "daily"}
 
 # --------------------------------------------------------------------------------- driver
 
@@ -730,6 +761,107 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
     return "\n".join(lines)
 
 
+#: Issue 13's targets: (name, size it applies to, limit, how the measured value is read).
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with its measured value and PASS/MISS (``None`` when the run did not measure it)."""
+    rows: list[dict[str, Any]] = []
+    by_size = {r["size"]: r for r in results}
+
+    def add(name: str, size: int, measured: float | None, limit: float, unit: str) -> None:
+        rows.append(
+            {
+                "target": name,
+                "events": size,
+                "measured": measured,
+                "limit": limit,
+                "unit": unit,
+                "status": None if measured is None else ("PASS" if measured <= limit else "MISS"),
+            }
+        )
+
+    for size, r in sorted(by_size.items()):
+        k, base, daily = r.get("kedro", {}), r.get("duckdb_ingestion", {}), r.get("daily", {})
+        ours = k.get("pipelines", {}).get("ingestion", {}).get("seconds") if "error" not in k else None
+        if size >= 10_000_000 or len(by_size) == 1:
+            ratio = ours / base["seconds"] if ours and base.get("seconds") else None
+            add("ingestion / DuckDB ingestion script", size, ratio, 2.0, "x")
+            if base:
+                add(
+                    "ingestion counts by reason = DuckDB script's",
+                    size,
+                    0.0 if base.get("counts_agree") else 1.0,
+                    0.0,
+                    "differences",
+                )
+            full = k.get("total_seconds") if k.get("pipeline", "__default__") == "__default__" else None
+            day = daily.get("total_seconds") if "error" not in daily else None
+            add("daily after 1% new events / full run", size, day / full if day and full else None, 0.25, "x")
+            add("kedro run", size, full, 45.0, "s")
+        if size >= 100_000_000:
+            add("peak RSS", size, k.get("peak_rss_mb"), 1536.0, "MB")
+            ten = by_size.get(10_000_000, {}).get("kedro", {}).get("total_seconds")
+            add(
+                "time vs 10M",
+                size,
+                k["total_seconds"] / ten if ten and k.get("total_seconds") else None,
+                10.0,
+                "x",
+            )
+    return rows
+
+
+def render_ingestion(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| events | ingestion s | DuckDB script s | ratio | counts by reason agree | RECORD_IDs agree |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        k, b = r.get("kedro", {}), r.get("duckdb_ingestion", {})
+        if "pipelines" not in k or "seconds" not in b:
+            continue
+        ours = k["pipelines"]["ingestion"]["seconds"]
+        lines.append(
+            f"| {r['size']:,} | {ours:.2f} | {b['seconds']:.2f} | {ours / b['seconds']:.2f}x | "
+            f"{'yes' if b['counts_agree'] else 'NO'} | {'yes' if b['record_ids_agree'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_targets(results: list[dict[str, Any]]) -> str:
+    lines = ["| target | events | measured | limit | result |", "|---|---|---|---|---|"]
+    for t in targets(results):
+        measured = "-" if t["measured"] is None else f"{t['measured']:,.2f} {t['unit']}"
+        lines.append(
+            f"| {t['target']} | {t['events']:,} | {measured} | <= {t['limit']:,.2f} {t['unit']} | "
+            f"{t['status'] or 'not measured'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_shares(results: list[dict[str, Any]]) -> str:
+    """Each pipeline's share of the full run, and the daily run's seconds per pipeline."""
+    lines = [
+        "| events | run | " + " | ".join(PIPELINES) + " | (session) | total s |",
+        "|" + "---|" * (len(PIPELINES) + 4),
+    ]
+    for r in results:
+        for label in ("kedro", "daily"):
+            k = r.get(label, {})
+            if "pipelines" not in k:
+                continue
+            total = k["total_seconds"]
+            cells = [
+                f"{k['pipelines'][p]['seconds']:.1f} s ({100 * k['pipelines'][p]['seconds'] / total:.0f}%)"
+                for p in (*PIPELINES, "(session)")
+            ]
+            lines.append(
+                f"| {r['size']:,} | {'full' if label == 'kedro' else 'daily'} | "
+                + " | ".join(cells)
+                + f" | {total:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_description() -> str:
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     load = os.getloadavg()
@@ -747,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the project copies (warehouse files)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the DuckDB and pandas baselines")
+    parser.add_argument("--no-daily", action="store_true", help="skip the daily run after 1%% new events")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per step and size")
     parser.add_argument("--params", default="{}", help="extra runtime params for kedro, as JSON")
     parser.add_argument(
@@ -758,7 +891,9 @@ def main(argv: list[str] | None = None) -> int:
         "to measure a setting the project does not make yet",
     )
     parser.add_argument(
-        "--pipeline", default=None, help="run this pipeline instead of the full run (e.g. ingestion, to profile it)"
+        "--pipeline",
+        default=None,
+        help="run this pipeline instead of the full run (e.g. ingestion, to profile it)",
     )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
@@ -775,6 +910,10 @@ def main(argv: list[str] | None = None) -> int:
             result = worker_kedro(args.project, params, args.duckdb, args.pipeline)
         elif args.worker == "duckdb":
             result = worker_duckdb(args.project)
+        elif args.worker == "append":
+            result = worker_append(args.project, args.size)
+        elif args.worker == "daily":
+            result = worker_kedro(args.project, params, args.duckdb, "daily")
         elif args.worker == "duckdb_ingestion":
             result = worker_duckdb_ingestion(args.project)
         else:
@@ -790,12 +929,18 @@ def main(argv: list[str] | None = None) -> int:
         project = workdir / f"project_{size}"
         entry: dict[str, Any] = {"size": size}
         results.append(entry)
-        baselines = ["duckdb_ingestion", "duckdb", "pandas"] if args.pipeline is None else ["duckdb_ingestion"]
+        baselines = (
+            ["duckdb_ingestion", "duckdb", "pandas"] if args.pipeline is None else ["duckdb_ingestion"]
+        )
         steps = ["generate", "kedro"] + ([] if args.no_baselines else baselines)
+        if args.pipeline is None and not args.no_daily:
+            steps += ["append", "daily"]  # after the baselines: they read the full run's tables
         for kind in steps:
             print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
             try:
-                entry[kind] = _run_worker(kind, project, size, args.timeout, params, args.duckdb, args.pipeline)
+                entry[kind] = _run_worker(
+                    kind, project, size, args.timeout, params, args.duckdb, args.pipeline
+                )
             except subprocess.TimeoutExpired:
                 entry[kind] = {"error": f"{kind} timed out after {args.timeout:.0f} s"}
             if "error" in entry[kind]:
@@ -807,7 +952,14 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         if not args.keep:
             shutil.rmtree(project, ignore_errors=True)
-    report = render(results, machine_description())
+    report = "\n\n".join(
+        [
+            render(results, machine_description()),
+            "Seconds per pipeline (share of the run's total):\n\n" + render_shares(results),
+            "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(results),
+            "Targets (issue 13):\n\n" + render_targets(results),
+        ]
+    )
     print()
     print(report)
     (workdir / "results.md").write_text(report + "\n")

@@ -40,4 +40,14 @@ def test_benchmark_harness_small(tmp_path: Path) -> None:
     assert kedro["customers_scored"] > 1000
     assert result["duckdb"]["check"] == kedro["check"]
     assert result["pandas"]["check"] == kedro["check"]
-    assert (tmp_path / "results.md").read_text().count("20,000") >= 3
+    ingestion = result["duckdb_ingestion"]
+    assert ingestion["counts_agree"] and ingestion["record_ids_agree"], ingestion
+    assert ingestion["counts"]["accepted"] > 19000 and len(ingestion["counts"]) > 3  # several reasons
+    assert result["append"]["events"] == 200  # the daily batch: 1% new events
+    assert (
+        result["daily"]["pipeline"] == "daily"
+        and result["daily"]["customers_scored"] >= kedro["customers_scored"]
+    )
+    report = (tmp_path / "results.md").read_text()
+    assert report.count("20,000") >= 3
+    assert "| kedro run | 20,000 |" in report and ("PASS" in report or "MISS" in report)
