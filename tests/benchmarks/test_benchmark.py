@@ -1,7 +1,7 @@
 """Smoke run of the scale benchmark (deselected by default: ``pytest -m benchmark tests/benchmarks``).
 
 The real measurement is ``python tests/benchmarks/run_benchmark.py --sizes 100000,1000000,10000000``
-(docs/README_benchmarks.md); this checks that the harness, the SQL generator and both baselines
+(docs/benchmarks.md); this checks that the harness, the SQL generator and both baselines
 work and agree with the pipeline's CUSTOMER_FEATURES on a small size.
 """
 
