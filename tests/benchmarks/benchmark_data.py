@@ -76,8 +76,15 @@ def events_select_sql(
     seed: int = 11,
     loaded_at: str = "2026-11-01 06:00:00",
     source: str = "benchmark://generator",
+    id_prefix: str = "",
 ) -> str:
-    """The SELECT that yields ``n_events`` RAW_DATA rows (all columns of the contract, in order)."""
+    """The SELECT that yields ``n_events`` RAW_DATA rows (all columns of the contract, in order).
+
+    ``id_prefix`` starts every EVENT_ID and ORDER_ID, so that a later batch (``seed``, ``loaded_at``
+    and ``end_date`` moved) holds new events and orders of the same customers (``C-...`` ids).
+    """
+    if not id_prefix.replace("-", "").isalnum() and id_prefix:
+        raise ValueError("id_prefix must be letters, digits and dashes")
     if n_events < 1 or events_per_customer < 1:
         raise ValueError("n_events and events_per_customer must be positive")
     per_mille_defects = max(0, min(1000, round(defect_rate * 1000)))
@@ -128,8 +135,8 @@ def events_select_sql(
     cents = f"CASE WHEN {refers_back} THEN PREV_CENTS ELSE CENTS END"
     amount = f"CAST(ROUND({cents} / 100.0, 2) AS VARCHAR)"
     order_id = (
-        "CASE WHEN TYPE = 'ORDER_CREATED' THEN 'O-' || CAST(I AS VARCHAR) "
-        f"WHEN {refers_back} THEN 'O-' || CAST(I - 1 AS VARCHAR) ELSE NULL END"
+        f"CASE WHEN TYPE = 'ORDER_CREATED' THEN '{id_prefix}O-' || CAST(I AS VARCHAR) "
+        f"WHEN {refers_back} THEN '{id_prefix}O-' || CAST(I - 1 AS VARCHAR) ELSE NULL END"
     )
     is_defect = f"DEFECT < {per_mille_defects}"
     # the defect kind: 0 .. 8 spread over the defective rows
@@ -137,8 +144,8 @@ def events_select_sql(
     defect = lambda k: f"({is_defect} AND {kind} = {k})"  # noqa: E731
     select = f"""
         SELECT
-            CASE WHEN {defect(0)} THEN '' WHEN {defect(1)} OR {defect(2)} THEN 'E-' || CAST(I - 1 AS VARCHAR)
-                 ELSE 'E-' || CAST(I AS VARCHAR) END AS EVENT_ID,
+            CASE WHEN {defect(0)} THEN '' WHEN {defect(1)} OR {defect(2)} THEN '{id_prefix}E-' || CAST(I - 1 AS VARCHAR)
+                 ELSE '{id_prefix}E-' || CAST(I AS VARCHAR) END AS EVENT_ID,
             CASE WHEN {defect(3)} THEN 'ORDER_SHIPPED'
                  WHEN {defect(8)} THEN '  ' || LOWER(TYPE) || ' '
                  ELSE TYPE END AS EVENT_TYPE,

@@ -1,4 +1,4 @@
-"""Scale benchmark: the five pipelines on generated events, against two baselines.
+"""Scale benchmark: the five pipelines on generated events, against three baselines.
 
     python tests/benchmarks/run_benchmark.py --sizes 100000,1000000,10000000
 
@@ -18,8 +18,14 @@ each step in a FRESH subprocess (so that peak RSS belongs to that step alone):
 4. ``pandas``: baseline (b), the common approach: every event pulled with Snowpark
    ``to_pandas()`` over the same embedded warehouse, then pandas group-bys.
 
-Both baselines are checked against CUSTOMER_FEATURES (customers, sum of FREQUENCY, MONETARY,
-RECENCY_DAYS). Results: a table on stdout, and JSON in ``<workdir>/results.json``.
+5. ``duckdb_ingestion``: baseline (c), the ingestion as one DuckDB script on the same RAW_DATA
+   (``DUCKDB_INGESTION_SQL``), checked by accepted/rejected counts per reason and RECORD_IDs;
+6. ``append`` + ``daily``: 1% new events of the same customers (``DAILY_BATCH``), then
+   ``kedro run --pipeline daily``, timed like the full run.
+
+Both feature baselines are checked against CUSTOMER_FEATURES (customers, sum of FREQUENCY,
+MONETARY, RECENCY_DAYS). Results: tables on stdout (each pipeline's share, and issue 13's
+targets with PASS/MISS), JSON in ``<workdir>/results.json``; docs/benchmarks.md records runs.
 """
 
 from __future__ import annotations
@@ -130,6 +136,33 @@ def worker_generate(project: Path, size: int) -> dict[str, Any]:
     return {"events": rows, "seconds": seconds, "peak_rss_mb": process_peak_rss_mb()}
 
 
+#: The daily scenario: 1% new events a day later (new event and order ids, the same customers:
+#: late events of old customers), loaded after the full run, then ``kedro run --pipeline daily``.
+DAILY_SHARE = 0.01
+DAILY_BATCH = {
+    "seed": 12,
+    "end_date": "2026-11-02",
+    "loaded_at": "2026-11-02 06:00:00",
+    "source": "benchmark://day-2",
+    "id_prefix": "D2-",
+}
+
+
+def worker_append(project: Path, size: int) -> dict[str, Any]:
+    """Append the daily batch (DAILY_SHARE of ``size`` events) to RAW_DATA."""
+    sys.path.insert(0, str(REPO))
+    from customer_segmentation import warehouse
+    from tests.benchmarks.benchmark_data import populate_raw_data
+
+    session = _embedded_session(project)
+    before = int(session.sql("SELECT COUNT(*) FROM RAW_DATA").collect()[0][0])
+    start = time.perf_counter()
+    after = populate_raw_data(session, max(int(size * DAILY_SHARE), 1), **DAILY_BATCH)
+    seconds = time.perf_counter() - start
+    warehouse.close()
+    return {"events": after - before, "seconds": seconds, "peak_rss_mb": process_peak_rss_mb()}
+
+
 class NodeProbe:
     """Kedro hooks: wall time, peak RSS and rows transferred per node (loads + run + saves)."""
 
@@ -218,8 +251,10 @@ def _make_probe_hooks(probe: NodeProbe) -> Any:
     return ProbeHooks()
 
 
-def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[str]) -> dict[str, Any]:
-    """The default pipeline (= `kedro run`) in one KedroSession, measured per node."""
+def worker_kedro(
+    project: Path, params: dict[str, Any], duckdb_settings: list[str], pipeline: str | None = None
+) -> dict[str, Any]:
+    """The default pipeline (= `kedro run`), or ``pipeline``, in one KedroSession, measured per node."""
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -234,7 +269,7 @@ def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[st
     start = time.perf_counter()
     with KedroSession.create(project_path=project, runtime_params=runtime) as session:
         session._hook_manager.register(_make_probe_hooks(probe))  # noqa: SLF001
-        session.run()
+        session.run(pipeline_name=pipeline)
     probe.finish()
     total = time.perf_counter() - start
     per_pipeline: dict[str, dict[str, Any]] = {
@@ -259,7 +294,8 @@ def worker_kedro(project: Path, params: dict[str, Any], duckdb_settings: list[st
         "feature_step_seconds": feature["seconds"] if feature else None,
         "nodes": probe.nodes,
         "duckdb_settings": probe.duckdb_settings,
-        **_feature_check_via_session(project),
+        "pipeline": pipeline or "__default__",
+        **(_feature_check_via_session(project) if pipeline in (None, "daily") else {}),
     }
 
 
@@ -370,6 +406,131 @@ def worker_duckdb(project: Path) -> dict[str, Any]:
         "seconds": seconds,
         "peak_rss_mb": process_peak_rss_mb(),
         "check": [int(check[0]), int(check[1]), round(float(check[2]), 2), int(check[3])],
+    }
+
+
+#: Baseline (c): ingestion as one hand-written DuckDB script on the same RAW_DATA: the same
+#: typing, validation (reasons in the same order), de-duplication (exact copies by content hash,
+#: EVENT_IDs: first load wins) and merge (insert where the RECORD_ID is not in the target yet)
+#: as pipelines/ingestion/nodes.py, into two new tables of a scratch schema of the warehouse file
+#: (written to disk like the pipeline's, then dropped); the classified batch is a temporary table
+#: as the pipeline's INGESTION_BATCH. Snowflake
+#: formats map to strptime ones: YYYY-MM-DD HH24:MI:SS[.FF] -> %Y-%m-%d %H:%M:%S[.%f].
+DUCKDB_INGESTION_SQL = """
+CREATE TEMP TABLE B_CLASSIFIED AS
+WITH hashed AS (
+    SELECT *, MD5(CONCAT_WS('|', {hash_parts})) AS ROW_HASH FROM {raw}
+),
+typed AS (
+    SELECT *,
+        ROW_HASH || '-' || CAST(ROW_NUMBER() OVER (PARTITION BY ROW_HASH) AS VARCHAR) AS RECORD_ID,
+        UPPER(TRIM(EVENT_TYPE)) AS T_TYPE,
+        TRY_STRPTIME(TRIM(EVENT_TS), ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                      '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d']) AS T_TS,
+        TRY_CAST(TRIM(AMOUNT) AS DECIMAL(12, 2)) AS T_AMOUNT,
+        TRY_CAST(TRIM(QUANTITY) AS BIGINT) AS T_QTY
+    FROM hashed
+),
+reasoned AS (
+    SELECT *, CASE
+        WHEN COALESCE(TRIM(EVENT_ID), '') = '' THEN 'missing_event_id'
+        WHEN T_TYPE IS NULL OR T_TYPE NOT IN ({known}) THEN 'unknown_event_type'
+        WHEN COALESCE(TRIM(CUSTOMER_ID), '') = '' THEN 'missing_customer'
+        WHEN T_TS IS NULL THEN 'bad_timestamp'
+        WHEN T_TS > CAST(now() AS TIMESTAMP) + INTERVAL 24 HOUR THEN 'future_timestamp'
+        WHEN T_TYPE IN ({purchase}) AND COALESCE(TRIM(ORDER_ID), '') = '' THEN 'missing_order_id'
+        WHEN T_TYPE IN ({purchase}) AND T_AMOUNT IS NULL THEN 'bad_amount'
+        WHEN COALESCE(TRIM(AMOUNT), '') <> '' AND T_AMOUNT IS NULL THEN 'bad_amount'
+        WHEN T_AMOUNT < 0 THEN 'negative_amount'
+        WHEN COALESCE(TRIM(QUANTITY), '') <> '' AND (T_QTY IS NULL OR T_QTY <= 0) THEN 'bad_quantity'
+    END AS REASON
+    FROM typed
+)
+SELECT *, CASE WHEN REASON IS NULL AND ROW_NUMBER() OVER (
+        PARTITION BY TRIM(EVENT_ID), REASON IS NULL
+        ORDER BY LOADED_AT NULLS LAST, SOURCE_FILE, SOURCE_ROW, RECORD_ID) > 1
+    THEN 'duplicate_event' ELSE REASON END AS REJECT_REASON
+FROM reasoned;
+CREATE TABLE {schema}.B_ACCEPTED AS SELECT
+    RECORD_ID, TRIM(EVENT_ID) AS EVENT_ID, T_TYPE AS EVENT_TYPE, T_TS AS EVENT_TS, TRIM(CUSTOMER_ID) AS CUSTOMER_ID,
+    NULLIF(TRIM(ORDER_ID), '') AS ORDER_ID, NULLIF(TRIM(PRODUCT_ID), '') AS PRODUCT_ID,
+    NULLIF(TRIM(CATEGORY), '') AS CATEGORY, CAST(T_QTY AS INTEGER) AS QUANTITY, T_AMOUNT AS AMOUNT,
+    COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown') AS CHANNEL, LOADED_AT, SOURCE_FILE, SOURCE_ROW
+FROM B_CLASSIFIED WHERE FALSE;
+CREATE TABLE {schema}.B_REJECTED AS SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE FALSE;
+MERGE INTO {schema}.B_ACCEPTED t USING (
+    SELECT RECORD_ID, TRIM(EVENT_ID) AS EVENT_ID, T_TYPE AS EVENT_TYPE, T_TS AS EVENT_TS,
+        TRIM(CUSTOMER_ID) AS CUSTOMER_ID, NULLIF(TRIM(ORDER_ID), '') AS ORDER_ID,
+        NULLIF(TRIM(PRODUCT_ID), '') AS PRODUCT_ID, NULLIF(TRIM(CATEGORY), '') AS CATEGORY,
+        CAST(T_QTY AS INTEGER) AS QUANTITY, T_AMOUNT AS AMOUNT,
+        COALESCE(NULLIF(LOWER(TRIM(CHANNEL)), ''), 'unknown') AS CHANNEL, LOADED_AT, SOURCE_FILE, SOURCE_ROW
+    FROM B_CLASSIFIED WHERE REJECT_REASON IS NULL
+) s ON t.RECORD_ID = s.RECORD_ID WHEN NOT MATCHED THEN INSERT BY NAME;
+MERGE INTO {schema}.B_REJECTED t USING (
+    SELECT RECORD_ID, REJECT_REASON, {raw_columns} FROM B_CLASSIFIED WHERE REJECT_REASON IS NOT NULL
+) s ON t.RECORD_ID = s.RECORD_ID WHEN NOT MATCHED THEN INSERT BY NAME;
+CHECKPOINT;
+"""
+
+
+def _reason_counts(con: Any, accepted: str, rejected: str) -> dict[str, int]:
+    counts = {"accepted": int(con.execute(f"SELECT COUNT(*) FROM {accepted}").fetchone()[0])}
+    for reason, n in con.execute(
+        f"SELECT REJECT_REASON, COUNT(*) FROM {rejected} GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        counts[str(reason)] = int(n)
+    return counts
+
+
+def worker_duckdb_ingestion(project: Path) -> dict[str, Any]:
+    """Baseline (c): ingestion as one DuckDB script; its counts by reason against the pipeline's tables."""
+    import duckdb
+    import yaml
+
+    from customer_segmentation.warehouse.tables import RAW_COLUMNS
+
+    params = yaml.safe_load((project / "conf" / "base" / "parameters_ingestion.yml").read_text())["ingestion"]
+    quoted = lambda values: ", ".join("'" + str(v).upper() + "'" for v in values)  # noqa: E731
+    known = [*params["purchase_event_types"], *params.get("other_event_types", [])]
+    # RAW_DATA: event columns VARCHAR; LOADED_AT rendered as the pipeline renders it (no trailing zeros)
+    hash_parts = ", ".join(
+        "COALESCE(CASE WHEN DATE_TRUNC('second', LOADED_AT) = LOADED_AT THEN STRFTIME(LOADED_AT, '%Y-%m-%d %H:%M:%S') "
+        "ELSE RTRIM(STRFTIME(LOADED_AT, '%Y-%m-%d %H:%M:%S.%n'), '0') END, '\\N')"
+        if c == "LOADED_AT"
+        else f"COALESCE(CAST({c} AS VARCHAR), '\\N')"
+        for c in RAW_COLUMNS
+    )
+    db = project / "data" / "warehouse" / "SEGMENTATION.db"
+    con = duckdb.connect(str(db))
+    schema = "SEGMENTATION.BENCH_INGESTION_BASELINE"
+    con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    sql = DUCKDB_INGESTION_SQL.format(
+        schema=schema,
+        raw="SEGMENTATION.PUBLIC.RAW_DATA",
+        hash_parts=hash_parts,
+        known=quoted(known),
+        purchase=quoted(params["purchase_event_types"]),
+        raw_columns=", ".join(RAW_COLUMNS),
+    )
+    start = time.perf_counter()
+    con.execute(sql)
+    seconds = time.perf_counter() - start
+    baseline = _reason_counts(con, f"{schema}.B_ACCEPTED", f"{schema}.B_REJECTED")
+    pipeline = _reason_counts(
+        con, "SEGMENTATION.PUBLIC.TRANSFORMED_DATA", "SEGMENTATION.PUBLIC.REJECTED_EVENTS"
+    )
+    same_ids = con.execute(
+        f"SELECT COUNT(*) FROM {schema}.B_ACCEPTED b JOIN SEGMENTATION.PUBLIC.TRANSFORMED_DATA t ON b.RECORD_ID = t.RECORD_ID"
+    ).fetchone()[0]
+    con.execute(f"DROP SCHEMA {schema} CASCADE; CHECKPOINT")
+    con.close()
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": process_peak_rss_mb(),
+        "counts": baseline,
+        "pipeline_counts": pipeline,
+        "counts_agree": baseline == pipeline,
+        "record_ids_agree": int(same_ids) == baseline["accepted"],
     }
 
 
@@ -495,13 +656,19 @@ def worker_pandas(project: Path) -> dict[str, Any]:
     }
 
 
-WORKERS = {"generate", "kedro", "duckdb", "pandas"}
+WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas", "append", "daily"}
 
 # --------------------------------------------------------------------------------- driver
 
 
 def _run_worker(
-    kind: str, project: Path, size: int, timeout: float, params: dict[str, Any], duckdb: list[str]
+    kind: str,
+    project: Path,
+    size: int,
+    timeout: float,
+    params: dict[str, Any],
+    duckdb: list[str],
+    pipeline: str | None = None,
 ) -> dict[str, Any]:
     out = project.parent / f"{project.name}.{kind}.json"
     cmd = [
@@ -517,6 +684,7 @@ def _run_worker(
         json.dumps(params),
         "--out",
         str(out),
+        *(["--pipeline", pipeline] if pipeline else []),
         *(f"--duckdb={d}" for d in duckdb),
     ]
     start = time.perf_counter()
@@ -529,6 +697,13 @@ def _run_worker(
     result = json.loads(out.read_text())
     result["process_seconds"] = time.perf_counter() - start
     return result
+
+
+def _disk_mb(path: Path) -> float:
+    """Bytes on disk under ``path`` (the embedded warehouse after all steps), in MB."""
+    if not path.exists():
+        return 0.0
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 1024**2
 
 
 def _fmt(value: Any, spec: str = ",.1f") -> str:
@@ -553,7 +728,7 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
             continue
         pipes = k["pipelines"]
         lines.append(
-            f"| {r['generate']['events']:,} | {k['customers_scored']:,} | {_fmt(r['generate']['seconds'])} | "
+            f"| {r['generate']['events']:,} | {k.get('customers_scored', 0):,} | {_fmt(r['generate']['seconds'])} | "
             + " | ".join(_fmt(pipes[p]["seconds"]) for p in PIPELINES)
             + f" | {_fmt(k['total_seconds'])} | {_fmt(k['peak_rss_mb'], ',.0f')} | {k['rows_out']:,} | "
             f"{_fmt(r['generate']['events'] / k['total_seconds'], ',.0f')} |"
@@ -596,6 +771,119 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
     return "\n".join(lines)
 
 
+#: Issue 13's targets: (name, size it applies to, limit, how the measured value is read).
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with its measured value and PASS/MISS (``None`` when the run did not measure it)."""
+    rows: list[dict[str, Any]] = []
+    by_size = {r["size"]: r for r in results}
+
+    def add(name: str, size: int, measured: float | None, limit: float, unit: str) -> None:
+        rows.append(
+            {
+                "target": name,
+                "events": size,
+                "measured": measured,
+                "limit": limit,
+                "unit": unit,
+                "status": None if measured is None else ("PASS" if measured <= limit else "MISS"),
+            }
+        )
+
+    for size, r in sorted(by_size.items()):
+        k, base, daily = r.get("kedro", {}), r.get("duckdb_ingestion", {}), r.get("daily", {})
+        ours = k.get("pipelines", {}).get("ingestion", {}).get("seconds") if "error" not in k else None
+        if size >= 10_000_000 or len(by_size) == 1:
+            ratio = ours / base["seconds"] if ours and base.get("seconds") else None
+            add("ingestion / DuckDB ingestion script", size, ratio, 2.0, "x")
+            if base:
+                add(
+                    "ingestion counts by reason = DuckDB script's",
+                    size,
+                    0.0 if base.get("counts_agree") else 1.0,
+                    0.0,
+                    "differences",
+                )
+            full = k.get("total_seconds") if k.get("pipeline", "__default__") == "__default__" else None
+            day = daily.get("total_seconds") if "error" not in daily else None
+            add("daily after 1% new events / full run", size, day / full if day and full else None, 0.25, "x")
+            add("kedro run", size, full, 45.0, "s")
+            disk = r.get("warehouse_disk_mb")
+            if disk:  # reported, no limit: MB of warehouse file per million events (all steps' data)
+                rows.append(
+                    {
+                        "target": "warehouse disk per million events",
+                        "events": size,
+                        "measured": disk / (size / 1e6),
+                        "limit": float("inf"),
+                        "unit": "MB",
+                        "status": "reported",
+                    }
+                )
+        if size >= 100_000_000:
+            add("peak RSS", size, k.get("peak_rss_mb"), 1536.0, "MB")
+            ten = by_size.get(10_000_000, {}).get("kedro", {}).get("total_seconds")
+            add(
+                "time vs 10M",
+                size,
+                k["total_seconds"] / ten if ten and k.get("total_seconds") else None,
+                10.0,
+                "x",
+            )
+    return rows
+
+
+def render_ingestion(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| events | ingestion s | DuckDB script s | ratio | counts by reason agree | RECORD_IDs agree |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        k, b = r.get("kedro", {}), r.get("duckdb_ingestion", {})
+        if "pipelines" not in k or "seconds" not in b:
+            continue
+        ours = k["pipelines"]["ingestion"]["seconds"]
+        lines.append(
+            f"| {r['size']:,} | {ours:.2f} | {b['seconds']:.2f} | {ours / b['seconds']:.2f}x | "
+            f"{'yes' if b['counts_agree'] else 'NO'} | {'yes' if b['record_ids_agree'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_targets(results: list[dict[str, Any]]) -> str:
+    lines = ["| target | events | measured | limit | result |", "|---|---|---|---|---|"]
+    for t in targets(results):
+        measured = "-" if t["measured"] is None else f"{t['measured']:,.2f} {t['unit']}"
+        limit = "-" if t["limit"] == float("inf") else f"<= {t['limit']:,.2f} {t['unit']}"
+        lines.append(
+            f"| {t['target']} | {t['events']:,} | {measured} | {limit} | {t['status'] or 'not measured'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_shares(results: list[dict[str, Any]]) -> str:
+    """Each pipeline's share of the full run, and the daily run's seconds per pipeline."""
+    lines = [
+        "| events | run | " + " | ".join(PIPELINES) + " | (session) | total s |",
+        "|" + "---|" * (len(PIPELINES) + 4),
+    ]
+    for r in results:
+        for label in ("kedro", "daily"):
+            k = r.get(label, {})
+            if "pipelines" not in k:
+                continue
+            total = k["total_seconds"]
+            cells = [
+                f"{k['pipelines'][p]['seconds']:.1f} s ({100 * k['pipelines'][p]['seconds'] / total:.0f}%)"
+                for p in (*PIPELINES, "(session)")
+            ]
+            lines.append(
+                f"| {r['size']:,} | {'full' if label == 'kedro' else 'daily'} | "
+                + " | ".join(cells)
+                + f" | {total:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_description() -> str:
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     load = os.getloadavg()
@@ -617,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the project copies (warehouse files)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the DuckDB and pandas baselines")
+    parser.add_argument("--no-daily", action="store_true", help="skip the daily run after 1%% new events")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per step and size")
     parser.add_argument("--params", default="{}", help="extra runtime params for kedro, as JSON")
     parser.add_argument(
@@ -626,6 +915,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STATEMENT",
         help="a DuckDB statement run on the embedded warehouse before the kedro run (e.g. \"SET memory_limit='1GB'\"); "
         "to measure a setting the project does not make yet",
+    )
+    parser.add_argument(
+        "--pipeline",
+        default=None,
+        help="run this pipeline instead of the full run (e.g. ingestion, to profile it)",
     )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
@@ -639,9 +933,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.worker == "generate":
             result = worker_generate(args.project, args.size)
         elif args.worker == "kedro":
-            result = worker_kedro(args.project, params, args.duckdb)
+            result = worker_kedro(args.project, params, args.duckdb, args.pipeline)
         elif args.worker == "duckdb":
             result = worker_duckdb(args.project)
+        elif args.worker == "append":
+            result = worker_append(args.project, args.size)
+        elif args.worker == "daily":
+            result = worker_kedro(args.project, params, args.duckdb, "daily")
+        elif args.worker == "duckdb_ingestion":
+            result = worker_duckdb_ingestion(args.project)
         else:
             result = worker_pandas(args.project)
         args.out.write_text(json.dumps(result, default=str))
@@ -655,11 +955,18 @@ def main(argv: list[str] | None = None) -> int:
         project = workdir / f"project_{size}"
         entry: dict[str, Any] = {"size": size}
         results.append(entry)
-        steps = ["generate", "kedro"] + ([] if args.no_baselines else ["duckdb", "pandas"])
+        baselines = (
+            ["duckdb_ingestion", "duckdb", "pandas"] if args.pipeline is None else ["duckdb_ingestion"]
+        )
+        steps = ["generate", "kedro"] + ([] if args.no_baselines else baselines)
+        if args.pipeline is None and not args.no_daily:
+            steps += ["append", "daily"]  # after the baselines: they read the full run's tables
         for kind in steps:
             print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
             try:
-                entry[kind] = _run_worker(kind, project, size, args.timeout, params, args.duckdb)
+                entry[kind] = _run_worker(
+                    kind, project, size, args.timeout, params, args.duckdb, args.pipeline
+                )
             except subprocess.TimeoutExpired:
                 entry[kind] = {"error": f"{kind} timed out after {args.timeout:.0f} s"}
             if "error" in entry[kind]:
@@ -668,10 +975,18 @@ def main(argv: list[str] | None = None) -> int:
                     break
             else:
                 print(f"    done in {entry[kind]['process_seconds']:.1f} s", flush=True)
+        entry["warehouse_disk_mb"] = _disk_mb(project / "data" / "warehouse")
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         if not args.keep:
             shutil.rmtree(project, ignore_errors=True)
-    report = render(results, machine_description())
+    report = "\n\n".join(
+        [
+            render(results, machine_description()),
+            "Seconds per pipeline (share of the run's total):\n\n" + render_shares(results),
+            "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(results),
+            "Targets (issue 13):\n\n" + render_targets(results),
+        ]
+    )
     print()
     print(report)
     (workdir / "results.md").write_text(report + "\n")

@@ -1,7 +1,7 @@
 """Smoke run of the scale benchmark (deselected by default: ``pytest -m benchmark tests/benchmarks``).
 
 The real measurement is ``python tests/benchmarks/run_benchmark.py --sizes 100000,1000000,10000000``
-(docs/README_benchmarks.md); this checks that the harness, the SQL generator and both baselines
+(docs/benchmarks.md); this checks that the harness, the SQL generator and both baselines
 work and agree with the pipeline's CUSTOMER_FEATURES on a small size.
 """
 
@@ -40,4 +40,14 @@ def test_benchmark_harness_small(tmp_path: Path) -> None:
     assert kedro["customers_scored"] > 1000
     assert result["duckdb"]["check"] == kedro["check"]
     assert result["pandas"]["check"] == kedro["check"]
-    assert (tmp_path / "results.md").read_text().count("20,000") >= 3
+    ingestion = result["duckdb_ingestion"]
+    assert ingestion["counts_agree"] and ingestion["record_ids_agree"], ingestion
+    assert ingestion["counts"]["accepted"] > 19000 and len(ingestion["counts"]) > 3  # several reasons
+    assert result["append"]["events"] == 200  # the daily batch: 1% new events
+    assert (
+        result["daily"]["pipeline"] == "daily"
+        and result["daily"]["customers_scored"] >= kedro["customers_scored"]
+    )
+    report = (tmp_path / "results.md").read_text()
+    assert report.count("20,000") >= 3
+    assert "| kedro run | 20,000 |" in report and ("PASS" in report or "MISS" in report)

@@ -77,7 +77,7 @@ def test_bad_save_args_are_refused(save_args: dict[str, Any], message: str) -> N
         _dataset("T", **save_args)
 
 
-def test_merge_stages_the_source_and_inserts_only_new_keys(warehouse_session: Any) -> None:
+def test_merge_of_one_select_inserts_only_new_keys_without_a_staged_copy(warehouse_session: Any) -> None:
     target = _dataset("EVENTS", mode="merge", merge_keys=["K"])
     first = warehouse_session.sql("SELECT 'a' AS K, 1 AS V UNION ALL SELECT 'b', 2")
     target.save(first)
@@ -86,12 +86,25 @@ def test_merge_stages_the_source_and_inserts_only_new_keys(warehouse_session: An
         lambda: target.save(warehouse_session.sql("SELECT 'b' AS K, 20 AS V UNION ALL SELECT 'c', 3")),
     )
     merge = [s for s in sent if s.upper().startswith("MERGE INTO")]
-    assert len(merge) == 1 and " USING EVENTS_STAGE_" in merge[0].upper()  # a staged table, not pasted SQL
-    assert "SELECT" not in merge[0].upper()
-    assert any(s.upper().startswith("DROP TABLE IF EXISTS EVENTS_STAGE_") for s in sent)
+    assert len(merge) == 1 and " USING (SELECT" in merge[0].upper()  # the plan's one SELECT as a subquery
+    assert not any("_STAGE_" in s.upper() for s in sent)  # no second copy of the rows
     target.save(first)  # rerun: nothing new
     rows = sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EVENTS").collect())
     assert rows == [("a", 1), ("b", 2), ("c", 3)]
+
+
+class _SeveralStatements:
+    """A DataFrame whose plan reports a statement before its SELECT, as Snowpark's temp objects make on Snowflake."""
+
+    def __init__(self, frame: Any) -> None:
+        self._frame = frame
+        self.columns = frame.columns
+        self.write = frame.write
+        self.limit = frame.limit
+
+    @property
+    def queries(self) -> dict[str, list[str]]:
+        return {"queries": ["SELECT 1", *self._frame.queries["queries"]], "post_actions": []}
 
 
 def test_merge_of_a_multi_statement_plan(warehouse_session: Any) -> None:
@@ -100,7 +113,10 @@ def test_merge_of_a_multi_statement_plan(warehouse_session: Any) -> None:
     warehouse_session.sql("INSERT INTO SRC_TMP VALUES ('x', 1), ('y', 2)").collect()
     source = warehouse_session.table("SRC_TMP").filter("V > 0")
     target = _dataset("EV2", mode="merge", merge_keys=["K"])
-    target.save(source)
+    sent = _sent(warehouse_session, lambda: target.save(_SeveralStatements(source)))
+    merge = [s for s in sent if s.upper().startswith("MERGE INTO")]
+    assert len(merge) == 1 and " USING EV2_STAGE_" in merge[0].upper()  # staged, not pasted
+    assert any(s.upper().startswith("DROP TABLE IF EXISTS EV2_STAGE_") for s in sent)
     target.save(source)
     assert sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EV2").collect()) == [("x", 1), ("y", 2)]
 

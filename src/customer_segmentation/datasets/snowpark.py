@@ -200,23 +200,32 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
     def _merge(self, data: Any) -> None:
         """Insert the rows whose merge keys are not in the table yet (creates the table if needed).
 
-        The source is first materialised in a temporary table of this session, then merged from
-        there: a Snowpark plan may be several statements (large query breakdown, temp objects), so
-        pasting its last query into a MERGE is not valid SQL on Snowflake, and ``Table.merge`` is
-        not accepted by the embedded warehouse. The staging table is dropped afterwards (and would
-        vanish with the session anyway). MERGE ... WHEN NOT MATCHED THEN INSERT inserts only rows
-        without a match (https://docs.snowflake.com/en/sql-reference/sql/merge): rerunning adds nothing.
+        A source whose plan is one SELECT is merged from that SELECT as a subquery (MERGE's USING
+        takes "a table or subquery", https://docs.snowflake.com/en/sql-reference/sql/merge): no
+        second copy of the rows is written. A plan of several statements (large query breakdown,
+        temp objects) cannot be pasted into a MERGE, and ``Table.merge`` is not accepted by the
+        embedded warehouse: such a source is first materialised in a temporary table of this
+        session, merged from there and dropped (it would vanish with the session anyway).
+        MERGE ... WHEN NOT MATCHED THEN INSERT inserts only rows without a match: rerunning adds nothing.
         """
         session = self.session
         if not self._columns():
             self._create_empty(data)
         columns = [validate_identifier(c.strip('"'), "column name") for c in data.columns]
+        on = " AND ".join(f"t.{k} = s.{k}" for k in self._merge_keys)
+        cols = ", ".join(columns)
+        values = ", ".join(f"s.{c}" for c in columns)
+        plan = data.queries
+        if len(plan.get("queries", [])) == 1 and not plan.get("post_actions"):
+            source = f"({plan['queries'][0]})"
+            session.sql(
+                f"MERGE INTO {self.fqn} t USING {source} s ON {on} "
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+            ).collect()
+            return
         stage = validate_identifier(f"{self._table_name}_STAGE_{uuid.uuid4().hex[:12].upper()}", "table name")
         self._write(data, stage, "overwrite", "temporary", False)
         try:
-            on = " AND ".join(f"t.{k} = s.{k}" for k in self._merge_keys)
-            cols = ", ".join(columns)
-            values = ", ".join(f"s.{c}" for c in columns)
             session.sql(
                 f"MERGE INTO {self.fqn} t USING {stage} s ON {on} "
                 f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
