@@ -12,8 +12,15 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_LAYERS = (
-    "01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-    "07_model_output", "08_reporting", "warehouse",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+    "warehouse",
 )
 #: Small demo so that end-to-end tests stay fast.
 SMALL_DEMO = {"demo_data.n_customers": 400}

@@ -150,8 +150,20 @@ echo "{pipeline}-ok"
     for script in (first, later.format(pipeline="prediction"), later.format(pipeline="daily")):
         result = _run(
             # COLUMNS: rich logs on one line each, so that the version can be read from them
-            [docker, "run", "--rm", "-e", f"SNOWFLAKE_PASSWORD={secret}", "-e", "COLUMNS=400", *volume, image,
-             "sh", "-c", script]
+            [
+                docker,
+                "run",
+                "--rm",
+                "-e",
+                f"SNOWFLAKE_PASSWORD={secret}",
+                "-e",
+                "COLUMNS=400",
+                *volume,
+                image,
+                "sh",
+                "-c",
+                script,
+            ]
         )
         outputs.append(result.stdout + result.stderr)
     elapsed = time.monotonic() - started
@@ -162,7 +174,11 @@ echo "{pipeline}-ok"
     assert "full-run-ok" in outputs[0] and "prediction-ok" in outputs[1] and "daily-ok" in outputs[2]
     assert "Embedded warehouse started" in outputs[0]  # SNOWFLAKE_ACCOUNT unset: the embedded default
     # the later jobs scored with the version the first one trained, read from the warehouse
-    stored = [line.split("Model version ", 1)[1].split()[0] for line in outputs[0].splitlines() if "Model version " in line]
+    stored = [
+        line.split("Model version ", 1)[1].split()[0]
+        for line in outputs[0].splitlines()
+        if "Model version " in line
+    ]
     assert stored, outputs[0][-3000:]
     for text in outputs[1:]:
         assert f"Scoring with model version {stored[0]}" in " ".join(text.split())

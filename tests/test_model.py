@@ -24,7 +24,9 @@ from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 @pytest.fixture(scope="module")
 def model() -> SegmentationModel:
-    return fit_segmentation_model(planted_customers(), {"k": 4, "source": "test"}, PARAMS, {"run_id": "v-test"})
+    return fit_segmentation_model(
+        planted_customers(), {"k": 4, "source": "test"}, PARAMS, {"run_id": "v-test"}
+    )
 
 
 def test_record_round_trips_exactly_through_json_text(model: SegmentationModel) -> None:
@@ -38,12 +40,22 @@ def test_record_round_trips_exactly_through_json_text(model: SegmentationModel) 
         assert restored.dtype == np.float64 and restored.shape == original.shape
         assert np.array_equal(original.view(np.int64), restored.view(np.int64)), name
     assert (back.features, back.log_features, back.labels, back.descriptions) == (
-        model.features, model.log_features, model.labels, model.descriptions
+        model.features,
+        model.log_features,
+        model.labels,
+        model.descriptions,
     )
-    assert (back.version, back.trained_at, back.k, back.estimator) == (model.version, model.trained_at, 4, None)
+    assert (back.version, back.trained_at, back.k, back.estimator) == (
+        model.version,
+        model.trained_at,
+        4,
+        None,
+    )
     assert back.segment_stats == json_safe(model.segment_stats)
     customers = planted_customers(seed=7)
-    np.testing.assert_array_equal(back.predict(customers), model.estimator.predict(model.transform(customers)))
+    np.testing.assert_array_equal(
+        back.predict(customers), model.estimator.predict(model.transform(customers))
+    )
 
 
 def test_new_dataclass_fields_travel_in_extra() -> None:
@@ -52,9 +64,16 @@ def test_new_dataclass_fields_travel_in_extra() -> None:
         base_labels: list[str] = field(default_factory=list)
 
     model = WithBaseLabels(
-        features=["A"], log_features=[], means=np.array([1.0]), scales=np.array([2.0]),
-        centroids=np.array([[0.5], [-0.5]]), labels=["x", "y"], descriptions=["dx", "dy"],
-        version="v", trained_at="2026-01-01T00:00:00", base_labels=["X", "Y"],
+        features=["A"],
+        log_features=[],
+        means=np.array([1.0]),
+        scales=np.array([2.0]),
+        centroids=np.array([[0.5], [-0.5]]),
+        labels=["x", "y"],
+        descriptions=["dx", "dy"],
+        version="v",
+        trained_at="2026-01-01T00:00:00",
+        base_labels=["X", "Y"],
         metrics={"silhouette": float("nan"), "n": np.int64(3)},
     )
     record = json.loads(json.dumps(model.to_record(), allow_nan=False))
@@ -112,8 +131,13 @@ def test_no_model_says_how_to_train() -> None:
 def test_segment_ids_and_drift_reference_round_trip_through_json(model: SegmentationModel) -> None:
     from dataclasses import replace
 
-    reference = {"customers": 3, "bins": {"A": {"edges": [0.1, 1 / 3], "proportions": [0.25, 0.5, 0.25]}},
-                 "segment_shares": [0.5, 0.5], "mean_distance": [0.2, float("nan")], "overall_mean_distance": 0.7}
+    reference = {
+        "customers": 3,
+        "bins": {"A": {"edges": [0.1, 1 / 3], "proportions": [0.25, 0.5, 0.25]}},
+        "segment_shares": [0.5, 0.5],
+        "mean_distance": [0.2, float("nan")],
+        "overall_mean_distance": 0.7,
+    }
     ids = [5, *range(1, model.k)]
     stable = replace(model, segment_ids=ids, drift_reference=reference)
     back = SegmentationModel.from_record(json.loads(json.dumps(stable.to_record(), allow_nan=False)))

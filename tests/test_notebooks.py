@@ -34,7 +34,9 @@ def _execute(name: str, project: Path) -> nbformat.NotebookNode:
     # kernel "python3": jupyter_client starts its `python -m ipykernel_launcher` with sys.executable,
     # i.e. this venv's interpreter, where the project is installed
     client = NotebookClient(
-        notebook, timeout=TIMEOUT, kernel_name="python3",
+        notebook,
+        timeout=TIMEOUT,
+        kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},  # cwd notebooks/, as in Jupyter
     )
     client.execute(env=env)
@@ -54,7 +56,10 @@ def _outputs(notebook: nbformat.NotebookNode) -> str:
 
 def _mimetypes(notebook: nbformat.NotebookNode) -> set[str]:
     return {
-        mime for cell in notebook.cells for output in cell.get("outputs", []) for mime in output.get("data", {})
+        mime
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        for mime in output.get("data", {})
     }
 
 

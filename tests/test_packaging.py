@@ -37,7 +37,9 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("workflow", sorted(p.name for p in WORKFLOWS.glob("*.yml")))  # every workflow, new ones too
+@pytest.mark.parametrize(
+    "workflow", sorted(p.name for p in WORKFLOWS.glob("*.yml"))
+)  # every workflow, new ones too
 def test_workflow_matches_github_schema(workflow: str) -> None:
     path = WORKFLOWS / workflow
     assert path.is_file(), f"missing {path}"

@@ -40,10 +40,20 @@ README_IMAGES_DIR = os.environ.get("README_IMAGES_DIR")
 PIPELINES = {"ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring"}
 LAYERS = ["raw", "intermediate", "feature", "model_input", "models", "model_output", "reporting"]
 CHARTS = {
-    "elbow_chart", "silhouette_chart", "segment_profiles_chart", "rfm_scatter_chart",
-    "segment_sizes_chart", "rfm_segment_treemap",
+    "elbow_chart",
+    "silhouette_chart",
+    "segment_profiles_chart",
+    "rfm_scatter_chart",
+    "segment_sizes_chart",
+    "rfm_segment_treemap",
 }
-SNOWPARK_PREVIEWS = {"raw_data", "transformed_data", "customer_features", "scored_customers", "processed_data"}
+SNOWPARK_PREVIEWS = {
+    "raw_data",
+    "transformed_data",
+    "customer_features",
+    "scored_customers",
+    "processed_data",
+}
 START_TIMEOUT = 180
 STOP_TIMEOUT = 30
 
@@ -89,7 +99,11 @@ class VizServer:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 _kedro("viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port)),
-                cwd=self.project, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.project,
+                env=_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -144,7 +158,9 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     # zombies still count for killpg; ask ps whether any live member remains
-    out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True
+    ).stdout.split()
     return any(not s.startswith("Z") for s in out)
 
 
@@ -167,7 +183,9 @@ def _registered_node_names() -> dict[str, set[str]]:
     from importlib import import_module
 
     return {
-        name: {n.name for n in import_module(f"customer_segmentation.pipelines.{name}").create_pipeline().nodes}
+        name: {
+            n.name for n in import_module(f"customer_segmentation.pipelines.{name}").create_pipeline().nodes
+        }
         for name in PIPELINES | {"model_refresh"}
     }
 
@@ -194,14 +212,23 @@ def test_nodes_have_readable_names_and_datasets_have_layers(main: dict[str, Any]
     # the layers are sorted (no cycle: kedro-viz returns [] and hides the bands otherwise)
     assert main["layers"] == LAYERS
     catalog_datasets = [
-        n for n in main["nodes"]
+        n
+        for n in main["nodes"]
         if n["type"] == "data" and not n["dataset_type"].startswith("io.memory_dataset")
     ]
     assert len(catalog_datasets) >= 20
     assert {n["name"]: n.get("layer") for n in catalog_datasets if not n.get("layer")} == {}
     layers = {n["name"]: n["layer"] for n in catalog_datasets}
-    assert (layers["raw_data"], layers["transformed_data"], layers["customer_features"]) == ("raw", "intermediate", "feature")
-    assert (layers["segmentation_model"], layers["processed_data"], layers["elbow_chart"]) == ("models", "model_output", "reporting")
+    assert (layers["raw_data"], layers["transformed_data"], layers["customer_features"]) == (
+        "raw",
+        "intermediate",
+        "feature",
+    )
+    assert (layers["segmentation_model"], layers["processed_data"], layers["elbow_chart"]) == (
+        "models",
+        "model_output",
+        "reporting",
+    )
 
 
 def _path(main: dict[str, Any], source: str, target: str) -> list[dict[str, Any]]:
@@ -238,8 +265,13 @@ def test_lineage_raw_to_transformed_to_processed(main: dict[str, Any]) -> None:
     assert names[0] == "raw_data" and names[-1] == "processed_data"
     # datasets and nodes alternate: every dataset is linked to the next through a node
     assert [n["type"] for n in path] == ["data" if i % 2 == 0 else "task" for i in range(len(path))]
-    for step in ("compute_customer_features", "customer_features", "score_customers_in_warehouse",
-                 "scored_customers", "write_processed_data"):
+    for step in (
+        "compute_customer_features",
+        "customer_features",
+        "score_customers_in_warehouse",
+        "scored_customers",
+        "write_processed_data",
+    ):
         assert step in names, (step, names)
     assert not _path(main, "processed_data", "raw_data")
 
@@ -258,7 +290,10 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
     for table in sorted(SNOWPARK_PREVIEWS):
         meta = viz.get(f"/api/nodes/{ids[table]}")
         # (RAW_DATA is a RawEventsDataset, a SnowparkTableDataset that also takes files)
-        assert meta["type"] in {"datasets.snowpark.SnowparkTableDataset", "datasets.raw_events.RawEventsDataset"}
+        assert meta["type"] in {
+            "datasets.snowpark.SnowparkTableDataset",
+            "datasets.raw_events.RawEventsDataset",
+        }
         assert meta.get("preview_type") == "TablePreview", (table, meta, viz.log_text())
         preview = meta.get("preview")
         assert preview, f"no preview for {table}: {viz.log_text()}"
@@ -271,8 +306,15 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
 
 def _chromium_flags(profile: Path) -> list[str]:
     return [
-        str(find_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+        str(find_chromium()),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
         "--window-size=1600,1000",
     ]
 
@@ -287,7 +329,12 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_browser_renders_the_flowchart(viz: VizServer, tmp_path: Path) -> None:
     """Plain `chromium --headless --screenshot` of the app: the page renders (not blank)."""
     shot = tmp_path / "kedro-viz.png"
-    cmd = [*_chromium_flags(tmp_path / "profile"), f"--screenshot={shot}", "--virtual-time-budget=15000", f"{viz.url}/"]
+    cmd = [
+        *_chromium_flags(tmp_path / "profile"),
+        f"--screenshot={shot}",
+        "--virtual-time-budget=15000",
+        f"{viz.url}/",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, start_new_session=True)
     assert shot.exists(), result.stderr[-3000:]
     data = shot.read_bytes()
@@ -304,7 +351,9 @@ class _DevTools:
 
         self.process = subprocess.Popen(
             [*_chromium_flags(profile), "--hide-scrollbars", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -313,9 +362,13 @@ class _DevTools:
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
         pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        self.ws = connect(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None)
+        self.ws = connect(
+            next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None
+        )
         self._id = 0
-        self.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False
+        )
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self._id += 1
@@ -392,8 +445,10 @@ def test_browser_shows_table_and_chart_previews(viz: VizServer, tmp_path: Path) 
             # the offline "update available" banner appears once /api/version answered: dismiss it
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                if browser.js("[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Dismiss')"
-                              ".map(b => (b.click(), 1)).length"):
+                if browser.js(
+                    "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Dismiss')"
+                    ".map(b => (b.click(), 1)).length"
+                ):
                     break
                 time.sleep(0.25)
             browser.js("document.querySelectorAll('.feature-hints__close').forEach(b => b.click())")
@@ -425,7 +480,12 @@ def test_viz_build_writes_a_static_site(trained_project: Path, tmp_path: Path) -
     shutil.copytree(trained_project, project, ignore=shutil.ignore_patterns("build", ".viz"))
     result = subprocess.run(
         _kedro("viz", "build", "--include-previews"),
-        cwd=project, env=_env(), capture_output=True, text=True, timeout=300, start_new_session=True,
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     build = project / "build"
@@ -436,8 +496,14 @@ def test_viz_build_writes_a_static_site(trained_project: Path, tmp_path: Path) -
     for name in PIPELINES | {"daily", "__default__"}:
         assert json.loads((build / "api" / "pipelines" / name).read_text())["nodes"]
     ids = {n["name"]: n["id"] for n in main["nodes"]}
-    assert json.loads((build / "api" / "nodes" / ids["processed_data"]).read_text())["preview_type"] == "TablePreview"
-    assert json.loads((build / "api" / "nodes" / ids["elbow_chart"]).read_text())["preview_type"] == "PlotlyPreview"
+    assert (
+        json.loads((build / "api" / "nodes" / ids["processed_data"]).read_text())["preview_type"]
+        == "TablePreview"
+    )
+    assert (
+        json.loads((build / "api" / "nodes" / ids["elbow_chart"]).read_text())["preview_type"]
+        == "PlotlyPreview"
+    )
     # the copied server.json named the original's server (another folder): a server of its own served the build
     record = embedded.read_record(project / "data" / "warehouse")
     assert record is not None and record["path"] == str((project / "data" / "warehouse").resolve())

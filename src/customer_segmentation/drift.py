@@ -106,7 +106,9 @@ def drift_status(
     t = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     psi_level = level(max_psi, float(t["psi_watch"]), float(t["psi_retrain"]))
     share_level = level(max_share_shift, float(t["share_shift_watch"]), float(t["share_shift_retrain"]))
-    distance_level = level(distance_ratio, float(t["distance_ratio_watch"]), float(t["distance_ratio_retrain"]))
+    distance_level = level(
+        distance_ratio, float(t["distance_ratio_watch"]), float(t["distance_ratio_retrain"])
+    )
     structural = max(share_level, distance_level, key=STATUSES.index)
     if psi_level == "retrain_recommended" and structural != "ok":
         status = "retrain_recommended"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -39,7 +39,7 @@ class WarehouseHooks:
         """Expose run metadata to nodes and open the session up front, so bad credentials fail fast."""
         metadata = {
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
-            "started_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
+            "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
             "pipeline": run_params.get("pipeline_name") or "__default__",
             # the demo seed (unless demo_data.seed_snowflake) and simulate_days write to the embedded warehouse only
             "embedded_warehouse": warehouse.current_settings().is_embedded,
@@ -52,9 +52,13 @@ class WarehouseHooks:
         warehouse.get_session()
 
     @hook_impl
-    def after_pipeline_run(self, run_params: dict[str, Any], run_result: Any, pipeline: Any, catalog: Any) -> None:
+    def after_pipeline_run(
+        self, run_params: dict[str, Any], run_result: Any, pipeline: Any, catalog: Any
+    ) -> None:
         warehouse.close()
 
     @hook_impl
-    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
         warehouse.close()

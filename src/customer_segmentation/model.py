@@ -24,8 +24,17 @@ from customer_segmentation.errors import MissingModelError, UnknownModelVersionE
 #: Record keys stored in their own column of SEGMENTATION_MODELS; any other dataclass field
 #: (added later, e.g. by a new naming scheme) travels in ``extra`` so that it needs no new column.
 CORE_FIELDS = (
-    "version", "trained_at", "features", "log_features", "means", "scales", "centroids",
-    "labels", "descriptions", "segment_stats", "metrics",
+    "version",
+    "trained_at",
+    "features",
+    "log_features",
+    "means",
+    "scales",
+    "centroids",
+    "labels",
+    "descriptions",
+    "segment_stats",
+    "metrics",
 )
 #: Fields never stored: the estimator is a Python object (and a pickle is not portable).
 TRANSIENT_FIELDS = ("estimator",)
@@ -70,7 +79,9 @@ def _finite_floats(values: Any, what: str) -> list[Any]:
     """A float array as nested lists, refusing NaN/inf (a model with them cannot score)."""
     array = np.asarray(values, dtype=float)
     if not np.isfinite(array).all():
-        raise ValueError(f"The model's {what} hold NaN or infinite values: it cannot be stored or used to score.")
+        raise ValueError(
+            f"The model's {what} hold NaN or infinite values: it cannot be stored or used to score."
+        )
     return array.tolist()  # Python floats: json.dumps writes the shortest text that reads back exactly
 
 
@@ -169,7 +180,11 @@ class SegmentationModel:
         extra = {k: v for k, v in (record.get("extra") or {}).items() if k in known and k not in CORE_FIELDS}
         centroids = np.asarray(record["centroids"], dtype=float)
         features = list(record["features"])
-        if centroids.ndim != 2 or centroids.shape[1] != len(features) or len(record["labels"]) != centroids.shape[0]:
+        if (
+            centroids.ndim != 2
+            or centroids.shape[1] != len(features)
+            or len(record["labels"]) != centroids.shape[0]
+        ):
             raise ValueError(
                 f"Model record {record.get('version')!r} is inconsistent: centroids of shape {centroids.shape} "
                 f"for {len(features)} features and {len(record['labels'])} labels."
@@ -206,7 +221,9 @@ def active_version(versions: pd.DataFrame, pinned: str | None = None) -> str:
                 "prediction.model_version to one of them, or to null to use the newest."
             )
         return str(pinned)
-    ready = [v for v, s in zip(available, versions["status"] if len(versions) else []) if str(s).upper() == "READY"]
+    ready = [
+        v for v, s in zip(available, versions["status"] if len(versions) else []) if str(s).upper() == "READY"
+    ]
     if not ready:
         raise MissingModelError(
             "No trained segmentation model found in the warehouse"

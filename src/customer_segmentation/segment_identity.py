@@ -21,7 +21,10 @@ from customer_segmentation.model import SegmentationModel
 
 
 def previous_centroids_in_space(
-    previous: SegmentationModel | None, features: list[str], log_features: list[str], means: np.ndarray,
+    previous: SegmentationModel | None,
+    features: list[str],
+    log_features: list[str],
+    means: np.ndarray,
     scales: np.ndarray,
 ) -> np.ndarray | None:
     """The previous model's centroids in a new fit's scaled space (None when the transforms differ).
@@ -29,7 +32,11 @@ def previous_centroids_in_space(
     Both models apply log1p to the same features, then standard-scale with their own means and
     scales: undoing the old scaling and applying the new one puts the centroids in a common space.
     """
-    if previous is None or list(previous.features) != list(features) or set(previous.log_features) != set(log_features):
+    if (
+        previous is None
+        or list(previous.features) != list(features)
+        or set(previous.log_features) != set(log_features)
+    ):
         return None
     unscaled = previous.centroids * previous.scales + previous.means
     return (unscaled - means) / scales
@@ -51,16 +58,22 @@ def match_clusters(table: np.ndarray, min_overlap: float = 0.3) -> dict[int, int
     return {int(r): int(c) for r, c in zip(rows, cols) if jaccard[r, c] >= min_overlap}
 
 
-def splits_and_merges(table: np.ndarray, new_ids: list[int], old_ids: list[int], share: float = 0.2) -> dict[str, list]:
+def splits_and_merges(
+    table: np.ndarray, new_ids: list[int], old_ids: list[int], share: float = 0.2
+) -> dict[str, list]:
     """Old clusters spread over >= 2 new ones (splits) and new clusters drawn from >= 2 old ones (merges)."""
     old_sizes, new_sizes = table.sum(axis=0), table.sum(axis=1)
     splits, merges = [], []
     for j, old_id in enumerate(old_ids):
-        parts = [new_ids[i] for i in range(len(new_ids)) if old_sizes[j] and table[i, j] / old_sizes[j] >= share]
+        parts = [
+            new_ids[i] for i in range(len(new_ids)) if old_sizes[j] and table[i, j] / old_sizes[j] >= share
+        ]
         if len(parts) >= 2:
             splits.append({"segment_id": old_id, "into": parts})
     for i, new_id in enumerate(new_ids):
-        parts = [old_ids[j] for j in range(len(old_ids)) if new_sizes[i] and table[i, j] / new_sizes[i] >= share]
+        parts = [
+            old_ids[j] for j in range(len(old_ids)) if new_sizes[i] and table[i, j] / new_sizes[i] >= share
+        ]
         if len(parts) >= 2:
             merges.append({"segment_id": new_id, "from": parts})
     return {"splits": splits, "merges": merges}
@@ -76,21 +89,40 @@ def next_free_id(previous: SegmentationModel | None) -> int:
 
 
 def align_segment_ids(
-    model: SegmentationModel, previous: SegmentationModel | None, sample: pd.DataFrame, min_overlap: float = 0.3
+    model: SegmentationModel,
+    previous: SegmentationModel | None,
+    sample: pd.DataFrame,
+    min_overlap: float = 0.3,
 ) -> SegmentationModel:
     """The new model with stable ids and labels: matched clusters inherit the previous model's."""
     k = model.k
     if previous is None:
-        report = {"previous_version": None, "matched": [], "new_ids": list(range(k)), "retired_ids": [],
-                  "splits": [], "merges": [], "same_segment_share": None, "next_segment_id": k}
+        report = {
+            "previous_version": None,
+            "matched": [],
+            "new_ids": list(range(k)),
+            "retired_ids": [],
+            "splits": [],
+            "merges": [],
+            "same_segment_share": None,
+            "next_segment_id": k,
+        }
         return replace(model, segment_ids=list(range(k)), metrics={**model.metrics, "identity": report})
     missing = [f for f in previous.features if f not in sample.columns]
     next_id = next_free_id(previous)
     if missing:
         ids = list(range(next_id, next_id + k))
-        report = {"previous_version": previous.version, "matched": [], "new_ids": ids, "retired_ids": previous.ids(),
-                  "splits": [], "merges": [], "same_segment_share": 0.0, "next_segment_id": next_id + k,
-                  "note": f"The previous model used other features ({', '.join(missing)}): no cluster could be matched."}
+        report = {
+            "previous_version": previous.version,
+            "matched": [],
+            "new_ids": ids,
+            "retired_ids": previous.ids(),
+            "splits": [],
+            "merges": [],
+            "same_segment_share": 0.0,
+            "next_segment_id": next_id + k,
+            "note": f"The previous model used other features ({', '.join(missing)}): no cluster could be matched.",
+        }
         return replace(model, segment_ids=ids, metrics={**model.metrics, "identity": report})
 
     new_pos, old_pos = model.predict(sample), previous.predict(sample)
@@ -98,7 +130,9 @@ def align_segment_ids(
     matches = match_clusters(table, min_overlap)
     old_ids, old_labels = previous.ids(), list(previous.labels)
     # the classic RFM segment a label names travels with the label (prediction reports faithfulness to it)
-    old_bases = list(getattr(previous, "base_labels", ()) or ()) or [label.split(" (")[0] for label in old_labels]
+    old_bases = list(getattr(previous, "base_labels", ()) or ()) or [
+        label.split(" (")[0] for label in old_labels
+    ]
     bases = list(getattr(model, "base_labels", ()) or ()) or [label.split(" (")[0] for label in model.labels]
     ids, labels = [], list(model.labels)
     for i in range(k):
@@ -125,10 +159,19 @@ def align_segment_ids(
         "next_segment_id": next_id,
     }
     stats = [
-        {**s, "segment_id": ids[i], "label": labels[i], **({"base_label": bases[i]} if "base_label" in s else {})}
+        {
+            **s,
+            "segment_id": ids[i],
+            "label": labels[i],
+            **({"base_label": bases[i]} if "base_label" in s else {}),
+        }
         for i, s in enumerate(model.segment_stats)
     ]
     return replace(
-        model, segment_ids=ids, labels=labels, base_labels=bases, segment_stats=stats,
+        model,
+        segment_ids=ids,
+        labels=labels,
+        base_labels=bases,
+        segment_stats=stats,
         metrics={**model.metrics, "identity": report},
     )

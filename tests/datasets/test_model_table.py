@@ -19,7 +19,11 @@ from customer_segmentation.datasets.model_table import (
 )
 from customer_segmentation.model import SegmentationModel, active_version, load_version
 from customer_segmentation.pipelines.prediction.nodes import assign_segments
-from customer_segmentation.pipelines.training.nodes import evaluate_k_range, fit_segmentation_model, plot_elbow
+from customer_segmentation.pipelines.training.nodes import (
+    evaluate_k_range,
+    fit_segmentation_model,
+    plot_elbow,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.prediction.test_nodes import random_customers, upload
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
@@ -32,7 +36,9 @@ def trained() -> tuple[SegmentationModel, pd.DataFrame]:
     return model, evaluate_k_range(sample, PARAMS)
 
 
-def write_for(model: SegmentationModel, k_selection: pd.DataFrame, version: str, day: int, **kwargs: Any) -> ModelVersionWrite:
+def write_for(
+    model: SegmentationModel, k_selection: pd.DataFrame, version: str, day: int, **kwargs: Any
+) -> ModelVersionWrite:
     record = model.to_record()
     record.update(version=version, trained_at=f"2026-01-{day:02d}T10:00:00")
     record["metrics"] = {"k_selection": k_selection.to_dict(orient="records"), "silhouette": float("nan")}
@@ -40,12 +46,15 @@ def write_for(model: SegmentationModel, k_selection: pd.DataFrame, version: str,
 
 
 def dataset() -> SegmentationModelTableDataset:
-    return SegmentationModelTableDataset(table_name="SEGMENTATION_MODELS", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"})
+    return SegmentationModelTableDataset(
+        table_name="SEGMENTATION_MODELS", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"}
+    )
 
 
 def counts(query: Any) -> tuple[int, int, int]:
     return tuple(
-        query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("SEGMENTATION_MODELS", "MODEL_K_SELECTION", "MODEL_SEGMENTS")
+        query(f"SELECT COUNT(*) FROM {t}")[0][0]
+        for t in ("SEGMENTATION_MODELS", "MODEL_K_SELECTION", "MODEL_SEGMENTS")
     )
 
 
@@ -114,7 +123,11 @@ def test_old_versions_are_pruned_oldest_first_but_never_the_pinned_one(
     assert query("SELECT DISTINCT MODEL_VERSION FROM MODEL_K_SELECTION ORDER BY 1") == query(
         "SELECT DISTINCT MODEL_VERSION FROM MODEL_SEGMENTS ORDER BY 1"
     )
-    assert [r[0] for r in query("SELECT DISTINCT MODEL_VERSION FROM MODEL_SEGMENTS ORDER BY 1")] == ["v1", "v4", "v5"]
+    assert [r[0] for r in query("SELECT DISTINCT MODEL_VERSION FROM MODEL_SEGMENTS ORDER BY 1")] == [
+        "v1",
+        "v4",
+        "v5",
+    ]
 
 
 def test_pruning_rules() -> None:
@@ -152,24 +165,37 @@ def test_save_refuses_other_objects(warehouse_session: Any, trained: Any) -> Non
 
 def evidence() -> EvidenceTableDataset:
     return EvidenceTableDataset(
-        table_name="SEGMENT_SUMMARY", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
+        table_name="SEGMENT_SUMMARY",
+        credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
         save_args={"key_columns": ["RUN_ID"]},
     )
 
 
-def test_evidence_rows_are_replaced_by_key_and_new_columns_flow_through(warehouse_session: Any, query: Any) -> None:
+def test_evidence_rows_are_replaced_by_key_and_new_columns_flow_through(
+    warehouse_session: Any, query: Any
+) -> None:
     ds = evidence()
     frame = pd.DataFrame(
-        {"SEGMENT_ID": [0, 1], "SEGMENT_LABEL": ["a", "b"], "REVENUE": [1.5, float("nan")], "RUN_ID": "r1",
-         "SCORED_AT": pd.Timestamp("2026-03-01 07:00:00")}
+        {
+            "SEGMENT_ID": [0, 1],
+            "SEGMENT_LABEL": ["a", "b"],
+            "REVENUE": [1.5, float("nan")],
+            "RUN_ID": "r1",
+            "SCORED_AT": pd.Timestamp("2026-03-01 07:00:00"),
+        }
     )
     ds.save(frame)
     ds.save(frame)  # same run again: replaced, not doubled
     ds.save(frame.assign(RUN_ID="r2", FAITHFULNESS=[0.9, 0.8]))  # a new field from a newer summary
     ds.save(frame.assign(RUN_ID="r2", FAITHFULNESS=[0.9, 0.8]))  # same session: the column is known now
-    rows = query("SELECT RUN_ID, SEGMENT_ID, REVENUE, FAITHFULNESS, SCORED_AT FROM SEGMENT_SUMMARY ORDER BY RUN_ID, SEGMENT_ID")
+    rows = query(
+        "SELECT RUN_ID, SEGMENT_ID, REVENUE, FAITHFULNESS, SCORED_AT FROM SEGMENT_SUMMARY ORDER BY RUN_ID, SEGMENT_ID"
+    )
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        ("r1", 0, 1.5, None), ("r1", 1, None, None), ("r2", 0, 1.5, 0.9), ("r2", 1, None, 0.8)
+        ("r1", 0, 1.5, None),
+        ("r1", 1, None, None),
+        ("r2", 0, 1.5, 0.9),
+        ("r2", 1, None, 0.8),
     ]
     assert str(rows[0][4]) == "2026-03-01 07:00:00"
     with pytest.raises(DatasetError, match="RUN_ID"):
@@ -180,9 +206,20 @@ def test_the_documented_queries_run(warehouse_session: Any, query: Any, trained:
     model, k_selection = trained
     dataset().save(write_for(model, k_selection, "v1", 1))
     dataset().save(write_for(model, k_selection, "v2", 2))
-    evidence().save(pd.DataFrame({"SEGMENT_ID": [0], "SEGMENT_LABEL": ["a"], "CUSTOMERS": [3], "CUSTOMER_SHARE": [1.0],
-                                  "REVENUE_SHARE": [1.0], "MODEL_VERSION": ["v2"], "RUN_ID": ["r"],
-                                  "SCORED_AT": [pd.Timestamp("2026-01-02")]}))
+    evidence().save(
+        pd.DataFrame(
+            {
+                "SEGMENT_ID": [0],
+                "SEGMENT_LABEL": ["a"],
+                "CUSTOMERS": [3],
+                "CUSTOMER_SHARE": [1.0],
+                "REVENUE_SHARE": [1.0],
+                "MODEL_VERSION": ["v2"],
+                "RUN_ID": ["r"],
+                "SCORED_AT": [pd.Timestamp("2026-01-02")],
+            }
+        )
+    )
     doc = (PROJECT_ROOT / "docs" / "model-registry.md").read_text()
     sql = doc.split("## Inspecting with SQL alone", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     statements = [
@@ -202,8 +239,11 @@ def test_charts_can_be_rebuilt_from_the_k_selection_table(warehouse_session: Any
     model, k_selection = trained
     dataset().save(write_for(model, k_selection, "v1", 1))
     stored = (
-        warehouse_session.table("MODEL_K_SELECTION").sort("K").to_pandas()
-        .rename(columns=str.lower).drop(columns=["model_version", "is_chosen"])
+        warehouse_session.table("MODEL_K_SELECTION")
+        .sort("K")
+        .to_pandas()
+        .rename(columns=str.lower)
+        .drop(columns=["model_version", "is_chosen"])
     )
     stored["k"] = stored["k"].astype(int)
     choice = {"k": 4, "source": "test"}
@@ -220,8 +260,10 @@ def test_evidence_rows_beyond_one_statement_are_all_written(
     assert [(r[0], r[1]) for r in rows] == list(zip(range(5), [0.1, 0.2, 0.3, 0.15, 0.25]))
     with pytest.raises(DatasetError, match="at most"):
         EvidenceTableDataset(
-            table_name="SEGMENT_SUMMARY", credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
-            save_args={"key_columns": ["RUN_ID"]}, max_rows=3,
+            table_name="SEGMENT_SUMMARY",
+            credentials={"database": "SEGMENTATION", "schema": "PUBLIC"},
+            save_args={"key_columns": ["RUN_ID"]},
+            max_rows=3,
         ).save(frame)
 
 
@@ -254,11 +296,18 @@ def test_stable_ids_and_drift_reference_come_back_from_the_table(query: Any, war
     assert list(back.base_labels) == list(from_table.base_labels)
     # the drift reference (bin edges, proportions, shares, distances) is stored exactly; NaN as null
     assert back.drift_reference == json.loads(json.dumps(json_safe(from_table.drift_reference)))
-    assert back.reference()["bins"]["RECENCY_DAYS"]["edges"] == from_table.drift_reference["bins"]["RECENCY_DAYS"]["edges"]
+    assert (
+        back.reference()["bins"]["RECENCY_DAYS"]["edges"]
+        == from_table.drift_reference["bins"]["RECENCY_DAYS"]["edges"]
+    )
     # MODEL_SEGMENTS is keyed by the stable ids, with each segment's own label and size
-    rows = query("SELECT SEGMENT_ID, LABEL, CUSTOMERS FROM MODEL_SEGMENTS WHERE MODEL_VERSION = 'v2' ORDER BY SEGMENT_ID")
+    rows = query(
+        "SELECT SEGMENT_ID, LABEL, CUSTOMERS FROM MODEL_SEGMENTS WHERE MODEL_VERSION = 'v2' ORDER BY SEGMENT_ID"
+    )
     sizes = np.bincount(from_table.predict(sample), minlength=4)
-    expected = sorted((i, label, int(sizes[p])) for p, (i, label) in enumerate(zip(from_table.ids(), from_table.labels)))
+    expected = sorted(
+        (i, label, int(sizes[p])) for p, (i, label) in enumerate(zip(from_table.ids(), from_table.labels))
+    )
     assert [tuple(r) for r in rows] == expected
     # the daily job's "no retrain" request stores nothing
     before = counts(query)

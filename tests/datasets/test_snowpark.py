@@ -41,7 +41,9 @@ def test_overwrite_keeps_grants_and_uses_the_configured_kind(warehouse_session: 
 
 def test_temporary_table_is_per_session_scratch(warehouse_session: Any) -> None:
     batch = _dataset("SCRATCH", mode="overwrite", table_type="temporary")
-    sent = " ".join(_sent(warehouse_session, lambda: batch.save(warehouse_session.sql("SELECT 7 AS N")))).upper()
+    sent = " ".join(
+        _sent(warehouse_session, lambda: batch.save(warehouse_session.sql("SELECT 7 AS N")))
+    ).upper()
     assert "TEMPORARY" in sent and "COPY GRANTS" not in sent
     assert [tuple(r) for r in batch.load().collect()] == [(7,)]
 
@@ -118,7 +120,10 @@ def test_merge_of_a_multi_statement_plan(warehouse_session: Any) -> None:
     assert len(merge) == 1 and " USING EV2_STAGE_" in merge[0].upper()  # staged, not pasted
     assert any(s.upper().startswith("DROP TABLE IF EXISTS EV2_STAGE_") for s in sent)
     target.save(source)
-    assert sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EV2").collect()) == [("x", 1), ("y", 2)]
+    assert sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EV2").collect()) == [
+        ("x", 1),
+        ("y", 2),
+    ]
 
 
 def test_rebuild_marker_replaces_a_merge_table_and_is_not_written(warehouse_session: Any) -> None:
@@ -151,14 +156,18 @@ def test_columns_are_looked_up_once_per_session_and_refreshed_on_write(warehouse
     dataset = _dataset("CACHED", mode="overwrite")
     dataset.save(data)
     lookups = lambda sent: sum("INFORMATION_SCHEMA.COLUMNS" in s.upper() for s in sent)  # noqa: E731
-    assert lookups(_sent(warehouse_session, lambda: [dataset.load() for _ in range(3)])) == 0  # learned by the save
+    assert (
+        lookups(_sent(warehouse_session, lambda: [dataset.load() for _ in range(3)])) == 0
+    )  # learned by the save
     dataset.save(warehouse_session.sql("SELECT 1 AS A, 2 AS B"))
     assert dataset.load().columns == ["A", "B"]  # the rewrite refreshed the cached columns
     other = _dataset("MADE_ELSEWHERE")
     warehouse_session.sql("CREATE TABLE MADE_ELSEWHERE (X INT)").collect()
     assert lookups(_sent(warehouse_session, lambda: [other.load() for _ in range(3)])) == 1
     missing = _dataset("NOT_YET")
-    assert lookups(_sent(warehouse_session, lambda: [missing.exists() for _ in range(2)])) == 2  # absence is not cached
+    assert (
+        lookups(_sent(warehouse_session, lambda: [missing.exists() for _ in range(2)])) == 2
+    )  # absence is not cached
 
 
 def test_preview_of_a_table_that_is_not_there_is_empty(warehouse_session: Any) -> None:

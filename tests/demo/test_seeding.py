@@ -70,9 +70,3 @@ def test_demo_source_must_keep_the_marker() -> None:
         generate_events(n_customers=5, source="/data/events.csv")
     with pytest.raises(InvalidParametersError, match="n_customers must be at least 1"):
         generate_events(n_customers=0)
-
-
-def test_old_import_path_still_works() -> None:
-    from customer_segmentation.demo_data import generate_events as old
-
-    assert old is generate_events

@@ -19,7 +19,8 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
     )[0][0]
     assert 300 < valid_customers <= 400  # the tests' small demo (demo_data.n_customers=400)
     rows = warehouse_rows(
-        project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(SEGMENT_LABEL), COUNT(SEGMENT_ID) FROM PUBLIC.PROCESSED_DATA"
+        project,
+        "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(SEGMENT_LABEL), COUNT(SEGMENT_ID) FROM PUBLIC.PROCESSED_DATA",
     )[0]
     assert rows == (valid_customers, valid_customers, valid_customers, valid_customers)
     first_run_ids = warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA")
@@ -28,7 +29,10 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
 
     run_pipeline(project, "prediction")
     run_pipeline(project, "store_results")
-    after = warehouse_rows(project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), SUM(CASE WHEN IS_NEW_CUSTOMER THEN 1 ELSE 0 END) FROM PUBLIC.PROCESSED_DATA")[0]
+    after = warehouse_rows(
+        project,
+        "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), SUM(CASE WHEN IS_NEW_CUSTOMER THEN 1 ELSE 0 END) FROM PUBLIC.PROCESSED_DATA",
+    )[0]
     assert after == (valid_customers, valid_customers, 0)  # replaced, not duplicated; nobody new
     assert warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA") != first_run_ids
 
@@ -36,12 +40,23 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
 def test_second_full_run_is_safe_and_runs_are_deterministic(trained_project: Path, tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
     run_pipeline(project)
-    segments_sql = "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
+    segments_sql = (
+        "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
+    )
     # same demo data and seeds in another folder -> the same segments
     assert warehouse_rows(project, segments_sql) == warehouse_rows(trained_project, segments_sql)
-    counts = warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0]
+    counts = warehouse_rows(
+        project,
+        "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)",
+    )[0]
     run_pipeline(project)
-    assert warehouse_rows(project, "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)")[0] == counts
+    assert (
+        warehouse_rows(
+            project,
+            "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)",
+        )[0]
+        == counts
+    )
     assert len(list((project / "data" / "06_models" / "segmentation_model.joblib").iterdir())) == 2
 
 
@@ -64,4 +79,7 @@ def test_unknown_pipeline_lists_the_known_ones(tmp_path: Path) -> None:
     # prints both (the CLI shows the cause above its own message).
     messages = [str(excinfo.value), str(excinfo.value.__cause__)]
     assert "Failed to find the pipeline named 'nope'" in messages[0]
-    assert "Unknown pipeline 'nope'. Available pipelines: daily, export_segments, ingestion, load_events, model_refresh, monitoring, prediction" in messages[1]
+    assert (
+        "Unknown pipeline 'nope'. Available pipelines: daily, export_segments, ingestion, load_events, model_refresh, monitoring, prediction"
+        in messages[1]
+    )

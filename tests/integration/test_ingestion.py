@@ -144,8 +144,13 @@ def expected_demo_rejections() -> dict[int, str]:
 def test_every_demo_defect_is_rejected_with_its_reason(ingested: Path) -> None:
     expected = expected_demo_rejections()
     assert set(expected.values()) == {
-        "missing_customer", "negative_amount", "bad_amount", "bad_timestamp",
-        "future_timestamp", "unknown_event_type", "duplicate_event",
+        "missing_customer",
+        "negative_amount",
+        "bad_amount",
+        "bad_timestamp",
+        "future_timestamp",
+        "unknown_event_type",
+        "duplicate_event",
     }
     got = dict(rows(ingested, "SELECT SOURCE_ROW, REJECT_REASON FROM PUBLIC.REJECTED_EVENTS"))
     assert got == expected
@@ -235,13 +240,17 @@ def test_overlapping_files_in_one_batch(tmp_path: Path) -> None:
     run(project, "ingestion", **{"demo_data.enabled": False, "ingestion.max_rejection_rate": 0.5})
     report = reports(project, "ingestion_report")[-1]
     assert (report["raw"], report["accepted"], report["rejected"]) == (20, 15, 5)
-    assert rows(project, "SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM PUBLIC.TRANSFORMED_DATA") == [(15, 15)]
+    assert rows(project, "SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM PUBLIC.TRANSFORMED_DATA") == [
+        (15, 15)
+    ]
     duplicates = rows(project, "SELECT DISTINCT SOURCE_FILE, REJECT_REASON FROM PUBLIC.REJECTED_EVENTS")
     assert duplicates == [(str(second.resolve()), "duplicate_event")]  # the file loaded first wins
     assert_each_raw_event_in_exactly_one_table(project)
 
 
-def test_fault_between_merge_and_watermark_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault_between_merge_and_watermark_then_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = make_project_copy(tmp_path / "p")
     load_history(project, tmp_path)
     batch = write_events(

@@ -55,7 +55,9 @@ def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
         run(project, "load_events", events_file=str(path))
     loads = reports(project, "load_events_report")
     assert [(r["format"], r["rows_added"], r["status"]) for r in loads] == [
-        ("csv", 3, "loaded"), ("jsonl", 4, "loaded"), ("parquet", 5, "loaded"),
+        ("csv", 3, "loaded"),
+        ("jsonl", 4, "loaded"),
+        ("parquet", 5, "loaded"),
     ]
     stamps = rows(
         project,
@@ -68,17 +70,27 @@ def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
         (str(files["parquet"].resolve()), 5, 1, 1, 5),
     ]
     assert stamps[0][5] < stamps[1][5] < stamps[2][5]  # one stamp per load, strictly increasing
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA WHERE EVENT_ID LIKE 'B-%' AND PRODUCT_ID IS NULL") == 4
-    assert rows(project, "SELECT DISTINCT AMOUNT, QUANTITY FROM PUBLIC.RAW_DATA WHERE EVENT_ID LIKE 'C-%'") == [
-        ("25.00", "1")
-    ]
-    history = rows(project, "SELECT FILE_FORMAT, ROW_COUNT, STATUS FROM PUBLIC.LOAD_HISTORY ORDER BY LOADED_AT")
+    assert (
+        scalar(
+            project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA WHERE EVENT_ID LIKE 'B-%' AND PRODUCT_ID IS NULL"
+        )
+        == 4
+    )
+    assert rows(
+        project, "SELECT DISTINCT AMOUNT, QUANTITY FROM PUBLIC.RAW_DATA WHERE EVENT_ID LIKE 'C-%'"
+    ) == [("25.00", "1")]
+    history = rows(
+        project, "SELECT FILE_FORMAT, ROW_COUNT, STATUS FROM PUBLIC.LOAD_HISTORY ORDER BY LOADED_AT"
+    )
     assert history == [("csv", 3, "loaded"), ("jsonl", 4, "loaded"), ("parquet", 5, "loaded")]
 
     run(project, "load_events", events_file=str(files["parquet"]))  # again: nothing
     assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.RAW_DATA") == 12  # the files' rows, no demo row
     run(project, "ingestion")
-    assert scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE NOT LIKE 'demo://%'") == 12
+    assert (
+        scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE NOT LIKE 'demo://%'")
+        == 12
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,7 +102,11 @@ def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
             ["missing required column(s) AMOUNT, CHANNEL", "nothing was loaded"],
         ),
         ("events.xlsx", "whatever", ["Unknown format", "CSV (.csv", "JSON Lines", "Parquet (.parquet"]),
-        ("broken.parquet", "not a parquet file", ["Could not read events file 'broken.parquet' as Parquet", "JSON Lines"]),
+        (
+            "broken.parquet",
+            "not a parquet file",
+            ["Could not read events file 'broken.parquet' as Parquet", "JSON Lines"],
+        ),
     ],
 )
 def test_bad_files_are_refused_whole(tmp_path: Path, name: str, content: str, fragments: list[str]) -> None:
@@ -102,7 +118,9 @@ def test_bad_files_are_refused_whole(tmp_path: Path, name: str, content: str, fr
     for fragment in fragments:
         assert fragment in str(excinfo.value)
     db = project / "data" / "warehouse" / "SEGMENTATION.db"
-    assert not db.exists() or not rows(project, "SELECT * FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'RAW_DATA'")
+    assert not db.exists() or not rows(
+        project, "SELECT * FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'RAW_DATA'"
+    )
 
 
 def test_load_events_is_not_part_of_the_default_run(tmp_path: Path) -> None:

@@ -18,12 +18,23 @@ pytestmark = pytest.mark.integration
 
 #: Simulated days lie after the machine's clock: ingestion must not reject them as future events.
 AS_OF = {"ingestion.as_of": "2030-01-01"}
-MONITORING_TABLES = ("SEGMENT_HISTORY", "SEGMENT_MIGRATIONS", "SEGMENT_FLOWS", "SEGMENT_CHANGES", "SEGMENT_PROFILES")
+MONITORING_TABLES = (
+    "SEGMENT_HISTORY",
+    "SEGMENT_MIGRATIONS",
+    "SEGMENT_FLOWS",
+    "SEGMENT_CHANGES",
+    "SEGMENT_PROFILES",
+)
 
 
 def segments(project: Path) -> dict[str, tuple[int, str]]:
     """(SEGMENT_ID, SEGMENT_LABEL) of every customer in PROCESSED_DATA."""
-    return {r[0]: (r[1], r[2]) for r in warehouse_rows(project, "SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL FROM PUBLIC.PROCESSED_DATA")}
+    return {
+        r[0]: (r[1], r[2])
+        for r in warehouse_rows(
+            project, "SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL FROM PUBLIC.PROCESSED_DATA"
+        )
+    }
 
 
 def same_segment_share(before: dict, after: dict) -> float:
@@ -85,7 +96,10 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_three_snapshots_without_duplicates(lifecycle: dict[str, Any]) -> None:
     project = lifecycle["project"]
-    snapshots = warehouse_rows(project, "SELECT SNAPSHOT_DATE, COUNT(*), COUNT(DISTINCT CUSTOMER_ID) FROM PUBLIC.SEGMENT_HISTORY GROUP BY 1 ORDER BY 1")
+    snapshots = warehouse_rows(
+        project,
+        "SELECT SNAPSHOT_DATE, COUNT(*), COUNT(DISTINCT CUSTOMER_ID) FROM PUBLIC.SEGMENT_HISTORY GROUP BY 1 ORDER BY 1",
+    )
     assert len(snapshots) == 3
     assert all(n == distinct for _, n, distinct in snapshots)
     assert snapshots[0][1] < snapshots[1][1] < snapshots[2][1]  # newcomers arrived
@@ -96,10 +110,20 @@ def test_three_snapshots_without_duplicates(lifecycle: dict[str, Any]) -> None:
 
 def test_migrations_add_up(lifecycle: dict[str, Any]) -> None:
     project = lifecycle["project"]
-    dates = [r[0] for r in warehouse_rows(project, "SELECT DISTINCT SNAPSHOT_DATE FROM PUBLIC.SEGMENT_HISTORY ORDER BY 1")]
+    dates = [
+        r[0]
+        for r in warehouse_rows(
+            project, "SELECT DISTINCT SNAPSHOT_DATE FROM PUBLIC.SEGMENT_HISTORY ORDER BY 1"
+        )
+    ]
     for previous, current in zip(dates, dates[1:]):
         ids = {
-            d: {r[0] for r in warehouse_rows(project, f"SELECT CUSTOMER_ID FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{d}'")}
+            d: {
+                r[0]
+                for r in warehouse_rows(
+                    project, f"SELECT CUSTOMER_ID FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{d}'"
+                )
+            }
             for d in (previous, current)
         }
         both, new = len(ids[previous] & ids[current]), len(ids[current] - ids[previous])
@@ -119,7 +143,12 @@ def test_migrations_add_up(lifecycle: dict[str, Any]) -> None:
 
 def test_activation_feed_is_the_label_changes(lifecycle: dict[str, Any]) -> None:
     project = lifecycle["project"]
-    previous, current = [r[0] for r in warehouse_rows(project, "SELECT DISTINCT SNAPSHOT_DATE FROM PUBLIC.SEGMENT_HISTORY ORDER BY 1")][-2:]
+    previous, current = [
+        r[0]
+        for r in warehouse_rows(
+            project, "SELECT DISTINCT SNAPSHOT_DATE FROM PUBLIC.SEGMENT_HISTORY ORDER BY 1"
+        )
+    ][-2:]
     expected = {
         r[0]
         for r in warehouse_rows(
@@ -129,10 +158,15 @@ def test_activation_feed_is_the_label_changes(lifecycle: dict[str, Any]) -> None
             f"AND c.SEGMENT_LABEL <> p.SEGMENT_LABEL",
         )
     }
-    feed = warehouse_rows(project, "SELECT CUSTOMER_ID, SNAPSHOT_DATE, FROM_SEGMENT, TO_SEGMENT, MODEL_VERSION FROM PUBLIC.SEGMENT_CHANGES")
+    feed = warehouse_rows(
+        project,
+        "SELECT CUSTOMER_ID, SNAPSHOT_DATE, FROM_SEGMENT, TO_SEGMENT, MODEL_VERSION FROM PUBLIC.SEGMENT_CHANGES",
+    )
     assert expected and {r[0] for r in feed} == expected and len(feed) == len(expected)
     assert {r[1] for r in feed} == {current} and all(r[2] != r[3] for r in feed)
-    assert {r[4] for r in feed} == {r[0] for r in warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA")}
+    assert {r[4] for r in feed} == {
+        r[0] for r in warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA")
+    }
 
 
 def test_identity_targets(lifecycle: dict[str, Any]) -> None:
@@ -142,8 +176,13 @@ def test_identity_targets(lifecycle: dict[str, Any]) -> None:
 
 def test_profiles_and_normal_drift(lifecycle: dict[str, Any]) -> None:
     project = lifecycle["project"]
-    profiles = warehouse_rows(project, "SELECT SEGMENT_ID, CUSTOMERS, MEDIAN_RECENCY_DAYS, TOP_FEATURE_1, DESCRIPTION, SUGGESTED_ACTION FROM PUBLIC.SEGMENT_PROFILES")
-    by_segment = dict(warehouse_rows(project, "SELECT SEGMENT_ID, COUNT(*) FROM PUBLIC.PROCESSED_DATA GROUP BY 1"))
+    profiles = warehouse_rows(
+        project,
+        "SELECT SEGMENT_ID, CUSTOMERS, MEDIAN_RECENCY_DAYS, TOP_FEATURE_1, DESCRIPTION, SUGGESTED_ACTION FROM PUBLIC.SEGMENT_PROFILES",
+    )
+    by_segment = dict(
+        warehouse_rows(project, "SELECT SEGMENT_ID, COUNT(*) FROM PUBLIC.PROCESSED_DATA GROUP BY 1")
+    )
     assert {r[0]: r[1] for r in profiles} == by_segment
     assert all(r[3] and r[4] and r[5] for r in profiles)
     drift = warehouse_rows(project, "SELECT STATUS FROM PUBLIC.SEGMENT_DRIFT")
@@ -159,7 +198,9 @@ def test_rerunning_daily_changes_no_row_count(lifecycle: dict[str, Any]) -> None
     assert counts(project) == before
 
 
-def test_export_twice_gives_identical_files_and_stays_in_the_project(lifecycle: dict[str, Any], tmp_path: Path) -> None:
+def test_export_twice_gives_identical_files_and_stays_in_the_project(
+    lifecycle: dict[str, Any], tmp_path: Path
+) -> None:
     project = lifecycle["project"]
     run_pipeline(project, "export_segments")
     folder = project / "data" / "09_export" / "segments"
@@ -169,7 +210,12 @@ def test_export_twice_gives_identical_files_and_stays_in_the_project(lifecycle: 
     assert {p.name: p.read_bytes() for p in sorted(snapshot.glob("*.csv"))} == first
     latest = warehouse_rows(project, "SELECT MAX(SNAPSHOT_DATE) FROM PUBLIC.SEGMENT_HISTORY")[0][0]
     assert snapshot.name == latest.isoformat()
-    per_segment = dict(warehouse_rows(project, f"SELECT SEGMENT_ID, COUNT(*) FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{latest}' GROUP BY 1"))
+    per_segment = dict(
+        warehouse_rows(
+            project,
+            f"SELECT SEGMENT_ID, COUNT(*) FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{latest}' GROUP BY 1",
+        )
+    )
     assert len(first) == len(per_segment)
     for name, payload in first.items():
         lines = payload.decode().splitlines()
@@ -186,10 +232,20 @@ def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) 
     run_pipeline(project)
     trained = latest_model(project)
     # 60 days in which champions stop buying and an acquisition wave brings five times the newcomers
-    run_pipeline(project, "simulate_days", {"simulate_days.days": 60, "simulate_days.silent_personas": "champion",
-                                            "simulate_days.arrival_multiplier": 5})
+    run_pipeline(
+        project,
+        "simulate_days",
+        {
+            "simulate_days.days": 60,
+            "simulate_days.silent_personas": "champion",
+            "simulate_days.arrival_multiplier": 5,
+        },
+    )
     run_pipeline(project, "daily", AS_OF)  # retrain_policy: never
-    status = warehouse_rows(project, "SELECT STATUS, MAX_SHARE_SHIFT, MODEL_VERSION FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1")[0]
+    status = warehouse_rows(
+        project,
+        "SELECT STATUS, MAX_SHARE_SHIFT, MODEL_VERSION FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1",
+    )[0]
     assert status[0] == "retrain_recommended" and status[1] >= 0.10 and status[2] == trained.version
     assert latest_model(project).version == trained.version  # never: no retrain
 
@@ -197,15 +253,24 @@ def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) 
     retrained = latest_model(project)
     assert retrained.version != trained.version
     assert "retrain_recommended" in retrained.metrics["retrained_because"]
-    assert warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA") == [(retrained.version,)]
+    assert warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA") == [
+        (retrained.version,)
+    ]
     assert retrained.metrics["identity"]["previous_version"] == trained.version
     assert retrained.metrics["identity"]["matched"]  # segments kept their ids through the retrain
     # the same snapshot, scored again: replaced, not duplicated
-    assert warehouse_rows(project, "SELECT COUNT(*) = COUNT(DISTINCT SNAPSHOT_DATE || CUSTOMER_ID) FROM PUBLIC.SEGMENT_HISTORY") == [(True,)]
+    assert warehouse_rows(
+        project, "SELECT COUNT(*) = COUNT(DISTINCT SNAPSHOT_DATE || CUSTOMER_ID) FROM PUBLIC.SEGMENT_HISTORY"
+    ) == [(True,)]
     # the retrained model fits today's customers: the next morning keeps it
     run_pipeline(project, "daily", {**AS_OF, "training.retrain_policy": "on_drift"})
     assert latest_model(project).version == retrained.version
-    assert warehouse_rows(project, "SELECT STATUS FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1")[0][0] != "retrain_recommended"
+    assert (
+        warehouse_rows(project, "SELECT STATUS FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1")[
+            0
+        ][0]
+        != "retrain_recommended"
+    )
 
 
 def test_simulate_days_refuses_user_data(tmp_path: Path) -> None:

@@ -49,7 +49,10 @@ def _record_every_log_record(monkeypatch: pytest.MonkeyPatch) -> list[logging.Lo
 
 
 def test_password_in_environment_appears_nowhere(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
 ) -> None:
     password = "pw-" + secrets.token_urlsafe(24)
     monkeypatch.setenv("SNOWFLAKE_PASSWORD", password)
@@ -77,7 +80,10 @@ def test_password_in_environment_appears_nowhere(
 
 
 def test_wrong_credentials_fail_fast_and_show_no_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
 ) -> None:
     password = "pw-" + secrets.token_urlsafe(24)
     monkeypatch.setenv("SNOWFLAKE_PASSWORD", password)
@@ -145,7 +151,9 @@ def test_bad_table_name_in_a_catalog_override_never_reaches_sql(tmp_path: Path) 
     assert "no quotes, dots, spaces or SQL" in message
 
 
-def test_bad_database_name_in_the_environment_never_reaches_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_database_name_in_the_environment_never_reaches_sql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SNOWFLAKE_DATABASE", "SEGMENTATION.PUBLIC")
     project = make_project_copy(tmp_path / "p")
     with pytest.raises(Exception) as excinfo:

@@ -44,11 +44,15 @@ def test_train_then_prediction_then_daily_share_only_the_warehouse(tmp_path: Pat
     # every customer scored again with the stored model (features are recomputed, so distances
     # may move slightly; the customers and the model version may not)
     assert [r[0] for r in daily] == [r[0] for r in trained]
-    customers = warehouse_rows(project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID) FROM PUBLIC.PROCESSED_DATA")[0]
+    customers = warehouse_rows(
+        project, "SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID) FROM PUBLIC.PROCESSED_DATA"
+    )[0]
     assert customers[0] == customers[1] == len(trained)
     assert warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA") == version
     # one SEGMENT_SUMMARY row set per scoring run (full run, prediction, daily), each for the model
-    runs = warehouse_rows(project, "SELECT RUN_ID, COUNT(*), MIN(MODEL_VERSION) FROM PUBLIC.SEGMENT_SUMMARY GROUP BY RUN_ID")
+    runs = warehouse_rows(
+        project, "SELECT RUN_ID, COUNT(*), MIN(MODEL_VERSION) FROM PUBLIC.SEGMENT_SUMMARY GROUP BY RUN_ID"
+    )
     assert len(runs) == 3 and {r[2] for r in runs} == {version[0][0]}
     k = warehouse_rows(project, "SELECT K FROM PUBLIC.SEGMENTATION_MODELS")[0][0]
     assert {r[1] for r in runs} <= set(range(1, k + 1))
@@ -58,7 +62,8 @@ def test_train_then_prediction_then_daily_share_only_the_warehouse(tmp_path: Pat
     fresh_container(project)
     run_pipeline(project, "training", {"training.random_state": 12})
     newest = warehouse_rows(
-        project, "SELECT METRICS, EXTRA FROM PUBLIC.SEGMENTATION_MODELS ORDER BY TRAINED_AT DESC, REGISTERED_AT DESC LIMIT 1"
+        project,
+        "SELECT METRICS, EXTRA FROM PUBLIC.SEGMENTATION_MODELS ORDER BY TRAINED_AT DESC, REGISTERED_AT DESC LIMIT 1",
     )[0]
     identity = json.loads(newest[0])["identity"]
     assert identity["previous_version"] == version[0][0] and identity["matched"]
@@ -72,7 +77,9 @@ def test_rollback_by_parameter_scores_with_the_older_version(tmp_path: Path) -> 
     older_scores = warehouse_rows(project, SCORES)
     older = warehouse_rows(project, "SELECT VERSION FROM PUBLIC.SEGMENTATION_MODELS")[0][0]
     run_pipeline(project, "training", params={"training.k": 5})
-    versions = warehouse_rows(project, "SELECT VERSION, K FROM PUBLIC.SEGMENTATION_MODELS ORDER BY TRAINED_AT, REGISTERED_AT")
+    versions = warehouse_rows(
+        project, "SELECT VERSION, K FROM PUBLIC.SEGMENTATION_MODELS ORDER BY TRAINED_AT, REGISTERED_AT"
+    )
     assert [v[1] for v in versions] == [3, 5]
     newer = versions[1][0]
 

@@ -92,7 +92,9 @@ def target(tmp_path: Path) -> Iterator[Target]:
     """A throw-away schema, created at the start and dropped at the end, even when the test fails."""
     from customer_segmentation import warehouse
 
-    target = Target(make_project_copy(tmp_path / "project"), f"SEG_TEST_{uuid.uuid4().hex[:10].upper()}", dict(LIVE_ENV))
+    target = Target(
+        make_project_copy(tmp_path / "project"), f"SEG_TEST_{uuid.uuid4().hex[:10].upper()}", dict(LIVE_ENV)
+    )
     target.open(create_schema=True)  # on an account: the project's own warehouse.create_schema path
     warehouse.close()
     try:

@@ -22,10 +22,12 @@ pytestmark = [pytest.mark.snowflake, pytest.mark.integration]
 
 def _history(path: Path, n_customers: int = 200) -> pd.DataFrame:
     """A small generated history (no defects), written as a user's events file."""
-    from customer_segmentation.demo_data import generate_events
+    from customer_segmentation.demo.generator import generate_events
     from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
 
-    events = generate_events(n_customers=n_customers, seed=23, defect_rate=0.0, history_days=400)[list(RAW_EVENT_COLUMNS)]
+    events = generate_events(n_customers=n_customers, seed=23, defect_rate=0.0, history_days=400)[
+        list(RAW_EVENT_COLUMNS)
+    ]
     events.to_csv(path, index=False)
     return events
 
@@ -38,7 +40,9 @@ def _expected(events: pd.DataFrame) -> tuple[set[str], int]:
     return set(created["CUSTOMER_ID"]), len(kept)
 
 
-def test_every_pipeline_in_a_throwaway_schema(target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_every_pipeline_in_a_throwaway_schema(
+    target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     events = _history(tmp_path / "history.csv")
     customers, kept_orders = _expected(events)
     target.run(monkeypatch, "load_events", events_file=str(tmp_path / "history.csv"))
@@ -74,7 +78,8 @@ def test_grants_survive_a_rerun(target: Target, live_session: Any) -> None:
     from customer_segmentation.datasets import SnowparkTableDataset
 
     dataset = SnowparkTableDataset(
-        table_name="GRANTED", credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")},
+        table_name="GRANTED",
+        credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")},
         save_args={"mode": "overwrite", "table_type": "transient", "copy_grants": True},
     )
     data = live_session.sql("SELECT 1 AS A")
@@ -86,10 +91,15 @@ def test_grants_survive_a_rerun(target: Target, live_session: Any) -> None:
     needs_account("the embedded warehouse has no grants (GRANT is not SQL it runs)")
     live_session.sql(f"GRANT SELECT ON TABLE {dataset.fqn} TO ROLE {GRANTEE_ROLE}").collect()
     dataset.save(data)
-    grants = {(r["privilege"], r["grantee_name"]) for r in live_session.sql(f"SHOW GRANTS ON TABLE {dataset.fqn}").collect()}
+    grants = {
+        (r["privilege"], r["grantee_name"])
+        for r in live_session.sql(f"SHOW GRANTS ON TABLE {dataset.fqn}").collect()
+    }
     assert ("SELECT", GRANTEE_ROLE.upper()) in grants
     # and the table is transient: no Fail-safe copy of each replaced version
-    tables = live_session.sql(f"SHOW TABLES LIKE 'GRANTED' IN SCHEMA {dataset.fqn.rsplit('.', 1)[0]}").collect()
+    tables = live_session.sql(
+        f"SHOW TABLES LIKE 'GRANTED' IN SCHEMA {dataset.fqn.rsplit('.', 1)[0]}"
+    ).collect()
     assert [r["kind"] for r in tables] == ["TRANSIENT"]
 
 
@@ -149,7 +159,9 @@ def test_missing_warehouse_is_named(target: Target) -> None:
 
     needs_account("the embedded warehouse has no virtual warehouses (CURRENT_WAREHOUSE() is skipped there)")
     name = f"NO_SUCH_WH_{uuid.uuid4().hex[:8].upper()}"
-    with pytest.raises(WarehouseConnectionError, match=f"Warehouse {name} does not exist.*SNOWFLAKE_WAREHOUSE"):
+    with pytest.raises(
+        WarehouseConnectionError, match=f"Warehouse {name} does not exist.*SNOWFLAKE_WAREHOUSE"
+    ):
         target.open(warehouse=name)
     warehouse.close()
 

@@ -22,13 +22,17 @@ SNOWFLAKE_TYPES = {"TEXT", "NUMBER", "FLOAT", "BOOLEAN", "TIMESTAMP_NTZ"}
 TABLES = ("SEGMENTATION_MODELS", "MODEL_K_SELECTION", "MODEL_SEGMENTS", "SEGMENT_SUMMARY")
 
 
-def test_model_versions_on_the_target(target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_model_versions_on_the_target(
+    target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _history(tmp_path / "history.csv")
     target.run(monkeypatch, "load_events", events_file=str(tmp_path / "history.csv"))
     target.run(monkeypatch, **{"training.k": 3})  # trains version 1 and scores with it
     target.run(monkeypatch, "training", **{"training.k": 4})  # version 2
     t = target.table
-    versions = target.sql(f"SELECT VERSION, K, STATUS FROM {t('SEGMENTATION_MODELS')} ORDER BY TRAINED_AT, REGISTERED_AT")
+    versions = target.sql(
+        f"SELECT VERSION, K, STATUS FROM {t('SEGMENTATION_MODELS')} ORDER BY TRAINED_AT, REGISTERED_AT"
+    )
     assert [(v[1], v[2]) for v in versions] == [(3, "READY"), (4, "READY")]
     first, second = versions[0][0], versions[1][0]
 
@@ -39,7 +43,9 @@ def test_model_versions_on_the_target(target: Target, monkeypatch: pytest.Monkey
         f"WHERE TABLE_SCHEMA = '{target.schema}' AND TABLE_NAME IN ({names})"
     )
     assert {r[0] for r in types} == set(TABLES)
-    assert {r[2] for r in types} <= SNOWFLAKE_TYPES, sorted({(r[1], r[2]) for r in types if r[2] not in SNOWFLAKE_TYPES})
+    assert {r[2] for r in types} <= SNOWFLAKE_TYPES, sorted(
+        {(r[1], r[2]) for r in types if r[2] not in SNOWFLAKE_TYPES}
+    )
 
     # SQL alone reads the stored documents (docs/model-registry.md)
     k_rows = target.sql(
@@ -47,7 +53,9 @@ def test_model_versions_on_the_target(target: Target, monkeypatch: pytest.Monkey
         f"PARSE_JSON(METRICS):k::NUMBER FROM {t('SEGMENTATION_MODELS')} WHERE VERSION = '{second}'"
     )
     assert [tuple(int(x) for x in r) for r in k_rows] == [(4, 4, 4)]
-    chosen = target.sql(f"SELECT K FROM {t('MODEL_K_SELECTION')} WHERE MODEL_VERSION = '{first}' AND IS_CHOSEN")
+    chosen = target.sql(
+        f"SELECT K FROM {t('MODEL_K_SELECTION')} WHERE MODEL_VERSION = '{first}' AND IS_CHOSEN"
+    )
     assert [int(r[0]) for r in chosen] == [3]
 
     # the newest scores by default; a pin rolls back; an unknown pin lists what exists
@@ -68,9 +76,15 @@ def test_loaded_model_ignores_session_timestamp_formats(target: Target, live_ses
     from customer_segmentation.model import SegmentationModel, active_version, load_version
 
     model = SegmentationModel(
-        features=["A", "B"], log_features=["A"], means=np.array([0.1, 1 / 3]), scales=np.array([2.0, 1e-300]),
-        centroids=np.array([[0.5, -1 / 7], [-0.5, 2.0**-40]]), labels=["x", "y"], descriptions=["dx", "dy"],
-        version="v-live", trained_at="2026-11-01T05:06:07",
+        features=["A", "B"],
+        log_features=["A"],
+        means=np.array([0.1, 1 / 3]),
+        scales=np.array([2.0, 1e-300]),
+        centroids=np.array([[0.5, -1 / 7], [-0.5, 2.0**-40]]),
+        labels=["x", "y"],
+        descriptions=["dx", "dy"],
+        version="v-live",
+        trained_at="2026-11-01T05:06:07",
     )
     dataset = SegmentationModelTableDataset(
         credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")}

@@ -27,7 +27,9 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
         fakesnow.transforms.trim_cast_varchar,
     ):
         assert getattr(patched, "_segmentation_patch", False)
-    assert any(getattr(f, "_segmentation_patch", False) for f in __import__("logging").getLogger("sqlglot").filters)
+    assert any(
+        getattr(f, "_segmentation_patch", False) for f in __import__("logging").getLogger("sqlglot").filters
+    )
 
 
 def test_1_save_as_table_of_snowflake_only_syntax(warehouse_session: Any) -> None:
@@ -64,8 +66,12 @@ def test_4_unsupported_statement_fails_fast_with_the_engine_message(warehouse_se
     import time
 
     start = time.monotonic()
-    with pytest.raises(SnowparkSQLException, match="embedded warehouse \\(fakesnow\\) cannot run this statement"):
-        warehouse_session.sql("SELECT $1 FROM VALUES (1), (2)").collect()  # a DuckDB error fakesnow does not map
+    with pytest.raises(
+        SnowparkSQLException, match="embedded warehouse \\(fakesnow\\) cannot run this statement"
+    ):
+        warehouse_session.sql(
+            "SELECT $1 FROM VALUES (1), (2)"
+        ).collect()  # a DuckDB error fakesnow does not map
     assert time.monotonic() - start < 30
 
 
@@ -89,10 +95,12 @@ def test_try_to_timestamp_with_formats_rejects_garbage(warehouse_session: Any) -
 
 
 def test_6_alter_session_is_accepted_as_a_no_op(warehouse_session: Any) -> None:
-    warehouse_session.sql("ALTER SESSION SET QUERY_TAG = '{\"project\":\"x\"}'").collect()
+    warehouse_session.sql('ALTER SESSION SET QUERY_TAG = \'{"project":"x"}\'').collect()
     warehouse_session.sql("ALTER SESSION SET TIMESTAMP_NTZ_OUTPUT_FORMAT = 'MM/DD/YY'").collect()
     # ignored: the emulator keeps its own text (the code never depends on it)
-    text = warehouse_session.sql("SELECT CAST('2026-01-02 03:04:05'::TIMESTAMP_NTZ AS STRING)").collect()[0][0]
+    text = warehouse_session.sql("SELECT CAST('2026-01-02 03:04:05'::TIMESTAMP_NTZ AS STRING)").collect()[0][
+        0
+    ]
     assert text == "2026-01-02 03:04:05"
 
 

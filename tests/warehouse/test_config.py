@@ -26,7 +26,13 @@ def test_no_account_means_embedded(tmp_path: Path) -> None:
 
 
 def test_account_with_everything_means_snowflake(tmp_path: Path) -> None:
-    creds = {"account": "xy12345.eu-central-1", "user": "SVC", "password": SECRET, "database": "retail", "schema": "seg"}
+    creds = {
+        "account": "xy12345.eu-central-1",
+        "user": "SVC",
+        "password": SECRET,
+        "database": "retail",
+        "schema": "seg",
+    }
     settings = WarehouseSettings.from_credentials(creds, tmp_path)
     assert not settings.is_embedded
     assert settings.target == "Snowflake account xy12345.eu-central-1"
@@ -52,7 +58,10 @@ def test_missing_credentials_are_named(tmp_path: Path, creds: dict[str, Any], na
     assert SECRET not in message
 
 
-@pytest.mark.parametrize("account", ["https://xy12345.snowflakecomputing.com", "xy12345.eu-central-1.snowflakecomputing.com", "xy 123"])
+@pytest.mark.parametrize(
+    "account",
+    ["https://xy12345.snowflakecomputing.com", "xy12345.eu-central-1.snowflakecomputing.com", "xy 123"],
+)
 def test_account_url_instead_of_identifier_is_explained(tmp_path: Path, account: str) -> None:
     with pytest.raises(MissingCredentialsError) as excinfo:
         WarehouseSettings.from_credentials({"account": account, "user": "u", "password": SECRET}, tmp_path)
@@ -66,14 +75,18 @@ def test_missing_private_key_file_is_named(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.parametrize(("key", "value"), [("database", "RETAIL; DROP TABLE X"), ("schema", 'PUBLIC"."X'), ("database", "1DB")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("database", "RETAIL; DROP TABLE X"), ("schema", 'PUBLIC"."X'), ("database", "1DB")]
+)
 def test_database_and_schema_are_identifiers(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(InvalidIdentifierError) as excinfo:
         WarehouseSettings.from_credentials({key: value}, tmp_path)
     assert f"Invalid {key} name {value!r}" in str(excinfo.value)
 
 
-def test_redact_removes_secrets_from_settings_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redact_removes_secrets_from_settings_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_FILE_PWD", "key-passphrase-123")
     settings = WarehouseSettings.from_credentials({"account": "a", "user": "u", "password": SECRET}, tmp_path)
     text = redact(f"login failed for u with {SECRET} and key-passphrase-123", settings)
@@ -92,7 +105,10 @@ class _Unreachable(Exception):
     ("error", "hint"),
     [
         (_Refused(f"Incorrect username or password was specified ({SECRET})"), "Snowflake refused the login"),
-        (_Unreachable(f"Could not connect to Snowflake backend with {SECRET}"), "The account could not be reached"),
+        (
+            _Unreachable(f"Could not connect to Snowflake backend with {SECRET}"),
+            "The account could not be reached",
+        ),
     ],
 )
 def test_connection_errors_are_redacted_and_explained(
@@ -109,7 +125,9 @@ def test_connection_errors_are_redacted_and_explained(
             raise error
 
     monkeypatch.setattr(Session, "builder", Builder())
-    settings = WarehouseSettings.from_credentials({"account": "acct", "user": "SVC", "password": SECRET}, tmp_path)
+    settings = WarehouseSettings.from_credentials(
+        {"account": "acct", "user": "SVC", "password": SECRET}, tmp_path
+    )
     with pytest.raises(WarehouseConnectionError) as excinfo:
         wh_session._open(settings)
     message = str(excinfo.value)

@@ -32,6 +32,8 @@ def test_bad_memory_limit_is_refused(value: str) -> None:
         validate_memory_limit(value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("768MB", "768MB"), ("2 GiB", "2 GiB")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, None), ("", None), ("768MB", "768MB"), ("2 GiB", "2 GiB")]
+)
 def test_good_memory_limit(value: str | None, expected: str | None) -> None:
     assert validate_memory_limit(value) == expected

@@ -26,7 +26,13 @@ LIVE = WarehouseSettings(
 class FakeSession:
     """Answers the context query with fixed values and records every statement."""
 
-    def __init__(self, database: str | None, schema: str | None, warehouse: str | None = "WH_S", role: str | None = "SEG_ROLE") -> None:
+    def __init__(
+        self,
+        database: str | None,
+        schema: str | None,
+        warehouse: str | None = "WH_S",
+        role: str | None = "SEG_ROLE",
+    ) -> None:
         self.context = [database, schema, warehouse, role]
         self.statements: list[str] = []
 
@@ -47,28 +53,50 @@ class FakeSession:
 def test_a_usable_context_passes_and_sends_one_query() -> None:
     fake = FakeSession("ANALYTICS", "SEGMENTS")
     wh_session.check_session_context(fake, LIVE)
-    assert fake.statements == ["SELECT CURRENT_DATABASE(), CURRENT_SCHEMA(), CURRENT_WAREHOUSE(), CURRENT_ROLE()"]
+    assert fake.statements == [
+        "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA(), CURRENT_WAREHOUSE(), CURRENT_ROLE()"
+    ]
 
 
 @pytest.mark.parametrize(
     ("context", "fragments"),
     [
-        ((None, None), ["Database ANALYTICS does not exist", "role SEG_ROLE", "SNOWFLAKE_DATABASE", "GRANT USAGE ON DATABASE"]),
-        (("ANALYTICS", None), ["Schema ANALYTICS.SEGMENTS does not exist", "SNOWFLAKE_SCHEMA", "warehouse.create_schema=true"]),
-        (("ANALYTICS", "SEGMENTS", None), ["Warehouse WH_S does not exist", "SNOWFLAKE_WAREHOUSE", "GRANT USAGE ON WAREHOUSE"]),
+        (
+            (None, None),
+            [
+                "Database ANALYTICS does not exist",
+                "role SEG_ROLE",
+                "SNOWFLAKE_DATABASE",
+                "GRANT USAGE ON DATABASE",
+            ],
+        ),
+        (
+            ("ANALYTICS", None),
+            ["Schema ANALYTICS.SEGMENTS does not exist", "SNOWFLAKE_SCHEMA", "warehouse.create_schema=true"],
+        ),
+        (
+            ("ANALYTICS", "SEGMENTS", None),
+            ["Warehouse WH_S does not exist", "SNOWFLAKE_WAREHOUSE", "GRANT USAGE ON WAREHOUSE"],
+        ),
     ],
 )
-def test_a_missing_object_is_named_with_the_variable_to_set(context: tuple[Any, ...], fragments: list[str]) -> None:
+def test_a_missing_object_is_named_with_the_variable_to_set(
+    context: tuple[Any, ...], fragments: list[str]
+) -> None:
     fake = FakeSession(*context)
     with pytest.raises(WarehouseConnectionError) as excinfo:
         wh_session.check_session_context(fake, LIVE)
     for fragment in fragments:
         assert fragment in str(excinfo.value)
-    assert not any(s.startswith("CREATE") for s in fake.statements)  # nothing is created without the parameter
+    assert not any(
+        s.startswith("CREATE") for s in fake.statements
+    )  # nothing is created without the parameter
 
 
 def test_no_warehouse_configured_says_so() -> None:
-    settings = WarehouseSettings(database="ANALYTICS", schema="SEGMENTS", connection={"account": "xy12345", "user": "svc"})
+    settings = WarehouseSettings(
+        database="ANALYTICS", schema="SEGMENTS", connection={"account": "xy12345", "user": "svc"}
+    )
     with pytest.raises(WarehouseConnectionError, match="No warehouse is set.*SNOWFLAKE_WAREHOUSE"):
         wh_session.check_session_context(FakeSession("ANALYTICS", "SEGMENTS", None, None), settings)
 
@@ -90,13 +118,19 @@ def test_embedded_target_skips_only_the_warehouse_check(tmp_path: Any) -> None:
 
 
 def test_alter_session_sets_formats_and_a_json_query_tag() -> None:
-    statements = wh_session.session_parameter_statements({"project": "p", "pipeline": "daily", "run_id": "it's-1"})
+    statements = wh_session.session_parameter_statements(
+        {"project": "p", "pipeline": "daily", "run_id": "it's-1"}
+    )
     assert statements[0].startswith("ALTER SESSION SET TIMESTAMP_INPUT_FORMAT = 'AUTO'")
     assert "TIMESTAMP_NTZ_OUTPUT_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF9'" in statements[0]
     assert "TIMEZONE = 'UTC'" in statements[0]
     tag = statements[1].removeprefix("ALTER SESSION SET QUERY_TAG = ")
     assert tag.startswith("'") and tag.endswith("'")
-    assert json.loads(tag[1:-1].replace("\\'", "'")) == {"pipeline": "daily", "project": "p", "run_id": "it's-1"}
+    assert json.loads(tag[1:-1].replace("\\'", "'")) == {
+        "pipeline": "daily",
+        "project": "p",
+        "run_id": "it's-1",
+    }
     assert len(wh_session.query_tag_text({"x": "y" * 5000})) == 2000
 
 
@@ -118,12 +152,19 @@ def test_a_run_tags_its_statements_with_pipeline_and_run_id(tmp_path: Any) -> No
     warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh"))
     catalog: dict[str, Any] = {}
     try:
-        WarehouseHooks().before_pipeline_run({"session_id": "2026-11-25T10.00.00.000Z", "pipeline_name": "daily"}, None, catalog)
+        WarehouseHooks().before_pipeline_run(
+            {"session_id": "2026-11-25T10.00.00.000Z", "pipeline_name": "daily"}, None, catalog
+        )
         session = warehouse.get_session()
         with session.query_history() as history:
             warehouse.set_query_tag(team="crm")  # applied at once to the open session
     finally:
         warehouse.close()
     tag = json.loads(history.queries[0].sql_text.split(" = ", 1)[1][1:-1])
-    assert tag == {"project": "customer_segmentation", "pipeline": "daily", "run_id": "2026-11-25T10.00.00.000Z", "team": "crm"}
+    assert tag == {
+        "project": "customer_segmentation",
+        "pipeline": "daily",
+        "run_id": "2026-11-25T10.00.00.000Z",
+        "team": "crm",
+    }
     assert catalog["run_metadata"]["run_id"] == "2026-11-25T10.00.00.000Z"

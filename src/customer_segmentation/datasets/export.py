@@ -59,8 +59,13 @@ def csv_bytes(frame: Any) -> bytes:
 class SegmentExportDataset(AbstractDataset):
     """Write-only: the files of a ``SegmentExport`` (``filepath`` is the project folder, the anchor)."""
 
-    def __init__(self, *, filepath: str, default_folder: str = "data/09_export/segments",
-                 metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        default_folder: str = "data/09_export/segments",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         self._project_dir = Path(filepath)
         self._default_folder = default_folder
         self.metadata = metadata
@@ -75,7 +80,9 @@ class SegmentExportDataset(AbstractDataset):
         if data.stage:
             self._unload_to_stage(data)
             return
-        root = resolve_export_folder(self._project_dir, data.folder or self._default_folder, data.allow_outside_project)
+        root = resolve_export_folder(
+            self._project_dir, data.folder or self._default_folder, data.allow_outside_project
+        )
         target = root / data.snapshot_date
         target.mkdir(parents=True, exist_ok=True)
         contents = {name: csv_bytes(frame.to_pandas()) for name, frame in data.files.items()}
@@ -97,7 +104,9 @@ class SegmentExportDataset(AbstractDataset):
             )
         stage = str(data.stage)
         if not _STAGE.match(stage):
-            raise InvalidParametersError(f"export_segments.stage {stage!r} is not a stage name like @MY_DB.MY_SCHEMA.EXPORTS.")
+            raise InvalidParametersError(
+                f"export_segments.stage {stage!r} is not a stage name like @MY_DB.MY_SCHEMA.EXPORTS."
+            )
         stage = stage if stage.startswith("@") else "@" + stage
         for name, frame in data.files.items():
             # COPY INTO <location> with SINGLE = TRUE writes one file under the exact path given,

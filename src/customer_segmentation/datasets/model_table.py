@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -66,8 +66,16 @@ MODEL_COLUMNS: dict[str, str] = {
     "RECORD_FORMAT": "NUMBER(38,0)",
 }
 JSON_COLUMNS = (
-    "FEATURES", "LOG_FEATURES", "MEANS", "SCALES", "CENTROIDS", "LABELS", "DESCRIPTIONS",
-    "SEGMENT_STATS", "METRICS", "EXTRA",
+    "FEATURES",
+    "LOG_FEATURES",
+    "MEANS",
+    "SCALES",
+    "CENTROIDS",
+    "LABELS",
+    "DESCRIPTIONS",
+    "SEGMENT_STATS",
+    "METRICS",
+    "EXTRA",
 )
 DOCUMENT_COLUMNS = ("SEGMENT_STATS", "METRICS", "EXTRA")
 K_SELECTION_COLUMNS: dict[str, str] = {
@@ -115,16 +123,22 @@ def _insert_rows(session: Any, fqn: str, columns: dict[str, str], rows: list[dic
     if not rows:
         return
     names = list(columns)
-    placeholder = "(" + ", ".join(
-        f"TO_TIMESTAMP_NTZ(?, '{TS_FORMAT_SQL}')" if columns[n].startswith("TIMESTAMP") else "?" for n in names
-    ) + ")"
+    placeholder = (
+        "("
+        + ", ".join(
+            f"TO_TIMESTAMP_NTZ(?, '{TS_FORMAT_SQL}')" if columns[n].startswith("TIMESTAMP") else "?"
+            for n in names
+        )
+        + ")"
+    )
     # a few thousand bound values per statement at most (Snowflake caps the size of one statement)
     per_statement = max(1, MAX_BINDS_PER_STATEMENT // len(names))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         params = [row.get(n) for row in chunk for n in names]
         session.sql(
-            f"INSERT INTO {fqn} ({', '.join(names)}) VALUES " + ", ".join([placeholder] * len(chunk)), params=params
+            f"INSERT INTO {fqn} ({', '.join(names)}) VALUES " + ", ".join([placeholder] * len(chunk)),
+            params=params,
         ).collect()
 
 
@@ -196,7 +210,9 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
         keys = [c.lower() for c in MODEL_COLUMNS]
         if not table_columns(session, self._database, self._schema, self._table_name):
             return pd.DataFrame(columns=keys)
-        rows = session.sql(f"SELECT {', '.join(MODEL_COLUMNS)} FROM {self.fqn} ORDER BY {NEWEST_FIRST}").collect()
+        rows = session.sql(
+            f"SELECT {', '.join(MODEL_COLUMNS)} FROM {self.fqn} ORDER BY {NEWEST_FIRST}"
+        ).collect()
         records = []
         for row in rows:
             values = row.as_dict()
@@ -228,7 +244,9 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
         model_row = {
             "VERSION": version,
             "TRAINED_AT": _ts_text(record["trained_at"]),
-            "REGISTERED_AT": _ts_text(data.registered_at or datetime.now(timezone.utc).replace(tzinfo=None).isoformat()),
+            "REGISTERED_AT": _ts_text(
+                data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat()
+            ),
             "RUN_ID": data.run_id,
             "STATUS": "READY",
             "K": int(record["k"]),
@@ -236,7 +254,11 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
             # documents may hold NaN (a metric that does not apply): stored as null, strict JSON;
             # the model's numbers must be finite and are written as they are (to_record checks)
             **{
-                name: _json(json_safe(record.get(name.lower())) if name in DOCUMENT_COLUMNS else record.get(name.lower()))
+                name: _json(
+                    json_safe(record.get(name.lower()))
+                    if name in DOCUMENT_COLUMNS
+                    else record.get(name.lower())
+                )
                 for name in JSON_COLUMNS
             },
         }
@@ -254,7 +276,10 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
             for table, column in ((k_sel, "MODEL_VERSION"), (segs, "MODEL_VERSION"), (models, "VERSION")):
                 _delete_in(session, table, column, drop)
         logger.info(
-            "Model version %s stored in %s (k=%s)%s", version, models, record["k"],
+            "Model version %s stored in %s (k=%s)%s",
+            version,
+            models,
+            record["k"],
             f"; pruned {len(drop)} old version(s): {', '.join(drop)}" if drop else "",
         )
 
@@ -286,7 +311,10 @@ def k_selection_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "MODEL_VERSION": str(record["version"]),
                 "K": k,
-                **{c: json_safe(item.get(c.lower())) for c in ("INERTIA", "SILHOUETTE", "CALINSKI_HARABASZ", "DAVIES_BOULDIN")},
+                **{
+                    c: json_safe(item.get(c.lower()))
+                    for c in ("INERTIA", "SILHOUETTE", "CALINSKI_HARABASZ", "DAVIES_BOULDIN")
+                },
                 "IS_CHOSEN": k == int(record["k"]),
             }
         )
@@ -385,5 +413,8 @@ class EvidenceTableDataset(SnowparkTableDataset):
         with transaction(session):
             for key in keys:
                 where = " AND ".join(f"{k} = ?" for k in self._key_columns)
-                session.sql(f"DELETE FROM {self.fqn} WHERE {where}", params=[json_safe(key[k]) for k in self._key_columns]).collect()
+                session.sql(
+                    f"DELETE FROM {self.fqn} WHERE {where}",
+                    params=[json_safe(key[k]) for k in self._key_columns],
+                ).collect()
             _insert_rows(session, self.fqn, columns, rows)

@@ -65,10 +65,14 @@ class WarehouseTableDataset(SnowparkTableDataset):
         self._wt_mode = save_args.pop("mode", "overwrite")
         snapshot_column = save_args.pop("snapshot_column", None)
         if self._wt_mode not in ("overwrite", "append", "replace_snapshot"):
-            raise DatasetError(f"save_args.mode must be overwrite, append or replace_snapshot, not {self._wt_mode!r}")
+            raise DatasetError(
+                f"save_args.mode must be overwrite, append or replace_snapshot, not {self._wt_mode!r}"
+            )
         if self._wt_mode == "replace_snapshot" and not snapshot_column:
             raise DatasetError("save_args.mode 'replace_snapshot' needs save_args.snapshot_column")
-        self._snapshot_column = validate_identifier(snapshot_column, "column name") if snapshot_column else None
+        self._snapshot_column = (
+            validate_identifier(snapshot_column, "column name") if snapshot_column else None
+        )
         super().__init__(save_args={"mode": "overwrite"}, **kwargs)
 
     def _describe(self) -> dict[str, Any]:
@@ -127,7 +131,9 @@ class WarehouseTableDataset(SnowparkTableDataset):
         try:
             if self._wt_mode == "replace_snapshot":
                 snap = self._snapshot_column
-                session.sql(f"DELETE FROM {self.fqn} WHERE {snap} IN (SELECT DISTINCT {snap} FROM {stage})").collect()
+                session.sql(
+                    f"DELETE FROM {self.fqn} WHERE {snap} IN (SELECT DISTINCT {snap} FROM {stage})"
+                ).collect()
                 if keep_after is not None:
                     self._delete_before(session, keep_after)
             session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {stage}").collect()
@@ -139,5 +145,6 @@ class WarehouseTableDataset(SnowparkTableDataset):
     def _delete_before(self, session: Any, keep_after: date) -> None:
         """Retention: drop the snapshots older than ``keep_after``."""
         session.sql(
-            f"DELETE FROM {self.fqn} WHERE {self._snapshot_column} < CAST(? AS DATE)", params=[keep_after.isoformat()]
+            f"DELETE FROM {self.fqn} WHERE {self._snapshot_column} < CAST(? AS DATE)",
+            params=[keep_after.isoformat()],
         ).collect()

@@ -96,11 +96,15 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             )
         copy_grants = save_args.pop("copy_grants", True)
         if not isinstance(copy_grants, bool):
-            raise DatasetError(f"save_args.copy_grants of {table_name} must be true or false, not {copy_grants!r}")
+            raise DatasetError(
+                f"save_args.copy_grants of {table_name} must be true or false, not {copy_grants!r}"
+            )
         # a temporary table is new in each session: there are no grants to copy
         self._copy_grants = copy_grants and self._table_type != "temporary"
         if self._table_type == "temporary" and self._mode != "overwrite":
-            raise DatasetError(f"save_args.table_type 'temporary' of {table_name} needs save_args.mode 'overwrite'")
+            raise DatasetError(
+                f"save_args.table_type 'temporary' of {table_name} needs save_args.mode 'overwrite'"
+            )
         super().__init__(
             table_name=table_name,
             schema=schema,

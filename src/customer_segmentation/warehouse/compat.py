@@ -85,7 +85,10 @@ def _patch_create_table_as() -> None:
                 duck_conn.execute("DESCRIBE " + select.sql(dialect="duckdb"))
                 select.set(
                     "expressions",
-                    [exp.Column(this=exp.Identifier(this=row[0], quoted=True)) for row in duck_conn.fetchall()],
+                    [
+                        exp.Column(this=exp.Identifier(this=row[0], quoted=True))
+                        for row in duck_conn.fetchall()
+                    ],
                 )
         return original(expression, duck_conn)
 
@@ -132,7 +135,11 @@ def _patch_copy_from_stage_literal() -> None:
         source = expr.args["files"][0].this
         if isinstance(source, exp.Select) and (from_ := source.args.get("from_")) is not None:
             table = from_.this
-            if isinstance(table, exp.Table) and isinstance(table.this, exp.Literal) and table.this.name.startswith("@"):
+            if (
+                isinstance(table, exp.Table)
+                and isinstance(table.this, exp.Literal)
+                and table.this.name.startswith("@")
+            ):
                 return table.this.name.replace('"', "")
         return original(expr)
 

@@ -79,7 +79,13 @@ class WarehouseSettings:
         """Identity of the target, to reuse a session opened for the same settings."""
         if self.is_embedded:
             return ("embedded", str(self.embedded_dir), self.database, self.schema)
-        return ("snowflake", self.connection.get("account"), self.connection.get("user"), self.database, self.schema)
+        return (
+            "snowflake",
+            self.connection.get("account"),
+            self.connection.get("user"),
+            self.database,
+            self.schema,
+        )
 
     @classmethod
     def from_credentials(
@@ -100,7 +106,9 @@ class WarehouseSettings:
         embedded = Path(embedded_dir).resolve() if embedded_dir else None
         memory = validate_memory_limit(embedded_memory_limit)
         if not isinstance(create_schema, bool):
-            raise InvalidParametersError(f"warehouse.create_schema must be true or false, got {create_schema!r}.")
+            raise InvalidParametersError(
+                f"warehouse.create_schema must be true or false, got {create_schema!r}."
+            )
         idle = validate_seconds(idle_timeout_seconds, "warehouse.idle_timeout_seconds", 600.0)
         wait = validate_seconds(run_lock_timeout_seconds, "warehouse.run_lock_timeout_seconds", 600.0)
         if not creds.get("account"):
@@ -116,7 +124,11 @@ class WarehouseSettings:
             )
 
         account = str(creds["account"])
-        if "://" in account or "snowflakecomputing.com" in account.lower() or any(c.isspace() for c in account):
+        if (
+            "://" in account
+            or "snowflakecomputing.com" in account.lower()
+            or any(c.isspace() for c in account)
+        ):
             raise MissingCredentialsError(
                 f"SNOWFLAKE_ACCOUNT is {account!r}: give the account identifier only, e.g. "
                 "'xy12345.eu-central-1' or 'orgname-accountname' (no https://, no .snowflakecomputing.com)."
@@ -141,13 +153,19 @@ class WarehouseSettings:
         connection = {k: v for k, v in creds.items() if v is not None and k not in ("database", "schema")}
         connection.update(database=database, schema=schema)
         return cls(
-            database=database, schema=schema, embedded_dir=embedded, connection=connection, create_schema=create_schema
+            database=database,
+            schema=schema,
+            embedded_dir=embedded,
+            connection=connection,
+            create_schema=create_schema,
         )
-
 
     @classmethod
     def from_config(
-        cls, credentials: Mapping[str, Any] | None, warehouse_params: Mapping[str, Any] | None, project_path: Path
+        cls,
+        credentials: Mapping[str, Any] | None,
+        warehouse_params: Mapping[str, Any] | None,
+        project_path: Path,
     ) -> WarehouseSettings:
         """Settings from the ``snowflake`` credentials and the ``warehouse`` parameters of a project."""
         params = dict(warehouse_params or {})

@@ -246,7 +246,9 @@ def _is_our_server_process(pid: int, path: Path) -> bool:
 
 
 def _status(record: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-    return _http("GET", f"http://{record.get('host', '127.0.0.1')}:{record.get('port')}{STATUS_PATH}", timeout)
+    return _http(
+        "GET", f"http://{record.get('host', '127.0.0.1')}:{record.get('port')}{STATUS_PATH}", timeout
+    )
 
 
 def _check(path: Path, record: dict[str, Any] | None, timeout: float) -> tuple[ServerHandle | None, str]:
@@ -297,8 +299,13 @@ def _start_server(path: Path, memory_limit: str | None, idle_timeout: float, tim
     if log.exists() and log.stat().st_size > _LOG_ROTATE_BYTES:
         os.replace(log, path / f"{LOG_NAME}.1")
     command = [
-        sys.executable, "-m", "customer_segmentation.warehouse.embedded_server",
-        "--path", str(path), "--idle-timeout", f"{idle_timeout:g}",
+        sys.executable,
+        "-m",
+        "customer_segmentation.warehouse.embedded_server",
+        "--path",
+        str(path),
+        "--idle-timeout",
+        f"{idle_timeout:g}",
     ]
     if memory_limit:
         command += ["--memory-limit", memory_limit]
@@ -310,8 +317,13 @@ def _start_server(path: Path, memory_limit: str | None, idle_timeout: float, tim
     started = time.monotonic()
     with log.open("ab") as log_file:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            cwd=path, env=env, start_new_session=True,  # detached: outlives this client, not in its signals
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=path,
+            env=env,
+            start_new_session=True,  # detached: outlives this client, not in its signals
         )
     # reap it when it exits (idle stop) so that it does not linger as a zombie of a long-lived client
     threading.Thread(target=process.wait, name="embedded-warehouse-reaper", daemon=True).start()
@@ -329,7 +341,10 @@ def _start_server(path: Path, memory_limit: str | None, idle_timeout: float, tim
             if handle is not None:
                 logger.info(
                     "Embedded warehouse server started for %s on 127.0.0.1:%s (pid %s) in %.2f s",
-                    path, handle.port, handle.pid, time.monotonic() - started,
+                    path,
+                    handle.port,
+                    handle.pid,
+                    time.monotonic() - started,
                 )
                 return handle
         time.sleep(0.02)
@@ -367,7 +382,9 @@ def ensure_server(
                         f"Stop it (`kill {pid}`, or `kill -9 {pid}` if it does not exit) and run again; "
                         f"its log is {path / LOG_NAME}."
                     )
-                logger.warning("Removing the stale embedded warehouse record %s (%s)", path / RECORD_NAME, why)
+                logger.warning(
+                    "Removing the stale embedded warehouse record %s (%s)", path / RECORD_NAME, why
+                )
                 (path / RECORD_NAME).unlink(missing_ok=True)
             if handle is None:
                 handle = _start_server(path, memory_limit, idle_timeout, start_timeout)
@@ -389,12 +406,17 @@ def _warn_if_different(handle: ServerHandle, memory_limit: str | None) -> None:
     if record.get("memory_limit") != memory_limit:
         logger.warning(
             "The running embedded warehouse server (pid %s) uses memory_limit %s, not %s: "
-            "`kedro warehouse stop` and run again to apply it.", handle.pid, record.get("memory_limit"), memory_limit,
+            "`kedro warehouse stop` and run again to apply it.",
+            handle.pid,
+            record.get("memory_limit"),
+            memory_limit,
         )
     if record.get("version") != __version__:
         logger.warning(
             "The running embedded warehouse server (pid %s) was started by version %s of the project, "
-            "this is %s: `kedro warehouse stop` to restart it with this version.", handle.pid, record.get("version"),
+            "this is %s: `kedro warehouse stop` to restart it with this version.",
+            handle.pid,
+            record.get("version"),
             __version__,
         )
 
@@ -505,13 +527,12 @@ class RunLock:
                         "warehouse.run_lock_timeout_seconds to wait longer."
                     ) from None
                 if not announced:
-                    logger.warning("Waiting for the other pipeline run on this warehouse to finish: %s", holder)
+                    logger.warning(
+                        "Waiting for the other pipeline run on this warehouse to finish: %s", holder
+                    )
                     announced = True
                 time.sleep(0.1)
-        owner = (
-            f"pid {os.getpid()}, {label}, started "
-            f"{datetime.now(UTC).isoformat(timespec='seconds')}"
-        )
+        owner = f"pid {os.getpid()}, {label}, started {datetime.now(UTC).isoformat(timespec='seconds')}"
         os.ftruncate(fd, 0)
         os.pwrite(fd, owner.encode(), 0)
         self._fd = fd

@@ -55,7 +55,9 @@ SESSION_PARAMETERS: dict[str, str] = {
 _QUERY_TAG_MAX = 2000
 
 
-def configure(settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSettings], None] | None = None) -> None:
+def configure(
+    settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSettings], None] | None = None
+) -> None:
     """Set the settings that the next ``get_session()`` uses; closes a session to another target."""
     global _settings
     with _LOCK:
@@ -109,7 +111,9 @@ def _server_for(settings: WarehouseSettings) -> embedded.ServerHandle:
         thread.join()
         if result and embedded.is_current(result[0]):
             return result[0]
-    return embedded.ensure_server(settings.embedded_dir, settings.embedded_memory_limit, settings.embedded_idle_timeout)
+    return embedded.ensure_server(
+        settings.embedded_dir, settings.embedded_memory_limit, settings.embedded_idle_timeout
+    )
 
 
 def current_settings() -> WarehouseSettings:
@@ -151,7 +155,10 @@ def _settings_from_project() -> WarehouseSettings | None:
     from kedro.config import OmegaConfigLoader
 
     loader = OmegaConfigLoader(
-        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=os.environ.get("KEDRO_ENV")
+        conf_source=str(project / "conf"),
+        base_env="base",
+        default_run_env="local",
+        env=os.environ.get("KEDRO_ENV"),
     )
     credentials = (loader["credentials"] or {}).get("snowflake") or {}
     params = (loader["parameters"] or {}).get("warehouse") or {}
@@ -212,7 +219,9 @@ def check_session_context(session: Any, settings: WarehouseSettings, create_sche
     """
     embedded_target = settings.is_embedded
     role = settings.connection.get("role")
-    columns = "CURRENT_DATABASE(), CURRENT_SCHEMA()" + ("" if embedded_target else ", CURRENT_WAREHOUSE(), CURRENT_ROLE()")
+    columns = "CURRENT_DATABASE(), CURRENT_SCHEMA()" + (
+        "" if embedded_target else ", CURRENT_WAREHOUSE(), CURRENT_ROLE()"
+    )
     row = list(session.sql(f"SELECT {columns}").collect()[0])
     database, schema = row[0], row[1]
     warehouse_name = None if embedded_target else row[2]
@@ -240,7 +249,11 @@ def check_session_context(session: Any, settings: WarehouseSettings, create_sche
             )
     if not embedded_target and warehouse_name is None:
         configured = settings.connection.get("warehouse")
-        what = f"Warehouse {configured} does not exist, or {as_role} may not use it" if configured else "No warehouse is set"
+        what = (
+            f"Warehouse {configured} does not exist, or {as_role} may not use it"
+            if configured
+            else "No warehouse is set"
+        )
         raise WarehouseConnectionError(
             f"{what} on {settings.target}: queries need a running warehouse. Set SNOWFLAKE_WAREHOUSE to a "
             "warehouse the role may use (GRANT USAGE ON WAREHOUSE <name> TO ROLE <role>; SNOWFLAKE_ROLE chooses the role)."
@@ -272,7 +285,9 @@ def _connection_hint(exc: BaseException) -> str:
             "Snowflake refused the login: check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD "
             "(or SNOWFLAKE_PRIVATE_KEY_FILE and SNOWFLAKE_PRIVATE_KEY_FILE_PWD). "
         )
-    if errno in _UNREACHABLE or any(t in text for t in ("could not connect", "failed to connect", "timed out", "name or service")):
+    if errno in _UNREACHABLE or any(
+        t in text for t in ("could not connect", "failed to connect", "timed out", "name or service")
+    ):
         return "The account could not be reached (wrong SNOWFLAKE_ACCOUNT, or no network route to it). "
     return ""
 
@@ -283,9 +298,13 @@ def _open(settings: WarehouseSettings) -> Any:
 
     if settings.is_embedded:
         if settings.embedded_dir is None:
-            raise SegmentationError("The embedded warehouse needs a data folder (parameter warehouse.embedded_dir).")
+            raise SegmentationError(
+                "The embedded warehouse needs a data folder (parameter warehouse.embedded_dir)."
+            )
         if settings.embedded_in_process:
-            server = embedded.ensure_running(settings.embedded_dir, settings.database, settings.embedded_memory_limit)
+            server = embedded.ensure_running(
+                settings.embedded_dir, settings.database, settings.embedded_memory_limit
+            )
             params = server.connection_parameters(settings.database, settings.schema)
         else:
             handle = _server_for(settings)
@@ -294,7 +313,12 @@ def _open(settings: WarehouseSettings) -> Any:
     else:
         params = {"login_timeout": 60, "network_timeout": 600, **settings.connection}
         params.setdefault("application", "customer_segmentation_kedro")
-    logger.info("Opening warehouse session: %s (database %s, schema %s)", settings.target, settings.database, settings.schema)
+    logger.info(
+        "Opening warehouse session: %s (database %s, schema %s)",
+        settings.target,
+        settings.database,
+        settings.schema,
+    )
     try:
         session = Session.builder.configs(params).create()
     except Exception as exc:  # the connector raises many kinds; report them all the same way
@@ -315,7 +339,11 @@ def get_session() -> Any:
     global _session, _session_key
     with _LOCK:
         settings = current_settings()
-        if _session is not None and _session_key == settings.key and (_server is None or embedded.is_current(_server)):
+        if (
+            _session is not None
+            and _session_key == settings.key
+            and (_server is None or embedded.is_current(_server))
+        ):
             return _session
         if _session is not None:
             if _server is not None and not embedded.is_current(_server):

@@ -56,7 +56,9 @@ def table_exists(session: Any, database: str, schema: str, table: str) -> bool:
 #: a run asks about the same few tables again and again; columns only change when the run itself
 #: replaces a table, and every writer through the datasets refreshes the entry. A new session
 #: (a new run) starts empty. Missing tables are never cached: another step may create them.
-_COLUMN_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], list[str]]] = weakref.WeakKeyDictionary()
+_COLUMN_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 _CACHE_LOCK = threading.Lock()
 
 
@@ -94,12 +96,18 @@ def table_columns(session: Any, database: str, schema: str, table: str) -> list[
     return list(columns)
 
 
-def remember_table_columns(session: Any, database: str, schema: str, table: str, columns: Sequence[str]) -> None:
+def remember_table_columns(
+    session: Any, database: str, schema: str, table: str, columns: Sequence[str]
+) -> None:
     """Record the columns of a table this session has just (re)created."""
-    _session_cache(session)[_cache_key(database, schema, table)] = [str(c).strip('"').upper() for c in columns]
+    _session_cache(session)[_cache_key(database, schema, table)] = [
+        str(c).strip('"').upper() for c in columns
+    ]
 
 
-def forget_table_columns(session: Any, database: str | None = None, schema: str | None = None, table: str | None = None) -> None:
+def forget_table_columns(
+    session: Any, database: str | None = None, schema: str | None = None, table: str | None = None
+) -> None:
     """Drop cached columns of one table (or of every table when ``table`` is None), e.g. after DDL."""
     cache = _session_cache(session)
     if table is None:

@@ -28,8 +28,16 @@ PARAMS = {
     "as_of": "2026-11-01 06:00:00",
 }
 GOOD = {
-    "EVENT_ID": "E1", "EVENT_TYPE": "ORDER_CREATED", "EVENT_TS": "2026-01-02 10:00:00", "CUSTOMER_ID": "C1",
-    "ORDER_ID": "O1", "PRODUCT_ID": "P1", "CATEGORY": "Vins", "QUANTITY": "2", "AMOUNT": "12.50", "CHANNEL": "web",
+    "EVENT_ID": "E1",
+    "EVENT_TYPE": "ORDER_CREATED",
+    "EVENT_TS": "2026-01-02 10:00:00",
+    "CUSTOMER_ID": "C1",
+    "ORDER_ID": "O1",
+    "PRODUCT_ID": "P1",
+    "CATEGORY": "Vins",
+    "QUANTITY": "2",
+    "AMOUNT": "12.50",
+    "CHANNEL": "web",
 }
 #: One raw event per rejection reason (duplicate_event: the second E1 below).
 DEFECTS = {
@@ -53,7 +61,9 @@ def _raw(session: Any, rows: list[dict[str, Any]], table: str = "RAW_DATA") -> A
             frame[column] = None
     frame["LOADED_AT"] = pd.to_datetime(frame["LOADED_AT"])
     frame["SOURCE_ROW"] = frame["SOURCE_ROW"].astype("Int64")
-    session.write_pandas(frame[list(RAW_COLUMNS)], table, auto_create_table=False, overwrite=False, use_logical_type=True)
+    session.write_pandas(
+        frame[list(RAW_COLUMNS)], table, auto_create_table=False, overwrite=False, use_logical_type=True
+    )
     return session.table(table)
 
 
@@ -65,7 +75,9 @@ def _previous(session: Any, pairs: list[tuple[str, str]]) -> Any:
 
 
 def _empty_state(session: Any) -> Any:
-    return session.sql("SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0")
+    return session.sql(
+        "SELECT CAST(NULL AS VARCHAR) AS PIPELINE, CAST(NULL AS TIMESTAMP_NTZ) AS WATERMARK WHERE 1 = 0"
+    )
 
 
 def _classify(session: Any, raw: Any, previous: Any, **params: Any) -> pd.DataFrame:
@@ -77,7 +89,16 @@ def _classify(session: Any, raw: Any, previous: Any, **params: Any) -> pd.DataFr
 def test_every_reason_is_machine_readable(warehouse_session: Any) -> None:
     rows = [dict(GOOD, SOURCE_ROW=1, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f")]
     for i, (reason, change) in enumerate(DEFECTS.items(), start=2):
-        rows.append({**GOOD, "EVENT_ID": f"E{i}", "SOURCE_ROW": i, "LOADED_AT": "2026-11-01 05:00:00", "SOURCE_FILE": "f", **change})
+        rows.append(
+            {
+                **GOOD,
+                "EVENT_ID": f"E{i}",
+                "SOURCE_ROW": i,
+                "LOADED_AT": "2026-11-01 05:00:00",
+                "SOURCE_FILE": "f",
+                **change,
+            }
+        )
     rows.append(dict(GOOD, SOURCE_ROW=99, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f", AMOUNT="13.00"))
     raw = _raw(warehouse_session, rows)
     out = _classify(warehouse_session, raw, _previous(warehouse_session, [])).set_index("SOURCE_ROW")
@@ -100,20 +121,31 @@ def test_previously_accepted_record_stays_accepted_when_a_copy_arrives(warehouse
     first = _classify(warehouse_session, raw, _previous(warehouse_session, []))
     original_id = first.loc[first["SOURCE_FILE"].isna(), "RECORD_ID"].item()
     out = _classify(warehouse_session, raw, _previous(warehouse_session, [("E1", original_id)]))
-    reasons = dict(zip(out["SOURCE_FILE"].fillna("none"), out["REJECT_REASON"].where(out["REJECT_REASON"].notna(), None)))
+    reasons = dict(
+        zip(out["SOURCE_FILE"].fillna("none"), out["REJECT_REASON"].where(out["REJECT_REASON"].notna(), None))
+    )
     assert reasons == {"none": None, "later.csv": "duplicate_event"}
 
 
 def test_full_refresh_ignores_what_transformed_data_held(warehouse_session: Any) -> None:
-    raw = _raw(warehouse_session, [dict(GOOD, SOURCE_ROW=1, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f")])
+    raw = _raw(
+        warehouse_session, [dict(GOOD, SOURCE_ROW=1, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f")]
+    )
     stale = _previous(warehouse_session, [("E1", "some-record-whose-raw-row-is-gone")])
     assert _classify(warehouse_session, raw, stale)["REJECT_REASON"].tolist() == ["duplicate_event"]
     assert _classify(warehouse_session, raw, stale, full_refresh=True)["REJECT_REASON"].isna().all()
 
 
 def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> None:
-    rows = [dict(GOOD, EVENT_ID=f"E{i}", SOURCE_ROW=i, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f") for i in range(9)]
-    rows.append(dict(GOOD, EVENT_ID="BAD", SOURCE_ROW=10, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f", AMOUNT="x"))
+    rows = [
+        dict(GOOD, EVENT_ID=f"E{i}", SOURCE_ROW=i, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f")
+        for i in range(9)
+    ]
+    rows.append(
+        dict(
+            GOOD, EVENT_ID="BAD", SOURCE_ROW=10, LOADED_AT="2026-11-01 05:00:00", SOURCE_FILE="f", AMOUNT="x"
+        )
+    )
     raw = _raw(warehouse_session, rows)
     p = {**PARAMS, "max_rejection_rate": 0.05}
     batch, info = select_new_events(raw, _empty_state(warehouse_session), p)
@@ -121,7 +153,11 @@ def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> No
     with pytest.raises(RejectionRateExceededError) as excinfo:
         split_events(classified, info, {"run_id": "r"}, p)
     message = str(excinfo.value)
-    assert "1 of 10" in message and "ingestion.max_rejection_rate" in message and "Nothing was written" in message
+    assert (
+        "1 of 10" in message
+        and "ingestion.max_rejection_rate" in message
+        and "Nothing was written" in message
+    )
     assert "'bad_amount': 1" in message
     good, bad, counts = split_events(classified, info, {"run_id": "r"}, {**p, "max_rejection_rate": 0.1})
     assert (counts["raw"], counts["accepted"], counts["rejected"]) == (10, 9, 1)

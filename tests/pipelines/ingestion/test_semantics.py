@@ -24,7 +24,13 @@ from customer_segmentation.pipelines.ingestion.nodes import (
 )
 from tests.pipelines.ingestion.test_nodes import PARAMS, _empty_state
 
-STAMPS = ["2026-11-01 05:00:00", "2026-11-01 05:00:00.1", "2026-11-01 05:00:00.123456", "2026-11-01 05:00:10", None]
+STAMPS = [
+    "2026-11-01 05:00:00",
+    "2026-11-01 05:00:00.1",
+    "2026-11-01 05:00:00.123456",
+    "2026-11-01 05:00:10",
+    None,
+]
 
 
 def _raw_table(session: Any, event_ts_type: str = "VARCHAR") -> Any:
@@ -33,7 +39,9 @@ def _raw_table(session: Any, event_ts_type: str = "VARCHAR") -> Any:
     return cols
 
 
-def _insert(session: Any, event_ts: str | None, loaded_at: str | None, i: int, event_ts_type: str = "VARCHAR") -> None:
+def _insert(
+    session: Any, event_ts: str | None, loaded_at: str | None, i: int, event_ts_type: str = "VARCHAR"
+) -> None:
     session.sql(
         "INSERT INTO RAW_T (EVENT_ID, EVENT_TYPE, EVENT_TS, CUSTOMER_ID, ORDER_ID, AMOUNT, LOADED_AT, SOURCE_FILE, SOURCE_ROW) "
         f"SELECT ?, 'ORDER_CREATED', CAST(? AS {event_ts_type}), 'C1', ?, '1.00', CAST(? AS TIMESTAMP_NTZ), 'f', ?",
@@ -45,22 +53,33 @@ def _legacy_record_id(frame: Any) -> Any:
     """RECORD_ID as computed before the explicit formats (plain casts): the ids already stored."""
     from snowflake.snowpark import Window
 
-    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
+    parts = [
+        F.coalesce(F.col(c).cast("string"), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)
+    ]
     hashed = frame.with_column("_ROW_HASH", F.md5(F.concat_ws(F.lit("|"), *parts)))
     occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
-    return hashed.with_column("RECORD_ID", F.concat(F.col("_ROW_HASH"), F.lit("-"), occurrence.cast("string"))).drop(
-        "_ROW_HASH"
-    )
+    return hashed.with_column(
+        "RECORD_ID", F.concat(F.col("_ROW_HASH"), F.lit("-"), occurrence.cast("string"))
+    ).drop("_ROW_HASH")
 
 
 @pytest.mark.parametrize("event_ts_type", ["VARCHAR", "TIMESTAMP_NTZ", "TIMESTAMP_TZ", "DATE"])
 def test_record_ids_of_existing_rows_do_not_change(warehouse_session: Any, event_ts_type: str) -> None:
     _raw_table(warehouse_session, event_ts_type)
     for i, stamp in enumerate(STAMPS):
-        _insert(warehouse_session, "2026-01-02 10:00:00" if event_ts_type != "DATE" else "2026-01-02", stamp, i, event_ts_type)
+        _insert(
+            warehouse_session,
+            "2026-01-02 10:00:00" if event_ts_type != "DATE" else "2026-01-02",
+            stamp,
+            i,
+            event_ts_type,
+        )
     raw = warehouse_session.table("RAW_T")
     new = {r["EVENT_ID"]: r["RECORD_ID"] for r in _record_id(raw).select("EVENT_ID", "RECORD_ID").collect()}
-    old = {r["EVENT_ID"]: r["RECORD_ID"] for r in _legacy_record_id(raw).select("EVENT_ID", "RECORD_ID").collect()}
+    old = {
+        r["EVENT_ID"]: r["RECORD_ID"]
+        for r in _legacy_record_id(raw).select("EVENT_ID", "RECORD_ID").collect()
+    }
     assert len(new) == len(STAMPS) and new == old
 
 
@@ -103,8 +122,14 @@ def test_typed_event_ts_is_converted_without_text(
     _insert(warehouse_session, value, "2026-11-01 05:00:00", 1, event_ts_type)
     params = {**PARAMS, "timestamp_formats": ["YYYY-MM-DD HH24:MI:SS"]}  # no format would read a DATE's text
     batch, info = select_new_events(warehouse_session.table("RAW_T"), _empty_state(warehouse_session), params)
-    classified = classify_events(batch, _empty_state(warehouse_session).select(
-        F.col("PIPELINE").alias("EVENT_ID"), F.col("PIPELINE").alias("RECORD_ID")), info, params)
+    classified = classify_events(
+        batch,
+        _empty_state(warehouse_session).select(
+            F.col("PIPELINE").alias("EVENT_ID"), F.col("PIPELINE").alias("RECORD_ID")
+        ),
+        info,
+        params,
+    )
     row = classified.select("REJECT_REASON", "CLEAN_EVENT_TS").collect()[0]
     assert row["REJECT_REASON"] is None
     assert str(row["CLEAN_EVENT_TS"]) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,10 +23,30 @@ from customer_segmentation.warehouse.errors import InvalidParametersError, Missi
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
 
 ROWS = [
-    {"EVENT_ID": "E1", "EVENT_TYPE": "ORDER_CREATED", "EVENT_TS": "2026-01-02 10:00:00", "CUSTOMER_ID": "C1",
-     "ORDER_ID": "O1", "PRODUCT_ID": "P1", "CATEGORY": "Vins", "QUANTITY": "2", "AMOUNT": "12.50", "CHANNEL": "web"},
-    {"EVENT_ID": "E2", "EVENT_TYPE": "PAGE_VIEW", "EVENT_TS": "2026-01-02 11:00:00", "CUSTOMER_ID": "C2",
-     "ORDER_ID": "", "PRODUCT_ID": "", "CATEGORY": "", "QUANTITY": "", "AMOUNT": "", "CHANNEL": "app"},
+    {
+        "EVENT_ID": "E1",
+        "EVENT_TYPE": "ORDER_CREATED",
+        "EVENT_TS": "2026-01-02 10:00:00",
+        "CUSTOMER_ID": "C1",
+        "ORDER_ID": "O1",
+        "PRODUCT_ID": "P1",
+        "CATEGORY": "Vins",
+        "QUANTITY": "2",
+        "AMOUNT": "12.50",
+        "CHANNEL": "web",
+    },
+    {
+        "EVENT_ID": "E2",
+        "EVENT_TYPE": "PAGE_VIEW",
+        "EVENT_TS": "2026-01-02 11:00:00",
+        "CUSTOMER_ID": "C2",
+        "ORDER_ID": "",
+        "PRODUCT_ID": "",
+        "CATEGORY": "",
+        "QUANTITY": "",
+        "AMOUNT": "",
+        "CHANNEL": "app",
+    },
 ]
 
 
@@ -84,7 +104,9 @@ def test_parquet_typed_values_become_text(tmp_path: Path) -> None:
     frame = pd.DataFrame(ROWS)
     frame["QUANTITY"] = pd.array([2, None], dtype="Int64")
     frame["AMOUNT"] = [12.5, float("nan")]
-    frame["EVENT_TS"] = pd.to_datetime(["2026-01-02 10:00:00", "2026-01-02 11:00:00.250000"], format="ISO8601")
+    frame["EVENT_TS"] = pd.to_datetime(
+        ["2026-01-02 10:00:00", "2026-01-02 11:00:00.250000"], format="ISO8601"
+    )
     frame.to_parquet(path, index=False)
     events = read_events(path, "parquet")
     assert events.loc[0, "QUANTITY"] == "2" and events.loc[1, "QUANTITY"] is None
@@ -104,7 +126,7 @@ def test_parquet_typed_values_become_text(tmp_path: Path) -> None:
         (float("nan"), None),
         (Decimal("10.50"), "10.50"),
         (True, "true"),
-        (datetime(2026, 1, 2, 11, 0, tzinfo=timezone.utc), "2026-01-02 11:00:00"),
+        (datetime(2026, 1, 2, 11, 0, tzinfo=UTC), "2026-01-02 11:00:00"),
         (pd.NaT, None),
         ({"a": 1}, '{"a": 1}'),
     ],
@@ -139,7 +161,9 @@ def test_duplicate_column_is_refused(tmp_path: Path) -> None:
         read_events(path, "csv")
 
 
-@pytest.mark.parametrize(("name", "content"), [("bad.parquet", b"not parquet"), ("bad.jsonl", b'{"EVENT_ID": 1}\n{oops\n')])
+@pytest.mark.parametrize(
+    ("name", "content"), [("bad.parquet", b"not parquet"), ("bad.jsonl", b'{"EVENT_ID": 1}\n{oops\n')]
+)
 def test_unreadable_file_names_the_accepted_formats(tmp_path: Path, name: str, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)

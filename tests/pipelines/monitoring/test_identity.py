@@ -19,7 +19,9 @@ from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 def fit(sample: pd.DataFrame, k: int, seed: int, previous=None):
     params = {**PARAMS, "random_state": seed, "n_init": 1}
-    return fit_segmentation_model(sample, {"k": k, "source": "test"}, params, {"run_id": f"m{seed}-{k}"}, previous)
+    return fit_segmentation_model(
+        sample, {"k": k, "source": "test"}, params, {"run_id": f"m{seed}-{k}"}, previous
+    )
 
 
 def group_ids(model, sample: pd.DataFrame) -> dict[int, int]:
@@ -38,7 +40,10 @@ def test_contingency_and_matching_on_a_hand_made_table() -> None:
 
 def test_splits_and_merges_are_reported() -> None:
     table = np.array([[50, 0], [50, 0], [0, 100]])  # old 7 split into new 1 and 2
-    assert splits_and_merges(table, [1, 2, 3], [7, 8]) == {"splits": [{"segment_id": 7, "into": [1, 2]}], "merges": []}
+    assert splits_and_merges(table, [1, 2, 3], [7, 8]) == {
+        "splits": [{"segment_id": 7, "into": [1, 2]}],
+        "merges": [],
+    }
     table = np.array([[50, 50], [0, 100]])  # new 4 is drawn from old 7 and 8
     assert splits_and_merges(table, [4, 5], [7, 8])["merges"] == [{"segment_id": 4, "from": [7, 8]}]
 
@@ -95,8 +100,12 @@ def test_previous_centroids_map_into_the_new_scaled_space() -> None:
     model = fit(sample, 3, 1)
     same = previous_centroids_in_space(model, model.features, model.log_features, model.means, model.scales)
     np.testing.assert_allclose(same, model.centroids)
-    shifted = previous_centroids_in_space(model, model.features, model.log_features, model.means + 1, model.scales * 2)
-    np.testing.assert_allclose(shifted * (model.scales * 2) + model.means + 1, model.centroids * model.scales + model.means)
+    shifted = previous_centroids_in_space(
+        model, model.features, model.log_features, model.means + 1, model.scales * 2
+    )
+    np.testing.assert_allclose(
+        shifted * (model.scales * 2) + model.means + 1, model.centroids * model.scales + model.means
+    )
     assert previous_centroids_in_space(model, model.features[:2], [], model.means, model.scales) is None
 
 
@@ -106,4 +115,6 @@ def test_warm_start_keeps_the_previous_solution_on_unchanged_data() -> None:
     second = fit(sample, 3, 9, previous=first)
     assert second.metrics["warm_start"]["used"]
     aligned = align_segment_ids(second, first, sample)
-    np.testing.assert_array_equal(aligned.segment_id_of(aligned.predict(sample)), first.segment_id_of(first.predict(sample)))
+    np.testing.assert_array_equal(
+        aligned.segment_id_of(aligned.predict(sample)), first.segment_id_of(first.predict(sample))
+    )

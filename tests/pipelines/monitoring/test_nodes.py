@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from customer_segmentation.datasets.export import csv_bytes, resolve_export_folder
-from customer_segmentation.demo_data import generate_events
-from customer_segmentation.demo_simulation import demo_population, simulate_events
+from customer_segmentation.demo.generator import generate_events
+from customer_segmentation.demo.simulation import demo_population, simulate_events
 from customer_segmentation.pipelines.export_segments.nodes import file_name
 from customer_segmentation.pipelines.model_refresh.nodes import decide_retrain, parse_retrain_policy
 from customer_segmentation.pipelines.monitoring.nodes import build_profiles, summarise_flows
@@ -20,48 +20,86 @@ from customer_segmentation.warehouse.errors import InvalidParametersError
 
 
 def migrations(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["FROM_SEGMENT_ID", "FROM_SEGMENT", "TO_SEGMENT_ID", "TO_SEGMENT", "CUSTOMERS"])
+    return pd.DataFrame(
+        rows, columns=["FROM_SEGMENT_ID", "FROM_SEGMENT", "TO_SEGMENT_ID", "TO_SEGMENT", "CUSTOMERS"]
+    )
 
 
 def test_flows_count_stayed_entered_exited() -> None:
-    m = migrations([
-        (0, "A", 0, "A", 10), (0, "A", 1, "B", 3), (1, "B", 1, "B", 5), (1, "B", 0, "A", 2),
-        (-1, "new", 1, "B", 4), (1, "B", -1, "gone", 1),
-    ])
+    m = migrations(
+        [
+            (0, "A", 0, "A", 10),
+            (0, "A", 1, "B", 3),
+            (1, "B", 1, "B", 5),
+            (1, "B", 0, "A", 2),
+            (-1, "new", 1, "B", 4),
+            (1, "B", -1, "gone", 1),
+        ]
+    )
     flows = summarise_flows(m).set_index("SEGMENT_LABEL")
-    assert flows.loc["A"].to_dict() == {"SEGMENT_ID": 0, "CUSTOMERS_BEFORE": 13, "CUSTOMERS_AFTER": 12, "STAYED": 10,
-                                        "ENTERED": 2, "ENTERED_NEW": 0, "EXITED": 3}
-    assert flows.loc["B"].to_dict() == {"SEGMENT_ID": 1, "CUSTOMERS_BEFORE": 5 + 2 + 1, "CUSTOMERS_AFTER": 12,
-                                        "STAYED": 5, "ENTERED": 7, "ENTERED_NEW": 4, "EXITED": 3}
+    assert flows.loc["A"].to_dict() == {
+        "SEGMENT_ID": 0,
+        "CUSTOMERS_BEFORE": 13,
+        "CUSTOMERS_AFTER": 12,
+        "STAYED": 10,
+        "ENTERED": 2,
+        "ENTERED_NEW": 0,
+        "EXITED": 3,
+    }
+    assert flows.loc["B"].to_dict() == {
+        "SEGMENT_ID": 1,
+        "CUSTOMERS_BEFORE": 5 + 2 + 1,
+        "CUSTOMERS_AFTER": 12,
+        "STAYED": 5,
+        "ENTERED": 7,
+        "ENTERED_NEW": 4,
+        "EXITED": 3,
+    }
     # conservation: before + entered - exited = after
-    assert ((flows["CUSTOMERS_BEFORE"] + flows["ENTERED"] - flows["EXITED"]) == flows["CUSTOMERS_AFTER"]).all()
+    assert (
+        (flows["CUSTOMERS_BEFORE"] + flows["ENTERED"] - flows["EXITED"]) == flows["CUSTOMERS_AFTER"]
+    ).all()
 
 
 def test_profiles_pick_the_most_distinctive_features_and_the_playbook_action() -> None:
     rng = np.random.default_rng(0)
-    customers = pd.DataFrame({
-        "SEGMENT_ID": np.repeat([4, 9], 50),
-        "RECENCY_DAYS": np.r_[rng.normal(10, 2, 50), rng.normal(300, 30, 50)],
-        "FREQUENCY": np.r_[rng.normal(20, 3, 50), rng.normal(2, 1, 50)],
-        "MONETARY": np.r_[rng.normal(900, 50, 50), rng.normal(100, 20, 50)],
-        "RETURN_RATE": rng.normal(0.1, 0.01, 100),
-    })
+    customers = pd.DataFrame(
+        {
+            "SEGMENT_ID": np.repeat([4, 9], 50),
+            "RECENCY_DAYS": np.r_[rng.normal(10, 2, 50), rng.normal(300, 30, 50)],
+            "FREQUENCY": np.r_[rng.normal(20, 3, 50), rng.normal(2, 1, 50)],
+            "MONETARY": np.r_[rng.normal(900, 50, 50), rng.normal(100, 20, 50)],
+            "RETURN_RATE": rng.normal(0.1, 0.01, 100),
+        }
+    )
     features = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "RETURN_RATE"]
-    stats = customers.groupby("SEGMENT_ID").agg(
-        CUSTOMERS=("RECENCY_DAYS", "size"), REVENUE=("MONETARY", "sum"),
-        **{f"MEDIAN_{f}": (f, "median") for f in features}, **{f"MEAN_{f}": (f, "mean") for f in features},
-    ).reset_index()
+    stats = (
+        customers.groupby("SEGMENT_ID")
+        .agg(
+            CUSTOMERS=("RECENCY_DAYS", "size"),
+            REVENUE=("MONETARY", "sum"),
+            **{f"MEDIAN_{f}": (f, "median") for f in features},
+            **{f"MEAN_{f}": (f, "mean") for f in features},
+        )
+        .reset_index()
+    )
     stats["SEGMENT_LABEL"] = ["Best", "Gone"]
     stats["DOMINANT_RFM_SEGMENT"] = ["Champions", "Lost"]
     overall = {f: (customers[f].mean(), customers[f].std(ddof=0)) for f in features}
-    profiles = build_profiles(stats, overall, features, {"Champions": "Reward them.", "default": "Look."}).set_index("SEGMENT_LABEL")
+    profiles = build_profiles(
+        stats, overall, features, {"Champions": "Reward them.", "default": "Look."}
+    ).set_index("SEGMENT_LABEL")
     best = profiles.loc["Best"]
     assert best["SUGGESTED_ACTION"] == "Reward them." and profiles.loc["Gone", "SUGGESTED_ACTION"] == "Look."
     assert "RETURN_RATE" not in {best["TOP_FEATURE_1"], best["TOP_FEATURE_2"], best["TOP_FEATURE_3"]}
-    expected = (customers.loc[customers.SEGMENT_ID == 4, "FREQUENCY"].mean() - overall["FREQUENCY"][0]) / overall["FREQUENCY"][1]
+    expected = (
+        customers.loc[customers.SEGMENT_ID == 4, "FREQUENCY"].mean() - overall["FREQUENCY"][0]
+    ) / overall["FREQUENCY"][1]
     sd = {best[f"TOP_FEATURE_{i}"]: best[f"TOP_FEATURE_{i}_SD"] for i in (1, 2, 3)}
     assert sd["FREQUENCY"] == pytest.approx(expected, abs=1e-4)
-    assert best["MEDIAN_MONETARY"] == pytest.approx(customers.loc[customers.SEGMENT_ID == 4, "MONETARY"].median())
+    assert best["MEDIAN_MONETARY"] == pytest.approx(
+        customers.loc[customers.SEGMENT_ID == 4, "MONETARY"].median()
+    )
     assert best["CUSTOMER_SHARE"] == 0.5
     assert "lower days since the last order" in best["DESCRIPTION"] and "higher orders" in best["DESCRIPTION"]
 
@@ -90,17 +128,28 @@ def test_refresh_respects_a_pin_and_registers_only_a_new_version() -> None:
     from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
     sample = planted_customers(60)
-    model = align_segment_ids(fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "v1"}), None, sample)
+    model = align_segment_ids(
+        fit_segmentation_model(sample, {"k": 3, "source": "t"}, PARAMS, {"run_id": "v1"}), None, sample
+    )
     # a pinned version is a rollback: no retrain, whatever the policy (nothing is read either)
-    kept = refresh_model(None, model, None, {"retrain_policy": {"max_age_days": 1}}, {"model_version": "v1"},  # type: ignore[arg-type]
-                         {"started_at": "2099-01-01T06:00:00"})
+    kept = refresh_model(
+        None,
+        model,
+        None,
+        {"retrain_policy": {"max_age_days": 1}},
+        {"model_version": "v1"},  # type: ignore[arg-type]
+        {"started_at": "2099-01-01T06:00:00"},
+    )
     assert kept is model
     assert register_refreshed_model(model, model, PARAMS, {}, {"run_id": "d1"}).record is None
     retrained = replace(model, version="d2", segment_ids=[4, 0, 2])
-    write = register_refreshed_model(retrained, model, {**PARAMS, "keep_model_versions": 5}, {"model_version": None},
-                                     {"run_id": "d2"})
+    write = register_refreshed_model(
+        retrained, model, {**PARAMS, "keep_model_versions": 5}, {"model_version": None}, {"run_id": "d2"}
+    )
     assert write.record["version"] == "d2" and write.run_id == "d2" and write.keep_versions == 5
-    assert write.record["extra"]["segment_ids"] == [4, 0, 2] and write.record["extra"]["drift_reference"]["bins"]
+    assert (
+        write.record["extra"]["segment_ids"] == [4, 0, 2] and write.record["extra"]["drift_reference"]["bins"]
+    )
 
 
 @pytest.mark.parametrize("bad", ["sometimes", {"max_age_days": 0}, {"max_age": 3}, {"max_age_days": "x"}, 5])
@@ -110,14 +159,23 @@ def test_bad_retrain_policy_is_refused(bad) -> None:
 
 
 def test_export_files_are_deterministic_and_stay_in_the_project(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"CUSTOMER_ID": ["b", "a"], "MONETARY": [1.0 / 3, 2.5], "SNAPSHOT_DATE": [date(2026, 1, 2)] * 2})
+    frame = pd.DataFrame(
+        {"CUSTOMER_ID": ["b", "a"], "MONETARY": [1.0 / 3, 2.5], "SNAPSHOT_DATE": [date(2026, 1, 2)] * 2}
+    )
     text = csv_bytes(frame)
-    assert text == csv_bytes(frame.iloc[::-1]) == b"CUSTOMER_ID,MONETARY,SNAPSHOT_DATE\na,2.50,2026-01-02\nb,0.33,2026-01-02\n"
+    assert (
+        text
+        == csv_bytes(frame.iloc[::-1])
+        == b"CUSTOMER_ID,MONETARY,SNAPSHOT_DATE\na,2.50,2026-01-02\nb,0.33,2026-01-02\n"
+    )
     assert resolve_export_folder(tmp_path, "out/x") == (tmp_path / "out" / "x").resolve()
     for outside in ("../elsewhere", "/tmp", "out/../../x"):
         with pytest.raises(InvalidParametersError, match="outside the project"):
             resolve_export_folder(tmp_path, outside)
-    assert resolve_export_folder(tmp_path, "../elsewhere", allow_outside=True) == (tmp_path.parent / "elsewhere").resolve()
+    assert (
+        resolve_export_folder(tmp_path, "../elsewhere", allow_outside=True)
+        == (tmp_path.parent / "elsewhere").resolve()
+    )
     assert file_name(3, "At risk (high spend)") == "segment_003_at_risk_high_spend.csv"
 
 
@@ -154,7 +212,10 @@ def test_simulation_parameters() -> None:
     for bad in (None, 0, -3, "x", 4000):
         with pytest.raises(InvalidParametersError, match="simulate_days.days"):
             validate_simulation_params({"days": bad})
-    assert silent_personas("champion, loyal") == silent_personas("champion;loyal") == ["champion", "loyal"] and silent_personas(None) == []
+    assert (
+        silent_personas("champion, loyal") == silent_personas("champion;loyal") == ["champion", "loyal"]
+        and silent_personas(None) == []
+    )
 
 
 def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:

@@ -23,9 +23,35 @@ def history_frame(seed: int, days: list[date], n: int = 60) -> pd.DataFrame:
             if rng.random() < 0.15:
                 continue  # absent from this snapshot
             seg = int(rng.integers(0, 3))
-            rows.append((day, f"C{i:03d}", "run", "v1", seg, labels[seg], "Champions", 10, 2, float(rng.uniform(0, 500))))
-    return pd.DataFrame(rows, columns=["SNAPSHOT_DATE", "CUSTOMER_ID", "RUN_ID", "MODEL_VERSION", "SEGMENT_ID",
-                                       "SEGMENT_LABEL", "RFM_SEGMENT", "RECENCY_DAYS", "FREQUENCY", "MONETARY"])
+            rows.append(
+                (
+                    day,
+                    f"C{i:03d}",
+                    "run",
+                    "v1",
+                    seg,
+                    labels[seg],
+                    "Champions",
+                    10,
+                    2,
+                    float(rng.uniform(0, 500)),
+                )
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "SNAPSHOT_DATE",
+            "CUSTOMER_ID",
+            "RUN_ID",
+            "MODEL_VERSION",
+            "SEGMENT_ID",
+            "SEGMENT_LABEL",
+            "RFM_SEGMENT",
+            "RECENCY_DAYS",
+            "FREQUENCY",
+            "MONETARY",
+        ],
+    )
 
 
 def dataset(table: str, mode: str) -> WarehouseTableDataset:
@@ -39,12 +65,16 @@ def test_replace_snapshot_never_duplicates_and_applies_retention(warehouse_sessi
     frame = history_frame(0, [d1, d2, d3])
     for day in (d1, d2, d2, d3):  # d2 written twice
         history.save(frame[frame.SNAPSHOT_DATE == day])
-    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1").collect()
+    rows = warehouse_session.sql(
+        "SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1"
+    ).collect()
     assert [(r[0], r[1]) for r in rows] == [(d, int((frame.SNAPSHOT_DATE == d).sum())) for d in (d1, d2, d3)]
     # a rerun of d3 with other rows replaces it, and retention drops what is older than 40 days
     changed = frame[frame.SNAPSHOT_DATE == d3].head(10)
     history.save(SnapshotWrite(changed, keep_after=d3 - timedelta(days=40)))
-    rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1").collect()
+    rows = warehouse_session.sql(
+        "SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1 ORDER BY 1"
+    ).collect()
     assert [(r[0], r[1]) for r in rows] == [(d2, int((frame.SNAPSHOT_DATE == d2).sum())), (d3, 10)]
     # no scratch table left behind
     assert not warehouse_session.sql("SHOW TABLES LIKE 'T_HISTORY__STAGE%'").collect()
@@ -71,10 +101,14 @@ def test_migrations_and_changes_agree_with_pandas(warehouse_session: Any) -> Non
     both = cur.merge(prev, on="CUSTOMER_ID", how="outer", suffixes=("", "_P"))
     both["FROM"] = both["SEGMENT_LABEL_P"].fillna("new")
     both["TO"] = both["SEGMENT_LABEL"].fillna("gone")
-    expected = both.groupby(["FROM", "TO"]).agg(N=("CUSTOMER_ID", "size"), REV=("MONETARY", lambda s: s.fillna(0).sum()))
+    expected = both.groupby(["FROM", "TO"]).agg(
+        N=("CUSTOMER_ID", "size"), REV=("MONETARY", lambda s: s.fillna(0).sum())
+    )
     got_idx = got.set_index(["FROM_SEGMENT", "TO_SEGMENT"]).sort_index()
     assert got_idx["CUSTOMERS"].to_dict() == expected["N"].to_dict()
-    np.testing.assert_allclose(got_idx["NET_REVENUE"].to_numpy(), expected["REV"].round(2).to_numpy(), atol=0.011)
+    np.testing.assert_allclose(
+        got_idx["NET_REVENUE"].to_numpy(), expected["REV"].round(2).to_numpy(), atol=0.011
+    )
     # every current customer is counted once: present in both + new
     in_both = len(set(cur.CUSTOMER_ID) & set(prev.CUSTOMER_ID))
     new = len(set(cur.CUSTOMER_ID) - set(prev.CUSTOMER_ID))
@@ -82,7 +116,9 @@ def test_migrations_and_changes_agree_with_pandas(warehouse_session: Any) -> Non
 
     changes = segment_changes(history, info).to_pandas()
     merged = cur.merge(prev, on="CUSTOMER_ID", suffixes=("", "_P"))
-    assert set(changes["CUSTOMER_ID"]) == set(merged.loc[merged.SEGMENT_LABEL != merged.SEGMENT_LABEL_P, "CUSTOMER_ID"])
+    assert set(changes["CUSTOMER_ID"]) == set(
+        merged.loc[merged.SEGMENT_LABEL != merged.SEGMENT_LABEL_P, "CUSTOMER_ID"]
+    )
     assert changes["CUSTOMER_ID"].is_unique and (changes["FROM_SEGMENT"] != changes["TO_SEGMENT"]).all()
 
 
@@ -121,7 +157,9 @@ def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) 
 
     feature_psi = json.loads(row["FEATURE_PSI"])
     for feature, spec in model.reference()["bins"].items():
-        expected = psi(spec["proportions"], proportions(today[feature].fillna(0).to_numpy(float), spec["edges"]))
+        expected = psi(
+            spec["proportions"], proportions(today[feature].fillna(0).to_numpy(float), spec["edges"])
+        )
         assert feature_psi[feature] == pytest.approx(expected, abs=1e-5), feature
     assert row["MAX_PSI_FEATURE"] == "RECENCY_DAYS" and row["MAX_PSI"] > 0.1
     positions = model.predict(today)
@@ -130,11 +168,15 @@ def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) 
         assert segments[str(seg_id)]["share_now"] == pytest.approx((positions == pos).mean(), abs=1e-6)
     distances = np.linalg.norm(model.transform(today) - model.centroids[positions], axis=1)
     assert row["MEAN_DISTANCE"] == pytest.approx(distances.mean(), rel=1e-6)
-    assert row["DISTANCE_RATIO"] == pytest.approx(distances.mean() / model.reference()["overall_mean_distance"], rel=1e-6)
+    assert row["DISTANCE_RATIO"] == pytest.approx(
+        distances.mean() / model.reference()["overall_mean_distance"], rel=1e-6
+    )
     assert row["STATUS"] in ("watch", "retrain_recommended") and row["REASONS"]
 
 
-def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snapshot(warehouse_session: Any) -> None:
+def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snapshot(
+    warehouse_session: Any,
+) -> None:
     from customer_segmentation.pipelines.monitoring.nodes import snapshot_segments
 
     warehouse_session.sql(
@@ -145,7 +187,9 @@ def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snaps
     history = history_frame(4, [date(2025, 1, 1), date(2026, 1, 30)])
     dataset("T_H5", "replace_snapshot").save(history)
     write, info = snapshot_segments(
-        warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 10}
+        warehouse_session.table("T_PROCESSED"),
+        warehouse_session.table("T_H5"),
+        {"history_retention_days": 10},
     )
     assert info["snapshot_date"] == "2026-03-01" and info["previous_snapshot_date"] == "2026-01-30"
     assert write.keep_after == date(2026, 1, 30)  # not 2026-02-19: the previous snapshot stays
@@ -153,4 +197,8 @@ def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snaps
     rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_H5 GROUP BY 1 ORDER BY 1").collect()
     assert [r[0] for r in rows] == [date(2026, 1, 30), date(2026, 3, 1)] and rows[1][1] == 1
     with pytest.raises(Exception, match="history_retention_days"):
-        snapshot_segments(warehouse_session.table("T_PROCESSED"), warehouse_session.table("T_H5"), {"history_retention_days": 0})
+        snapshot_segments(
+            warehouse_session.table("T_PROCESSED"),
+            warehouse_session.table("T_H5"),
+            {"history_retention_days": 0},
+        )

@@ -10,10 +10,14 @@ import pandas as pd
 import pytest
 from snowflake.snowpark import functions as F
 
-from customer_segmentation.pipelines.prediction.nodes import assign_segments, score_customers, summarise_segments
+from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.prediction.nodes import (
+    assign_segments,
+    score_customers,
+    summarise_segments,
+)
 from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
 from customer_segmentation.warehouse.errors import MissingColumnsError
-from customer_segmentation.model import SegmentationModel
 from tests.pipelines.training.histories import classic_rfm
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
@@ -38,11 +42,15 @@ def random_customers(n: int, seed: int = 3) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    return fit_segmentation_model(planted_customers(), {"k": 4, "source": "test"}, PARAMS, {"run_id": "test-model"})
+    return fit_segmentation_model(
+        planted_customers(), {"k": 4, "source": "test"}, PARAMS, {"run_id": "test-model"}
+    )
 
 
 def upload(session: Any, frame: pd.DataFrame, table: str) -> Any:
-    columns = ", ".join(f"{c} {'VARCHAR' if c in ('CUSTOMER_ID', 'RFM_SEGMENT') else 'DOUBLE'}" for c in frame.columns)
+    columns = ", ".join(
+        f"{c} {'VARCHAR' if c in ('CUSTOMER_ID', 'RFM_SEGMENT') else 'DOUBLE'}" for c in frame.columns
+    )
     session.sql(f"CREATE OR REPLACE TABLE {table} ({columns})").collect()
     session.write_pandas(frame, table, auto_create_table=False)
     return session.table(table)
@@ -60,7 +68,9 @@ def test_warehouse_assignment_equals_sklearn_predict(warehouse_session: Any, mod
     assert clear.sum() > 2900
     np.testing.assert_array_equal(scored["SEGMENT_ID"].to_numpy()[clear], expected[clear])
     assert list(scored["SEGMENT_LABEL"].to_numpy()[clear]) == [model.labels[i] for i in expected[clear]]
-    np.testing.assert_allclose(scored["DISTANCE_TO_CENTROID"].to_numpy(), np.sqrt(d[:, 0]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        scored["DISTANCE_TO_CENTROID"].to_numpy(), np.sqrt(d[:, 0]), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_new_customers_are_flagged_and_summary_adds_up(warehouse_session: Any, model: Any) -> None:
@@ -87,15 +97,21 @@ def test_new_customers_are_flagged_and_summary_adds_up(warehouse_session: Any, m
         assert row.FAITHFUL_SHARE == pytest.approx(row.FAITHFUL_CUSTOMERS / len(members))
 
 
-def test_summary_of_a_model_saved_before_base_labels_strips_the_qualifier(warehouse_session: Any, model: Any) -> None:
+def test_summary_of_a_model_saved_before_base_labels_strips_the_qualifier(
+    warehouse_session: Any, model: Any
+) -> None:
     old = copy.copy(model)
     old.__dict__.pop("base_labels", None)  # as unpickled from a model saved before the field existed
     old.labels = [f"{b} (old qualifier)" for b in model.base_labels]
     assert old.base_labels == ()
     customers = random_customers(300)
     table = upload(warehouse_session, customers, "CUSTOMERS")
-    summary = summarise_segments(score_customers(table, old, table.select("CUSTOMER_ID", F.lit("x").alias("SEGMENT_LABEL"))), old)
-    assert summary["BASE_LABEL"].tolist() == [model.base_labels[old.labels.index(label)] for label in summary["SEGMENT_LABEL"]]
+    summary = summarise_segments(
+        score_customers(table, old, table.select("CUSTOMER_ID", F.lit("x").alias("SEGMENT_LABEL"))), old
+    )
+    assert summary["BASE_LABEL"].tolist() == [
+        model.base_labels[old.labels.index(label)] for label in summary["SEGMENT_LABEL"]
+    ]
     # faithful = classic segment equals the base name (never the qualified label)
     bases = pd.Series(model.base_labels)[old.predict(customers)].to_numpy()
     faithful = pd.Series(customers["RFM_SEGMENT"].to_numpy() == bases).groupby(old.predict(customers)).sum()
@@ -114,26 +130,39 @@ def tie_model(centroids: list[list[float]]) -> SegmentationModel:
     """A hand-made model on two features (means 10 and 100, scales 2 and 5) with the given centroids."""
     k = len(centroids)
     return SegmentationModel(
-        features=["FREQUENCY", "MONETARY"], log_features=[], means=np.array([10.0, 100.0]),
-        scales=np.array([2.0, 5.0]), centroids=np.array(centroids), labels=[f"S{i}" for i in range(k)],
-        descriptions=[""] * k, version="tie", trained_at="", base_labels=[f"S{i}" for i in range(k)],
+        features=["FREQUENCY", "MONETARY"],
+        log_features=[],
+        means=np.array([10.0, 100.0]),
+        scales=np.array([2.0, 5.0]),
+        centroids=np.array(centroids),
+        labels=[f"S{i}" for i in range(k)],
+        descriptions=[""] * k,
+        version="tie",
+        trained_at="",
+        base_labels=[f"S{i}" for i in range(k)],
     )
 
 
 def test_exact_tie_between_centroids_goes_to_the_lowest_segment_id(warehouse_session: Any) -> None:
     # z = ((F - 10) / 2, (M - 100) / 5); every distance below is an exact binary fraction
     model = tie_model([[1.0, 2.0], [-1.0, -2.0], [3.0, 2.0], [1.0, 2.0]])
-    customers = pd.DataFrame({
-        "CUSTOMER_ID": ["T0", "T1", "T2", "T3"],
-        "FREQUENCY": [10.0, 14.0, 12.0, 8.0],   # z_F = 0, 2, 1, -1
-        "MONETARY": [100.0, 110.0, 110.0, 90.0],  # z_M = 0, 2, 2, -2
-    })
+    customers = pd.DataFrame(
+        {
+            "CUSTOMER_ID": ["T0", "T1", "T2", "T3"],
+            "FREQUENCY": [10.0, 14.0, 12.0, 8.0],  # z_F = 0, 2, 1, -1
+            "MONETARY": [100.0, 110.0, 110.0, 90.0],  # z_M = 0, 2, 2, -2
+        }
+    )
     # T0: ids 0, 1 and 3 at distance 5 (2 at 13) -> 0; T1: ids 0, 2 and 3 at 1 -> 0 ...
     # T2: id 0 and 3 at 0 (duplicate centroid) -> 0; T3: id 1 at 0 -> 1
     scaled = model.transform(customers)
     distances = ((scaled[:, None, :] - model.centroids[None, :, :]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(distances[:, [0, 1, 3]][0], [5.0, 5.0, 5.0])
-    scored = assign_segments(upload(warehouse_session, customers, "TIES"), model).to_pandas().set_index("CUSTOMER_ID")
+    scored = (
+        assign_segments(upload(warehouse_session, customers, "TIES"), model)
+        .to_pandas()
+        .set_index("CUSTOMER_ID")
+    )
     assert scored.loc[["T0", "T1", "T2", "T3"], "SEGMENT_ID"].tolist() == [0, 0, 0, 1]
     # the same as numpy's argmin and the model's own predict (first minimum, as scikit-learn's KMeans.predict)
     assert model.predict(customers).tolist() == [0, 0, 0, 1] == distances.argmin(axis=1).tolist()

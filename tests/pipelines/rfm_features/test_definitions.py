@@ -21,29 +21,72 @@ PARAMS = {"reference_date": REFERENCE, "trend_window_days": 90, "channels": ["we
 #: customer: (days before the reference date of the LAST order, orders, amount of each order)
 #: Orders are one day apart, ending on the last one; each customer has monetary = orders x amount.
 POPULATION = {
-    "P01": (400, 1, 50), "P02": (400, 1, 10), "P03": (400, 1, 10), "P04": (400, 2, 10), "P05": (400, 2, 25),
-    "P06": (400, 3, 10), "P07": (400, 3, 10), "P08": (300, 3, 20), "P09": (290, 5, 10), "P10": (280, 5, 10),
-    "P11": (270, 8, 10), "P12": (260, 8, 10), "P13": (200, 1, 40), "P14": (190, 2, 10), "P15": (180, 2, 5),
-    "P16": (170, 3, 5), "P17": (160, 5, 4), "P18": (150, 8, 5), "P19": (100, 2, 10), "P20": (90, 2, 10),
-    "P21": (80, 3, 10), "P22": (70, 5, 20), "P23": (60, 5, 40), "P24": (50, 8, 50), "P25": (40, 1, 30),
-    "P26": (30, 1, 10), "P27": (20, 1, 30), "P28": (10, 1, 10), "P29": (5, 3, 30), "P30": (1, 5, 10),
+    "P01": (400, 1, 50),
+    "P02": (400, 1, 10),
+    "P03": (400, 1, 10),
+    "P04": (400, 2, 10),
+    "P05": (400, 2, 25),
+    "P06": (400, 3, 10),
+    "P07": (400, 3, 10),
+    "P08": (300, 3, 20),
+    "P09": (290, 5, 10),
+    "P10": (280, 5, 10),
+    "P11": (270, 8, 10),
+    "P12": (260, 8, 10),
+    "P13": (200, 1, 40),
+    "P14": (190, 2, 10),
+    "P15": (180, 2, 5),
+    "P16": (170, 3, 5),
+    "P17": (160, 5, 4),
+    "P18": (150, 8, 5),
+    "P19": (100, 2, 10),
+    "P20": (90, 2, 10),
+    "P21": (80, 3, 10),
+    "P22": (70, 5, 20),
+    "P23": (60, 5, 40),
+    "P24": (50, 8, 50),
+    "P25": (40, 1, 30),
+    "P26": (30, 1, 10),
+    "P27": (20, 1, 30),
+    "P28": (10, 1, 10),
+    "P29": (5, 3, 30),
+    "P30": (1, 5, 10),
 }
 #: 30 customers -> five tiles of exactly 6.
 #: R: recency descending, ties by customer id: the seven at 400 days put P01-P06 in R1 and P07 in R2.
 #: F: orders, then monetary, then id: of P04, P14, P19, P20 (2 orders, 20 each) P20 is 13th -> F3.
 #: M: monetary, then id: of P06, P07, P21, P25, P27 (30 each) P06 is 12th -> M2, P07 13th -> M3.
 EXPECTED = {  # customer: (R, F, M, RFM segment)
-    "P01": (1, 2, 4, "Lost"), "P02": (1, 1, 1, "Lost"), "P03": (1, 1, 1, "Lost"), "P04": (1, 2, 2, "Lost"),
-    "P05": (1, 3, 4, "At risk"), "P06": (1, 3, 2, "At risk"), "P07": (2, 3, 3, "At risk"),
-    "P08": (2, 4, 4, "At risk"), "P09": (2, 4, 4, "At risk"), "P10": (2, 4, 4, "At risk"),
-    "P11": (2, 5, 5, "Cannot lose them"), "P12": (2, 5, 5, "Cannot lose them"),
-    "P13": (3, 2, 3, "About to sleep"), "P14": (3, 2, 2, "About to sleep"), "P15": (3, 2, 1, "About to sleep"),
-    "P16": (3, 3, 1, "Need attention"), "P17": (3, 4, 2, "Loyal customers"), "P18": (3, 5, 3, "Loyal customers"),
-    "P19": (4, 2, 2, "Potential loyalists"), "P20": (4, 3, 2, "Potential loyalists"),
-    "P21": (4, 3, 3, "Potential loyalists"), "P22": (4, 5, 5, "Loyal customers"),
-    "P23": (4, 5, 5, "Loyal customers"), "P24": (4, 5, 5, "Loyal customers"),
-    "P25": (5, 1, 3, "New customers"), "P26": (5, 1, 1, "New customers"), "P27": (5, 1, 3, "New customers"),
-    "P28": (5, 1, 1, "New customers"), "P29": (5, 4, 5, "Champions"), "P30": (5, 4, 4, "Champions"),
+    "P01": (1, 2, 4, "Lost"),
+    "P02": (1, 1, 1, "Lost"),
+    "P03": (1, 1, 1, "Lost"),
+    "P04": (1, 2, 2, "Lost"),
+    "P05": (1, 3, 4, "At risk"),
+    "P06": (1, 3, 2, "At risk"),
+    "P07": (2, 3, 3, "At risk"),
+    "P08": (2, 4, 4, "At risk"),
+    "P09": (2, 4, 4, "At risk"),
+    "P10": (2, 4, 4, "At risk"),
+    "P11": (2, 5, 5, "Cannot lose them"),
+    "P12": (2, 5, 5, "Cannot lose them"),
+    "P13": (3, 2, 3, "About to sleep"),
+    "P14": (3, 2, 2, "About to sleep"),
+    "P15": (3, 2, 1, "About to sleep"),
+    "P16": (3, 3, 1, "Need attention"),
+    "P17": (3, 4, 2, "Loyal customers"),
+    "P18": (3, 5, 3, "Loyal customers"),
+    "P19": (4, 2, 2, "Potential loyalists"),
+    "P20": (4, 3, 2, "Potential loyalists"),
+    "P21": (4, 3, 3, "Potential loyalists"),
+    "P22": (4, 5, 5, "Loyal customers"),
+    "P23": (4, 5, 5, "Loyal customers"),
+    "P24": (4, 5, 5, "Loyal customers"),
+    "P25": (5, 1, 3, "New customers"),
+    "P26": (5, 1, 1, "New customers"),
+    "P27": (5, 1, 3, "New customers"),
+    "P28": (5, 1, 1, "New customers"),
+    "P29": (5, 4, 5, "Champions"),
+    "P30": (5, 4, 4, "Champions"),
 }
 
 # Window edges for reference 2026-04-01 and 90-day windows: the last 90 days start 2026-01-01 00:00,
@@ -112,13 +155,18 @@ def test_population_has_the_recency_frequency_monetary_it_was_built_with(warehou
     assert sorted(features.index) == sorted(POPULATION)
     for cid, (last, orders, amount) in POPULATION.items():
         row = features.loc[cid]
-        assert (row["RECENCY_DAYS"], row["FREQUENCY"], float(row["MONETARY"])) == (last, orders, orders * amount), cid
+        assert (row["RECENCY_DAYS"], row["FREQUENCY"], float(row["MONETARY"])) == (
+            last,
+            orders,
+            orders * amount,
+        ), cid
 
 
 def test_rfm_scores_and_segments_are_pinned(warehouse_session: Any) -> None:
     features = _features(warehouse_session, population_events())
     got = {
-        cid: (int(r["R_SCORE"]), int(r["F_SCORE"]), int(r["M_SCORE"]), r["RFM_SEGMENT"]) for cid, r in features.iterrows()
+        cid: (int(r["R_SCORE"]), int(r["F_SCORE"]), int(r["M_SCORE"]), r["RFM_SEGMENT"])
+        for cid, r in features.iterrows()
     }
     assert got == EXPECTED
     assert all(features.loc[c, "RFM_SCORE"] == "".join(str(s) for s in EXPECTED[c][:3]) for c in EXPECTED)
@@ -134,8 +182,18 @@ def edges(warehouse_session: Any) -> pd.DataFrame:
 
 def test_an_order_exactly_90_days_back_is_in_the_last_90_days(edges: pd.DataFrame) -> None:
     w1, w2 = edges.loc["W1"], edges.loc["W2"]
-    assert (w1["RECENCY_DAYS"], w1["SPEND_LAST_90D"], w1["SPEND_PREV_90D"], w1["SPEND_TREND"]) == (90, 100, 0, 1)
-    assert (w2["RECENCY_DAYS"], w2["SPEND_LAST_90D"], w2["SPEND_PREV_90D"], w2["SPEND_TREND"]) == (91, 0, 100, -1)
+    assert (w1["RECENCY_DAYS"], w1["SPEND_LAST_90D"], w1["SPEND_PREV_90D"], w1["SPEND_TREND"]) == (
+        90,
+        100,
+        0,
+        1,
+    )
+    assert (w2["RECENCY_DAYS"], w2["SPEND_LAST_90D"], w2["SPEND_PREV_90D"], w2["SPEND_TREND"]) == (
+        91,
+        0,
+        100,
+        -1,
+    )
 
 
 def test_previous_window_starts_exactly_180_days_back(edges: pd.DataFrame) -> None:

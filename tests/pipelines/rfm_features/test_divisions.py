@@ -39,7 +39,8 @@ def build_features(session: Any) -> pd.DataFrame:
     ).collect()
     for e in EVENTS:
         session.sql(
-            "INSERT INTO EVENTS_DIV SELECT ?, ?, CAST(? AS TIMESTAMP_NTZ), ?, ?, 'p', 'c', 1, ?, ?", params=list(e)
+            "INSERT INTO EVENTS_DIV SELECT ?, ?, CAST(? AS TIMESTAMP_NTZ), ?, ?, 'p', 'c', 1, ?, ?",
+            params=list(e),
         ).collect()
     return compute_customer_features(session.table("EVENTS_DIV"), PARAMS).to_pandas().set_index("CUSTOMER_ID")
 
@@ -59,7 +60,9 @@ def test_zero_denominators_give_defined_values(features: pd.DataFrame) -> None:
 
 def check_full_precision(features: pd.DataFrame) -> None:
     t = features.loc["T"]
-    assert t["MEAN_DAYS_BETWEEN_ORDERS"] == pytest.approx(10 / 3, rel=1e-12)  # 3.333333 on Snowflake without the cast
+    assert t["MEAN_DAYS_BETWEEN_ORDERS"] == pytest.approx(
+        10 / 3, rel=1e-12
+    )  # 3.333333 on Snowflake without the cast
     assert t["CANCELLATION_RATE"] == pytest.approx(1 / 5, rel=1e-12)
     assert t["SHARE_WEB"] == pytest.approx(10 / 30, rel=1e-12)
     assert t["SHARE_APP"] == pytest.approx(20 / 30, rel=1e-12)
@@ -91,4 +94,6 @@ def test_every_division_is_in_double_and_guarded(warehouse_session: Any) -> None
     divisions = re.findall(r"(\w+\)?)\s*/\s*(\w+)\(\s*(\w+)", sql)
     assert len(divisions) >= 6, "too few divisions found: the check below would prove nothing"
     # every one is CAST(... AS DOUBLE) / nullif( CAST(... AS DOUBLE), 0.0)
-    assert all(d[0].upper() == "DOUBLE)" and d[1].lower() == "nullif" and d[2].upper() == "CAST" for d in divisions), divisions
+    assert all(
+        d[0].upper() == "DOUBLE)" and d[1].lower() == "nullif" and d[2].upper() == "CAST" for d in divisions
+    ), divisions

@@ -7,7 +7,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from customer_segmentation.pipelines.rfm_features.nodes import compute_customer_features, summarise_rfm_segments
+from customer_segmentation.pipelines.rfm_features.nodes import (
+    compute_customer_features,
+    summarise_rfm_segments,
+)
 
 EVENTS = [
     # customer A: three orders, one return, one cancelled order, three channels, three categories
@@ -18,13 +21,28 @@ EVENTS = [
     ("e5", "ORDER_CREATED", "2026-03-20 18:00:00", "A", "O3", "p3", "Z", 1, 80.00, "store"),
     ("e6", "ORDER_CANCELLED", "2026-03-21 08:00:00", "A", "O3", None, None, None, 80.00, "store"),
     ("e7", "PAGE_VIEW", "2026-03-25 08:00:00", "A", None, "p1", "X", None, None, "web"),
-    ("e8", "ORDER_CREATED", "2026-04-05 08:00:00", "A", "O9", "p1", "X", 1, 999.00, "web"),  # after the reference date
+    (
+        "e8",
+        "ORDER_CREATED",
+        "2026-04-05 08:00:00",
+        "A",
+        "O9",
+        "p1",
+        "X",
+        1,
+        999.00,
+        "web",
+    ),  # after the reference date
     # customer B: one order long ago, marketplace only
     ("e9", "ORDER_CREATED", "2025-06-01 15:00:00", "B", "O4", "p1", "X", 1, 40.00, "marketplace"),
     # customer C: browses, never buys
     ("e10", "PAGE_VIEW", "2026-03-01 08:00:00", "C", None, "p1", "X", None, None, "web"),
 ]
-PARAMS = {"reference_date": "2026-04-01", "trend_window_days": 90, "channels": ["web", "app", "store", "marketplace"]}
+PARAMS = {
+    "reference_date": "2026-04-01",
+    "trend_window_days": 90,
+    "channels": ["web", "app", "store", "marketplace"],
+}
 
 
 def _literal(value: Any) -> str:
@@ -92,14 +110,27 @@ def test_rfm_scores_rank_recent_frequent_big_spenders_higher(features: pd.DataFr
     a, b = features.loc["A"], features.loc["B"]
     assert a["R_SCORE"] > b["R_SCORE"] and a["F_SCORE"] > b["F_SCORE"] and a["M_SCORE"] > b["M_SCORE"]
     assert set(features["RFM_SEGMENT"]) <= {
-        "Champions", "Loyal customers", "Potential loyalists", "New customers", "Promising", "Need attention",
-        "About to sleep", "Cannot lose them", "At risk", "Hibernating", "Lost",
+        "Champions",
+        "Loyal customers",
+        "Potential loyalists",
+        "New customers",
+        "Promising",
+        "Need attention",
+        "About to sleep",
+        "Cannot lose them",
+        "At risk",
+        "Hibernating",
+        "Lost",
     }
     assert a["RFM_SCORE"] == f"{a['R_SCORE']}{a['F_SCORE']}{a['M_SCORE']}"
 
 
 def test_reference_date_defaults_to_day_after_latest_event(events: Any) -> None:
-    frame = compute_customer_features(events, {**PARAMS, "reference_date": None}).to_pandas().set_index("CUSTOMER_ID")
+    frame = (
+        compute_customer_features(events, {**PARAMS, "reference_date": None})
+        .to_pandas()
+        .set_index("CUSTOMER_ID")
+    )
     assert str(frame.loc["A", "REFERENCE_DATE"])[:10] == "2026-04-06"
     assert frame.loc["A", "FREQUENCY"] == 3  # O9 now counts
 

@@ -13,15 +13,40 @@ from customer_segmentation.pipelines.rfm_features.nodes import compute_customer_
 from customer_segmentation.rfm import rfm_segment
 
 REFERENCE = date(2026, 6, 1)
-FEATURE_PARAMS = {"reference_date": REFERENCE.isoformat(), "trend_window_days": 90, "channels": ["web", "app"]}
+FEATURE_PARAMS = {
+    "reference_date": REFERENCE.isoformat(),
+    "trend_window_days": 90,
+    "channels": ["web", "app"],
+}
 TRAINING = {
     "features": [
-        "RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "TENURE_DAYS", "DISTINCT_CATEGORIES",
-        "RETURN_RATE", "CANCELLATION_RATE", "SPEND_TREND",
+        "RECENCY_DAYS",
+        "FREQUENCY",
+        "MONETARY",
+        "AVG_ORDER_VALUE",
+        "TENURE_DAYS",
+        "DISTINCT_CATEGORIES",
+        "RETURN_RATE",
+        "CANCELLATION_RATE",
+        "SPEND_TREND",
     ],
-    "log_features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "TENURE_DAYS", "DISTINCT_CATEGORIES"],
-    "k_min": 2, "k_max": 8, "k": None, "n_init": 3, "random_state": 11, "silhouette_sample_size": 2000,
-    "bootstrap_rounds": 2, "sample_size": 100000, "scatter_sample_size": 200,
+    "log_features": [
+        "RECENCY_DAYS",
+        "FREQUENCY",
+        "MONETARY",
+        "AVG_ORDER_VALUE",
+        "TENURE_DAYS",
+        "DISTINCT_CATEGORIES",
+    ],
+    "k_min": 2,
+    "k_max": 8,
+    "k": None,
+    "n_init": 3,
+    "random_state": 11,
+    "silhouette_sample_size": 2000,
+    "bootstrap_rounds": 2,
+    "sample_size": 100000,
+    "scatter_sample_size": 200,
 }
 
 
@@ -29,13 +54,33 @@ def order_events(orders: pd.DataFrame) -> pd.DataFrame:
     """Events for orders given as CUSTOMER_ID, ORDER_ID, DAYS_AGO, AMOUNT, CATEGORY, CANCELLED, RETURNED."""
     rows = []
     for o in orders.itertuples(index=False):
-        ts = datetime.combine(REFERENCE, datetime.min.time()) - timedelta(days=int(o.DAYS_AGO)) + timedelta(hours=10)
-        base = dict(CUSTOMER_ID=o.CUSTOMER_ID, ORDER_ID=o.ORDER_ID, PRODUCT_ID="p", CATEGORY=o.CATEGORY, CHANNEL="web")
+        ts = (
+            datetime.combine(REFERENCE, datetime.min.time())
+            - timedelta(days=int(o.DAYS_AGO))
+            + timedelta(hours=10)
+        )
+        base = dict(
+            CUSTOMER_ID=o.CUSTOMER_ID, ORDER_ID=o.ORDER_ID, PRODUCT_ID="p", CATEGORY=o.CATEGORY, CHANNEL="web"
+        )
         rows.append({**base, "EVENT_TYPE": "ORDER_CREATED", "EVENT_TS": ts, "AMOUNT": float(o.AMOUNT)})
         if o.CANCELLED:
-            rows.append({**base, "EVENT_TYPE": "ORDER_CANCELLED", "EVENT_TS": ts + timedelta(hours=1), "AMOUNT": float(o.AMOUNT)})
+            rows.append(
+                {
+                    **base,
+                    "EVENT_TYPE": "ORDER_CANCELLED",
+                    "EVENT_TS": ts + timedelta(hours=1),
+                    "AMOUNT": float(o.AMOUNT),
+                }
+            )
         if o.RETURNED > 0:
-            rows.append({**base, "EVENT_TYPE": "ORDER_RETURNED", "EVENT_TS": ts + timedelta(days=3), "AMOUNT": float(o.RETURNED)})
+            rows.append(
+                {
+                    **base,
+                    "EVENT_TYPE": "ORDER_RETURNED",
+                    "EVENT_TS": ts + timedelta(days=3),
+                    "AMOUNT": float(o.RETURNED),
+                }
+            )
     events = pd.DataFrame(rows)
     events.insert(0, "EVENT_ID", [f"e{i}" for i in range(len(events))])
     events["EVENT_TS"] = events["EVENT_TS"].dt.strftime("%Y-%m-%d %H:%M:%S")
@@ -57,13 +102,17 @@ def customer_features(session: Any, orders: pd.DataFrame) -> Any:
     return compute_customer_features(session.table("EVENTS"), FEATURE_PARAMS)
 
 
-def make_orders(customers: list[tuple[str, list[int], list[float], list[bool], list[float], list[str]]]) -> pd.DataFrame:
+def make_orders(
+    customers: list[tuple[str, list[int], list[float], list[bool], list[float], list[str]]],
+) -> pd.DataFrame:
     """(customer id, days ago per order, amount per order, cancelled per order, returned per order, category per order)."""
     rows = []
     for cid, days, amounts, cancelled, returned, categories in customers:
         for n, (d, a, c, r, cat) in enumerate(zip(days, amounts, cancelled, returned, categories)):
             rows.append((cid, f"{cid}-{n}", d, a, cat, c, r))
-    return pd.DataFrame(rows, columns=["CUSTOMER_ID", "ORDER_ID", "DAYS_AGO", "AMOUNT", "CATEGORY", "CANCELLED", "RETURNED"])
+    return pd.DataFrame(
+        rows, columns=["CUSTOMER_ID", "ORDER_ID", "DAYS_AGO", "AMOUNT", "CATEGORY", "CANCELLED", "RETURNED"]
+    )
 
 
 # --- independent checks -----------------------------------------------------------------------
@@ -96,21 +145,32 @@ def classic_rfm(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: qualifier phrase -> (column, +1 when the phrase means a higher median)
 PHRASE_MEANING = {
-    "more recent": ("RECENCY_DAYS", -1), "less recent": ("RECENCY_DAYS", +1),
-    "more orders": ("FREQUENCY", +1), "fewer orders": ("FREQUENCY", -1),
-    "higher spend": ("MONETARY", +1), "lower spend": ("MONETARY", -1),
-    "larger orders": ("AVG_ORDER_VALUE", +1), "smaller orders": ("AVG_ORDER_VALUE", -1),
-    "longer tenure": ("TENURE_DAYS", +1), "shorter tenure": ("TENURE_DAYS", -1),
-    "more categories": ("DISTINCT_CATEGORIES", +1), "fewer categories": ("DISTINCT_CATEGORIES", -1),
-    "more returns": ("RETURN_RATE", +1), "fewer returns": ("RETURN_RATE", -1),
-    "more cancellations": ("CANCELLATION_RATE", +1), "fewer cancellations": ("CANCELLATION_RATE", -1),
-    "rising spend": ("SPEND_TREND", +1), "falling spend": ("SPEND_TREND", -1), "flat spend": ("SPEND_TREND", 0),
-    "higher spend trend": ("SPEND_TREND", +1), "lower spend trend": ("SPEND_TREND", -1),
+    "more recent": ("RECENCY_DAYS", -1),
+    "less recent": ("RECENCY_DAYS", +1),
+    "more orders": ("FREQUENCY", +1),
+    "fewer orders": ("FREQUENCY", -1),
+    "higher spend": ("MONETARY", +1),
+    "lower spend": ("MONETARY", -1),
+    "larger orders": ("AVG_ORDER_VALUE", +1),
+    "smaller orders": ("AVG_ORDER_VALUE", -1),
+    "longer tenure": ("TENURE_DAYS", +1),
+    "shorter tenure": ("TENURE_DAYS", -1),
+    "more categories": ("DISTINCT_CATEGORIES", +1),
+    "fewer categories": ("DISTINCT_CATEGORIES", -1),
+    "more returns": ("RETURN_RATE", +1),
+    "fewer returns": ("RETURN_RATE", -1),
+    "more cancellations": ("CANCELLATION_RATE", +1),
+    "fewer cancellations": ("CANCELLATION_RATE", -1),
+    "rising spend": ("SPEND_TREND", +1),
+    "falling spend": ("SPEND_TREND", -1),
+    "flat spend": ("SPEND_TREND", 0),
+    "higher spend trend": ("SPEND_TREND", +1),
+    "lower spend trend": ("SPEND_TREND", -1),
 }
 
 
 def qualifiers(label: str, base: str) -> list[str]:
-    rest = label[len(base):].strip()
+    rest = label[len(base) :].strip()
     if not rest:
         return []
     assert rest.startswith("(") and rest.endswith(")"), label
@@ -132,7 +192,9 @@ def check_naming(sample: pd.DataFrame, assigned: np.ndarray, model: Any) -> pd.D
             # and its base is its second-largest cell
             assert any(
                 model.base_labels[j] == cell and counts[j].get(cell, 0) >= c[cell]
-                for cell in top for j in range(model.k) if j != i
+                for cell in top
+                for j in range(model.k)
+                if j != i
             ), (label, c.to_dict())
             second = c.drop(top)
             assert base in second[second == second.max()].index, (label, c.to_dict())
@@ -161,14 +223,21 @@ def check_naming(sample: pd.DataFrame, assigned: np.ndarray, model: Any) -> pd.D
                     # the same feature split again: "more so" lies further in the direction named above
                     above = next(q for q in reversed(qa[:depth]) if q in PHRASE_MEANING)
                     col, sign = PHRASE_MEANING[above]
-                    (col_a, dir_a), (col_b, dir_b) = (col, sign if qa[depth] == "more so" else -sign), (col, 0)
+                    (col_a, dir_a), (col_b, dir_b) = (
+                        (col, sign if qa[depth] == "more so" else -sign),
+                        (col, 0),
+                    )
                     dir_b = -dir_a
                 else:
                     (col_a, dir_a), (col_b, dir_b) = PHRASE_MEANING[qa[depth]], PHRASE_MEANING[qb[depth]]
                 assert col_a == col_b, (qa, qb)
                 higher, lower = (a, b) if dir_a > dir_b else (b, a)
                 stats = medians if medians.loc[higher, col_a] != medians.loc[lower, col_a] else means
-                assert stats.loc[higher, col_a] > stats.loc[lower, col_a], (model.labels[a], model.labels[b], col_a)
+                assert stats.loc[higher, col_a] > stats.loc[lower, col_a], (
+                    model.labels[a],
+                    model.labels[b],
+                    col_a,
+                )
     return pd.DataFrame(rows)
 
 

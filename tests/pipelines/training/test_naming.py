@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.pipelines.training.naming import choose_base_names, name_segments
 from customer_segmentation.pipelines.training.nodes import (
     choose_k,
@@ -21,8 +22,13 @@ from customer_segmentation.pipelines.training.nodes import (
     sample_customer_features,
     training_metrics,
 )
-from customer_segmentation.errors import MissingColumnsError
-from tests.pipelines.training.histories import TRAINING, check_naming, classic_rfm, customer_features, make_orders
+from tests.pipelines.training.histories import (
+    TRAINING,
+    check_naming,
+    classic_rfm,
+    customer_features,
+    make_orders,
+)
 
 FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "SPEND_TREND"]
 LOGS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
@@ -32,47 +38,72 @@ def members(rows: list[tuple[int, str, float, float, float, float, int]]) -> tup
     """(count, RFM segment, recency, frequency, monetary, trend, cluster) blocks -> sample, assignment."""
     frames, assigned = [], []
     for count, segment, recency, frequency, monetary, trend, cluster in rows:
-        frames.append(pd.DataFrame({
-            "RFM_SEGMENT": [segment] * count, "RECENCY_DAYS": [recency] * count, "FREQUENCY": [frequency] * count,
-            "MONETARY": [monetary] * count, "SPEND_TREND": [trend] * count,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "RFM_SEGMENT": [segment] * count,
+                    "RECENCY_DAYS": [recency] * count,
+                    "FREQUENCY": [frequency] * count,
+                    "MONETARY": [monetary] * count,
+                    "SPEND_TREND": [trend] * count,
+                }
+            )
+        )
         assigned += [cluster] * count
     return pd.concat(frames, ignore_index=True), np.array(assigned)
 
 
 def counts(**cells: int) -> pd.Series:
-    return pd.Series(cells).rename(index=lambda s: s.replace("_", " ")).sort_values(ascending=False, kind="stable")
+    return (
+        pd.Series(cells)
+        .rename(index=lambda s: s.replace("_", " "))
+        .sort_values(ascending=False, kind="stable")
+    )
 
 
 # --- the rule on hand-made memberships ---------------------------------------------------------
 
 
 def test_base_name_is_the_members_plurality() -> None:
-    sample, assigned = members([
-        (60, "Lost", 500, 1, 30, 0, 0), (40, "Hibernating", 300, 1, 40, 0, 0),
-        (70, "Champions", 10, 20, 3000, 0.5, 1), (30, "Loyal customers", 60, 12, 2000, 0, 1),
-    ])
+    sample, assigned = members(
+        [
+            (60, "Lost", 500, 1, 30, 0, 0),
+            (40, "Hibernating", 300, 1, 40, 0, 0),
+            (70, "Champions", 10, 20, 3000, 0.5, 1),
+            (30, "Loyal customers", 60, 12, 2000, 0, 1),
+        ]
+    )
     names = name_segments(sample, assigned, 2, FEATURES, LOGS)
     assert names.labels == ["Lost", "Champions"] and names.base_labels == ["Lost", "Champions"]
     assert names.faithfulness == [pytest.approx(0.6), pytest.approx(0.7)]
-    assert names.descriptions[0].startswith("Median customer: last order 500 days ago, 1 order, 30 net spend;")
+    assert names.descriptions[0].startswith(
+        "Median customer: last order 500 days ago, 1 order, 30 net spend;"
+    )
     assert "60% of members are classic-RFM Lost" in names.descriptions[0]
 
 
 def test_cluster_spanning_two_cells_takes_its_second_when_another_holds_more_of_the_first() -> None:
     # cluster 0: 60 Champions + 40 Loyal; cluster 1: 90 Champions -> 1 keeps Champions, 0 is Loyal customers
     assert choose_base_names([counts(Champions=60, Loyal_customers=40), counts(Champions=90, At_risk=5)]) == [
-        "Loyal customers", "Champions",
+        "Loyal customers",
+        "Champions",
     ]
     # the cell goes to the cluster holding more of its customers, even if that is a smaller share of it
-    assert choose_base_names([counts(Lost=300, Hibernating=250), counts(Lost=20, About_to_sleep=5)]) == ["Lost", "Lost"]
+    assert choose_base_names([counts(Lost=300, Hibernating=250), counts(Lost=20, About_to_sleep=5)]) == [
+        "Lost",
+        "Lost",
+    ]
 
 
 def test_a_small_second_cell_is_not_a_span_so_the_name_is_kept_and_qualified() -> None:
-    sample, assigned = members([
-        (80, "Champions", 5, 30, 5000, 0.6, 0), (20, "Loyal customers", 40, 20, 3000, 0.1, 0),
-        (90, "Champions", 40, 8, 900, -0.4, 1), (10, "Potential loyalists", 30, 3, 300, 0.0, 1),
-    ])
+    sample, assigned = members(
+        [
+            (80, "Champions", 5, 30, 5000, 0.6, 0),
+            (20, "Loyal customers", 40, 20, 3000, 0.1, 0),
+            (90, "Champions", 40, 8, 900, -0.4, 1),
+            (10, "Potential loyalists", 30, 3, 300, 0.0, 1),
+        ]
+    )
     names = name_segments(sample, assigned, 2, FEATURES, LOGS)
     # Loyal (20) < half of Champions (80) -> no span; both keep Champions, told apart by what differs most
     assert names.base_labels == ["Champions", "Champions"]
@@ -82,14 +113,19 @@ def test_a_small_second_cell_is_not_a_span_so_the_name_is_kept_and_qualified() -
 
 def test_qualifier_names_the_separating_feature_in_the_direction_of_the_medians() -> None:
     # the issue's case: same median spend, different recency and trend; the mean spend is misleading
-    sample, assigned = members([
-        (50, "Champions", 30, 6, 170, 1.0, 0), (1, "Champions", 30, 6, 90_000, 1.0, 0),
-        (50, "Champions", 112, 6, 170, -1.0, 1), (10, "Champions", 112, 6, 160, -1.0, 1),
-    ])
+    sample, assigned = members(
+        [
+            (50, "Champions", 30, 6, 170, 1.0, 0),
+            (1, "Champions", 30, 6, 90_000, 1.0, 0),
+            (50, "Champions", 112, 6, 170, -1.0, 1),
+            (10, "Champions", 112, 6, 160, -1.0, 1),
+        ]
+    )
     names = name_segments(sample, assigned, 2, FEATURES, LOGS)
     # recency and trend separate them about equally (two point masses each); spend never does
     assert names.labels in (
-        ["Champions (rising spend)", "Champions (falling spend)"], ["Champions (more recent)", "Champions (less recent)"],
+        ["Champions (rising spend)", "Champions (falling spend)"],
+        ["Champions (more recent)", "Champions (less recent)"],
     )
     names = name_segments(sample, assigned, 2, ["MONETARY", "FREQUENCY", "SPEND_TREND"], LOGS)
     assert names.labels == ["Champions (rising spend)", "Champions (falling spend)"]
@@ -100,9 +136,13 @@ def test_qualifier_names_the_separating_feature_in_the_direction_of_the_medians(
 
 
 def test_three_clusters_with_one_name_are_split_feature_by_feature() -> None:
-    sample, assigned = members([
-        (40, "Lost", 600, 1, 20, 0, 0), (40, "Lost", 610, 1, 400, 0, 1), (40, "Lost", 350, 1, 25, 0, 2),
-    ])
+    sample, assigned = members(
+        [
+            (40, "Lost", 600, 1, 20, 0, 0),
+            (40, "Lost", 610, 1, 400, 0, 1),
+            (40, "Lost", 350, 1, 25, 0, 2),
+        ]
+    )
     names = name_segments(sample, assigned, 3, FEATURES, LOGS)
     assert len(set(names.labels)) == 3
     assert names.labels[2] == "Lost (more recent)"
@@ -113,7 +153,8 @@ def test_three_clusters_with_one_name_are_split_feature_by_feature() -> None:
 def test_trend_words_are_comparative_when_both_sides_rise() -> None:
     sample, assigned = members([(30, "Champions", 10, 9, 900, 0.9, 0), (30, "Champions", 10, 9, 900, 0.2, 1)])
     assert name_segments(sample, assigned, 2, FEATURES, LOGS).labels == [
-        "Champions (higher spend trend)", "Champions (lower spend trend)",
+        "Champions (higher spend trend)",
+        "Champions (lower spend trend)",
     ]
 
 
@@ -138,7 +179,15 @@ def one_time_buyer_history(n: int = 1200, seed: int = 5) -> pd.DataFrame:
     customers = []
     for c in range(n):
         u = rng.random()
-        n_orders = 1 if u < 0.70 else int(rng.integers(2, 4)) if u < 0.88 else int(rng.integers(4, 16)) if u < 0.97 else int(rng.integers(1, 3))
+        n_orders = (
+            1
+            if u < 0.70
+            else int(rng.integers(2, 4))
+            if u < 0.88
+            else int(rng.integers(4, 16))
+            if u < 0.97
+            else int(rng.integers(1, 3))
+        )
         all_cancelled = u >= 0.97
         last = int(rng.integers(0, 700))
         days = [last]
@@ -157,18 +206,29 @@ def recency_only_history(seed: int = 9) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     customers = []
 
-    def add(prefix: str, count: int, last: tuple[int, int], orders: tuple[int, int], first: tuple[int, int] | None,
-            price: float, spread: float) -> None:
+    def add(
+        prefix: str,
+        count: int,
+        last: tuple[int, int],
+        orders: tuple[int, int],
+        first: tuple[int, int] | None,
+        price: float,
+        spread: float,
+    ) -> None:
         for c in range(count):
             n_orders = int(rng.integers(*orders))
             recency = int(rng.integers(*last))
             start = int(rng.integers(*first)) if first else recency
-            days = list(np.linspace(start, recency, n_orders).round().astype(int)) if n_orders > 1 else [recency]
+            days = (
+                list(np.linspace(start, recency, n_orders).round().astype(int)) if n_orders > 1 else [recency]
+            )
             amounts = list(np.round(rng.lognormal(price, spread, n_orders), 2))
-            cats = [str(rng.choice(["a", "b", "c"])) if prefix == "H" else "ab"[n % 2] for n in range(len(days))]
+            cats = [
+                str(rng.choice(["a", "b", "c"])) if prefix == "H" else "ab"[n % 2] for n in range(len(days))
+            ]
             customers.append((f"{prefix}{c:04d}", days, amounts, [False] * n_orders, [0.0] * n_orders, cats))
 
-    add("A", 400, (20, 61), (1, 2), None, 3.2, 0.05)       # recent single-order buyers, one price point
+    add("A", 400, (20, 61), (1, 2), None, 3.2, 0.05)  # recent single-order buyers, one price point
     add("H", 200, (1, 31), (15, 31), (300, 700), 4.6, 0.3)  # heavy recent buyers, larger baskets
     add("X", 200, (190, 231), (3, 6), (715, 730), 4.0, 0.2)  # same orders, spend and tenure as Y ...
     add("Y", 200, (600, 701), (3, 6), (715, 730), 4.0, 0.2)  # ... but the last order ~440 days older
@@ -203,11 +263,16 @@ def test_names_on_one_time_buyers_follow_members(one_time_buyers: pd.DataFrame) 
     assert members_rfm[model.base_labels[home]] == members_rfm.max()
     assert "no order kept" in model.descriptions[home]
     metrics = training_metrics(
-        evaluate_k_range(sample, {**TRAINING, "k_min": model.k, "k_max": model.k}), choice,
-        measure_stability(sample, model, TRAINING), model, sample,
+        evaluate_k_range(sample, {**TRAINING, "k_min": model.k, "k_max": model.k}),
+        choice,
+        measure_stability(sample, model, TRAINING),
+        model,
+        sample,
     )
     assert [s["faithfulness"] for s in metrics["segments"]] == pytest.approx(table["share"].tolist())
-    assert metrics["naming"]["faithful_share"] == pytest.approx((table["share"] * table["size"]).sum() / table["size"].sum())
+    assert metrics["naming"]["faithful_share"] == pytest.approx(
+        (table["share"] * table["size"]).sum() / table["size"].sum()
+    )
 
 
 def test_two_clusters_differing_only_by_recency_are_qualified_by_recency(warehouse_session: Any) -> None:
@@ -226,12 +291,17 @@ def test_two_clusters_differing_only_by_recency_are_qualified_by_recency(warehou
 
 def test_tied_cells_go_to_the_one_nearest_the_members_median_scores() -> None:
     # all orders cancelled, last order about a year ago: equal counts in three cells
-    sample = pd.DataFrame({
-        "RFM_SEGMENT": ["New customers"] * 5 + ["About to sleep"] * 5 + ["Hibernating"] * 5,
-        "R_SCORE": [5] * 5 + [3] * 5 + [2] * 5, "F_SCORE": [1] * 15,
-        "RECENCY_DAYS": [20.0] * 5 + [300.0] * 10, "FREQUENCY": [0.0] * 15, "MONETARY": [0.0] * 15,
-        "SPEND_TREND": [0.0] * 15,
-    })
+    sample = pd.DataFrame(
+        {
+            "RFM_SEGMENT": ["New customers"] * 5 + ["About to sleep"] * 5 + ["Hibernating"] * 5,
+            "R_SCORE": [5] * 5 + [3] * 5 + [2] * 5,
+            "F_SCORE": [1] * 15,
+            "RECENCY_DAYS": [20.0] * 5 + [300.0] * 10,
+            "FREQUENCY": [0.0] * 15,
+            "MONETARY": [0.0] * 15,
+            "SPEND_TREND": [0.0] * 15,
+        }
+    )
     names = name_segments(sample, np.zeros(15, dtype=int), 1, FEATURES, LOGS)
     assert names.labels == ["About to sleep"]  # median R 3, F 1: inside "About to sleep"
     assert names.faithfulness == [pytest.approx(1 / 3)]
@@ -239,19 +309,27 @@ def test_tied_cells_go_to_the_one_nearest_the_members_median_scores() -> None:
 
 
 def test_a_feature_that_splits_three_ways_says_more_so() -> None:
-    sample, assigned = members([
-        (20, "Lost", 500, 1, 10, 0, 0), (20, "Lost", 500, 1, 1000, 0, 1), (20, "Lost", 500, 1, 1500, 0, 2),
-    ])
+    sample, assigned = members(
+        [
+            (20, "Lost", 500, 1, 10, 0, 0),
+            (20, "Lost", 500, 1, 1000, 0, 1),
+            (20, "Lost", 500, 1, 1500, 0, 2),
+        ]
+    )
     labels = name_segments(sample, assigned, 3, FEATURES, LOGS).labels
     assert labels == ["Lost (lower spend)", "Lost (higher spend, less so)", "Lost (higher spend, more so)"]
 
 
 def test_direction_follows_medians_even_when_means_disagree() -> None:
     # A: median spend 170 but half its members spent 1 (low mean); B: median 160, mean higher than A's
-    sample, assigned = members([
-        (26, "Champions", 30, 6, 170, 0, 0), (25, "Champions", 30, 6, 1, 0, 0),
-        (26, "Champions", 30, 6, 160, 0, 1), (25, "Champions", 30, 6, 150, 0, 1),
-    ])
+    sample, assigned = members(
+        [
+            (26, "Champions", 30, 6, 170, 0, 0),
+            (25, "Champions", 30, 6, 1, 0, 0),
+            (26, "Champions", 30, 6, 160, 0, 1),
+            (25, "Champions", 30, 6, 150, 0, 1),
+        ]
+    )
     names = name_segments(sample, assigned, 2, ["FREQUENCY", "MONETARY"], LOGS)
     assert names.labels == ["Champions (higher spend)", "Champions (lower spend)"]
     assert names.medians[0]["MONETARY"] == 170 and names.medians[1]["MONETARY"] == 160

@@ -41,9 +41,21 @@ def planted_customers(n_per_group: int = 300, seed: int = 0) -> pd.DataFrame:
     """Three well-separated behaviours: champions, occasional, lost."""
     rng = np.random.default_rng(seed)
     groups = [
-        (rng.integers(1, 20, n_per_group), rng.integers(15, 40, n_per_group), rng.normal(4000, 500, n_per_group)),
-        (rng.integers(60, 150, n_per_group), rng.integers(2, 5, n_per_group), rng.normal(300, 60, n_per_group)),
-        (rng.integers(400, 700, n_per_group), rng.integers(1, 2, n_per_group), rng.normal(40, 10, n_per_group)),
+        (
+            rng.integers(1, 20, n_per_group),
+            rng.integers(15, 40, n_per_group),
+            rng.normal(4000, 500, n_per_group),
+        ),
+        (
+            rng.integers(60, 150, n_per_group),
+            rng.integers(2, 5, n_per_group),
+            rng.normal(300, 60, n_per_group),
+        ),
+        (
+            rng.integers(400, 700, n_per_group),
+            rng.integers(1, 2, n_per_group),
+            rng.normal(40, 10, n_per_group),
+        ),
     ]
     frames = []
     for g, (recency, frequency, monetary) in enumerate(groups):
@@ -95,8 +107,13 @@ def test_k_override_wins(selection: pd.DataFrame) -> None:
 
 def test_no_elbow_falls_back_to_silhouette() -> None:
     flat = pd.DataFrame(
-        {"k": [2, 3, 4], "inertia": [10.0, 10.0, 10.0], "silhouette": [0.1, 0.5, 0.2],
-         "calinski_harabasz": [1.0, 2.0, 1.0], "davies_bouldin": [2.0, 1.0, 2.0]}
+        {
+            "k": [2, 3, 4],
+            "inertia": [10.0, 10.0, 10.0],
+            "silhouette": [0.1, 0.5, 0.2],
+            "calinski_harabasz": [1.0, 2.0, 1.0],
+            "davies_bouldin": [2.0, 1.0, 2.0],
+        }
     )
     choice = choose_k(flat, PARAMS)
     assert choice["elbow_k"] is None
@@ -105,8 +122,14 @@ def test_no_elbow_falls_back_to_silhouette() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"k_min": 1}, {"k_min": 5, "k_max": 3}, {"k": 1}, {"sample_size": 3}, {"log_features": ["NOT_A_FEATURE"]},
-     {"features": ["FREQUENCY"], "log_features": []}],
+    [
+        {"k_min": 1},
+        {"k_min": 5, "k_max": 3},
+        {"k": 1},
+        {"sample_size": 3},
+        {"log_features": ["NOT_A_FEATURE"]},
+        {"features": ["FREQUENCY"], "log_features": []},
+    ],
 )
 def test_invalid_parameters_are_refused(bad: dict) -> None:
     with pytest.raises(InvalidParametersError):
@@ -125,7 +148,9 @@ def test_planted_groups_are_named_after_their_members(sample: pd.DataFrame) -> N
 def test_model_is_deterministic_and_named(sample: pd.DataFrame) -> None:
     choice = {"k": 3, "source": "test"}
     first = fit_segmentation_model(sample, choice, PARAMS, {"run_id": "v1"})
-    second = fit_segmentation_model(sample.sample(frac=1.0, random_state=5).sort_values("CUSTOMER_ID"), choice, PARAMS, {"run_id": "v2"})
+    second = fit_segmentation_model(
+        sample.sample(frac=1.0, random_state=5).sort_values("CUSTOMER_ID"), choice, PARAMS, {"run_id": "v2"}
+    )
     np.testing.assert_array_equal(first.predict(sample), second.predict(sample))
     assert first.labels == second.labels
     assert len(set(first.labels)) == 3
@@ -143,7 +168,9 @@ def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
     model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
     stability = measure_stability(sample, model, PARAMS)
     assert stability["ari_mean"] > 0.85 and stability["verdict"] == "highly stable"
-    metrics = training_metrics(evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample)
+    metrics = training_metrics(
+        evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample
+    )
     assert metrics["k"] == 3 and len(metrics["segments"]) == 3 and metrics["silhouette"] > 0.5
 
 
@@ -152,6 +179,10 @@ def test_charts_are_plotly_figures(sample: pd.DataFrame, selection: pd.DataFrame
 
     model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
     choice = {"k": 3, "source": "test"}
-    for fig in (plot_elbow(selection, choice), plot_silhouette(selection, choice), plot_segment_profiles(model),
-                plot_rfm_scatter(sample, model, PARAMS)):
+    for fig in (
+        plot_elbow(selection, choice),
+        plot_silhouette(selection, choice),
+        plot_segment_profiles(model),
+        plot_rfm_scatter(sample, model, PARAMS),
+    ):
         assert isinstance(fig, go.Figure) and fig.data

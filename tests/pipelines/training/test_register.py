@@ -30,8 +30,14 @@ def inputs() -> tuple:
 def test_record_holds_model_and_training_metrics(inputs: tuple) -> None:
     model, selection, choice, stability, sample = inputs
     write = register_model_version(
-        model, selection, choice, stability, sample, {**PARAMS, "keep_model_versions": 7},
-        {"model_version": None}, {"run_id": "run-1"},
+        model,
+        selection,
+        choice,
+        stability,
+        sample,
+        {**PARAMS, "keep_model_versions": 7},
+        {"model_version": None},
+        {"run_id": "run-1"},
     )
     assert isinstance(write, ModelVersionWrite)
     assert (write.run_id, write.keep_versions, write.protect) == ("run-1", 7, ())
@@ -52,7 +58,14 @@ def test_pinned_version_is_protected_and_keep_is_checked(inputs: tuple) -> None:
     for bad in (0, -1, "5", 2.5, True):
         with pytest.raises(InvalidParametersError, match="keep_model_versions"):
             register_model_version(
-                model, selection, choice, stability, sample, {**PARAMS, "keep_model_versions": bad}, {}, {"run_id": "r"}
+                model,
+                selection,
+                choice,
+                stability,
+                sample,
+                {**PARAMS, "keep_model_versions": bad},
+                {},
+                {"run_id": "r"},
             )
 
 

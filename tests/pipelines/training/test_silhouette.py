@@ -23,4 +23,6 @@ def test_singleton_clusters_score_zero_like_scikit_learn() -> None:
     x = np.random.default_rng(3).normal(size=(50, 3))
     labels = np.zeros(50, dtype=int)
     labels[0], labels[1:10] = 1, 2
-    assert _silhouette(x, labels, 50, 3) == pytest.approx(silhouette_score(x, labels, sample_size=50, random_state=3))
+    assert _silhouette(x, labels, 50, 3) == pytest.approx(
+        silhouette_score(x, labels, sample_size=50, random_state=3)
+    )

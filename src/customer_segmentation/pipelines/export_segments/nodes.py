@@ -16,8 +16,15 @@ from customer_segmentation.warehouse.errors import InvalidParametersError
 logger = logging.getLogger(__name__)
 
 EXPORT_COLUMNS = [
-    "CUSTOMER_ID", "SEGMENT_ID", "SEGMENT_LABEL", "RFM_SEGMENT", "RECENCY_DAYS", "FREQUENCY", "MONETARY",
-    "SNAPSHOT_DATE", "MODEL_VERSION",
+    "CUSTOMER_ID",
+    "SEGMENT_ID",
+    "SEGMENT_LABEL",
+    "RFM_SEGMENT",
+    "RECENCY_DAYS",
+    "FREQUENCY",
+    "MONETARY",
+    "SNAPSHOT_DATE",
+    "MODEL_VERSION",
 ]
 
 
@@ -40,12 +47,24 @@ def export_segments(segment_history: DataFrame, params: dict[str, Any]) -> Segme
     else:
         latest = segment_history.agg(F.max("SNAPSHOT_DATE").alias("D")).collect()[0][0]
         if latest is None:
-            raise ValueError("SEGMENT_HISTORY is empty: run `kedro run` (or the daily pipeline) before exporting.")
-        snapshot = latest.date() if isinstance(latest, datetime) else latest if isinstance(latest, date) else date.fromisoformat(str(latest))
+            raise ValueError(
+                "SEGMENT_HISTORY is empty: run `kedro run` (or the daily pipeline) before exporting."
+            )
+        snapshot = (
+            latest.date()
+            if isinstance(latest, datetime)
+            else latest
+            if isinstance(latest, date)
+            else date.fromisoformat(str(latest))
+        )
     rows = segment_history.filter(F.col("SNAPSHOT_DATE") == F.lit(snapshot.isoformat()).cast("date"))
-    segments = rows.select("SEGMENT_ID", "SEGMENT_LABEL").distinct().sort("SEGMENT_ID", "SEGMENT_LABEL").collect()
+    segments = (
+        rows.select("SEGMENT_ID", "SEGMENT_LABEL").distinct().sort("SEGMENT_ID", "SEGMENT_LABEL").collect()
+    )
     if not segments:
-        raise ValueError(f"SEGMENT_HISTORY has no snapshot {snapshot}: pick one it holds (or null for the latest).")
+        raise ValueError(
+            f"SEGMENT_HISTORY has no snapshot {snapshot}: pick one it holds (or null for the latest)."
+        )
     files = {}
     for seg_id, label in segments:
         files[file_name(seg_id, label)] = rows.filter(

@@ -7,6 +7,12 @@ from customer_segmentation.pipelines.export_segments.nodes import export_segment
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
-        [Node(export_segments, ["segment_history", "params:export_segments"], "segment_export",
-              name="export_segment_files")]
+        [
+            Node(
+                export_segments,
+                ["segment_history", "params:export_segments"],
+                "segment_export",
+                name="export_segment_files",
+            )
+        ]
     )

@@ -10,7 +10,7 @@ two tables; only then does ``advance_watermark`` record the batch in INGESTION_S
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from snowflake.snowpark import DataFrame, Window
@@ -18,7 +18,11 @@ from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
 
 from customer_segmentation.datasets import REBUILD_MARKER
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
+from customer_segmentation.warehouse.errors import (
+    InvalidParametersError,
+    MissingColumnsError,
+    SegmentationError,
+)
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ PIPELINE_NAME = "ingestion"
 
 
 def _now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def _blank(column: Any) -> Any:
@@ -68,12 +72,16 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
         if not 0 <= rate <= 1:
             problems.append(f"max_rejection_rate must be between 0 and 1, got {rate}")
     except (TypeError, ValueError):
-        problems.append(f"max_rejection_rate must be a number between 0 and 1, got {params.get('max_rejection_rate')!r}")
+        problems.append(
+            f"max_rejection_rate must be a number between 0 and 1, got {params.get('max_rejection_rate')!r}"
+        )
     try:
         if float(params.get("future_tolerance_hours", 24)) < 0:
             problems.append("future_tolerance_hours must be zero or more")
     except (TypeError, ValueError):
-        problems.append(f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}")
+        problems.append(
+            f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}"
+        )
     try:
         if float(params.get("load_wait_hours", 6)) <= 0:
             problems.append("load_wait_hours must be more than zero")
@@ -81,7 +89,11 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
         problems.append(f"load_wait_hours must be a number of hours, got {params.get('load_wait_hours')!r}")
     for key in ("purchase_event_types", "timestamp_formats"):
         value = params.get(key)
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or not all(isinstance(v, str) and v for v in value)
+        ):
             problems.append(f"{key} must be a non-empty list of strings, got {value!r}")
     if not isinstance(params.get("other_event_types", []) or [], (list, tuple)):
         problems.append("other_event_types must be a list of strings")
@@ -93,7 +105,9 @@ def validate_ingestion_params(params: dict[str, Any]) -> None:
             problems.append(f"as_of must be null or a date/time like 2026-11-01 06:00:00, got {as_of!r}")
     if problems:
         raise InvalidParametersError(
-            "Invalid ingestion parameter(s): " + "; ".join(problems) + ". Fix conf/base/parameters_ingestion.yml "
+            "Invalid ingestion parameter(s): "
+            + "; ".join(problems)
+            + ". Fix conf/base/parameters_ingestion.yml "
             "or the --params you passed (e.g. --params=ingestion.max_rejection_rate=0.1)."
         )
 
@@ -105,7 +119,11 @@ def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours
     A 'loading' row older than ``wait_hours`` is a load that crashed (it stays 'loading' until
     the same file is loaded again): it no longer holds ingestion back, but is reported.
     """
-    if load_history is None or "STATUS" not in load_history.columns or "LOADED_AT" not in load_history.columns:
+    if (
+        load_history is None
+        or "STATUS" not in load_history.columns
+        or "LOADED_AT" not in load_history.columns
+    ):
         return None
     cols = [c for c in ("SOURCE_FILE", "LOADED_AT") if c in load_history.columns]
     rows = load_history.filter(F.col("STATUS") == F.lit("loading")).select(*cols).collect()
@@ -151,13 +169,21 @@ def select_new_events(
     full_refresh = bool(params.get("full_refresh", False))
     watermark = None
     if not full_refresh:
-        rows = ingestion_state.filter(F.col("PIPELINE") == F.lit(PIPELINE_NAME)).agg(
-            F.max("WATERMARK").alias("W")
-        ).collect()
+        rows = (
+            ingestion_state.filter(F.col("PIPELINE") == F.lit(PIPELINE_NAME))
+            .agg(F.max("WATERMARK").alias("W"))
+            .collect()
+        )
         watermark = rows[0][0] if rows else None
     as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
-    floor = _in_flight_floor(load_history, datetime.fromisoformat(str(as_of)), float(params.get("load_wait_hours", 6)))
-    settled = frame if floor is None else frame.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") < F.lit(floor)))
+    floor = _in_flight_floor(
+        load_history, datetime.fromisoformat(str(as_of)), float(params.get("load_wait_hours", 6))
+    )
+    settled = (
+        frame
+        if floor is None
+        else frame.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") < F.lit(floor)))
+    )
     high_rows = settled.agg(F.max("LOADED_AT").alias("H")).collect()
     high = high_rows[0][0] if high_rows else None
 
@@ -167,11 +193,15 @@ def select_new_events(
     if high is not None:
         batch = batch.filter(F.col("LOADED_AT").is_null() | (F.col("LOADED_AT") <= F.lit(high)))
     if floor is not None:
-        logger.info("Ingestion waits for a file load still running (LOADED_AT %s): its rows come next run", floor)
+        logger.info(
+            "Ingestion waits for a file load still running (LOADED_AT %s): its rows come next run", floor
+        )
     info = {
         "full_refresh": full_refresh,
         "watermark_from": str(watermark) if watermark is not None else None,
-        "watermark_to": str(high) if high is not None else (str(watermark) if watermark is not None else None),
+        "watermark_to": str(high)
+        if high is not None
+        else (str(watermark) if watermark is not None else None),
         "as_of": str(as_of),
         "waiting_for_load_at": str(floor) if floor is not None else None,
     }
@@ -196,7 +226,10 @@ def _column_types(frame: DataFrame) -> dict[str, DataType]:
 
 def _is_zoned(datatype: DataType) -> bool:
     """TIMESTAMP_TZ or TIMESTAMP_LTZ (the embedded warehouse reports LTZ as TZ)."""
-    return isinstance(datatype, TimestampType) and datatype.tz in (TimestampTimeZone.TZ, TimestampTimeZone.LTZ)
+    return isinstance(datatype, TimestampType) and datatype.tz in (
+        TimestampTimeZone.TZ,
+        TimestampTimeZone.LTZ,
+    )
 
 
 def _as_utc_ntz(column: Any) -> Any:
@@ -236,7 +269,9 @@ def _raw_text(name: str, datatype: DataType | None) -> Any:
 def _record_id(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
     """Add RECORD_ID: hash of every raw column and load stamp, plus the occurrence of identical rows."""
     types = _column_types(frame) if types is None else types
-    parts = [F.coalesce(_raw_text(c, types.get(c)), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)]
+    parts = [
+        F.coalesce(_raw_text(c, types.get(c)), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)
+    ]
     # MD5 (an identity, not a security control): ~30% cheaper than SHA-256 over every raw column
     hashed = frame.with_column("_ROW_HASH", F.md5(F.concat_ws(F.lit("|"), *parts)))
     occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
@@ -279,20 +314,24 @@ def classify_events(
     ts = _parse_timestamp(F.col("EVENT_TS"), formats, types.get("EVENT_TS"))
     amount = F.call_builtin("try_to_decimal", F.trim(F.col("AMOUNT").cast("string")), F.lit(12), F.lit(2))
     quantity = F.call_builtin("try_to_number", F.trim(F.col("QUANTITY").cast("string")))
-    frame = frame.with_columns(
-        ["_TYPE", "_TS", "_AMOUNT", "_QTY"], [event_type, ts, amount, quantity]
-    )
+    frame = frame.with_columns(["_TYPE", "_TS", "_AMOUNT", "_QTY"], [event_type, ts, amount, quantity])
     reason = (
         F.when(_blank(F.col("EVENT_ID")), F.lit("missing_event_id"))
         .when(~F.col("_TYPE").isin(known_types) | F.col("_TYPE").is_null(), F.lit("unknown_event_type"))
         .when(_blank(F.col("CUSTOMER_ID")), F.lit("missing_customer"))
         .when(F.col("_TS").is_null(), F.lit("bad_timestamp"))
-        .when(F.col("_TS") > F.lit(future_limit.isoformat(sep=" ")).cast("timestamp_ntz"), F.lit("future_timestamp"))
+        .when(
+            F.col("_TS") > F.lit(future_limit.isoformat(sep=" ")).cast("timestamp_ntz"),
+            F.lit("future_timestamp"),
+        )
         .when(is_purchase & _blank(F.col("ORDER_ID")), F.lit("missing_order_id"))
         .when(is_purchase & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
         .when(~_blank(F.col("AMOUNT")) & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
         .when(F.col("_AMOUNT") < F.lit(0), F.lit("negative_amount"))
-        .when(~_blank(F.col("QUANTITY")) & (F.col("_QTY").is_null() | (F.col("_QTY") <= F.lit(0))), F.lit("bad_quantity"))
+        .when(
+            ~_blank(F.col("QUANTITY")) & (F.col("_QTY").is_null() | (F.col("_QTY") <= F.lit(0))),
+            F.lit("bad_quantity"),
+        )
     )
     frame = frame.with_column("_REASON", reason)
 
@@ -309,7 +348,9 @@ def classify_events(
     duplicate = F.col("_REASON").is_null() & F.when(
         F.col("_PREV_RECORD_ID").is_not_null(), F.col("_PREV_RECORD_ID") != F.col("RECORD_ID")
     ).otherwise(F.row_number().over(order) > F.lit(1))
-    frame = frame.with_column("REJECT_REASON", F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("_REASON")))
+    frame = frame.with_column(
+        "REJECT_REASON", F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("_REASON"))
+    )
     return frame.select(
         "RECORD_ID",
         "REJECT_REASON",
@@ -349,7 +390,11 @@ def split_events(
         "rejection_rate": round(rate, 6),
     }
     logger.info(
-        "Ingestion reconciliation: raw %s = accepted %s + rejected %s %s", total, accepted, rejected, report["rejected_by_reason"]
+        "Ingestion reconciliation: raw %s = accepted %s + rejected %s %s",
+        total,
+        accepted,
+        rejected,
+        report["rejected_by_reason"],
     )
     max_rate = float(params.get("max_rejection_rate", 0.05))  # range checked by validate_ingestion_params
     if rate > max_rate:
@@ -388,7 +433,11 @@ def split_events(
     )
     if batch_info.get("full_refresh"):
         # a complete rebuild: the marker column makes each merge table replace its content (catalog rebuild_marker)
-        return good.with_column(REBUILD_MARKER, F.lit(True)), bad.with_column(REBUILD_MARKER, F.lit(True)), report
+        return (
+            good.with_column(REBUILD_MARKER, F.lit(True)),
+            bad.with_column(REBUILD_MARKER, F.lit(True)),
+            report,
+        )
     return good, bad, report
 
 

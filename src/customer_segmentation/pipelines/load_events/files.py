@@ -13,14 +13,18 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError, SegmentationError
+from customer_segmentation.warehouse.errors import (
+    InvalidParametersError,
+    MissingColumnsError,
+    SegmentationError,
+)
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 #: Format name -> file name endings that select it (a ``.gz`` variant is accepted for text formats).
@@ -52,7 +56,9 @@ def resolve_events_file(events_file: Any) -> Path:
         )
     path = Path(str(events_file).strip()).expanduser()
     if not path.exists():
-        raise EventFileError(f"Events file {str(path)!r} does not exist (parameter events_file). Run `{HOW_TO_PASS}`.")
+        raise EventFileError(
+            f"Events file {str(path)!r} does not exist (parameter events_file). Run `{HOW_TO_PASS}`."
+        )
     if not path.is_file():
         raise EventFileError(f"Events file {str(path)!r} is not a file: pass one {ACCEPTED_FORMATS} file.")
     return path.resolve()
@@ -106,7 +112,7 @@ def to_text(value: Any) -> str | None:
         return None if value.is_nan() else format(value, "f")
     if isinstance(value, datetime):  # includes pandas.Timestamp
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
     if isinstance(value, (date, time)):
         return value.isoformat()
@@ -233,4 +239,3 @@ def read_events(path: Path, fmt: str, options: dict[str, Any] | None = None) -> 
     ]
     frame.attrs["stamp_columns_in_file"] = [n for k, n in normalised.items() if k in RAW_LOAD_COLUMNS]
     return frame
-

@@ -59,7 +59,10 @@ def decide_retrain(policy: Any, latest_status: str | None, model_age_days: int) 
         return True, "the latest drift status of the active model is retrain_recommended"
     if max_age is not None and model_age_days >= max_age:
         return True, f"the active model is {model_age_days} days old (max_age_days: {max_age})"
-    return False, f"policy {policy!r}: drift status {latest_status or 'not measured yet'}, model age {model_age_days} days"
+    return (
+        False,
+        f"policy {policy!r}: drift status {latest_status or 'not measured yet'}, model age {model_age_days} days",
+    )
 
 
 def latest_drift_status(segment_drift: DataFrame, model_version: str) -> str | None:
@@ -108,7 +111,9 @@ def refresh_model(
         **training_metrics(k_selection, k_choice, stability, model, sample),
         "retrained_because": reason,
     }
-    logger.warning("Now scoring with retrained model %s (replaces %s)", model.version, segmentation_model.version)
+    logger.warning(
+        "Now scoring with retrained model %s (replaces %s)", model.version, segmentation_model.version
+    )
     return model
 
 

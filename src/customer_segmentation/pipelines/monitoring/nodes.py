@@ -79,8 +79,16 @@ def snapshot_segments(
     """Today's segment of every customer as a SEGMENT_HISTORY snapshot (replacing a rerun of the same date)."""
     _require(
         processed_data,
-        ["CUSTOMER_ID", "REFERENCE_DATE", "RUN_ID", "MODEL_VERSION", "SEGMENT_ID", "SEGMENT_LABEL", "RFM_SEGMENT",
-         *HISTORY_COLUMNS],
+        [
+            "CUSTOMER_ID",
+            "REFERENCE_DATE",
+            "RUN_ID",
+            "MODEL_VERSION",
+            "SEGMENT_ID",
+            "SEGMENT_LABEL",
+            "RFM_SEGMENT",
+            *HISTORY_COLUMNS,
+        ],
         "PROCESSED_DATA",
         "rerun `kedro run --pipeline daily` (or `kedro run`) to rebuild it with the current project.",
     )
@@ -90,14 +98,19 @@ def snapshot_segments(
             f"monitoring.history_retention_days must be at least 1 (or null to keep everything), got {retention}."
         )
     info = processed_data.agg(
-        F.max("REFERENCE_DATE").alias("D"), F.min("REFERENCE_DATE").alias("D0"),
-        F.max("RUN_ID").alias("R"), F.max("MODEL_VERSION").alias("V"), F.count(F.lit(1)).alias("N"),
+        F.max("REFERENCE_DATE").alias("D"),
+        F.min("REFERENCE_DATE").alias("D0"),
+        F.max("RUN_ID").alias("R"),
+        F.max("MODEL_VERSION").alias("V"),
+        F.count(F.lit(1)).alias("N"),
     ).collect()[0]
     if info["N"] == 0 or info["D"] is None:
         raise ValueError("PROCESSED_DATA is empty: nothing to snapshot. Run `kedro run` first.")
     snapshot = _as_date(info["D"])
     if _as_date(info["D0"]) != snapshot:
-        raise ValueError(f"PROCESSED_DATA mixes reference dates {info['D0']} and {info['D']}: rerun the pipeline.")
+        raise ValueError(
+            f"PROCESSED_DATA mixes reference dates {info['D0']} and {info['D']}: rerun the pipeline."
+        )
     earlier = (
         segment_history_previous.filter(F.col("SNAPSHOT_DATE") < F.lit(snapshot.isoformat()).cast("date"))
         .agg(F.max("SNAPSHOT_DATE").alias("P"))
@@ -117,27 +130,31 @@ def snapshot_segments(
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:
-        keep_after = min(keep_after, _as_date(earlier))  # the previous snapshot stays: migrations compare with it
+        keep_after = min(
+            keep_after, _as_date(earlier)
+        )  # the previous snapshot stays: migrations compare with it
     snapshot_info = {
         "snapshot_date": snapshot.isoformat(),
         "previous_snapshot_date": _as_date(earlier).isoformat() if earlier is not None else None,
         "run_id": str(info["R"]),
         "model_version": str(info["V"]),
         "customers": int(info["N"]),
-        "keep_after": keep_after.isoformat() if keep_after else None,  # retention, applied to every snapshot table
+        "keep_after": keep_after.isoformat()
+        if keep_after
+        else None,  # retention, applied to every snapshot table
     }
     logger.info(
         "Segment history snapshot %s (%s customers; previous snapshot %s)",
-        snapshot, info["N"], snapshot_info["previous_snapshot_date"] or "none",
+        snapshot,
+        info["N"],
+        snapshot_info["previous_snapshot_date"] or "none",
     )
     return SnapshotWrite(rows, keep_after=keep_after), snapshot_info
 
 
 def _snapshot(history: DataFrame, day: str | None, prefix: str) -> DataFrame:
     """One snapshot of the history with prefixed columns (an empty frame when ``day`` is None)."""
-    frame = history.filter(
-        F.col("SNAPSHOT_DATE") == F.lit(day).cast("date") if day else F.lit(False)
-    )
+    frame = history.filter(F.col("SNAPSHOT_DATE") == F.lit(day).cast("date") if day else F.lit(False))
     return frame.select(
         F.col("CUSTOMER_ID").alias(f"{prefix}CUSTOMER_ID"),
         F.col("SEGMENT_ID").alias(f"{prefix}SEGMENT_ID"),
@@ -169,7 +186,9 @@ def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]
         F.coalesce(F.col("CUR_SEGMENT_ID"), F.lit(-1)).alias("TO_SEGMENT_ID"),
         F.coalesce(F.col("CUR_SEGMENT"), F.lit(GONE_TARGET)).alias("TO_SEGMENT"),
         F.coalesce(F.col("CUR_MONETARY"), F.lit(0.0)).alias("_NOW"),
-        (F.coalesce(F.col("CUR_MONETARY"), F.lit(0.0)) - F.coalesce(F.col("PREV_MONETARY"), F.lit(0.0))).alias("_DELTA"),
+        (
+            F.coalesce(F.col("CUR_MONETARY"), F.lit(0.0)) - F.coalesce(F.col("PREV_MONETARY"), F.lit(0.0))
+        ).alias("_DELTA"),
     )
     flows = moved.group_by("FROM_SEGMENT_ID", "FROM_SEGMENT", "TO_SEGMENT_ID", "TO_SEGMENT").agg(
         F.count(F.lit(1)).alias("CUSTOMERS"),
@@ -177,18 +196,23 @@ def compute_migrations(segment_history: DataFrame, snapshot_info: dict[str, Any]
         F.round(F.sum("_DELTA"), 2).alias("NET_REVENUE_CHANGE"),
     )
     previous = snapshot_info["previous_snapshot_date"]
-    return _retained(flows.select(
-        F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
-        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias("PREVIOUS_SNAPSHOT_DATE"),
-        F.col("FROM_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
-        "FROM_SEGMENT",
-        F.col("TO_SEGMENT_ID").cast("int").alias("TO_SEGMENT_ID"),
-        "TO_SEGMENT",
-        F.col("CUSTOMERS").cast("int").alias("CUSTOMERS"),
-        F.col("NET_REVENUE").cast("double").alias("NET_REVENUE"),
-        F.col("NET_REVENUE_CHANGE").cast("double").alias("NET_REVENUE_CHANGE"),
-        F.lit(snapshot_info["model_version"]).alias("MODEL_VERSION"),
-    ), snapshot_info)
+    return _retained(
+        flows.select(
+            F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
+            (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias(
+                "PREVIOUS_SNAPSHOT_DATE"
+            ),
+            F.col("FROM_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
+            "FROM_SEGMENT",
+            F.col("TO_SEGMENT_ID").cast("int").alias("TO_SEGMENT_ID"),
+            "TO_SEGMENT",
+            F.col("CUSTOMERS").cast("int").alias("CUSTOMERS"),
+            F.col("NET_REVENUE").cast("double").alias("NET_REVENUE"),
+            F.col("NET_REVENUE_CHANGE").cast("double").alias("NET_REVENUE_CHANGE"),
+            F.lit(snapshot_info["model_version"]).alias("MODEL_VERSION"),
+        ),
+        snapshot_info,
+    )
 
 
 def summarise_flows(migrations: pd.DataFrame) -> pd.DataFrame:
@@ -219,8 +243,16 @@ def summarise_flows(migrations: pd.DataFrame) -> pd.DataFrame:
         )
     flows = pd.DataFrame(
         rows,
-        columns=["SEGMENT_ID", "SEGMENT_LABEL", "CUSTOMERS_BEFORE", "CUSTOMERS_AFTER", "STAYED", "ENTERED",
-                 "ENTERED_NEW", "EXITED"],
+        columns=[
+            "SEGMENT_ID",
+            "SEGMENT_LABEL",
+            "CUSTOMERS_BEFORE",
+            "CUSTOMERS_AFTER",
+            "STAYED",
+            "ENTERED",
+            "ENTERED_NEW",
+            "EXITED",
+        ],
     )
     return flows.astype({c: "int64" for c in flows.columns if c != "SEGMENT_LABEL"})
 
@@ -237,8 +269,14 @@ def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]
     for row in flows.itertuples():
         logger.info(
             "Segment %s %r: %s -> %s customers (stayed %s, entered %s of which new %s, exited %s)",
-            row.SEGMENT_ID, row.SEGMENT_LABEL, row.CUSTOMERS_BEFORE, row.CUSTOMERS_AFTER, row.STAYED,
-            row.ENTERED, row.ENTERED_NEW, row.EXITED,
+            row.SEGMENT_ID,
+            row.SEGMENT_LABEL,
+            row.CUSTOMERS_BEFORE,
+            row.CUSTOMERS_AFTER,
+            row.STAYED,
+            row.ENTERED,
+            row.ENTERED_NEW,
+            row.EXITED,
         )
     return _retained(flows, snapshot_info)
 
@@ -261,7 +299,9 @@ def segment_changes(segment_history: DataFrame, snapshot_info: dict[str, Any]) -
         F.col("PREV_RFM_SEGMENT").alias("FROM_RFM_SEGMENT"),
         F.col("CUR_RFM_SEGMENT").alias("TO_RFM_SEGMENT"),
         F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
-        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias("PREVIOUS_SNAPSHOT_DATE"),
+        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias(
+            "PREVIOUS_SNAPSHOT_DATE"
+        ),
         F.col("CUR_MODEL_VERSION").alias("MODEL_VERSION"),
     )
 
@@ -282,8 +322,13 @@ def _words(feature: str) -> str:
     return FEATURE_WORDS.get(feature, feature.lower().replace("_", " "))
 
 
-def describe_profile(label: str, medians: dict[str, float], standout: list[tuple[str, float]], share: float,
-                     revenue_share: float) -> str:
+def describe_profile(
+    label: str,
+    medians: dict[str, float],
+    standout: list[tuple[str, float]],
+    share: float,
+    revenue_share: float,
+) -> str:
     """One plain-language paragraph about a segment."""
     parts = [f"{label}: {share:.0%} of customers, {revenue_share:.0%} of net revenue."]
     typical = []
@@ -305,7 +350,10 @@ def describe_profile(label: str, medians: dict[str, float], standout: list[tuple
 
 
 def build_profiles(
-    stats: pd.DataFrame, overall: dict[str, tuple[float, float]], features: list[str], playbook: dict[str, Any],
+    stats: pd.DataFrame,
+    overall: dict[str, tuple[float, float]],
+    features: list[str],
+    playbook: dict[str, Any],
     top_n: int = 3,
 ) -> pd.DataFrame:
     """SEGMENT_PROFILES rows from per-segment aggregates (pure pandas, unit-tested).
@@ -339,7 +387,12 @@ def build_profiles(
             "REVENUE_SHARE": revenue_share,
             "DOMINANT_RFM_SEGMENT": rfm,
         }
-        out.update({f"MEDIAN_{f}": float(r[f"MEDIAN_{f}"]) if r[f"MEDIAN_{f}"] is not None else np.nan for f in features})
+        out.update(
+            {
+                f"MEDIAN_{f}": float(r[f"MEDIAN_{f}"]) if r[f"MEDIAN_{f}"] is not None else np.nan
+                for f in features
+            }
+        )
         for i in range(top_n):
             out[f"TOP_FEATURE_{i + 1}"] = standout[i][0] if i < len(standout) else None
             out[f"TOP_FEATURE_{i + 1}_SD"] = round(standout[i][1], 4) if i < len(standout) else np.nan
@@ -355,19 +408,27 @@ def profile_segments(
     """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
     features = profile_features(processed_data)
     value = {f: F.col(f).cast("double") for f in features}
-    per_segment = processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL").agg(
-        F.count(F.lit(1)).alias("CUSTOMERS"),
-        F.sum(F.col("MONETARY").cast("double")).alias("REVENUE"),
-        *[F.median(value[f]).alias(f"MEDIAN_{f}") for f in features],
-        *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
-    ).to_pandas()
+    per_segment = (
+        processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL")
+        .agg(
+            F.count(F.lit(1)).alias("CUSTOMERS"),
+            F.sum(F.col("MONETARY").cast("double")).alias("REVENUE"),
+            *[F.median(value[f]).alias(f"MEDIAN_{f}") for f in features],
+            *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
+        )
+        .to_pandas()
+    )
     base = processed_data.agg(
         *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
         *[F.stddev_pop(value[f]).alias(f"SD_{f}") for f in features],
     ).to_pandas()
-    overall = {f: (float(base[f"MEAN_{f}"].iloc[0] or 0.0), float(base[f"SD_{f}"].iloc[0] or 0.0)) for f in features}
+    overall = {
+        f: (float(base[f"MEAN_{f}"].iloc[0] or 0.0), float(base[f"SD_{f}"].iloc[0] or 0.0)) for f in features
+    }
     rfm = (
-        processed_data.group_by("SEGMENT_ID", "RFM_SEGMENT").agg(F.count(F.lit(1)).alias("N")).to_pandas()
+        processed_data.group_by("SEGMENT_ID", "RFM_SEGMENT")
+        .agg(F.count(F.lit(1)).alias("N"))
+        .to_pandas()
         .sort_values(["SEGMENT_ID", "N", "RFM_SEGMENT"], ascending=[True, False, True])
         .drop_duplicates("SEGMENT_ID")
         .set_index("SEGMENT_ID")["RFM_SEGMENT"]
@@ -376,8 +437,13 @@ def profile_segments(
     for column in per_segment.columns:
         if column.startswith(("MEDIAN_", "MEAN_")) or column == "REVENUE":
             per_segment[column] = pd.to_numeric(per_segment[column], errors="coerce").astype(float)
-    profiles = build_profiles(per_segment, overall, features, dict(params.get("playbook") or {}),
-                              int(params.get("profile_top_features", 3)))
+    profiles = build_profiles(
+        per_segment,
+        overall,
+        features,
+        dict(params.get("playbook") or {}),
+        int(params.get("profile_top_features", 3)),
+    )
     profiles.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
     profiles["MODEL_VERSION"] = snapshot_info["model_version"]
     return profiles
@@ -396,15 +462,20 @@ def _bin_expression(feature: str, edges: list[float]) -> Any:
 
 
 def measure_drift(
-    processed_data: DataFrame, model: SegmentationModel, snapshot_info: dict[str, Any], params: dict[str, Any],
+    processed_data: DataFrame,
+    model: SegmentationModel,
+    snapshot_info: dict[str, Any],
+    params: dict[str, Any],
     run_metadata: dict[str, Any],
 ) -> pd.DataFrame:
     """SEGMENT_DRIFT row of this run: feature PSI, segment shares and distances vs training, and a status."""
     reference = model.reference()
     thresholds = dict(params.get("drift_thresholds") or {})
-    counts = processed_data.group_by("SEGMENT_ID").agg(
-        F.count(F.lit(1)).alias("N"), F.avg(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D")
-    ).to_pandas()
+    counts = (
+        processed_data.group_by("SEGMENT_ID")
+        .agg(F.count(F.lit(1)).alias("N"), F.avg(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D"))
+        .to_pandas()
+    )
     total = int(counts["N"].sum())
     psi_by_feature: dict[str, float] = {}
     shares: dict[str, dict[str, float]] = {}
@@ -413,7 +484,9 @@ def measure_drift(
         aggs, names = [], []
         for f, spec in reference["bins"].items():
             if f not in processed_data.columns:
-                raise MissingColumnsError(f"PROCESSED_DATA lacks the model feature {f}: rerun the daily pipeline.")
+                raise MissingColumnsError(
+                    f"PROCESSED_DATA lacks the model feature {f}: rerun the daily pipeline."
+                )
             b = _bin_expression(f, spec["edges"])
             for i in range(len(spec["proportions"])):
                 names.append((f, i))
@@ -433,11 +506,15 @@ def measure_drift(
                 "share_now": round(share_now, 6),
                 "share_training": round(share_then, 6),
                 "mean_distance_now": None if d_now is None or pd.isna(d_now) else round(float(d_now), 6),
-                "mean_distance_training": None if d_then is None or math.isnan(d_then) else round(float(d_then), 6),
+                "mean_distance_training": None
+                if d_then is None or math.isnan(d_then)
+                else round(float(d_then), 6),
             }
             shifts.append(abs(share_now - share_then))
         max_shift = max(shifts) if shifts else float("nan")
-        distance_now = float((counts["N"] * counts["D"].astype(float)).sum() / total) if total else float("nan")
+        distance_now = (
+            float((counts["N"] * counts["D"].astype(float)).sum() / total) if total else float("nan")
+        )
         # NaN is stored as JSON null in the warehouse record
         overall = reference.get("overall_mean_distance")
         distance_then = float(overall) if overall is not None else float("nan")
@@ -447,7 +524,10 @@ def measure_drift(
     if reference:
         status, reasons = drift_status(max_psi, max_shift, ratio, thresholds)
     else:
-        status, reasons = "watch", ["the model carries no training reference: retrain it to enable drift checks"]
+        status, reasons = (
+            "watch",
+            ["the model carries no training reference: retrain it to enable drift checks"],
+        )
     trained = _as_date(model.trained_at)
     age = (date.fromisoformat(str(run_metadata["started_at"])[:10]) - trained).days
     row = {
@@ -472,7 +552,12 @@ def measure_drift(
     log = logger.warning if status != "ok" else logger.info
     log(
         "Drift status %s for model %s (max PSI %.3f on %s, max share shift %.3f, distance ratio %.2f)%s",
-        status.upper(), model.version, max_psi, max_feature, max_shift, ratio,
+        status.upper(),
+        model.version,
+        max_psi,
+        max_feature,
+        max_shift,
+        ratio,
         f": {row['REASONS']}" if reasons else "",
     )
     return pd.DataFrame([row])
@@ -485,9 +570,13 @@ def plot_migration_sankey(segment_migrations: DataFrame, snapshot_info: dict[str
     """Sankey of the latest migration: previous segment (or new) on the left, current on the right."""
     import plotly.graph_objects as go
 
-    m = segment_migrations.filter(
-        F.col("SNAPSHOT_DATE") == F.lit(snapshot_info["snapshot_date"]).cast("date")
-    ).to_pandas().sort_values(["FROM_SEGMENT", "TO_SEGMENT"])
+    m = (
+        segment_migrations.filter(
+            F.col("SNAPSHOT_DATE") == F.lit(snapshot_info["snapshot_date"]).cast("date")
+        )
+        .to_pandas()
+        .sort_values(["FROM_SEGMENT", "TO_SEGMENT"])
+    )
     left = sorted(set(m["FROM_SEGMENT"]))
     right = sorted(set(m["TO_SEGMENT"]))
     nodes = [f"{s} ({snapshot_info['previous_snapshot_date'] or 'before'})" for s in left] + [
@@ -515,12 +604,19 @@ def plot_segment_shares(segment_history: DataFrame) -> Any:
     import plotly.express as px
 
     shares = (
-        segment_history.group_by("SNAPSHOT_DATE", "SEGMENT_LABEL").agg(F.count(F.lit(1)).alias("CUSTOMERS"))
+        segment_history.group_by("SNAPSHOT_DATE", "SEGMENT_LABEL")
+        .agg(F.count(F.lit(1)).alias("CUSTOMERS"))
         .to_pandas()
         .sort_values(["SNAPSHOT_DATE", "SEGMENT_LABEL"])
     )
     shares["SHARE"] = shares["CUSTOMERS"] / shares.groupby("SNAPSHOT_DATE")["CUSTOMERS"].transform("sum")
-    fig = px.area(shares, x="SNAPSHOT_DATE", y="SHARE", color="SEGMENT_LABEL", markers=True,
-                  title="Segment shares over time (SEGMENT_HISTORY)")
+    fig = px.area(
+        shares,
+        x="SNAPSHOT_DATE",
+        y="SHARE",
+        color="SEGMENT_LABEL",
+        markers=True,
+        title="Segment shares over time (SEGMENT_HISTORY)",
+    )
     fig.update_layout(yaxis_tickformat=".0%")
     return fig

@@ -20,9 +20,6 @@ from customer_segmentation.warehouse.errors import MissingColumnsError
 logger = logging.getLogger(__name__)
 
 
-
-
-
 def scaled_feature_columns(model: SegmentationModel) -> list[Any]:
     """The model's transform as one Snowpark expression per feature."""
     columns = []
@@ -47,8 +44,11 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
     d_names = [f"_D{k}" for k in range(model.k)]
     distances = []
     for k in range(model.k):
-        terms = [(F.col(z) - F.lit(float(model.centroids[k, j]))) * (F.col(z) - F.lit(float(model.centroids[k, j])))
-                 for j, z in enumerate(z_names)]
+        terms = [
+            (F.col(z) - F.lit(float(model.centroids[k, j])))
+            * (F.col(z) - F.lit(float(model.centroids[k, j])))
+            for j, z in enumerate(z_names)
+        ]
         total = terms[0]
         for term in terms[1:]:
             total = total + term
@@ -70,7 +70,9 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
     return frame.drop(*z_names, *d_names, "_DMIN")
 
 
-def score_customers(customer_features: DataFrame, segmentation_model: SegmentationModel, previous_results: DataFrame) -> DataFrame:
+def score_customers(
+    customer_features: DataFrame, segmentation_model: SegmentationModel, previous_results: DataFrame
+) -> DataFrame:
     """Every customer with its segment; customers with no segment before are flagged as new."""
     scored = assign_segments(customer_features, segmentation_model)
     previous = previous_results.select(
@@ -132,7 +134,9 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
     frame["MODEL_VERSION"] = segmentation_model.version
     logger.info(
         "Scored %s customers into %s segments; %.0f%% hold the classic RFM segment their label names",
-        int(frame["CUSTOMERS"].sum()), len(frame), 100 * frame["FAITHFUL_CUSTOMERS"].sum() / max(frame["CUSTOMERS"].sum(), 1),
+        int(frame["CUSTOMERS"].sum()),
+        len(frame),
+        100 * frame["FAITHFUL_CUSTOMERS"].sum() / max(frame["CUSTOMERS"].sum(), 1),
     )
     return frame.sort_values("SEGMENT_ID").reset_index(drop=True)
 
@@ -142,10 +146,16 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["CUSTOMER_SHARE"], name="customers"))
-    fig.add_trace(go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["REVENUE_SHARE"], name="net revenue"))
+    fig.add_trace(
+        go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["CUSTOMER_SHARE"], name="customers")
+    )
+    fig.add_trace(
+        go.Bar(x=segment_summary["SEGMENT_LABEL"], y=segment_summary["REVENUE_SHARE"], name="net revenue")
+    )
     fig.update_layout(
-        barmode="group", title="Segment sizes and revenue share (all scored customers)", yaxis_tickformat=".0%"
+        barmode="group",
+        title="Segment sizes and revenue share (all scored customers)",
+        yaxis_tickformat=".0%",
     )
     return fig
 
@@ -156,7 +166,10 @@ def select_model(model_versions: pd.DataFrame, params: dict[str, Any]) -> Segmen
     version = active_version(model_versions, pinned)
     model = load_version(model_versions, version)
     logger.info(
-        "Scoring with model version %s (trained %s, k=%s)%s", model.version, model.trained_at, model.k,
+        "Scoring with model version %s (trained %s, k=%s)%s",
+        model.version,
+        model.trained_at,
+        model.k,
         " pinned by prediction.model_version" if pinned not in (None, "") else ", the newest",
     )
     return model

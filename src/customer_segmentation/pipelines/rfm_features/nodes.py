@@ -93,20 +93,31 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
         F.sum("RETURNED_AMT").alias("RETURNED_SPEND"),
         F.sum(F.iff(F.col("ORDER_TS") >= recent_start, F.col("NET"), F.lit(0.0))).alias("SPEND_LAST_90D"),
         F.sum(
-            F.iff((F.col("ORDER_TS") >= previous_start) & (F.col("ORDER_TS") < recent_start), F.col("NET"), F.lit(0.0))
+            F.iff(
+                (F.col("ORDER_TS") >= previous_start) & (F.col("ORDER_TS") < recent_start),
+                F.col("NET"),
+                F.lit(0.0),
+            )
         ).alias("SPEND_PREV_90D"),
     )
     lines = events.filter(typ == CREATED)
-    line_aggs = [F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"), F.sum(amount).alias("_LINE_GROSS")]
+    line_aggs = [
+        F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
+        F.sum(amount).alias("_LINE_GROSS"),
+    ]
     for channel in channels:
         line_aggs.append(
-            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias("_CH_" + _channel_column(channel))
+            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias(
+                "_CH_" + _channel_column(channel)
+            )
         )
     per_line = lines.group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
 
     feats = per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left")
     gross = F.col("_LINE_GROSS")
-    share_cols = [_ratio(F.col("_CH_" + _channel_column(c)), gross).alias(_channel_column(c)) for c in channels]
+    share_cols = [
+        _ratio(F.col("_CH_" + _channel_column(c)), gross).alias(_channel_column(c)) for c in channels
+    ]
     freq = F.col("FREQUENCY")
     feats = feats.select(
         "CUSTOMER_ID",
@@ -141,13 +152,19 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
 def add_rfm_scores(features: DataFrame) -> DataFrame:
     """R, F, M quintile scores (1-5, recent/frequent/high spend = 5) and the RFM segment name."""
     r = F.ntile(F.lit(5)).over(Window.order_by(F.col("RECENCY_DAYS").desc(), F.col("CUSTOMER_ID")))
-    f = F.ntile(F.lit(5)).over(Window.order_by(F.col("FREQUENCY").asc(), F.col("MONETARY").asc(), F.col("CUSTOMER_ID")))
+    f = F.ntile(F.lit(5)).over(
+        Window.order_by(F.col("FREQUENCY").asc(), F.col("MONETARY").asc(), F.col("CUSTOMER_ID"))
+    )
     m = F.ntile(F.lit(5)).over(Window.order_by(F.col("MONETARY").asc(), F.col("CUSTOMER_ID")))
     scored = features.with_columns(["R_SCORE", "F_SCORE", "M_SCORE"], [r, f, m])
     return scored.with_columns(
         ["RFM_SCORE", "RFM_SEGMENT"],
         [
-            F.concat(F.col("R_SCORE").cast("string"), F.col("F_SCORE").cast("string"), F.col("M_SCORE").cast("string")),
+            F.concat(
+                F.col("R_SCORE").cast("string"),
+                F.col("F_SCORE").cast("string"),
+                F.col("M_SCORE").cast("string"),
+            ),
             rfm_segment_column(F.col("R_SCORE"), F.col("F_SCORE")),
         ],
     )

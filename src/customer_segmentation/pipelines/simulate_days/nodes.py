@@ -11,7 +11,7 @@ import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
-from customer_segmentation.demo_simulation import (
+from customer_segmentation.demo.simulation import (
     NEW_CUSTOMER_PREFIX,
     SIMULATION_SOURCE_PREFIX,
     demo_population,
@@ -115,7 +115,10 @@ def simulate_demo_days(
     )
     logger.info(
         "Simulated %s day(s) from %s: %s events of %s customers (%s new), loaded at %s",
-        days, start, len(events), events["CUSTOMER_ID"].nunique(),
+        days,
+        start,
+        len(events),
+        events["CUSTOMER_ID"].nunique(),
         events.loc[events["CUSTOMER_ID"].str.startswith(NEW_CUSTOMER_PREFIX), "CUSTOMER_ID"].nunique(),
         events["LOADED_AT"].iloc[0] if len(events) else None,
     )

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from customer_segmentation.rfm import RFM_SEGMENT_RULES
 from customer_segmentation.errors import MissingColumnsError
+from customer_segmentation.rfm import RFM_SEGMENT_RULES
 
 #: A cluster "spans two cells" when its second RFM cell holds at least this share of its plurality.
 SPAN_RATIO = 0.5
@@ -131,7 +131,10 @@ def choose_base_names(counts: list[pd.Series]) -> list[str]:
     losers = []
     for cell in dict.fromkeys(plurality):
         claimants = [i for i in range(k) if plurality[i] == cell]
-        ranked = sorted(claimants, key=lambda i: (-int(counts[i].get(cell, 0)), -counts[i].get(cell, 0) / max(sizes[i], 1), i))
+        ranked = sorted(
+            claimants,
+            key=lambda i: (-int(counts[i].get(cell, 0)), -counts[i].get(cell, 0) / max(sizes[i], 1), i),
+        )
         losers.extend(ranked[1:])
 
     def second(i: int) -> tuple[str | None, int]:
@@ -172,9 +175,18 @@ def _split(
 def _phrases(name: str, low: list[int], high: list[int], raw_medians: pd.DataFrame) -> tuple[str, str]:
     """(phrase for the high side, phrase for the low side) of a split on ``name``."""
     if name == "SPEND_TREND":
+
         def sign(ids: list[int]) -> str | None:
             v = raw_medians.loc[ids, name]
-            return "rising spend" if (v > 0).all() else "falling spend" if (v < 0).all() else "flat spend" if (v == 0).all() else None
+            return (
+                "rising spend"
+                if (v > 0).all()
+                else "falling spend"
+                if (v < 0).all()
+                else "flat spend"
+                if (v == 0).all()
+                else None
+            )
 
         hi, lo = sign(high), sign(low)
         if hi and lo and hi != lo:
@@ -186,7 +198,11 @@ def _phrases(name: str, low: list[int], high: list[int], raw_medians: pd.DataFra
 
 
 def qualify(
-    base: list[str], medians: pd.DataFrame, means: pd.DataFrame, raw_medians: pd.DataFrame, features: list[str]
+    base: list[str],
+    medians: pd.DataFrame,
+    means: pd.DataFrame,
+    raw_medians: pd.DataFrame,
+    features: list[str],
 ) -> tuple[list[str], list[list[str]]]:
     """Unique labels: clusters sharing a base name are split by the feature that separates them most.
 
@@ -228,7 +244,9 @@ def _quote(name: str, value: float) -> str:
     if name == "RECENCY_DAYS":
         return f"last order {value:.0f} days ago"
     if name == "FREQUENCY":
-        return "no order kept (all cancelled)" if value == 0 else f"{value:g} order{'s' if value != 1 else ''}"
+        return (
+            "no order kept (all cancelled)" if value == 0 else f"{value:g} order{'s' if value != 1 else ''}"
+        )
     if name == "MONETARY":
         return f"{value:,.0f} net spend"
     if name == "AVG_ORDER_VALUE":

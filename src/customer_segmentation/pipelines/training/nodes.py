@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,9 @@ def validate_training_params(params: dict[str, Any]) -> None:
             f"training.features must be a non-empty list that includes every training.log_features entry (missing: {missing})."
         )
     if not all(f in params["features"] for f in RFM):
-        raise InvalidParametersError(f"training.features must include {', '.join(RFM)} (used to name segments).")
+        raise InvalidParametersError(
+            f"training.features must include {', '.join(RFM)} (used to name segments)."
+        )
 
 
 def sample_customer_features(customer_features: DataFrame, params: dict[str, Any]) -> pd.DataFrame:
@@ -103,10 +105,14 @@ def _prepare(sample: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, 
 
 
 def _kmeans(k: int, params: dict[str, Any]) -> KMeans:
-    return KMeans(n_clusters=k, n_init=int(params.get("n_init", 4)), random_state=int(params.get("random_state", 11)))
+    return KMeans(
+        n_clusters=k, n_init=int(params.get("n_init", 4)), random_state=int(params.get("random_state", 11))
+    )
 
 
-def _silhouette(scaled: np.ndarray, labels: np.ndarray, sample_size: int, seed: int, chunk_mb: int = 32) -> float:
+def _silhouette(
+    scaled: np.ndarray, labels: np.ndarray, sample_size: int, seed: int, chunk_mb: int = 32
+) -> float:
     """scikit-learn's silhouette on a bounded sample, with its distance chunks capped at ``chunk_mb``.
 
     The sample is the one ``silhouette_score(sample_size=, random_state=)`` draws. scikit-learn's
@@ -142,8 +148,12 @@ def evaluate_k_range(sample: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
                 "silhouette": _silhouette(scaled, labels, silhouette_n, seed)
                 if distinct > 1
                 else float("nan"),
-                "calinski_harabasz": float(calinski_harabasz_score(scaled, labels)) if distinct > 1 else float("nan"),
-                "davies_bouldin": float(davies_bouldin_score(scaled, labels)) if distinct > 1 else float("nan"),
+                "calinski_harabasz": float(calinski_harabasz_score(scaled, labels))
+                if distinct > 1
+                else float("nan"),
+                "davies_bouldin": float(davies_bouldin_score(scaled, labels))
+                if distinct > 1
+                else float("nan"),
             }
         )
         logger.info("k=%s inertia=%.1f silhouette=%.3f", k, rows[-1]["inertia"], rows[-1]["silhouette"])
@@ -167,10 +177,18 @@ def choose_k(k_selection: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any
         k, source = int(knee), "elbow (kneed)"
     else:
         k, source = best["silhouette"], "best silhouette (no elbow found)"
-    agree = sorted({best["silhouette"], best["calinski_harabasz"], best["davies_bouldin"], *( [int(knee)] if knee else [])})
+    agree = sorted(
+        {
+            best["silhouette"],
+            best["calinski_harabasz"],
+            best["davies_bouldin"],
+            *([int(knee)] if knee else []),
+        }
+    )
     note = (
-        "All criteria agree." if len(agree) == 1 else
-        f"The criteria disagree (elbow {knee}, silhouette {best['silhouette']}, "
+        "All criteria agree."
+        if len(agree) == 1
+        else f"The criteria disagree (elbow {knee}, silhouette {best['silhouette']}, "
         f"Calinski-Harabasz {best['calinski_harabasz']}, Davies-Bouldin {best['davies_bouldin']}): "
         "the data has no single clear k; the chosen k is a business choice as much as a statistical one."
     )
@@ -179,8 +197,13 @@ def choose_k(k_selection: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any
 
 
 def _warm_start(
-    fresh: KMeans, previous: SegmentationModel | None, scaled: np.ndarray, means: np.ndarray, scales: np.ndarray,
-    k: int, params: dict[str, Any],
+    fresh: KMeans,
+    previous: SegmentationModel | None,
+    scaled: np.ndarray,
+    means: np.ndarray,
+    scales: np.ndarray,
+    k: int,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     """A KMeans started from the previous model's centroids, kept when its inertia is about as good.
 
@@ -188,23 +211,38 @@ def _warm_start(
     use keeps them when the data still supports them (within training.warm_start_tolerance of the
     fresh fit's inertia), so a retrain does not reshuffle customers for nothing.
     """
-    init = previous_centroids_in_space(previous, list(params["features"]), list(params.get("log_features", [])),
-                                       means, scales)
+    init = previous_centroids_in_space(
+        previous, list(params["features"]), list(params.get("log_features", [])), means, scales
+    )
     tolerance = float(params.get("warm_start_tolerance", 0.02))
     if init is None or previous is None or previous.k != k or tolerance < 0:
         return {"used": False, "reason": "no previous model with the same k and features"}
-    warm = KMeans(n_clusters=k, init=init, n_init=1, random_state=int(params.get("random_state", 11))).fit(scaled)
+    warm = KMeans(n_clusters=k, init=init, n_init=1, random_state=int(params.get("random_state", 11))).fit(
+        scaled
+    )
     used = bool(warm.inertia_ <= fresh.inertia_ * (1.0 + tolerance))
     logger.info(
-        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)", previous.version, warm.inertia_, fresh.inertia_,
+        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)",
+        previous.version,
+        warm.inertia_,
+        fresh.inertia_,
         "kept" if used else "fresh fit is better",
     )
-    return {"used": used, "estimator": warm, "previous_version": previous.version,
-            "inertia_warm": float(warm.inertia_), "inertia_fresh": float(fresh.inertia_), "tolerance": tolerance}
+    return {
+        "used": used,
+        "estimator": warm,
+        "previous_version": previous.version,
+        "inertia_warm": float(warm.inertia_),
+        "inertia_fresh": float(fresh.inertia_),
+        "tolerance": tolerance,
+    }
 
 
 def fit_segmentation_model(
-    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
+    sample: pd.DataFrame,
+    k_choice: dict[str, Any],
+    params: dict[str, Any],
+    run_metadata: dict[str, Any],
     previous_model: SegmentationModel | None = None,
 ) -> SegmentationModel:
     """Fit KMeans with the chosen k and name its segments; the result is saved (versioned)."""
@@ -245,7 +283,7 @@ def fit_segmentation_model(
                 **{f"mean_{f.lower()}": float(profile.iloc[i][f]) for f in features},
             }
         )
-    version = str(run_metadata.get("run_id") or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
+    version = str(run_metadata.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
     model = SegmentationModel(
         features=features,
         log_features=list(params.get("log_features", [])),
@@ -255,7 +293,7 @@ def fit_segmentation_model(
         labels=labels,
         descriptions=descriptions,
         version=version,
-        trained_at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
+        trained_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         estimator=estimator,
         segment_stats=stats,
         metrics={
@@ -268,7 +306,9 @@ def fit_segmentation_model(
     # the training-time reference that drift monitoring compares today's customers with
     model.drift_reference = training_reference(sample, model, int(params.get("drift_bins", 10)))
     for i in range(k):
-        logger.info("Segment %s %r (%.0f%% faithful): %s", i, labels[i], 100 * names.faithfulness[i], descriptions[i])
+        logger.info(
+            "Segment %s %r (%.0f%% faithful): %s", i, labels[i], 100 * names.faithfulness[i], descriptions[i]
+        )
     return model
 
 
@@ -287,28 +327,44 @@ def retain_previous_k(
         return k_choice
     logger.info(
         "Keeping k=%s of the previous model %s (the criteria now suggest k=%s; set training.k or "
-        "training.keep_k_on_retrain: false to change it)", previous_model.k, previous_model.version, k_choice["k"],
+        "training.keep_k_on_retrain: false to change it)",
+        previous_model.k,
+        previous_model.version,
+        k_choice["k"],
     )
-    return {**k_choice, "k": previous_model.k, "suggested_k": int(k_choice["k"]),
-            "source": f"kept from the previous model {previous_model.version} (training.keep_k_on_retrain)"}
+    return {
+        **k_choice,
+        "k": previous_model.k,
+        "suggested_k": int(k_choice["k"]),
+        "source": f"kept from the previous model {previous_model.version} (training.keep_k_on_retrain)",
+    }
 
 
 def align_segment_identity(
-    model: SegmentationModel, previous_model: SegmentationModel | None, sample: pd.DataFrame, params: dict[str, Any]
+    model: SegmentationModel,
+    previous_model: SegmentationModel | None,
+    sample: pd.DataFrame,
+    params: dict[str, Any],
 ) -> SegmentationModel:
     """Give the new model's clusters the SEGMENT_IDs and labels of the previous model's they match."""
     aligned = align_segment_ids(model, previous_model, sample, float(params.get("identity_min_overlap", 0.3)))
     report = aligned.metrics["identity"]
     logger.info(
         "Segment identity vs %s: kept %s, new %s, retired %s, splits %s, merges %s; %s of the sample keeps its segment",
-        report["previous_version"] or "no previous model", [m["segment_id"] for m in report["matched"]],
-        report["new_ids"], report["retired_ids"], report["splits"], report["merges"],
+        report["previous_version"] or "no previous model",
+        [m["segment_id"] for m in report["matched"]],
+        report["new_ids"],
+        report["retired_ids"],
+        report["splits"],
+        report["merges"],
         "n/a" if report["same_segment_share"] is None else f"{report['same_segment_share']:.1%}",
     )
     return aligned
 
 
-def measure_stability(sample: pd.DataFrame, model: SegmentationModel, params: dict[str, Any]) -> dict[str, Any]:
+def measure_stability(
+    sample: pd.DataFrame, model: SegmentationModel, params: dict[str, Any]
+) -> dict[str, Any]:
     """Adjusted Rand index between the model and refits on bootstrap samples (same k)."""
     scaled = model.transform(sample)
     reference = model.predict(sample)
@@ -320,14 +376,31 @@ def measure_stability(sample: pd.DataFrame, model: SegmentationModel, params: di
         scores.append(float(adjusted_rand_score(reference, refit.predict(scaled))))
     mean = float(np.mean(scores)) if scores else float("nan")
     verdict = (
-        "highly stable" if mean > 0.85 else "stable" if mean >= 0.75 else "doubtful" if mean >= 0.6 else "unstable"
+        "highly stable"
+        if mean > 0.85
+        else "stable"
+        if mean >= 0.75
+        else "doubtful"
+        if mean >= 0.6
+        else "unstable"
     )
-    logger.info("Stability of k=%s: mean ARI %.3f over %s bootstraps (%s)", model.k, mean, len(scores), verdict)
-    return {"ari_mean": mean, "ari_min": float(min(scores)) if scores else None, "ari_scores": scores, "verdict": verdict}
+    logger.info(
+        "Stability of k=%s: mean ARI %.3f over %s bootstraps (%s)", model.k, mean, len(scores), verdict
+    )
+    return {
+        "ari_mean": mean,
+        "ari_min": float(min(scores)) if scores else None,
+        "ari_scores": scores,
+        "verdict": verdict,
+    }
 
 
 def training_metrics(
-    k_selection: pd.DataFrame, k_choice: dict[str, Any], stability: dict[str, Any], model: SegmentationModel, sample: pd.DataFrame
+    k_selection: pd.DataFrame,
+    k_choice: dict[str, Any],
+    stability: dict[str, Any],
+    model: SegmentationModel,
+    sample: pd.DataFrame,
 ) -> dict[str, Any]:
     """Everything a reviewer needs to judge the model, as JSON."""
     chosen = k_selection[k_selection["k"] == model.k]
@@ -357,16 +430,23 @@ def plot_elbow(k_selection: pd.DataFrame, k_choice: dict[str, Any]) -> Any:
     """Inertia by k with the chosen k marked."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Scatter(x=k_selection["k"], y=k_selection["inertia"], mode="lines+markers", name="inertia"))
+    fig = go.Figure(
+        go.Scatter(x=k_selection["k"], y=k_selection["inertia"], mode="lines+markers", name="inertia")
+    )
     chosen = k_selection[k_selection["k"] == k_choice["k"]]
     if len(chosen):
         fig.add_trace(
             go.Scatter(
-                x=chosen["k"], y=chosen["inertia"], mode="markers", marker={"size": 16, "symbol": "star"},
+                x=chosen["k"],
+                y=chosen["inertia"],
+                mode="markers",
+                marker={"size": 16, "symbol": "star"},
                 name=f"chosen k={k_choice['k']} ({k_choice['source']})",
             )
         )
-    fig.update_layout(title="Elbow: KMeans inertia by number of segments", xaxis_title="k", yaxis_title="inertia")
+    fig.update_layout(
+        title="Elbow: KMeans inertia by number of segments", xaxis_title="k", yaxis_title="inertia"
+    )
     return fig
 
 
@@ -376,7 +456,9 @@ def plot_silhouette(k_selection: pd.DataFrame, k_choice: dict[str, Any]) -> Any:
 
     fig = go.Figure()
     fig.add_trace(go.Bar(x=k_selection["k"], y=k_selection["silhouette"], name="silhouette"))
-    fig.add_trace(go.Scatter(x=k_selection["k"], y=k_selection["davies_bouldin"], name="Davies-Bouldin", yaxis="y2"))
+    fig.add_trace(
+        go.Scatter(x=k_selection["k"], y=k_selection["davies_bouldin"], name="Davies-Bouldin", yaxis="y2")
+    )
     fig.add_vline(x=k_choice["k"], line_dash="dash", annotation_text=f"chosen k={k_choice['k']}")
     fig.update_layout(
         title="Silhouette and Davies-Bouldin by k",
@@ -393,11 +475,18 @@ def plot_segment_profiles(model: SegmentationModel) -> Any:
 
     fig = go.Figure(
         go.Heatmap(
-            z=model.centroids, x=model.features, y=model.labels, colorscale="RdBu", zmid=0,
-            text=np.round(model.centroids, 2), texttemplate="%{text}",
+            z=model.centroids,
+            x=model.features,
+            y=model.labels,
+            colorscale="RdBu",
+            zmid=0,
+            text=np.round(model.centroids, 2),
+            texttemplate="%{text}",
         )
     )
-    fig.update_layout(title="Segment profiles: feature means per segment (standardised)", height=180 + 40 * model.k)
+    fig.update_layout(
+        title="Segment profiles: feature means per segment (standardised)", height=180 + 40 * model.k
+    )
     return fig
 
 
@@ -406,11 +495,20 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: dic
     import plotly.express as px
 
     n = min(int(params.get("scatter_sample_size", 3000)), len(sample))
-    points = sample.sample(n=n, random_state=int(params.get("random_state", 11))) if n < len(sample) else sample
+    points = (
+        sample.sample(n=n, random_state=int(params.get("random_state", 11))) if n < len(sample) else sample
+    )
     points = points.assign(SEGMENT=model.label_of(model.predict(points)))
     fig = px.scatter_3d(
-        points, x="RECENCY_DAYS", y="FREQUENCY", z="MONETARY", color="SEGMENT", opacity=0.6,
-        log_y=True, log_z=False, title=f"Customers in recency / frequency / monetary space ({n} sampled)",
+        points,
+        x="RECENCY_DAYS",
+        y="FREQUENCY",
+        z="MONETARY",
+        color="SEGMENT",
+        opacity=0.6,
+        log_y=True,
+        log_z=False,
+        title=f"Customers in recency / frequency / monetary space ({n} sampled)",
     )
     fig.update_traces(marker={"size": 3})
     return fig
@@ -464,7 +562,10 @@ def model_version_write(
 
 
 def retain_active_k(
-    k_choice: dict[str, Any], model_versions: pd.DataFrame, params: dict[str, Any], prediction_params: dict[str, Any]
+    k_choice: dict[str, Any],
+    model_versions: pd.DataFrame,
+    params: dict[str, Any],
+    prediction_params: dict[str, Any],
 ) -> dict[str, Any]:
     """``retain_previous_k`` against the active model in the warehouse."""
     previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
@@ -472,8 +573,12 @@ def retain_active_k(
 
 
 def fit_from_active_model(
-    sample: pd.DataFrame, k_choice: dict[str, Any], params: dict[str, Any], run_metadata: dict[str, Any],
-    model_versions: pd.DataFrame, prediction_params: dict[str, Any],
+    sample: pd.DataFrame,
+    k_choice: dict[str, Any],
+    params: dict[str, Any],
+    run_metadata: dict[str, Any],
+    model_versions: pd.DataFrame,
+    prediction_params: dict[str, Any],
 ) -> SegmentationModel:
     """``fit_segmentation_model`` warm-started from the active model in the warehouse (when there is one)."""
     previous = active_model_or_none(model_versions, (prediction_params or {}).get("model_version"))
@@ -481,7 +586,10 @@ def fit_from_active_model(
 
 
 def align_with_active_model(
-    model: SegmentationModel, model_versions: pd.DataFrame, sample: pd.DataFrame, params: dict[str, Any],
+    model: SegmentationModel,
+    model_versions: pd.DataFrame,
+    sample: pd.DataFrame,
+    params: dict[str, Any],
     prediction_params: dict[str, Any],
 ) -> SegmentationModel:
     """``align_segment_identity`` against the active model in the warehouse."""

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from customer_segmentation.demo_data import CATEGORIES, CHANNELS, PERSONAS, Persona
+from customer_segmentation.demo.generator import CATEGORIES, CHANNELS, PERSONAS, Persona
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
 
 SIMULATION_SOURCE_PREFIX = "demo://simulate/"
@@ -90,7 +90,7 @@ def _arrival_date(customer_id: str) -> date | None:
     if not customer_id.startswith(NEW_CUSTOMER_PREFIX):
         return None
     try:
-        return datetime.strptime(customer_id[len(NEW_CUSTOMER_PREFIX):].split("-")[0], "%Y%m%d").date()
+        return datetime.strptime(customer_id[len(NEW_CUSTOMER_PREFIX) :].split("-")[0], "%Y%m%d").date()
     except ValueError:
         return None
 
@@ -116,7 +116,9 @@ def simulate_events(  # noqa: PLR0913
     if days < 1:
         raise ValueError(f"simulate_days.days must be at least 1, got {days}.")
     if not 0 <= arrival_multiplier <= 1000:
-        raise ValueError(f"simulate_days.arrival_multiplier must be between 0 and 1000, got {arrival_multiplier}.")
+        raise ValueError(
+            f"simulate_days.arrival_multiplier must be between 0 and 1000, got {arrival_multiplier}."
+        )
     unknown = sorted(set(silent_personas) - {p.name for p in PERSONAS})
     if unknown:
         raise ValueError(
@@ -146,30 +148,61 @@ def simulate_events(  # noqa: PLR0913
         nonlocal order_seq
         order_seq += 1
         order_id = f"O-S{start:%Y%m%d}-{order_seq:06d}"
-        ts = datetime.combine(day, datetime.min.time()) + timedelta(seconds=float(rng.uniform(8 * 3600, 22 * 3600)))
+        ts = datetime.combine(day, datetime.min.time()) + timedelta(
+            seconds=float(rng.uniform(8 * 3600, 22 * 3600))
+        )
         channel = CHANNELS[int(rng.choice(4, p=np.array(persona.channels)))]
         favourite = int(_unit(seed, "favourite", cid) * n_products)
         if rng.random() < 0.5:
             product = population.products[favourite]
-            rows.append(("PAGE_VIEW", ts - timedelta(minutes=int(rng.integers(1, 90))), cid, None,
-                         product[0], product[1], None, None, channel))
+            rows.append(
+                (
+                    "PAGE_VIEW",
+                    ts - timedelta(minutes=int(rng.integers(1, 90))),
+                    cid,
+                    None,
+                    product[0],
+                    product[1],
+                    None,
+                    None,
+                    channel,
+                )
+            )
         lines = []
         for _ in range(int(rng.integers(1, 4))):
             p = favourite if rng.random() < 0.5 else int(rng.integers(0, n_products))
             qty = int(rng.integers(1, 4))
-            amount = round(qty * persona.basket * float(population.product_price[p]) * float(rng.uniform(0.8, 1.2)), 2)
+            amount = round(
+                qty * persona.basket * float(population.product_price[p]) * float(rng.uniform(0.8, 1.2)), 2
+            )
             line = ("ORDER_CREATED", ts, cid, order_id, *population.products[p], qty, amount, channel)
             rows.append(line)
             lines.append(line)
         if rng.random() < 0.03:
             total = round(sum(line[7] for line in lines), 2)
-            rows.append(("ORDER_CANCELLED", ts + timedelta(hours=int(rng.integers(1, 48))), cid, order_id,
-                         None, None, None, total, channel))
+            rows.append(
+                (
+                    "ORDER_CANCELLED",
+                    ts + timedelta(hours=int(rng.integers(1, 48))),
+                    cid,
+                    order_id,
+                    None,
+                    None,
+                    None,
+                    total,
+                    channel,
+                )
+            )
             return
         for line in lines:
             if rng.random() < 0.05:
-                ret_ts = min(ts + timedelta(days=int(rng.integers(3, 25))), datetime.combine(end, datetime.min.time()) - timedelta(seconds=1))
-                rows.append(("ORDER_RETURNED", ret_ts, cid, order_id, line[4], line[5], line[6], line[7], channel))
+                ret_ts = min(
+                    ts + timedelta(days=int(rng.integers(3, 25))),
+                    datetime.combine(end, datetime.min.time()) - timedelta(seconds=1),
+                )
+                rows.append(
+                    ("ORDER_RETURNED", ret_ts, cid, order_id, line[4], line[5], line[6], line[7], channel)
+                )
 
     for offset in range(days):
         day = start + timedelta(days=offset)
@@ -188,7 +221,17 @@ def simulate_events(  # noqa: PLR0913
             if persona_name not in silent:
                 order(cid, rates[persona_name], day)  # a newcomer arrives with a first order
 
-    columns = ["EVENT_TYPE", "TS", "CUSTOMER_ID", "ORDER_ID", "PRODUCT_ID", "CATEGORY", "QTY", "AMT", "CHANNEL"]
+    columns = [
+        "EVENT_TYPE",
+        "TS",
+        "CUSTOMER_ID",
+        "ORDER_ID",
+        "PRODUCT_ID",
+        "CATEGORY",
+        "QTY",
+        "AMT",
+        "CHANNEL",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.sort_values(["TS", "ORDER_ID", "EVENT_TYPE"], kind="stable").reset_index(drop=True)
     frame.insert(0, "EVENT_ID", [f"E-S{start:%Y%m%d}-{i:07d}" for i in range(1, len(frame) + 1)])
