@@ -172,7 +172,7 @@ echo "{pipeline}-ok"
     uid = out.split("uid=", 1)[1].split()[0]
     assert uid != "0", "the container must not run as root"
     assert "full-run-ok" in outputs[0] and "prediction-ok" in outputs[1] and "daily-ok" in outputs[2]
-    assert "Embedded warehouse started" in outputs[0]  # SNOWFLAKE_ACCOUNT unset: the embedded default
+    assert "Embedded warehouse server started" in outputs[0]  # SNOWFLAKE_ACCOUNT unset: the embedded default
     # the later jobs scored with the version the first one trained, read from the warehouse
     stored = [
         line.split("Model version ", 1)[1].split()[0]
