@@ -33,6 +33,7 @@ from customer_segmentation.warehouse.tables import (
     create_table_sql,
     forget_table_columns,
     remember_table_columns,
+    sql_type_of,
     table_columns,
     transaction,
 )
@@ -346,18 +347,6 @@ def segment_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _sql_type(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(series):
-        return "NUMBER(38,0)"
-    if pd.api.types.is_float_dtype(series):
-        return "DOUBLE"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "TIMESTAMP_NTZ"
-    return "VARCHAR"
-
-
 class EvidenceTableDataset(SnowparkTableDataset):
     """A small pandas frame stored in a table, replacing earlier rows with the same key values.
 
@@ -387,7 +376,7 @@ class EvidenceTableDataset(SnowparkTableDataset):
         missing_keys = [k for k in self._key_columns if k not in frame.columns]
         if missing_keys:
             raise DatasetError(f"The frame for {self.fqn} lacks its key column(s) {', '.join(missing_keys)}.")
-        columns = {name: _sql_type(frame[name]) for name in frame.columns}
+        columns = {name: sql_type_of(frame[name]) for name in frame.columns}
         session = self.session
         existing = table_columns(session, self._database, self._schema, self._table_name)
         if not existing:

@@ -24,7 +24,7 @@ from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import append_pandas, table_columns
+from customer_segmentation.warehouse.tables import append_pandas, sql_type_of, table_columns
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +35,6 @@ class SnapshotWrite:
 
     data: Any
     keep_after: date | None = None
-
-
-def sql_type_of(series: pd.Series) -> str:
-    """The Snowflake column type for a pandas column (fixed types, so reruns keep the same DDL)."""
-    if pd.api.types.is_bool_dtype(series):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(series):
-        return "NUMBER(38,0)"
-    if pd.api.types.is_float_dtype(series):
-        return "DOUBLE"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "TIMESTAMP_NTZ"
-    non_null = series.dropna()
-    if len(non_null) and all(isinstance(v, date) and not isinstance(v, pd.Timestamp) for v in non_null):
-        return "DATE"
-    return "VARCHAR"
 
 
 class WarehouseTableDataset(SnowparkTableDataset):

@@ -145,3 +145,23 @@ def transaction(session: Any) -> Iterator[None]:
             logger.warning("ROLLBACK failed after an error in a transaction", exc_info=True)
         raise
     session.sql("COMMIT").collect()
+
+
+def sql_type_of(series: Any) -> str:
+    """The Snowflake column type for a pandas column (fixed types, so reruns keep the same DDL)."""
+    from datetime import date
+
+    import pandas as pd  # only when a pandas frame is written: this module stays light to import
+
+    if pd.api.types.is_bool_dtype(series):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(series):
+        return "NUMBER(38,0)"
+    if pd.api.types.is_float_dtype(series):
+        return "DOUBLE"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "TIMESTAMP_NTZ"
+    non_null = series.dropna()
+    if len(non_null) and all(isinstance(v, date) and not isinstance(v, pd.Timestamp) for v in non_null):
+        return "DATE"
+    return "VARCHAR"
