@@ -61,6 +61,28 @@ DEFECT_KINDS = (
 )
 
 
+#: Columns of the event tuples the generators build (typed TS, QTY, AMT; see ``as_landed_text``).
+EVENT_ROW_COLUMNS = [
+    "EVENT_TYPE",
+    "TS",
+    "CUSTOMER_ID",
+    "ORDER_ID",
+    "PRODUCT_ID",
+    "CATEGORY",
+    "QTY",
+    "AMT",
+    "CHANNEL",
+]
+
+
+def as_landed_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """EVENT_TS, QUANTITY and AMOUNT as text, the way events land in RAW_DATA (empty stays NULL)."""
+    frame["EVENT_TS"] = pd.to_datetime(frame.pop("TS")).dt.strftime("%Y-%m-%d %H:%M:%S")
+    frame["QUANTITY"] = frame.pop("QTY").map(lambda v: None if pd.isna(v) else str(int(v)))
+    frame["AMOUNT"] = frame.pop("AMT").map(lambda v: None if pd.isna(v) else f"{v:.2f}")
+    return frame
+
+
 def generate_events(
     n_customers: int = 2000,
     end_date: str = "2026-10-31",
@@ -177,25 +199,10 @@ def generate_events(
                         )
                     )
 
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "EVENT_TYPE",
-            "TS",
-            "CUSTOMER_ID",
-            "ORDER_ID",
-            "PRODUCT_ID",
-            "CATEGORY",
-            "QTY",
-            "AMT",
-            "CHANNEL",
-        ],
-    )
+    frame = pd.DataFrame(rows, columns=EVENT_ROW_COLUMNS)
     frame = frame.sort_values("TS", kind="stable").reset_index(drop=True)
     frame.insert(0, "EVENT_ID", [f"E-{i:09d}" for i in range(1, len(frame) + 1)])
-    frame["EVENT_TS"] = frame.pop("TS").dt.strftime("%Y-%m-%d %H:%M:%S")
-    frame["QUANTITY"] = frame.pop("QTY").map(lambda v: None if pd.isna(v) else str(int(v)))
-    frame["AMOUNT"] = frame.pop("AMT").map(lambda v: None if pd.isna(v) else f"{v:.2f}")
+    frame = as_landed_text(frame)
     frame = _inject_defects(frame, rng, defect_rate)
     frame["LOADED_AT"] = pd.Timestamp(loaded_at)
     frame["SOURCE_FILE"] = source

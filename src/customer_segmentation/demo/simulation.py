@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from customer_segmentation.demo.generator import CATEGORIES, CHANNELS, PERSONAS, Persona
+from customer_segmentation.demo.generator import (
+    CATEGORIES,
+    CHANNELS,
+    EVENT_ROW_COLUMNS,
+    PERSONAS,
+    Persona,
+    as_landed_text,
+)
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
 
 SIMULATION_SOURCE_PREFIX = "demo://simulate/"
@@ -221,23 +228,10 @@ def simulate_events(  # noqa: PLR0913
             if persona_name not in silent:
                 order(cid, rates[persona_name], day)  # a newcomer arrives with a first order
 
-    columns = [
-        "EVENT_TYPE",
-        "TS",
-        "CUSTOMER_ID",
-        "ORDER_ID",
-        "PRODUCT_ID",
-        "CATEGORY",
-        "QTY",
-        "AMT",
-        "CHANNEL",
-    ]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=EVENT_ROW_COLUMNS)
     frame = frame.sort_values(["TS", "ORDER_ID", "EVENT_TYPE"], kind="stable").reset_index(drop=True)
     frame.insert(0, "EVENT_ID", [f"E-S{start:%Y%m%d}-{i:07d}" for i in range(1, len(frame) + 1)])
-    frame["EVENT_TS"] = pd.to_datetime(frame.pop("TS")).dt.strftime("%Y-%m-%d %H:%M:%S")
-    frame["QUANTITY"] = frame.pop("QTY").map(lambda v: None if pd.isna(v) else str(int(v)))
-    frame["AMOUNT"] = frame.pop("AMT").map(lambda v: None if pd.isna(v) else f"{v:.2f}")
+    frame = as_landed_text(frame)
     # Stamped as one load, the morning after the last simulated day (after every event of the batch).
     frame["LOADED_AT"] = pd.Timestamp(datetime.combine(end, datetime.min.time()) + timedelta(hours=6))
     frame["SOURCE_FILE"] = f"{SIMULATION_SOURCE_PREFIX}seed-{seed}/{start.isoformat()}/{days}d"
