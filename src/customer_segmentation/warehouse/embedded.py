@@ -184,7 +184,6 @@ RECORD_NAME = "server.json"
 LOCK_NAME = "server.lock"
 LOG_NAME = "server.log"
 RUN_LOCK_NAME = "run.lock"
-PREPARE_LOCK_NAME = "prepare.lock"
 STATUS_PATH = "/_segmentation/status"
 STOP_PATH = "/_segmentation/stop"
 #: A server.log larger than this is started afresh (the previous one kept as server.log.1).
@@ -545,10 +544,3 @@ class RunLock:
         finally:
             os.close(self._fd)
             self._fd = None
-
-
-@contextmanager
-def prepare_lock(path: Path, timeout: float = 600.0) -> Iterator[None]:
-    """Serialises the on-open preparation (table creation, demo seed) across clients of one folder."""
-    with _flock(Path(path).resolve() / PREPARE_LOCK_NAME, timeout, "the warehouse preparation lock"):
-        yield

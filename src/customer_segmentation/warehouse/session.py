@@ -10,12 +10,11 @@ settings come from the project's configuration on first use.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ _session_key: tuple[Any, ...] | None = None
 _server: embedded.ServerHandle | None = None
 #: Held from begin_run() to close(): one pipeline run at a time per embedded warehouse.
 _run_lock: embedded.RunLock | None = None
-#: Called once with each newly opened session (e.g. to create tables, seed demo data).
-_on_open: list[Callable[[Any, WarehouseSettings], None]] = []
 #: What the run tags its statements with (QUERY_TAG), e.g. project, pipeline, run id.
 _query_tag: dict[str, Any] = {"project": "customer_segmentation"}
 
@@ -55,9 +52,7 @@ SESSION_PARAMETERS: dict[str, str] = {
 _QUERY_TAG_MAX = 2000
 
 
-def configure(
-    settings: WarehouseSettings, on_open: Callable[[Any, WarehouseSettings], None] | None = None
-) -> None:
+def configure(settings: WarehouseSettings) -> None:
     """Set the settings that the next ``get_session()`` uses; closes a session to another target."""
     global _settings
     with _LOCK:
@@ -66,9 +61,6 @@ def configure(
         _settings = settings
         _query_tag.clear()  # a new configuration is a new run: its tag starts afresh
         _query_tag["project"] = "customer_segmentation"
-        _on_open.clear()
-        if on_open is not None:
-            _on_open.append(on_open)
         _prefetch_server(settings)
 
 
@@ -353,15 +345,6 @@ def get_session() -> Any:
         _session, _session_key = session, settings.key
         try:
             prepare_session(session, settings)
-            # two clients opening a fresh embedded warehouse at once must not both prepare it
-            guard = (
-                embedded.prepare_lock(settings.embedded_dir)
-                if settings.is_embedded and settings.embedded_dir is not None and _on_open
-                else contextlib.nullcontext()
-            )
-            with guard:
-                for callback in list(_on_open):
-                    callback(session, settings)
         except BaseException:
             close()
             raise
