@@ -9,8 +9,8 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from customer_segmentation import warehouse
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse.config import WarehouseSettings
-from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 

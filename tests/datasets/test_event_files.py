@@ -11,9 +11,8 @@ import pytest
 from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets import EventFileLoad, EventFileLoadDataset, event_files
-from customer_segmentation.errors import InvalidIdentifierError
+from customer_segmentation.errors import InvalidIdentifierError, MissingColumnsError
 from customer_segmentation.pipelines.load_events.nodes import prepare_event_load, read_events_file
-from customer_segmentation.warehouse.errors import MissingColumnsError
 
 PARAMS: dict[str, Any] = {}
 RUN = {"run_id": "test-run"}

@@ -8,7 +8,7 @@ import pytest
 from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets import REBUILD_MARKER, SnowparkTableDataset
-from customer_segmentation.warehouse.errors import MissingTableError
+from customer_segmentation.errors import MissingTableError
 
 
 def _dataset(table: str, **save_args: Any) -> SnowparkTableDataset:

@@ -136,7 +136,7 @@ def test_divisions_in_features_on_the_target(live_session: Any) -> None:
 
 def test_wrong_password_is_named(target: Target) -> None:
     from customer_segmentation import warehouse
-    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+    from customer_segmentation.errors import WarehouseConnectionError
 
     target.open().sql("SELECT 1").collect()  # the right credentials work
     warehouse.close()
@@ -155,7 +155,7 @@ def test_wrong_password_is_named(target: Target) -> None:
 
 def test_missing_warehouse_is_named(target: Target) -> None:
     from customer_segmentation import warehouse
-    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+    from customer_segmentation.errors import WarehouseConnectionError
 
     needs_account("the embedded warehouse has no virtual warehouses (CURRENT_WAREHOUSE() is skipped there)")
     name = f"NO_SUCH_WH_{uuid.uuid4().hex[:8].upper()}"
@@ -168,7 +168,7 @@ def test_missing_warehouse_is_named(target: Target) -> None:
 
 def test_missing_schema_is_named_and_not_created(target: Target) -> None:
     from customer_segmentation import warehouse
-    from customer_segmentation.warehouse.errors import WarehouseConnectionError
+    from customer_segmentation.errors import WarehouseConnectionError
 
     needs_account("the embedded warehouse creates any schema it is asked for at login")
     name = f"NO_SUCH_SCHEMA_{uuid.uuid4().hex[:8].upper()}"

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from customer_segmentation.warehouse import session as wh_session
-from customer_segmentation.warehouse.config import WarehouseSettings, redact
-from customer_segmentation.warehouse.errors import (
+from customer_segmentation.errors import (
     InvalidIdentifierError,
     MissingCredentialsError,
     WarehouseConnectionError,
 )
+from customer_segmentation.warehouse import session as wh_session
+from customer_segmentation.warehouse.config import WarehouseSettings, redact
 
 SECRET = "s3cr3t-Pa55word-for-tests"
 

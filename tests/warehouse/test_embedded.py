@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from customer_segmentation import warehouse
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings, validate_memory_limit
-from customer_segmentation.warehouse.errors import InvalidParametersError
 
 
 def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:

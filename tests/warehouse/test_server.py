@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from customer_segmentation import warehouse
+from customer_segmentation.errors import EmbeddedWarehouseBusyError
 from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings
-from customer_segmentation.warehouse.errors import EmbeddedWarehouseBusyError
 from tests.conftest import embedded_server_pids
 
 SRC = Path(__file__).resolve().parents[2] / "src"

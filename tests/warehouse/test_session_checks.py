@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from customer_segmentation.errors import WarehouseConnectionError
 from customer_segmentation.warehouse import session as wh_session
 from customer_segmentation.warehouse.config import WarehouseSettings
-from customer_segmentation.warehouse.errors import WarehouseConnectionError
 
 LIVE = WarehouseSettings(
     database="ANALYTICS",

@@ -19,7 +19,7 @@ from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
 from customer_segmentation import warehouse
-from customer_segmentation.warehouse.errors import InvalidParametersError
+from customer_segmentation.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from kedro_datasets._typing import TablePreview
 from kedro_datasets.snowflake import SnowparkTableDataset as _KedroSnowparkTableDataset
 
 from customer_segmentation import warehouse
+from customer_segmentation.errors import MissingColumnsError, MissingTableError
 from customer_segmentation.warehouse.config import DEFAULT_DATABASE, DEFAULT_SCHEMA
-from customer_segmentation.warehouse.errors import MissingColumnsError, MissingTableError
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
 from customer_segmentation.warehouse.tables import forget_table_columns, remember_table_columns, table_columns
 

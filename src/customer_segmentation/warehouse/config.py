@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingCredentialsError
+from customer_segmentation.errors import InvalidParametersError, MissingCredentialsError
 from customer_segmentation.warehouse.identifiers import validate_identifier
 
 DEFAULT_DATABASE = "SEGMENTATION"

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from customer_segmentation.errors import EmbeddedWarehouseBusyError, WarehouseConnectionError
 from customer_segmentation.warehouse import compat
-from customer_segmentation.warehouse.errors import EmbeddedWarehouseBusyError, WarehouseConnectionError
 
 logger = logging.getLogger(__name__)
 

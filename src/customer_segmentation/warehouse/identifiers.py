@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from customer_segmentation.warehouse.errors import InvalidIdentifierError
+from customer_segmentation.errors import InvalidIdentifierError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 

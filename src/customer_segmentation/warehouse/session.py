@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from customer_segmentation.errors import SegmentationError, WarehouseConnectionError
 from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings, redact
-from customer_segmentation.warehouse.errors import SegmentationError, WarehouseConnectionError
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.pipelines.ingestion.nodes import (
     REJECTION_REASONS,
     RejectionRateExceededError,
@@ -15,7 +16,6 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     split_events,
     validate_ingestion_params,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS, create_table_sql
 
 PARAMS = {

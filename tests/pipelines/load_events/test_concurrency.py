@@ -91,7 +91,7 @@ def test_a_crashed_load_stops_holding_ingestion_back(
 
 
 def test_load_wait_hours_must_be_positive() -> None:
-    from customer_segmentation.warehouse.errors import InvalidParametersError
+    from customer_segmentation.errors import InvalidParametersError
 
     for bad in (0, -1, "soon"):
         with pytest.raises(InvalidParametersError, match="load_wait_hours"):

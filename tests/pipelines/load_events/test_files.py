@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.pipelines.load_events.files import (
     EventFileError,
     detect_format,
@@ -19,7 +20,6 @@ from customer_segmentation.pipelines.load_events.files import (
     resolve_events_file,
     to_text,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
 
 ROWS = [

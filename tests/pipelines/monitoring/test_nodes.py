@@ -12,11 +12,11 @@ import pytest
 from customer_segmentation.datasets.export import csv_bytes, resolve_export_folder
 from customer_segmentation.demo.generator import generate_events
 from customer_segmentation.demo.simulation import demo_population, simulate_events
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.pipelines.export_segments.nodes import file_name
 from customer_segmentation.pipelines.model_refresh.nodes import decide_retrain, parse_retrain_policy
 from customer_segmentation.pipelines.monitoring.nodes import build_profiles, summarise_flows
 from customer_segmentation.pipelines.simulate_days.nodes import silent_personas, validate_simulation_params
-from customer_segmentation.warehouse.errors import InvalidParametersError
 
 
 def migrations(rows: list[tuple]) -> pd.DataFrame:

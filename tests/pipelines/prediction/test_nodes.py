@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.prediction.nodes import (
     assign_segments,
@@ -17,7 +18,6 @@ from customer_segmentation.pipelines.prediction.nodes import (
     summarise_segments,
 )
 from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
-from customer_segmentation.warehouse.errors import MissingColumnsError
 from tests.pipelines.training.histories import classic_rfm
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 

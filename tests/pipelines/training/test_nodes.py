@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.pipelines.training.nodes import (
     choose_k,
     evaluate_k_range,
@@ -18,7 +19,6 @@ from customer_segmentation.pipelines.training.nodes import (
     training_metrics,
     validate_training_params,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError
 from tests.pipelines.training.histories import check_naming, classic_rfm
 
 FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "RETURN_RATE"]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from customer_segmentation.datasets import ModelVersionWrite
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
@@ -15,7 +16,6 @@ from customer_segmentation.pipelines.training.nodes import (
     measure_stability,
     register_model_version,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 

@@ -11,7 +11,7 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.export import SegmentExport
-from customer_segmentation.warehouse.errors import InvalidParametersError
+from customer_segmentation.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 

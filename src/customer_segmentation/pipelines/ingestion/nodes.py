@@ -18,7 +18,7 @@ from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
 
 from customer_segmentation.datasets import REBUILD_MARKER
-from customer_segmentation.warehouse.errors import (
+from customer_segmentation.errors import (
     InvalidParametersError,
     MissingColumnsError,
     SegmentationError,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from customer_segmentation.warehouse.errors import (
+from customer_segmentation.errors import (
     InvalidParametersError,
     MissingColumnsError,
     SegmentationError,

@@ -16,6 +16,7 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.training.nodes import (
     align_segment_identity,
@@ -28,7 +29,6 @@ from customer_segmentation.pipelines.training.nodes import (
     sample_customer_features,
     training_metrics,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from snowflake.snowpark.types import (
 
 from customer_segmentation.datasets.monitoring import SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
+from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.model import SegmentationModel
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
 logger = logging.getLogger(__name__)
 

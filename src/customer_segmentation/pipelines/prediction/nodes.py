@@ -14,8 +14,8 @@ import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.model import SegmentationModel, active_version, load_version
-from customer_segmentation.warehouse.errors import MissingColumnsError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from customer_segmentation.demo.simulation import (
     demo_population,
     simulate_events,
 )
-from customer_segmentation.warehouse.errors import InvalidParametersError, SegmentationError
+from customer_segmentation.errors import InvalidParametersError, SegmentationError
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
 from customer_segmentation.drift import training_reference
+from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.model import SegmentationModel, active_model_or_none, json_safe
 from customer_segmentation.pipelines.training.naming import faithfulness_summary, name_segments
 from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
-from customer_segmentation.warehouse.errors import InvalidParametersError, MissingColumnsError
 
 logger = logging.getLogger(__name__)
 
