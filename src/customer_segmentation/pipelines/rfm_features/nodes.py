@@ -22,6 +22,7 @@ from customer_segmentation.rfm import rfm_segment_column
 logger = logging.getLogger(__name__)
 
 CREATED, CANCELLED, RETURNED = "ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"
+ORDER_EVENT_TYPES = [CREATED, CANCELLED, RETURNED]
 
 
 def _reference_date(events: DataFrame, params: dict[str, Any]) -> date:
@@ -51,21 +52,10 @@ def _channel_column(channel: str) -> str:
     return "SHARE_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
 
 
-def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any]) -> DataFrame:
-    """One row per customer with at least one order: RFM, behaviour, trend and RFM scores."""
-    ref = _reference_date(transformed_data, params)
-    ref_lit = F.lit(ref.isoformat()).cast("date")
-    channels = [str(c).lower() for c in params.get("channels", [])]
-    window = int(params.get("trend_window_days", 90))
-    recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("timestamp_ntz")
-    previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("timestamp_ntz")
-    ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
-
-    events = transformed_data.filter(
-        F.col("EVENT_TYPE").isin([CREATED, CANCELLED, RETURNED]) & (F.col("EVENT_TS") < ref_ts)
-    )
+def _order_rows(events: DataFrame) -> DataFrame:
+    """One row per created order (CUSTOMER_ID, ORDER_ID): ORDER_TS, GROSS, CANCELLED_AMT, RETURNED_AMT, IS_CANCELLED, NET."""
     typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast("double"), F.lit(0.0))
-    orders = (
+    return (
         events.group_by("CUSTOMER_ID", "ORDER_ID")
         .agg(
             F.min(F.iff(typ == CREATED, F.col("EVENT_TS"), F.lit(None))).alias("ORDER_TS"),
@@ -79,6 +69,25 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
             "NET", F.col("GROSS") - F.least(F.col("CANCELLED_AMT"), F.col("GROSS")) - F.col("RETURNED_AMT")
         )
     )
+
+
+def _spend_column(channel: str) -> str:
+    return "SPEND_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
+
+
+def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFrame, DataFrame]:
+    """Reference-date-free per-customer aggregates and net spend per customer and order day.
+
+    The first frame (CUSTOMER_AGGREGATES) has one row per customer with at least one created
+    order: order counts, spend, returns, cancellations, first/last (kept) order timestamps,
+    categories and spend per channel. The second (CUSTOMER_DAILY_SPEND) has the net spend of the
+    orders created on each day, which the date-relative windows (SPEND_LAST_90D ...) sum up.
+    Both depend only on the customer's own events, so a customer with new events is recomputed
+    alone.
+    """
+    events = events.filter(F.col("EVENT_TYPE").isin(ORDER_EVENT_TYPES))
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast("double"), F.lit(0.0))
+    orders = _order_rows(events)
     kept = F.col("IS_CANCELLED") == F.lit(0)
     per_customer = orders.group_by("CUSTOMER_ID").agg(
         F.min("ORDER_TS").alias("FIRST_ORDER_TS"),
@@ -91,33 +100,79 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
         F.sum("GROSS").alias("GROSS_SPEND"),
         F.sum("NET").alias("MONETARY"),
         F.sum("RETURNED_AMT").alias("RETURNED_SPEND"),
-        F.sum(F.iff(F.col("ORDER_TS") >= recent_start, F.col("NET"), F.lit(0.0))).alias("SPEND_LAST_90D"),
-        F.sum(
-            F.iff(
-                (F.col("ORDER_TS") >= previous_start) & (F.col("ORDER_TS") < recent_start),
-                F.col("NET"),
-                F.lit(0.0),
-            )
-        ).alias("SPEND_PREV_90D"),
     )
-    lines = events.filter(typ == CREATED)
     line_aggs = [
         F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
-        F.sum(amount).alias("_LINE_GROSS"),
+        F.sum(amount).alias("LINE_GROSS"),
     ]
     for channel in channels:
         line_aggs.append(
-            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias(
-                "_CH_" + _channel_column(channel)
-            )
+            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias(_spend_column(channel))
         )
-    per_line = lines.group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
+    per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
+    aggregates = per_customer.join(
+        per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left"
+    ).select(
+        *AGGREGATE_COLUMNS[:-2],
+        F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
+        F.col("LINE_GROSS"),
+        *[F.col(_spend_column(c)) for c in channels],
+    )
+    # an order day is the date of ORDER_TS: the windows start at midnight, so "ORDER_TS >= start"
+    # and "ORDER_DAY >= start" select the same orders
+    daily = orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
+        F.sum("NET").alias("NET_SPEND")
+    )
+    return aggregates, daily
 
-    feats = per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left")
-    gross = F.col("_LINE_GROSS")
-    share_cols = [
-        _ratio(F.col("_CH_" + _channel_column(c)), gross).alias(_channel_column(c)) for c in channels
-    ]
+
+#: The reference-date-free columns of CUSTOMER_AGGREGATES (then one SPEND_<CHANNEL> per channel).
+AGGREGATE_COLUMNS = (
+    "CUSTOMER_ID",
+    "FIRST_ORDER_TS",
+    "LAST_ORDER_TS",
+    "FIRST_KEPT_TS",
+    "LAST_KEPT_TS",
+    "FREQUENCY",
+    "ORDERS_PLACED",
+    "ORDERS_CANCELLED",
+    "GROSS_SPEND",
+    "MONETARY",
+    "RETURNED_SPEND",
+    "DISTINCT_CATEGORIES",
+    "LINE_GROSS",
+)
+
+
+def features_from_aggregates(
+    aggregates: DataFrame, daily_spend: DataFrame, ref: date, params: dict[str, Any]
+) -> DataFrame:
+    """CUSTOMER_FEATURES from the per-customer aggregates: what depends on the reference date, and RFM scores.
+
+    Valid when every aggregated event is before ``ref``; one pass over one row per customer plus
+    the order days of the last two trend windows.
+    """
+    ref_lit = F.lit(ref.isoformat()).cast("date")
+    channels = [str(c).lower() for c in params.get("channels", [])]
+    window = int(params.get("trend_window_days", 90))
+    recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("date")
+    previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("date")
+    day, net = F.col("ORDER_DAY"), F.col("NET_SPEND")
+    windows = (
+        daily_spend.filter(day >= previous_start)
+        .group_by(F.col("CUSTOMER_ID").alias("_WID"))
+        .agg(
+            F.sum(F.iff(day >= recent_start, net, F.lit(0.0))).alias("_LAST"),
+            F.sum(F.iff(day < recent_start, net, F.lit(0.0))).alias("_PREV"),
+        )
+    )
+    feats = aggregates.join(windows, aggregates["CUSTOMER_ID"] == windows["_WID"], how="left")
+    feats = feats.with_columns(
+        ["SPEND_LAST_90D", "SPEND_PREV_90D"],
+        [F.coalesce(F.col("_LAST"), F.lit(0.0)), F.coalesce(F.col("_PREV"), F.lit(0.0))],
+    )
+    gross = F.col("LINE_GROSS")
+    share_cols = [_ratio(F.col(_spend_column(c)), gross).alias(_channel_column(c)) for c in channels]
     freq = F.col("FREQUENCY")
     feats = feats.select(
         "CUSTOMER_ID",
@@ -132,7 +187,7 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
             F.iff(freq > F.lit(1), freq - F.lit(1), F.lit(0)),
             if_zero=None,
         ).alias("MEAN_DAYS_BETWEEN_ORDERS"),
-        F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
+        F.col("DISTINCT_CATEGORIES"),
         *share_cols,
         _ratio(F.col("RETURNED_SPEND"), F.col("GROSS_SPEND")).alias("RETURN_RATE"),
         _ratio(F.col("ORDERS_CANCELLED"), F.col("ORDERS_PLACED")).alias("CANCELLATION_RATE"),
@@ -147,6 +202,15 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
         ref_lit.alias("REFERENCE_DATE"),
     )
     return add_rfm_scores(feats)
+
+
+def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """One row per customer with at least one order, recomputed from all events before the reference date."""
+    ref = _reference_date(transformed_data, params)
+    ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
+    channels = [str(c).lower() for c in params.get("channels", [])]
+    aggregates, daily = aggregate_customers(transformed_data.filter(F.col("EVENT_TS") < ref_ts), channels)
+    return features_from_aggregates(aggregates, daily, ref, params)
 
 
 def add_rfm_scores(features: DataFrame) -> DataFrame:
