@@ -10,13 +10,20 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.datasets.customer_aggregates import (
+    AggregatesState,
+    AggregatesUpdate,
+    CustomerAggregates,
+)
+from customer_segmentation.errors import MissingTableError
 from customer_segmentation.rfm import rfm_segment_column
 
 logger = logging.getLogger(__name__)
@@ -211,6 +218,141 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
     channels = [str(c).lower() for c in params.get("channels", [])]
     aggregates, daily = aggregate_customers(transformed_data.filter(F.col("EVENT_TS") < ref_ts), channels)
     return features_from_aggregates(aggregates, daily, ref, params)
+
+
+def _channels(params: dict[str, Any]) -> list[str]:
+    return [str(c).lower() for c in params.get("channels", [])]
+
+
+def _ts_lit(value: datetime) -> Any:
+    # microseconds, as Python holds them (LOADED_AT stamps written by this project have no more)
+    return F.lit(value.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp_ntz")
+
+
+def _scan_loads(transformed_data: DataFrame, watermark: datetime | None) -> dict[str, Any]:
+    """One aggregate over TRANSFORMED_DATA's load stamps: the rows at or below ``watermark`` and all rows.
+
+    "At or below" includes rows without LOADED_AT. Returns their counts, the smallest and largest
+    INGESTION_RUN_ID of each set (a full refresh restamps every row with its own run id), the
+    largest LOADED_AT (the next watermark) and the latest EVENT_TS.
+    """
+    columns = transformed_data.columns
+    loaded = F.col("LOADED_AT") if "LOADED_AT" in columns else F.lit(None).cast("timestamp_ntz")
+    run = F.col("INGESTION_RUN_ID") if "INGESTION_RUN_ID" in columns else F.lit(None).cast("string")
+    old = loaded.is_null() if watermark is None else loaded.is_null() | (loaded <= _ts_lit(watermark))
+    row = transformed_data.agg(
+        F.coalesce(F.sum(F.iff(old, F.lit(1), F.lit(0))), F.lit(0)).alias("OLD_EVENTS"),
+        F.min(F.iff(old, run, F.lit(None))).alias("OLD_MIN_RUN"),
+        F.max(F.iff(old, run, F.lit(None))).alias("OLD_MAX_RUN"),
+        F.count(F.lit(1)).alias("EVENTS"),
+        F.min(run).alias("MIN_RUN"),
+        F.max(run).alias("MAX_RUN"),
+        F.max(loaded).alias("HIGH"),
+        F.max(F.col("EVENT_TS")).alias("MAX_EVENT_TS"),
+    ).collect()[0]
+    return row.as_dict()
+
+
+def _plan_aggregates(
+    transformed_data: DataFrame, previous: CustomerAggregates | None, params: dict[str, Any], rebuild: bool
+) -> AggregatesUpdate:
+    channels = _channels(params)
+    prev = previous.state if previous is not None else None
+    scan = _scan_loads(transformed_data, prev.watermark if prev is not None else None)
+    high = scan["HIGH"]
+    state = AggregatesState(
+        watermark=high,
+        events=int(scan["EVENTS"]),
+        min_run_id=scan["MIN_RUN"],
+        max_run_id=scan["MAX_RUN"],
+        max_event_ts=scan["MAX_EVENT_TS"],
+        channels=",".join(channels),
+        updated_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    loaded = F.col("LOADED_AT") if "LOADED_AT" in transformed_data.columns else None
+    # the rows the state describes: none past the watermark just read
+    upto = (
+        transformed_data
+        if high is None or loaded is None
+        else transformed_data.filter(loaded.is_null() | (loaded <= _ts_lit(high)))
+    )
+    reason = None
+    if rebuild:
+        reason = "full run"
+    elif prev is None:
+        reason = "no aggregates yet (first run, or a rebuild that did not finish)"
+    elif prev.channels != state.channels:
+        reason = f"rfm_features.channels changed ({prev.channels} -> {state.channels})"
+    elif high is None:
+        reason = "TRANSFORMED_DATA has no LOADED_AT stamps to tell new events from old ones"
+    elif (int(scan["OLD_EVENTS"]), scan["OLD_MIN_RUN"], scan["OLD_MAX_RUN"]) != (
+        prev.events,
+        prev.min_run_id,
+        prev.max_run_id,
+    ):
+        reason = (
+            f"TRANSFORMED_DATA's rows up to watermark {prev.watermark} changed ({prev.events:,} aggregated, "
+            f"{int(scan['OLD_EVENTS']):,} now): a full refresh, deleted rows or rows without LOADED_AT"
+        )
+    if reason is not None:
+        logger.info("Customer aggregates rebuilt from all events: %s", reason)
+        customers, daily = aggregate_customers(upto, channels)
+        return AggregatesUpdate("rebuild", replace(state, mode="rebuild"), customers, daily)
+    if state.events == prev.events:
+        return AggregatesUpdate("unchanged", prev)
+    assert loaded is not None and prev.watermark is not None  # high is not None above
+    new_rows = upto.filter(loaded > _ts_lit(prev.watermark))
+    touched = new_rows.select("CUSTOMER_ID").distinct()
+    # every event of those customers (late events of old orders need the orders' earlier events)
+    mine = upto.filter(F.col("CUSTOMER_ID").isin(touched))
+    customers, daily = aggregate_customers(mine, channels)
+    logger.info(
+        "Customer aggregates: %s new events since watermark %s; recomputing their customers only",
+        f"{state.events - prev.events:,}",
+        prev.watermark,
+    )
+    return AggregatesUpdate("incremental", replace(state, mode="incremental"), customers, daily, touched)
+
+
+def rebuild_customer_aggregates(
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: dict[str, Any]
+) -> AggregatesUpdate:
+    """CUSTOMER_AGGREGATES and CUSTOMER_DAILY_SPEND from every event (the full run)."""
+    return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=True)
+
+
+def update_customer_aggregates(
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: dict[str, Any]
+) -> AggregatesUpdate:
+    """Customer aggregates recomputed for the customers with events loaded after the watermark (daily)."""
+    return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=False)
+
+
+def customer_features_from_aggregates(
+    transformed_data: DataFrame, customer_aggregates: CustomerAggregates, params: dict[str, Any]
+) -> DataFrame:
+    """CUSTOMER_FEATURES from the aggregates (all events instead when the reference date is not after the last one)."""
+    state = customer_aggregates.state
+    if state is None or customer_aggregates.customers is None or customer_aggregates.daily_spend is None:
+        raise MissingTableError(
+            "CUSTOMER_AGGREGATES (or its state row) is missing: run `kedro run --pipeline rfm_features`."
+        )
+    latest = state.max_event_ts
+    if latest is None:
+        raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
+    configured = params.get("reference_date")
+    ref = date.fromisoformat(str(configured)) if configured else latest.date() + timedelta(days=1)
+    if latest >= datetime.combine(ref, time()):
+        # the aggregates hold events on or after the reference date, which the features must not see
+        logger.info(
+            "Reference date %s is not after the latest event (%s): features computed from all events",
+            ref,
+            latest,
+        )
+        return compute_customer_features(transformed_data, params)
+    return features_from_aggregates(
+        customer_aggregates.customers, customer_aggregates.daily_spend, ref, params
+    )
 
 
 def add_rfm_scores(features: DataFrame) -> DataFrame:
