@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
+from snowflake.snowpark.types import DecimalType
 
 from customer_segmentation.datasets.customer_aggregates import (
     AggregatesState,
@@ -30,6 +31,24 @@ logger = logging.getLogger(__name__)
 
 CREATED, CANCELLED, RETURNED = "ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"
 ORDER_EVENT_TYPES = [CREATED, CANCELLED, RETURNED]
+#: Money is summed as NUMBER(18,2), not DOUBLE: exact sums do not depend on the order rows are
+#: added in, so an incremental update and a full recompute (or two runs of either) give the same
+#: cents even at half-cent roundings. Snowflake: SUM of NUMBER(p,s) is NUMBER(38,s)
+#: (https://docs.snowflake.com/en/sql-reference/functions/sum); results are cast to DOUBLE at the end.
+MONEY = DecimalType(18, 2)
+_ZERO = F.lit(0).cast(MONEY)
+
+
+def _money_sum(column: Any) -> Any:
+    """SUM of money, exact.
+
+    The explicit CAST is a no-op on Snowflake; the embedded warehouse wraps the argument of a SUM
+    that is not already a CAST in TRY_CAST(... AS DOUBLE) (fakesnow's numeric_agg_implicit_cast),
+    which would make the sum inexact again.
+    """
+    if isinstance(column, str):
+        column = F.col(column)
+    return F.sum(column.cast(MONEY))
 
 
 def _reference_date(events: DataFrame, params: dict[str, Any]) -> date:
@@ -61,14 +80,14 @@ def _channel_column(channel: str) -> str:
 
 def _order_rows(events: DataFrame) -> DataFrame:
     """One row per created order (CUSTOMER_ID, ORDER_ID): ORDER_TS, GROSS, CANCELLED_AMT, RETURNED_AMT, IS_CANCELLED, NET."""
-    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast("double"), F.lit(0.0))
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     return (
         events.group_by("CUSTOMER_ID", "ORDER_ID")
         .agg(
             F.min(F.iff(typ == CREATED, F.col("EVENT_TS"), F.lit(None))).alias("ORDER_TS"),
-            F.sum(F.iff(typ == CREATED, amount, F.lit(0.0))).alias("GROSS"),
-            F.sum(F.iff(typ == CANCELLED, amount, F.lit(0.0))).alias("CANCELLED_AMT"),
-            F.sum(F.iff(typ == RETURNED, amount, F.lit(0.0))).alias("RETURNED_AMT"),
+            _money_sum(F.iff(typ == CREATED, amount, _ZERO)).alias("GROSS"),
+            _money_sum(F.iff(typ == CANCELLED, amount, _ZERO)).alias("CANCELLED_AMT"),
+            _money_sum(F.iff(typ == RETURNED, amount, _ZERO)).alias("RETURNED_AMT"),
             F.max(F.iff(typ == CANCELLED, F.lit(1), F.lit(0))).alias("IS_CANCELLED"),
         )
         .filter(F.col("ORDER_TS").is_not_null())
@@ -93,7 +112,7 @@ def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFra
     alone.
     """
     events = events.filter(F.col("EVENT_TYPE").isin(ORDER_EVENT_TYPES))
-    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast("double"), F.lit(0.0))
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     orders = _order_rows(events)
     kept = F.col("IS_CANCELLED") == F.lit(0)
     per_customer = orders.group_by("CUSTOMER_ID").agg(
@@ -103,18 +122,18 @@ def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFra
         F.max(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("LAST_KEPT_TS"),
         F.count_distinct(F.iff(kept, F.col("ORDER_ID"), F.lit(None))).alias("FREQUENCY"),
         F.count(F.col("ORDER_ID")).alias("ORDERS_PLACED"),
-        F.sum(F.col("IS_CANCELLED")).alias("ORDERS_CANCELLED"),
-        F.sum("GROSS").alias("GROSS_SPEND"),
-        F.sum("NET").alias("MONETARY"),
-        F.sum("RETURNED_AMT").alias("RETURNED_SPEND"),
+        F.sum(F.col("IS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
+        _money_sum("GROSS").alias("GROSS_SPEND"),
+        _money_sum("NET").alias("MONETARY"),
+        _money_sum("RETURNED_AMT").alias("RETURNED_SPEND"),
     )
     line_aggs = [
         F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
-        F.sum(amount).alias("LINE_GROSS"),
+        _money_sum(amount).alias("LINE_GROSS"),
     ]
     for channel in channels:
         line_aggs.append(
-            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias(_spend_column(channel))
+            _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(_spend_column(channel))
         )
     per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
     aggregates = per_customer.join(
@@ -128,7 +147,7 @@ def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFra
     # an order day is the date of ORDER_TS: the windows start at midnight, so "ORDER_TS >= start"
     # and "ORDER_DAY >= start" select the same orders
     daily = orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
-        F.sum("NET").alias("NET_SPEND")
+        _money_sum("NET").alias("NET_SPEND")
     )
     return aggregates, daily
 
@@ -169,14 +188,14 @@ def features_from_aggregates(
         daily_spend.filter(day >= previous_start)
         .group_by(F.col("CUSTOMER_ID").alias("_WID"))
         .agg(
-            F.sum(F.iff(day >= recent_start, net, F.lit(0.0))).alias("_LAST"),
-            F.sum(F.iff(day < recent_start, net, F.lit(0.0))).alias("_PREV"),
+            _money_sum(F.iff(day >= recent_start, net, _ZERO)).alias("_LAST"),
+            _money_sum(F.iff(day < recent_start, net, _ZERO)).alias("_PREV"),
         )
     )
     feats = aggregates.join(windows, aggregates["CUSTOMER_ID"] == windows["_WID"], how="left")
     feats = feats.with_columns(
         ["SPEND_LAST_90D", "SPEND_PREV_90D"],
-        [F.coalesce(F.col("_LAST"), F.lit(0.0)), F.coalesce(F.col("_PREV"), F.lit(0.0))],
+        [F.coalesce(F.col("_LAST"), _ZERO), F.coalesce(F.col("_PREV"), _ZERO)],
     )
     gross = F.col("LINE_GROSS")
     share_cols = [_ratio(F.col(_spend_column(c)), gross).alias(_channel_column(c)) for c in channels]
@@ -185,7 +204,7 @@ def features_from_aggregates(
         "CUSTOMER_ID",
         F.datediff("day", F.col("LAST_ORDER_TS"), ref_lit).alias("RECENCY_DAYS"),
         freq.alias("FREQUENCY"),
-        F.round(F.col("MONETARY"), 2).alias("MONETARY"),
+        F.round(F.col("MONETARY"), 2).cast("double").alias("MONETARY"),
         F.round(_ratio(F.col("MONETARY"), freq), 2).alias("AVG_ORDER_VALUE"),
         F.datediff("day", F.col("FIRST_ORDER_TS"), ref_lit).alias("TENURE_DAYS"),
         # NULL for customers with fewer than two kept orders (no gap to average)
@@ -198,8 +217,8 @@ def features_from_aggregates(
         *share_cols,
         _ratio(F.col("RETURNED_SPEND"), F.col("GROSS_SPEND")).alias("RETURN_RATE"),
         _ratio(F.col("ORDERS_CANCELLED"), F.col("ORDERS_PLACED")).alias("CANCELLATION_RATE"),
-        F.round(F.col("SPEND_LAST_90D"), 2).alias("SPEND_LAST_90D"),
-        F.round(F.col("SPEND_PREV_90D"), 2).alias("SPEND_PREV_90D"),
+        F.round(F.col("SPEND_LAST_90D"), 2).cast("double").alias("SPEND_LAST_90D"),
+        F.round(F.col("SPEND_PREV_90D"), 2).cast("double").alias("SPEND_PREV_90D"),
         _ratio(
             F.col("SPEND_LAST_90D") - F.col("SPEND_PREV_90D"),
             F.abs(F.col("SPEND_LAST_90D")) + F.abs(F.col("SPEND_PREV_90D")),
