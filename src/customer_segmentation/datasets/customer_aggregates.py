@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kedro.io.core import DatasetError
+from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
@@ -239,8 +240,10 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         }
         try:
             # temporary tables (DDL) before the transaction: a DDL statement would commit it
+            # the touched ids under their own column name: DELETE ... USING needs no qualified names
+            touched_ids = data.touched.select(F.col("CUSTOMER_ID").alias("TOUCHED_CUSTOMER_ID"))
             for name, frame in (
-                ("TOUCHED", data.touched),
+                ("TOUCHED", touched_ids),
                 ("CUSTOMERS", data.customers),
                 ("DAILY", data.daily_spend),
             ):
@@ -256,12 +259,13 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
             )
             sql, _ = self._state_sql()
             # Snowflake: DML in an explicit transaction commits or rolls back as one
-            # (https://docs.snowflake.com/en/sql-reference/transactions); DELETE ... WHERE col IN
-            # (subquery) and INSERT ... SELECT are standard DML there.
+            # (https://docs.snowflake.com/en/sql-reference/transactions). The rows to delete are
+            # named by a table in DELETE's USING clause, the form Snowflake documents for deleting
+            # by another table (https://docs.snowflake.com/sql-reference/sql/delete).
             with transaction(session):
                 for table in (self.fqn, self._fqn(self._daily_table)):
                     session.sql(
-                        f"DELETE FROM {table} WHERE CUSTOMER_ID IN (SELECT CUSTOMER_ID FROM {touched})"
+                        f"DELETE FROM {table} USING {touched} WHERE CUSTOMER_ID = TOUCHED_CUSTOMER_ID"
                     ).collect()
                 session.sql(
                     f"INSERT INTO {self.fqn} ({agg_cols}) SELECT {agg_cols} FROM {stages['CUSTOMERS']}"
