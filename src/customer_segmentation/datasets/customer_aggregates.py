@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -94,13 +95,15 @@ class CustomerAggregates:
 class AggregatesUpdate:
     """What a node hands to the dataset: the rows to write and the state that describes them.
 
-    ``touched`` (incremental only): a one-column frame of the CUSTOMER_IDs whose rows are replaced
-    by ``customers`` and ``daily_spend``.
+    ``daily_spend``: the CUSTOMER_DAILY_SPEND rows; ``customers``: a function that turns the daily
+    rows, once written, into the CUSTOMER_AGGREGATES rows (so the orders are aggregated once, not
+    once per table); ``touched`` (incremental only): a one-column frame of the CUSTOMER_IDs whose
+    rows are replaced.
     """
 
     mode: UpdateMode
     state: AggregatesState
-    customers: Any = None
+    customers: Callable[[Any], Any] | None = None
     daily_spend: Any = None
     touched: Any = None
 
@@ -207,14 +210,10 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         # 1. no state row while the tables are being replaced: a crash before step 3 means "rebuild"
         if self._has(self._state_table):
             session.sql(f"DELETE FROM {state_fqn}").collect()
-        # 2. each CREATE OR REPLACE is atomic on its own (transient: rebuildable from TRANSFORMED_DATA)
-        for frame, table in ((data.customers, self._table_name), (data.daily_spend, self._daily_table)):
-            try:
-                self._write(frame, self._fqn(table), "overwrite", self._table_type, self._copy_grants)
-            except BaseException:
-                forget_table_columns(session, self._database, self._schema, table)
-                raise
-            remember_table_columns(session, self._database, self._schema, table, frame.columns)
+        # 2. each CREATE OR REPLACE is atomic on its own (transient: rebuildable from TRANSFORMED_DATA);
+        # the daily rows first: the customer rows are rolled up from the stored daily rows
+        self._replace(data.daily_spend, self._daily_table)
+        self._replace(data.customers(session.table(self._fqn(self._daily_table))), self._table_name)
         # 3. the state row, last
         self._ensure_state_table()
         sql, _ = self._state_sql()
@@ -225,6 +224,15 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
             f"{data.state.events:,}",
             data.state.watermark,
         )
+
+    def _replace(self, frame: Any, table: str) -> None:
+        session = self.session
+        try:
+            self._write(frame, self._fqn(table), "overwrite", self._table_type, self._copy_grants)
+        except BaseException:
+            forget_table_columns(session, self._database, self._schema, table)
+            raise
+        remember_table_columns(session, self._database, self._schema, table, frame.columns)
 
     def _update(self, data: AggregatesUpdate) -> None:
         session = self.session
@@ -242,18 +250,14 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
             # temporary tables (DDL) before the transaction: a DDL statement would commit it
             # the touched ids under their own column name: DELETE ... USING needs no qualified names
             touched_ids = data.touched.select(F.col("CUSTOMER_ID").alias("TOUCHED_CUSTOMER_ID"))
-            for name, frame in (
-                ("TOUCHED", touched_ids),
-                ("CUSTOMERS", data.customers),
-                ("DAILY", data.daily_spend),
-            ):
-                self._write(frame, stages[name], "overwrite", "temporary", False)
+            self._write(touched_ids, stages["TOUCHED"], "overwrite", "temporary", False)
+            self._write(data.daily_spend, stages["DAILY"], "overwrite", "temporary", False)
+            customers = data.customers(session.table(stages["DAILY"]))
+            self._write(customers, stages["CUSTOMERS"], "overwrite", "temporary", False)
             touched = stages["TOUCHED"]
             count = int(session.sql(f"SELECT COUNT(*) FROM {touched}").collect()[0][0])
             state = replace(data.state, customers_updated=count)
-            agg_cols = ", ".join(
-                validate_identifier(c.strip('"'), "column name") for c in data.customers.columns
-            )
+            agg_cols = ", ".join(validate_identifier(c.strip('"'), "column name") for c in customers.columns)
             daily_cols = ", ".join(
                 validate_identifier(c.strip('"'), "column name") for c in data.daily_spend.columns
             )

@@ -10,8 +10,10 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -101,32 +103,51 @@ def _spend_column(channel: str) -> str:
     return "SPEND_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
 
 
-def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFrame, DataFrame]:
-    """Reference-date-free per-customer aggregates and net spend per customer and order day.
+def daily_order_rows(events: DataFrame) -> DataFrame:
+    """CUSTOMER_DAILY_SPEND: per customer and order day, the orders created that day and their money.
 
-    The first frame (CUSTOMER_AGGREGATES) has one row per customer with at least one created
-    order: order counts, spend, returns, cancellations, first/last (kept) order timestamps,
-    categories and spend per channel. The second (CUSTOMER_DAILY_SPEND) has the net spend of the
-    orders created on each day, which the date-relative windows (SPEND_LAST_90D ...) sum up.
-    Both depend only on the customer's own events, so a customer with new events is recomputed
-    alone.
+    An order belongs to the day of its ORDER_TS (its first ORDER_CREATED event); its net spend
+    includes its later cancellations and returns. The windows start at midnight, so
+    "ORDER_TS >= start" and "ORDER_DAY >= start" select the same orders.
     """
     events = events.filter(F.col("EVENT_TYPE").isin(ORDER_EVENT_TYPES))
-    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     orders = _order_rows(events)
     kept = F.col("IS_CANCELLED") == F.lit(0)
-    per_customer = orders.group_by("CUSTOMER_ID").agg(
+    return orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
+        _money_sum("NET").alias("NET_SPEND"),
+        _money_sum("GROSS").alias("GROSS_SPEND"),
+        _money_sum("RETURNED_AMT").alias("RETURNED_SPEND"),
+        # COUNT ignores a NULL ORDER_ID, as COUNT(DISTINCT) did; an order is one row of one day
+        F.count(F.col("ORDER_ID")).alias("ORDERS_PLACED"),
+        F.count(F.iff(kept, F.col("ORDER_ID"), F.lit(None))).alias("KEPT_ORDERS"),
+        F.sum(F.col("IS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
         F.min("ORDER_TS").alias("FIRST_ORDER_TS"),
         F.max("ORDER_TS").alias("LAST_ORDER_TS"),
         F.min(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("FIRST_KEPT_TS"),
         F.max(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("LAST_KEPT_TS"),
-        F.count_distinct(F.iff(kept, F.col("ORDER_ID"), F.lit(None))).alias("FREQUENCY"),
-        F.count(F.col("ORDER_ID")).alias("ORDERS_PLACED"),
-        F.sum(F.col("IS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
-        _money_sum("GROSS").alias("GROSS_SPEND"),
-        _money_sum("NET").alias("MONETARY"),
-        _money_sum("RETURNED_AMT").alias("RETURNED_SPEND"),
     )
+
+
+def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: list[str]) -> DataFrame:
+    """CUSTOMER_AGGREGATES: one row per customer with an order, from its order days and its order lines.
+
+    Order counts, spend, returns, cancellations and first/last (kept) order timestamps roll up
+    the daily rows; distinct categories and spend per channel come from the ORDER_CREATED lines.
+    Nothing depends on the reference date, and a customer's row only on its own events.
+    """
+    per_customer = daily_rows.group_by("CUSTOMER_ID").agg(
+        F.min("FIRST_ORDER_TS").alias("FIRST_ORDER_TS"),
+        F.max("LAST_ORDER_TS").alias("LAST_ORDER_TS"),
+        F.min("FIRST_KEPT_TS").alias("FIRST_KEPT_TS"),
+        F.max("LAST_KEPT_TS").alias("LAST_KEPT_TS"),
+        F.sum(F.col("KEPT_ORDERS").cast("int")).alias("FREQUENCY"),
+        F.sum(F.col("ORDERS_PLACED").cast("int")).alias("ORDERS_PLACED"),
+        F.sum(F.col("ORDERS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
+        _money_sum("GROSS_SPEND").alias("GROSS_SPEND"),
+        _money_sum("NET_SPEND").alias("MONETARY"),
+        _money_sum("RETURNED_SPEND").alias("RETURNED_SPEND"),
+    )
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     line_aggs = [
         F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
         _money_sum(amount).alias("LINE_GROSS"),
@@ -136,20 +157,18 @@ def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFra
             _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(_spend_column(channel))
         )
     per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
-    aggregates = per_customer.join(
-        per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left"
-    ).select(
+    return per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left").select(
         *AGGREGATE_COLUMNS[:-2],
         F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
         F.col("LINE_GROSS"),
         *[F.col(_spend_column(c)) for c in channels],
     )
-    # an order day is the date of ORDER_TS: the windows start at midnight, so "ORDER_TS >= start"
-    # and "ORDER_DAY >= start" select the same orders
-    daily = orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
-        _money_sum("NET").alias("NET_SPEND")
-    )
-    return aggregates, daily
+
+
+def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFrame, DataFrame]:
+    """CUSTOMER_AGGREGATES and CUSTOMER_DAILY_SPEND rows of ``events``, as two lazy frames."""
+    daily = daily_order_rows(events)
+    return customers_from_daily(daily, events, channels), daily
 
 
 #: The reference-date-free columns of CUSTOMER_AGGREGATES (then one SPEND_<CHANNEL> per channel).
@@ -272,6 +291,11 @@ def _scan_loads(transformed_data: DataFrame, watermark: datetime | None) -> dict
     return row.as_dict()
 
 
+def _customers_of(events: DataFrame, channels: list[str]) -> Callable[[DataFrame], DataFrame]:
+    """CUSTOMER_AGGREGATES rows as a function of the daily rows once stored (orders are aggregated once)."""
+    return partial(customers_from_daily, events=events, channels=channels)
+
+
 def _plan_aggregates(
     transformed_data: DataFrame, previous: CustomerAggregates | None, params: dict[str, Any], rebuild: bool
 ) -> AggregatesUpdate:
@@ -315,8 +339,9 @@ def _plan_aggregates(
         )
     if reason is not None:
         logger.info("Customer aggregates rebuilt from all events: %s", reason)
-        customers, daily = aggregate_customers(upto, channels)
-        return AggregatesUpdate("rebuild", replace(state, mode="rebuild"), customers, daily)
+        return AggregatesUpdate(
+            "rebuild", replace(state, mode="rebuild"), _customers_of(upto, channels), daily_order_rows(upto)
+        )
     if state.events == prev.events:
         return AggregatesUpdate("unchanged", prev)
     assert loaded is not None and prev.watermark is not None  # high is not None above
@@ -324,13 +349,19 @@ def _plan_aggregates(
     touched = new_rows.select("CUSTOMER_ID").distinct()
     # every event of those customers (late events of old orders need the orders' earlier events)
     mine = upto.filter(F.col("CUSTOMER_ID").isin(touched))
-    customers, daily = aggregate_customers(mine, channels)
+
     logger.info(
         "Customer aggregates: %s new events since watermark %s; recomputing their customers only",
         f"{state.events - prev.events:,}",
         prev.watermark,
     )
-    return AggregatesUpdate("incremental", replace(state, mode="incremental"), customers, daily, touched)
+    return AggregatesUpdate(
+        "incremental",
+        replace(state, mode="incremental"),
+        _customers_of(mine, channels),
+        daily_order_rows(mine),
+        touched,
+    )
 
 
 def rebuild_customer_aggregates(
