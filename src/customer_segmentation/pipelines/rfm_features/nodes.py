@@ -35,8 +35,10 @@ CREATED, CANCELLED, RETURNED = "ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURN
 ORDER_EVENT_TYPES = [CREATED, CANCELLED, RETURNED]
 #: Money is summed as NUMBER(18,2), not DOUBLE: exact sums do not depend on the order rows are
 #: added in, so an incremental update and a full recompute (or two runs of either) give the same
-#: cents even at half-cent roundings. Snowflake: SUM of NUMBER(p,s) is NUMBER(38,s)
-#: (https://docs.snowflake.com/en/sql-reference/functions/sum); results are cast to DOUBLE at the end.
+#: cents even at half-cent roundings. Snowflake: fixed-point NUMBER values are exact, FLOAT ones
+#: approximate (https://docs.snowflake.com/sql-reference/data-types-numeric), and a SUM of NUMBER
+#: values is a NUMBER (as the SUM data metric function documents: "a NUMBER value for a NUMBER
+#: column"). The features are cast to DOUBLE at the end.
 MONEY = DecimalType(18, 2)
 _ZERO = F.lit(0).cast(MONEY)
 
@@ -44,9 +46,10 @@ _ZERO = F.lit(0).cast(MONEY)
 def _money_sum(column: Any) -> Any:
     """SUM of money, exact.
 
-    The explicit CAST is a no-op on Snowflake; the embedded warehouse wraps the argument of a SUM
-    that is not already a CAST in TRY_CAST(... AS DOUBLE) (fakesnow's numeric_agg_implicit_cast),
-    which would make the sum inexact again.
+    On Snowflake the CAST only fixes the type (amounts are NUMBER(12,2); a customer's totals fit
+    NUMBER(18,2), and one that did not would fail, not round). The embedded warehouse wraps the
+    argument of a SUM that is not already a CAST in TRY_CAST(... AS DOUBLE) (fakesnow's
+    numeric_agg_implicit_cast), which would make the sum inexact again.
     """
     if isinstance(column, str):
         column = F.col(column)
@@ -347,7 +350,9 @@ def _plan_aggregates(
     assert loaded is not None and prev.watermark is not None  # high is not None above
     new_rows = upto.filter(loaded > _ts_lit(prev.watermark))
     touched = new_rows.select("CUSTOMER_ID").distinct()
-    # every event of those customers (late events of old orders need the orders' earlier events)
+    # every event of those customers (late events of old orders need the orders' earlier events);
+    # isin(DataFrame) is "CUSTOMER_ID IN (SELECT ...)": Snowflake supports IN subqueries in WHERE
+    # (https://docs.snowflake.com/user-guide/querying-subqueries)
     mine = upto.filter(F.col("CUSTOMER_ID").isin(touched))
 
     logger.info(
