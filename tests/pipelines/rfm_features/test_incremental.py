@@ -344,6 +344,23 @@ def test_changed_old_rows_or_unstamped_rows_trigger_a_rebuild(
     assert_same_features(features(td, aggregates, params), expected)
 
 
+def test_unstamped_history_then_stamped_batches_are_incremental(
+    td: Any, aggregates: CustomerAggregatesDataset
+) -> None:
+    """A history loaded without LOADED_AT (a user's own RAW_DATA), then stamped daily loads."""
+    history = History(13)
+    session = td.session
+    append(session, history, base_history(history, 60, 0.8), None, "run-1")
+    assert run_step(td, aggregates, PARAMS, full=True) == "rebuild"
+    assert aggregates.load().state.watermark is None
+    append(session, history, daily_batch(history, 620, 4, "N"), datetime(2025, 9, 2), "run-2")
+    assert run_step(td, aggregates, PARAMS) == "incremental"
+    expected = compute_customer_features(td, PARAMS).to_pandas().set_index("CUSTOMER_ID").sort_index()
+    got = features(td, aggregates, PARAMS)
+    assert_same_features(got, expected)
+    check_against_pandas(got, history)
+
+
 class _CrashingSession:
     """The real session, except that a statement containing ``needle`` fails (a crash mid-update)."""
 

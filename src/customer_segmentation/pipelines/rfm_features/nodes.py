@@ -256,8 +256,9 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
     """One row per customer with at least one order, recomputed from all events before the reference date."""
     ref = _reference_date(transformed_data, params)
     ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
-    channels = [str(c).lower() for c in params.get("channels", [])]
-    aggregates, daily = aggregate_customers(transformed_data.filter(F.col("EVENT_TS") < ref_ts), channels)
+    aggregates, daily = aggregate_customers(
+        transformed_data.filter(F.col("EVENT_TS") < ref_ts), _channels(params)
+    )
     return features_from_aggregates(aggregates, daily, ref, params)
 
 
@@ -347,8 +348,11 @@ def _plan_aggregates(
         )
     if state.events == prev.events:
         return AggregatesUpdate("unchanged", prev)
-    assert loaded is not None and prev.watermark is not None  # high is not None above
-    new_rows = upto.filter(loaded > _ts_lit(prev.watermark))
+    assert loaded is not None  # high is not None above
+    # above the watermark; every stamped row when the aggregated rows had no stamp at all
+    new_rows = upto.filter(
+        loaded.is_not_null() if prev.watermark is None else loaded > _ts_lit(prev.watermark)
+    )
     touched = new_rows.select("CUSTOMER_ID").distinct()
     # every event of those customers (late events of old orders need the orders' earlier events);
     # isin(DataFrame) is "CUSTOMER_ID IN (SELECT ...)": Snowflake supports IN subqueries in WHERE
