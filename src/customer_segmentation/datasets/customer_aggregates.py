@@ -176,10 +176,10 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         else:
             raise DatasetError(f"Unknown aggregates update mode {data.mode!r}.")
 
-    def _state_sql(self) -> tuple[str, list[str]]:
+    def _state_sql(self) -> str:
+        """INSERT of the one state row, values bound (text cast to each column's type)."""
         casts = [f"CAST(? AS {sql_type})" for sql_type in STATE_COLUMNS.values()]
-        sql = f"INSERT INTO {self._fqn(self._state_table)} ({', '.join(STATE_COLUMNS)}) SELECT {', '.join(casts)}"
-        return sql, list(STATE_COLUMNS)
+        return f"INSERT INTO {self._fqn(self._state_table)} ({', '.join(STATE_COLUMNS)}) SELECT {', '.join(casts)}"
 
     def _state_params(self, state: AggregatesState) -> list[Any]:
         return [
@@ -216,7 +216,7 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         self._replace(data.customers(session.table(self._fqn(self._daily_table))), self._table_name)
         # 3. the state row, last
         self._ensure_state_table()
-        sql, _ = self._state_sql()
+        sql = self._state_sql()
         session.sql(sql, params=self._state_params(data.state)).collect()
         logger.info(
             "%s rebuilt from %s events (watermark %s)",
@@ -261,7 +261,7 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
             daily_cols = ", ".join(
                 validate_identifier(c.strip('"'), "column name") for c in data.daily_spend.columns
             )
-            sql, _ = self._state_sql()
+            sql = self._state_sql()
             # Snowflake: DML in an explicit transaction commits or rolls back as one
             # (https://docs.snowflake.com/en/sql-reference/transactions). The rows to delete are
             # named by a table in DELETE's USING clause, the form Snowflake documents for deleting
