@@ -19,15 +19,15 @@ from customer_segmentation.pipelines.load_events.files import (
     read_events,
     resolve_events_file,
 )
+from customer_segmentation.pipelines.load_events.params import LoadEventsParams
 
 logger = logging.getLogger(__name__)
 
 
-def read_events_file(events_file: Any, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_events_file(events_file: Any, params: LoadEventsParams) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and check the whole file (refused as a whole when unreadable or lacking a column)."""
-    params = dict(params or {})
     path = resolve_events_file(events_file)
-    fmt = detect_format(path, params.get("format"))
+    fmt = detect_format(path, params.format)
     events = read_events(path, fmt, params)
     info = {
         "events_file": str(events_file),
