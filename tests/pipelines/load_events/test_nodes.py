@@ -13,11 +13,12 @@ from customer_segmentation.pipelines.load_events.nodes import (
     read_events_file,
     report_event_load,
 )
+from customer_segmentation.pipelines.load_events.params import LoadEventsParams
 from tests.datasets.test_event_files import _events_file
 
 
 def test_prepare_event_load_carries_rows_identity_run_and_demo_tables(tmp_path: Path) -> None:
-    events, info = read_events_file(str(_events_file(tmp_path, 4)), {})
+    events, info = read_events_file(str(_events_file(tmp_path, 4)), LoadEventsParams())
     load = prepare_event_load(events, info, {"run_id": "r-1"}, {"derived_tables": ["PROCESSED_DATA"]})
     assert isinstance(load, EventFileLoad)
     assert load.events is events and load.file_info == info and load.file_info is not info
