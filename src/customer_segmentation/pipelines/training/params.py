@@ -11,6 +11,15 @@ from customer_segmentation.parameters import Parameters
 
 #: The classic RFM columns: the model must use them (segments are named after their members' RFM).
 RFM = ("RECENCY_DAYS", "FREQUENCY", "MONETARY")
+#: The default features with a long right tail: log1p-transformed before scaling.
+_SKEWED = (
+    "RECENCY_DAYS",
+    "FREQUENCY",
+    "MONETARY",
+    "AVG_ORDER_VALUE",
+    "TENURE_DAYS",
+    "DISTINCT_CATEGORIES",
+)
 
 
 class RetrainSchedule(Parameters):
@@ -27,24 +36,12 @@ class TrainingParams(Parameters):
 
     sample_size: Annotated[int, Field(ge=10)] = 200_000
     features: Annotated[list[str], Field(min_length=1)] = [
-        "RECENCY_DAYS",
-        "FREQUENCY",
-        "MONETARY",
-        "AVG_ORDER_VALUE",
-        "TENURE_DAYS",
-        "DISTINCT_CATEGORIES",
+        *_SKEWED,
         "RETURN_RATE",
         "CANCELLATION_RATE",
         "SPEND_TREND",
     ]
-    log_features: list[str] = [
-        "RECENCY_DAYS",
-        "FREQUENCY",
-        "MONETARY",
-        "AVG_ORDER_VALUE",
-        "TENURE_DAYS",
-        "DISTINCT_CATEGORIES",
-    ]
+    log_features: list[str] = list(_SKEWED)
     k_min: Annotated[int, Field(ge=2)] = 2
     k_max: Annotated[int, Field(ge=2)] = 10
     k: Annotated[int, Field(ge=2)] | None = None  # overrides the elbow
