@@ -9,6 +9,7 @@ import pytest
 import yaml
 from kedro.validation import ParameterValidationError, TypeExtractor
 
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.parameters import Parameters
 from customer_segmentation.pipeline_registry import register_pipelines
@@ -23,6 +24,7 @@ from customer_segmentation.pipelines.training.params import TrainingParams
 from tests.conftest import PROJECT_ROOT, make_project_copy, run_pipeline, warehouse_rows
 
 MODELS: dict[str, type[Parameters]] = {
+    "demo_data": DemoDataParams,
     "ingestion": IngestionParams,
     "rfm_features": RfmFeaturesParams,
     "training": TrainingParams,
@@ -76,6 +78,8 @@ def test_defaults_are_the_configured_values(section: str) -> None:
         (ExportSegmentsParams, {"snapshot_date": "yesterday"}, "export_segments.snapshot_date"),
         (LoadEventsParams, {"csv_delimiter": ""}, "load_events.csv_delimiter"),
         (SimulateDaysParams, {"arrival_multiplier": -1}, "simulate_days.arrival_multiplier"),
+        (DemoDataParams, {"defect_rate": 2}, "demo_data.defect_rate"),
+        (DemoDataParams, {"end_date": "soon"}, "demo_data.end_date"),
     ],
 )
 def test_errors_name_the_parameter(model: type[Parameters], values: dict, named: str) -> None:

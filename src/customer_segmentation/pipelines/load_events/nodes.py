@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from customer_segmentation.datasets.event_files import EventFileLoad
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.pipelines.load_events.files import (
     detect_format,
     file_sha256,
@@ -58,14 +59,14 @@ def prepare_event_load(
     events: pd.DataFrame,
     file_info: dict[str, Any],
     run_metadata: dict[str, Any],
-    demo: dict[str, Any] | None = None,
+    demo: DemoDataParams = DemoDataParams(),  # frozen: a shared default is safe
 ) -> EventFileLoad:
     """The file's events with their identity and run id, for the file-load dataset to append once."""
     return EventFileLoad(
         events=events,
         file_info=dict(file_info),
         run_id=str((run_metadata or {}).get("run_id") or ""),
-        demo_derived_tables=(demo or {}).get("derived_tables"),
+        demo_derived_tables=demo.derived_tables,
     )
 
 

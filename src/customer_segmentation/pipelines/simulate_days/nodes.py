@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.demo.simulation import (
     NEW_CUSTOMER_PREFIX,
     SIMULATION_SOURCE_PREFIX,
@@ -54,7 +55,7 @@ def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
 def simulate_demo_days(
     raw_data: DataFrame,
     params: SimulateDaysParams,
-    demo_params: dict[str, Any],
+    demo_params: DemoDataParams,
     run_metadata: dict[str, Any],
 ) -> pd.DataFrame:
     """N more days of demo events, starting the day of the latest demo load (appended to RAW_DATA)."""
@@ -80,16 +81,15 @@ def simulate_demo_days(
         .distinct()
         .collect()
     ]
-    seed = params.seed if params.seed is not None else int(demo_params.get("seed", 11))
-    population = demo_population(int(demo_params.get("n_customers", 2000)), int(demo_params.get("seed", 11)))
-    end_date = demo_params.get("end_date")
+    seed = params.seed if params.seed is not None else demo_params.seed
+    population = demo_population(demo_params.n_customers, demo_params.seed)
     events = simulate_events(
         start,
         days,
         population,
         known_customers=newcomers,
         seed=seed,
-        history_end=date.fromisoformat(str(end_date)) if end_date else None,
+        history_end=demo_params.end_date,
         silent_personas=params.silent_personas,
         arrival_multiplier=params.arrival_multiplier,
     )

@@ -19,7 +19,7 @@ class SimulateDaysParams(Parameters):
     seed: int | None = None  # None = demo_data.seed
     # personas with no order in these days: champion, loyal, occasional, churned, new
     silent_personas: list[str] = []
-    arrival_multiplier: Annotated[float, Field(ge=0.0)] = 1.0
+    arrival_multiplier: Annotated[float, Field(ge=0.0, le=1000.0)] = 1.0
 
     @field_validator("silent_personas", mode="before")
     @classmethod
