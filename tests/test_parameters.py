@@ -77,6 +77,11 @@ def test_defaults_are_the_configured_values(section: str) -> None:
         (MonitoringParams, {"drift_thresholds": {"psi": 1}}, "monitoring.drift_thresholds.psi: Extra"),
         (ExportSegmentsParams, {"snapshot_date": "yesterday"}, "export_segments.snapshot_date"),
         (LoadEventsParams, {"csv_delimiter": ""}, "load_events.csv_delimiter"),
+        (
+            LoadEventsParams,
+            {"format": "xml"},
+            "load_events.format: Input should be 'csv', 'jsonl' or 'parquet'",
+        ),
         (SimulateDaysParams, {"arrival_multiplier": -1}, "simulate_days.arrival_multiplier"),
         (DemoDataParams, {"defect_rate": 2}, "demo_data.defect_rate"),
         (DemoDataParams, {"end_date": "soon"}, "demo_data.end_date"),

@@ -67,14 +67,8 @@ def resolve_events_file(events_file: Any) -> Path:
 
 def detect_format(path: Path, requested: str | None = None) -> str:
     """``csv``, ``jsonl`` or ``parquet``: from ``requested`` (parameter load_events.format) or the name."""
-    if requested:
-        fmt = str(requested).strip().lower().lstrip(".")
-        fmt = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(fmt, fmt)
-        if fmt not in FORMATS:
-            raise InvalidParametersError(
-                f"Parameter load_events.format is {requested!r}: use csv, jsonl or parquet "
-                f"(or leave it null to decide from the file name: {ACCEPTED_FORMATS})."
-            )
+    fmt = LoadEventsParams.of(format=requested).format  # the parameter's one definition of the names
+    if fmt is not None:
         return fmt
     name = path.name.lower()
     for fmt, endings in FORMATS.items():
