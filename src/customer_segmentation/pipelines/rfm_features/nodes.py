@@ -17,6 +17,7 @@ import pandas as pd
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,9 @@ logger = logging.getLogger(__name__)
 CREATED, CANCELLED, RETURNED = "ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"
 
 
-def _reference_date(events: DataFrame, params: dict[str, Any]) -> date:
-    configured = params.get("reference_date")
-    if configured:
-        return date.fromisoformat(str(configured))
+def _reference_date(events: DataFrame, params: RfmFeaturesParams) -> date:
+    if params.reference_date is not None:
+        return params.reference_date
     latest = events.agg(F.max("EVENT_TS").alias("M")).collect()[0][0]
     if latest is None:
         raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
@@ -51,12 +51,13 @@ def _channel_column(channel: str) -> str:
     return "SHARE_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
 
 
-def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any]) -> DataFrame:
+def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesParams) -> DataFrame:
     """One row per customer with at least one order: RFM, behaviour, trend and RFM scores."""
+    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
     ref = _reference_date(transformed_data, params)
     ref_lit = F.lit(ref.isoformat()).cast("date")
-    channels = [str(c).lower() for c in params.get("channels", [])]
-    window = int(params.get("trend_window_days", 90))
+    channels = [str(c).lower() for c in params.channels]
+    window = params.trend_window_days
     recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("timestamp_ntz")
     previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("timestamp_ntz")
     ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
