@@ -37,7 +37,15 @@ pytestmark = pytest.mark.integration
 #: Where the browser test also copies its pictures (the README's docs/images/kedro-viz*.png), when
 #: set: `python tools/render_readme_images.py --kedro-viz` sets it. Unset, the tests write only to tmp_path.
 README_IMAGES_DIR = os.environ.get("README_IMAGES_DIR")
-PIPELINES = {"ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring"}
+PIPELINES = {
+    "ingestion",
+    "rfm_features",
+    "training",
+    "reporting",
+    "prediction",
+    "store_results",
+    "monitoring",
+}
 LAYERS = ["raw", "intermediate", "feature", "model_input", "models", "model_output", "reporting"]
 CHARTS = {
     "elbow_chart",
@@ -196,13 +204,15 @@ def test_lists_the_pipelines_and_their_nodes(viz: VizServer, main: dict[str, Any
     assert main["selected_pipeline"] == "__default__"
     registered = _registered_node_names()
     tasks = {n["name"] for n in main["nodes"] if n["type"] == "task"}
-    assert tasks == set().union(*(registered[p] for p in PIPELINES))  # the default pipeline is the six
+    assert tasks == set().union(*(registered[p] for p in PIPELINES))  # the default pipeline is the seven
     for name, node_names in registered.items():
         pipeline = viz.get(f"/api/pipelines/{name}")
         assert {n["name"] for n in pipeline["nodes"] if n["type"] == "task"} == node_names, name
     daily = viz.get("/api/pipelines/daily")
     daily_tasks = {n["name"] for n in daily["nodes"] if n["type"] == "task"}
-    assert daily_tasks == set().union(*(registered[p] for p in PIPELINES - {"training"} | {"model_refresh"}))
+    assert daily_tasks == set().union(
+        *(registered[p] for p in PIPELINES - {"training", "reporting"} | {"model_refresh"})
+    )
 
 
 def test_nodes_have_readable_names_and_datasets_have_layers(main: dict[str, Any]) -> None:

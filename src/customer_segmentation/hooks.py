@@ -21,7 +21,10 @@ class WarehouseHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         """Decide the target (Snowflake or embedded) from credentials; reused across load_context()."""
-        params = context.params or {}
+        # The raw section (runtime --params merged by the config loader), not ``context.params``:
+        # reading that here would validate every pipeline's typed parameters, so a bad ``training``
+        # value would stop ``--pipeline prediction``; Kedro scopes validation to the run's pipelines.
+        params = context.config_loader["parameters"] or {}
         wh_params = params.get("warehouse") or {}
         credentials = (context.config_loader["credentials"] or {}).get("snowflake") or {}
         settings = WarehouseSettings.from_config(credentials, wh_params, context.project_path)

@@ -1,12 +1,15 @@
 """The segmentation model: feature transform, KMeans centroids and segment names, saved together.
 
-Training and prediction share this one definition of the transform (log1p on skewed features,
-then standard scaling), so they cannot drift apart. ``predict`` scores pandas rows in Python;
-the prediction pipeline compiles the same arithmetic into warehouse expressions.
+One class fits and applies the transform (log1p on skewed features, then standard scaling):
+``SegmentationModel.learn_transform`` learns the means and scales from the training sample, and
+``transform`` is what k selection, fitting, the stability check, drift and ``predict`` all use.
+The prediction pipeline compiles the same arithmetic into warehouse expressions
+(``pipelines/prediction/nodes.py::scaled_feature_columns``).
 
 A model is stored as a record (``to_record``/``from_record``): plain JSON values, one row of the
 SEGMENTATION_MODELS table per version (see docs/model-registry.md). The fitted scikit-learn
 estimator is not part of the record: scoring needs only the transform and the centroids.
+scikit-learn is imported inside ``kmeans`` only, so scoring never loads it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ TRANSIENT_FIELDS = ("estimator",)
 
 __all__ = [
     "MissingModelError",
+    "kmeans",
     "SegmentationModel",
     "UnknownModelVersionError",
     "active_model_or_none",
@@ -85,6 +89,24 @@ def _finite_floats(values: Any, what: str) -> list[Any]:
     return array.tolist()  # Python floats: json.dumps writes the shortest text that reads back exactly
 
 
+def kmeans(k: int, n_init: int, random_state: int, init: np.ndarray | None = None) -> Any:
+    """An unfitted scikit-learn KMeans (``init``: starting centroids, one run; else k-means++, ``n_init`` runs)."""
+    from sklearn.cluster import KMeans  # here, not at module level: scoring must not load scikit-learn
+
+    if init is not None:
+        return KMeans(n_clusters=k, init=init, n_init=1, random_state=random_state)
+    return KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
+
+
+def _log_applied(frame: pd.DataFrame, features: list[str], log_features: list[str]) -> np.ndarray:
+    """The features as a float matrix (NULL as 0), log1p applied to the skewed ones (negatives as 0)."""
+    values = frame[features].astype(float).fillna(0.0).to_numpy(copy=True)
+    for j, name in enumerate(features):
+        if name in log_features:
+            values[:, j] = np.log1p(np.clip(values[:, j], 0.0, None))
+    return values
+
+
 @dataclass
 class SegmentationModel:
     """Everything needed to place a customer in a named segment."""
@@ -115,13 +137,33 @@ class SegmentationModel:
     def k(self) -> int:
         return int(self.centroids.shape[0])
 
+    @classmethod
+    def learn_transform(
+        cls, sample: pd.DataFrame, features: list[str], log_features: list[str]
+    ) -> SegmentationModel:
+        """A model with only its transform learnt from ``sample`` (no segments yet: k = 0).
+
+        The means and population standard deviations of the log-applied features; a constant
+        feature gets scale 1 (it then contributes 0 everywhere instead of a division by zero).
+        """
+        values = _log_applied(sample, list(features), list(log_features))
+        scales = values.std(axis=0)
+        scales[scales == 0] = 1.0
+        return cls(
+            features=list(features),
+            log_features=list(log_features),
+            means=values.mean(axis=0),
+            scales=scales,
+            centroids=np.empty((0, len(features))),
+            labels=[],
+            descriptions=[],
+            version="",
+            trained_at="",
+        )
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Log-transform the skewed features, then standard-scale with the fitted means/scales."""
-        values = frame[self.features].astype(float).fillna(0.0).to_numpy(copy=True)
-        for j, name in enumerate(self.features):
-            if name in self.log_features:
-                values[:, j] = np.log1p(np.clip(values[:, j], 0.0, None))
-        return (values - self.means) / self.scales
+        return (_log_applied(frame, self.features, self.log_features) - self.means) / self.scales
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Nearest-centroid segment id for each row (same result as the KMeans estimator)."""

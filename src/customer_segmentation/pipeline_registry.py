@@ -16,6 +16,7 @@ from customer_segmentation.pipelines import (
     model_refresh,
     monitoring,
     prediction,
+    reporting,
     rfm_features,
     simulate_days,
     store_results,
@@ -23,7 +24,15 @@ from customer_segmentation.pipelines import (
 )
 
 #: Pipelines that make up a full run (`kedro run`), in order; ``load_events`` is run on demand only.
-FULL_RUN = ("ingestion", "rfm_features", "training", "prediction", "store_results", "monitoring")
+FULL_RUN = (
+    "ingestion",
+    "rfm_features",
+    "training",
+    "reporting",
+    "prediction",
+    "store_results",
+    "monitoring",
+)
 #: The morning job: new events in, features refreshed, the model retrained and registered in the
 #: warehouse if training.retrain_policy says so (model_refresh), scored with the active model, stored, monitored.
 DAILY_RUN = ("ingestion", "rfm_features", "model_refresh", "prediction", "store_results", "monitoring")
@@ -64,6 +73,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             "model_refresh": model_refresh.create_pipeline(),
             "simulate_days": simulate_days.create_pipeline(),
             "export_segments": export_segments.create_pipeline(),
+            "reporting": reporting.create_pipeline(),
         }
     )
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))

@@ -15,17 +15,12 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from customer_segmentation.model import SegmentationModel
 
 
 def previous_centroids_in_space(
-    previous: SegmentationModel | None,
-    features: list[str],
-    log_features: list[str],
-    means: np.ndarray,
-    scales: np.ndarray,
+    previous: SegmentationModel | None, space: SegmentationModel
 ) -> np.ndarray | None:
     """The previous model's centroids in a new fit's scaled space (None when the transforms differ).
 
@@ -34,12 +29,12 @@ def previous_centroids_in_space(
     """
     if (
         previous is None
-        or list(previous.features) != list(features)
-        or set(previous.log_features) != set(log_features)
+        or list(previous.features) != list(space.features)
+        or set(previous.log_features) != set(space.log_features)
     ):
         return None
     unscaled = previous.centroids * previous.scales + previous.means
-    return (unscaled - means) / scales
+    return (unscaled - space.means) / space.scales
 
 
 def contingency(new_positions: np.ndarray, old_positions: np.ndarray, k_new: int, k_old: int) -> np.ndarray:
@@ -51,6 +46,8 @@ def contingency(new_positions: np.ndarray, old_positions: np.ndarray, k_new: int
 
 def match_clusters(table: np.ndarray, min_overlap: float = 0.3) -> dict[int, int]:
     """Optimal one-to-one new -> old position matching on Jaccard overlap (pairs below the floor dropped)."""
+    from scipy.optimize import linear_sum_assignment  # here: importing the pipelines stays light
+
     new_sizes, old_sizes = table.sum(axis=1), table.sum(axis=0)
     union = new_sizes[:, None] + old_sizes[None, :] - table
     jaccard = np.divide(table, union, out=np.zeros(table.shape, dtype=float), where=union > 0)

@@ -13,8 +13,9 @@ from kedro.io.core import DatasetError
 from customer_segmentation.datasets import EventFileLoad, EventFileLoadDataset, event_files
 from customer_segmentation.errors import InvalidIdentifierError, MissingColumnsError
 from customer_segmentation.pipelines.load_events.nodes import prepare_event_load, read_events_file
+from customer_segmentation.pipelines.load_events.params import LoadEventsParams
 
-PARAMS: dict[str, Any] = {}
+PARAMS = LoadEventsParams()
 RUN = {"run_id": "test-run"}
 
 

@@ -19,11 +19,9 @@ from customer_segmentation.datasets.model_table import (
 )
 from customer_segmentation.model import SegmentationModel, active_version, load_version
 from customer_segmentation.pipelines.prediction.nodes import assign_segments
-from customer_segmentation.pipelines.training.nodes import (
-    evaluate_k_range,
-    fit_segmentation_model,
-    plot_elbow,
-)
+from customer_segmentation.pipelines.reporting.nodes import plot_elbow
+from customer_segmentation.pipelines.training.nodes import evaluate_k_range, fit_segmentation_model
+from customer_segmentation.pipelines.training.params import TrainingParams
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.prediction.test_nodes import random_customers, upload
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
@@ -275,7 +273,7 @@ def test_stable_ids_and_drift_reference_come_back_from_the_table(query: Any, war
     sample = planted_customers()
 
     def fit(k: int, seed: int, version: str) -> SegmentationModel:
-        params = {**PARAMS, "random_state": seed, "n_init": 1}
+        params = TrainingParams.of(PARAMS, random_state=seed, n_init=1)
         return fit_segmentation_model(sample, {"k": k, "source": "test"}, params, {"run_id": version})
 
     first = align_segment_ids(fit(3, 1, "v1"), None, sample)

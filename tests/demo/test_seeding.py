@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX, generate_events
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.demo.seeding import seed_demo_events, should_seed
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
 
-DEMO = {"enabled": True, "seed_snowflake": False, "n_customers": 30, "seed": 11}
+DEMO = DemoDataParams(enabled=True, seed_snowflake=False, n_customers=30, seed=11)
 EMBEDDED = {"run_id": "r", "embedded_warehouse": True}
 SNOWFLAKE = {"run_id": "r", "embedded_warehouse": False}
 
@@ -37,14 +38,14 @@ def test_seeds_an_empty_raw_data_of_the_embedded_warehouse(warehouse_session: An
     ("rows", "demo", "run", "expected"),
     [
         (1, DEMO, EMBEDDED, False),  # any row (the user's or the demo's): never seeded
-        (0, {**DEMO, "enabled": False}, EMBEDDED, False),
+        (0, DemoDataParams.of(DEMO, enabled=False), EMBEDDED, False),
         (0, DEMO, SNOWFLAKE, False),  # real Snowflake only with the explicit opt-in
-        (0, {**DEMO, "seed_snowflake": True}, SNOWFLAKE, True),
+        (0, DemoDataParams.of(DEMO, seed_snowflake=True), SNOWFLAKE, True),
         (0, DEMO, {"run_id": "r"}, False),  # target unknown: treated as real Snowflake
     ],
 )
 def test_seeds_only_when_allowed(
-    warehouse_session: Any, rows: int, demo: dict, run: dict, expected: bool
+    warehouse_session: Any, rows: int, demo: DemoDataParams, run: dict, expected: bool
 ) -> None:
     raw = _raw(warehouse_session, rows)
     assert should_seed(raw, demo, run) is expected
@@ -61,7 +62,7 @@ class _NoQueries:
 
 
 def test_no_query_when_seeding_is_not_allowed() -> None:
-    assert should_seed(_NoQueries(), {**DEMO, "enabled": False}, EMBEDDED) is False
+    assert should_seed(_NoQueries(), DemoDataParams.of(DEMO, enabled=False), EMBEDDED) is False
     assert should_seed(_NoQueries(), DEMO, SNOWFLAKE) is False
 
 
@@ -70,3 +71,20 @@ def test_demo_source_must_keep_the_marker() -> None:
         generate_events(n_customers=5, source="/data/events.csv")
     with pytest.raises(InvalidParametersError, match="n_customers must be at least 1"):
         generate_events(n_customers=0)
+    # the same rules stop `kedro run` before the seed node (the parameters are checked first)
+    with pytest.raises(InvalidParametersError, match="demo_data.source: String should match pattern"):
+        DemoDataParams.of(source="/data/events.csv")
+    with pytest.raises(InvalidParametersError, match="demo_data.n_customers: Input should be greater"):
+        DemoDataParams.of(n_customers=0)
+
+
+def test_the_seed_uses_every_generator_parameter() -> None:
+    import inspect
+
+    demo = DemoDataParams(n_customers=7, end_date="2026-01-31", history_days=40, seed=3)
+    assert set(demo.generator_args()) == set(inspect.signature(generate_events).parameters)
+    assert demo.generator_args()["end_date"] == "2026-01-31"
+    # the generator's defaults are the parameters' defaults
+    assert {
+        name: p.default for name, p in inspect.signature(generate_events).parameters.items()
+    } == DemoDataParams().generator_args()

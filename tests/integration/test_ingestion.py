@@ -340,7 +340,9 @@ def test_invalid_ingestion_parameter_fails_before_reading(tmp_path: Path) -> Non
     project = make_project_copy(tmp_path / "p")
     with pytest.raises(Exception) as excinfo:
         run(project, "ingestion", **{"ingestion.max_rejection_rate": 5})
-    assert "max_rejection_rate must be between 0 and 1, got 5" in str(excinfo.value)
+    assert "ingestion.max_rejection_rate: Input should be less than or equal to 1 (got 5)" in str(
+        excinfo.value
+    )
     assert not (project / "data" / "warehouse" / "SEGMENTATION.db").exists() or not rows(
         project, "SELECT * FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'TRANSFORMED_DATA'"
     )

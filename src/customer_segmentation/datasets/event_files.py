@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ import pandas as pd
 from kedro.io.core import DatasetError
 
 from customer_segmentation import warehouse
+from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.demo.purge import remove_demo_before_first_load
 from customer_segmentation.errors import MissingColumnsError
@@ -80,10 +81,6 @@ class EventFileLoad:
     file_info: dict[str, Any]
     run_id: str = ""
     demo_derived_tables: Sequence[str] | None = field(default=None)
-
-
-def _now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def stamped(events: pd.DataFrame, source_file: str, loaded_at: datetime) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import pandas as pd
 from faker import Faker
 
 from customer_segmentation.demo.marker import DEMO_SOURCE_PREFIX
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
 
@@ -83,14 +84,18 @@ def as_landed_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: The default demo (demo_data's defaults): the generator's keyword defaults.
+_DEMO = DemoDataParams()
+
+
 def generate_events(
-    n_customers: int = 2000,
-    end_date: str = "2026-10-31",
-    history_days: int = 730,
-    defect_rate: float = 0.01,
-    seed: int = 11,
-    loaded_at: str = "2026-11-01 06:00:00",
-    source: str = DEMO_SOURCE_PREFIX + "faker-fr_FR-seed-11",
+    n_customers: int = _DEMO.n_customers,
+    end_date: str = _DEMO.end_date.isoformat(),
+    history_days: int = _DEMO.history_days,
+    defect_rate: float = _DEMO.defect_rate,
+    seed: int = _DEMO.seed,
+    loaded_at: str = _DEMO.loaded_at,
+    source: str = _DEMO.source,
 ) -> pd.DataFrame:
     """Demo RAW_DATA rows (strings, as landed), deterministic for a given seed and size."""
     if n_customers < 1:

@@ -18,34 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from customer_segmentation.demo.marker import DEMO_SOURCE_PREFIX
+from customer_segmentation.demo.params import DEFAULT_DERIVED_TABLES
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
 from customer_segmentation.warehouse.tables import forget_table_columns, table_columns
 
 logger = logging.getLogger(__name__)
-
-#: Tables built from RAW_DATA when ``demo_data.derived_tables`` is not set (keep in step with parameters.yml).
-DEFAULT_DERIVED_TABLES = (
-    "TRANSFORMED_DATA",
-    "REJECTED_EVENTS",
-    "INGESTION_STATE",
-    "INGESTION_BATCH",
-    "CUSTOMER_FEATURES",
-    "SCORED_CUSTOMERS",
-    "PROCESSED_DATA",
-    "SEGMENTATION_MODELS",
-    "MODEL_K_SELECTION",
-    "MODEL_SEGMENTS",
-    "SEGMENT_SUMMARY",
-    "SEGMENT_HISTORY",
-    "SEGMENT_MIGRATIONS",
-    "SEGMENT_FLOWS",
-    "SEGMENT_CHANGES",
-    "SEGMENT_PROFILES",
-    "SEGMENT_DRIFT",
-    "CUSTOMER_AGGREGATES",
-    "CUSTOMER_DAILY_SPEND",
-    "CUSTOMER_AGGREGATES_STATE",
-)
 
 
 def count_demo_rows(session: Any, raw_fqn: str) -> tuple[int, int]:

@@ -21,12 +21,10 @@ from typing import Any
 import pandas as pd
 
 from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX, generate_events
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
 
 logger = logging.getLogger(__name__)
-
-#: ``demo_data`` parameters that shape the generated events.
-DEMO_ARGS = ("n_customers", "end_date", "history_days", "defect_rate", "seed", "loaded_at", "source")
 
 
 def no_events() -> pd.DataFrame:
@@ -34,22 +32,21 @@ def no_events() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype="object") for name in RAW_COLUMNS})
 
 
-def should_seed(raw_data: Any, demo: Mapping[str, Any], run_metadata: Mapping[str, Any]) -> bool:
+def should_seed(raw_data: Any, demo: DemoDataParams, run_metadata: Mapping[str, Any]) -> bool:
     """True when demo events may go into this RAW_DATA (enabled, allowed target, no row yet)."""
-    if not demo.get("enabled", True):
+    if not demo.enabled:
         return False
-    if not run_metadata.get("embedded_warehouse", False) and not demo.get("seed_snowflake", False):
+    if not run_metadata.get("embedded_warehouse", False) and not demo.seed_snowflake:
         return False
     # Checked last: the only question that costs a query (RAW_DATA is an empty frame when missing).
     return raw_data.limit(1).count() == 0
 
 
-def seed_demo_events(raw_data: Any, demo: dict[str, Any], run_metadata: dict[str, Any]) -> pd.DataFrame:
+def seed_demo_events(raw_data: Any, demo: DemoDataParams, run_metadata: dict[str, Any]) -> pd.DataFrame:
     """Demo events to append to an empty RAW_DATA (embedded warehouse by default); no row otherwise."""
-    demo = dict(demo or {})
     if not should_seed(raw_data, demo, dict(run_metadata or {})):
         return no_events()
-    events = generate_events(**{k: v for k, v in demo.items() if k in DEMO_ARGS})
+    events = generate_events(**demo.generator_args())
     logger.info(
         "RAW_DATA is empty: seeding %s demo events of %s customers (SOURCE_FILE %s...; they are removed when "
         "you load your first file, or skip them with --params=demo_data.enabled=false)",

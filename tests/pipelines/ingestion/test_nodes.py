@@ -14,8 +14,8 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     classify_events,
     select_new_events,
     split_events,
-    validate_ingestion_params,
 )
+from customer_segmentation.pipelines.ingestion.params import IngestionParams
 from customer_segmentation.warehouse.tables import RAW_COLUMNS, create_table_sql
 
 PARAMS = {
@@ -173,18 +173,24 @@ def test_raw_data_missing_a_column_is_named(warehouse_session: Any) -> None:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        ({"max_rejection_rate": 1.5}, "max_rejection_rate must be between 0 and 1"),
-        ({"max_rejection_rate": "lots"}, "max_rejection_rate must be a number"),
-        ({"full_refresh": "false"}, "full_refresh must be true or false"),
-        ({"timestamp_formats": []}, "timestamp_formats must be a non-empty list"),
-        ({"purchase_event_types": None}, "purchase_event_types must be a non-empty list"),
-        ({"future_tolerance_hours": -1}, "future_tolerance_hours must be zero or more"),
-        ({"as_of": "yesterday"}, "as_of must be null or a date/time"),
+        (
+            {"max_rejection_rate": 1.5},
+            "ingestion.max_rejection_rate: Input should be less than or equal to 1",
+        ),
+        ({"max_rejection_rate": "lots"}, "ingestion.max_rejection_rate: Input should be a valid number"),
+        ({"full_refresh": "false"}, "ingestion.full_refresh: Input should be a valid boolean"),
+        ({"timestamp_formats": []}, "ingestion.timestamp_formats: List should have at least 1 item"),
+        ({"purchase_event_types": None}, "ingestion.purchase_event_types: Input should be a valid list"),
+        (
+            {"future_tolerance_hours": -1},
+            "ingestion.future_tolerance_hours: Input should be greater than or equal to 0",
+        ),
+        ({"as_of": "yesterday"}, "ingestion.as_of: Input should be a valid datetime"),
     ],
 )
 def test_invalid_parameters_are_named(change: dict[str, Any], fragment: str) -> None:
     with pytest.raises(InvalidParametersError) as excinfo:
-        validate_ingestion_params({**PARAMS, **change})
+        IngestionParams.of(PARAMS, **change)
     assert fragment in str(excinfo.value)
 
 
@@ -194,4 +200,4 @@ def test_default_parameters_are_valid() -> None:
     from tests.conftest import PROJECT_ROOT
 
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_ingestion.yml").read_text())["ingestion"]
-    validate_ingestion_params(params)
+    assert IngestionParams.of(params) == IngestionParams()  # the defaults live in the model

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from customer_segmentation.datasets.event_files import stamped
-from customer_segmentation.pipelines.ingestion.nodes import select_new_events, validate_ingestion_params
+from customer_segmentation.pipelines.ingestion.nodes import select_new_events
+from customer_segmentation.pipelines.ingestion.params import IngestionParams
 from customer_segmentation.pipelines.load_events.nodes import read_events_file
 from customer_segmentation.warehouse.tables import append_pandas
 from tests.datasets.test_event_files import PARAMS, _events_file, file_loads, load_file
@@ -94,5 +95,5 @@ def test_load_wait_hours_must_be_positive() -> None:
     from customer_segmentation.errors import InvalidParametersError
 
     for bad in (0, -1, "soon"):
-        with pytest.raises(InvalidParametersError, match="load_wait_hours"):
-            validate_ingestion_params({**INGESTION, "load_wait_hours": bad})
+        with pytest.raises(InvalidParametersError, match="ingestion.load_wait_hours"):
+            IngestionParams.of(INGESTION, load_wait_hours=bad)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
+from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.training.nodes import fit_segmentation_model
+from customer_segmentation.pipelines.training.params import TrainingParams
 from customer_segmentation.segment_identity import (
     align_segment_ids,
     contingency,
@@ -18,7 +22,7 @@ from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 
 def fit(sample: pd.DataFrame, k: int, seed: int, previous=None):
-    params = {**PARAMS, "random_state": seed, "n_init": 1}
+    params = TrainingParams.of(PARAMS, random_state=seed, n_init=1)
     return fit_segmentation_model(
         sample, {"k": k, "source": "test"}, params, {"run_id": f"m{seed}-{k}"}, previous
     )
@@ -98,15 +102,15 @@ def test_previous_model_with_other_features_matches_nothing() -> None:
 def test_previous_centroids_map_into_the_new_scaled_space() -> None:
     sample = planted_customers(80)
     model = fit(sample, 3, 1)
-    same = previous_centroids_in_space(model, model.features, model.log_features, model.means, model.scales)
+    same = previous_centroids_in_space(model, model)
     np.testing.assert_allclose(same, model.centroids)
-    shifted = previous_centroids_in_space(
-        model, model.features, model.log_features, model.means + 1, model.scales * 2
-    )
+    other = replace(model, means=model.means + 1, scales=model.scales * 2)
+    shifted = previous_centroids_in_space(model, other)
     np.testing.assert_allclose(
         shifted * (model.scales * 2) + model.means + 1, model.centroids * model.scales + model.means
     )
-    assert previous_centroids_in_space(model, model.features[:2], [], model.means, model.scales) is None
+    fewer = SegmentationModel.learn_transform(sample, model.features[:2], [])
+    assert previous_centroids_in_space(model, fewer) is None
 
 
 def test_warm_start_keeps_the_previous_solution_on_unchanged_data() -> None:

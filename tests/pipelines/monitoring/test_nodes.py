@@ -14,9 +14,11 @@ from customer_segmentation.demo.generator import generate_events
 from customer_segmentation.demo.simulation import demo_population, simulate_events
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.pipelines.export_segments.nodes import file_name
-from customer_segmentation.pipelines.model_refresh.nodes import decide_retrain, parse_retrain_policy
+from customer_segmentation.pipelines.model_refresh.nodes import decide_retrain
 from customer_segmentation.pipelines.monitoring.nodes import build_profiles, summarise_flows
-from customer_segmentation.pipelines.simulate_days.nodes import silent_personas, validate_simulation_params
+from customer_segmentation.pipelines.prediction.params import PredictionParams
+from customer_segmentation.pipelines.simulate_days.params import SimulateDaysParams
+from customer_segmentation.pipelines.training.params import TrainingParams
 
 
 def migrations(rows: list[tuple]) -> pd.DataFrame:
@@ -116,7 +118,7 @@ def test_profiles_pick_the_most_distinctive_features_and_the_playbook_action() -
     ],
 )
 def test_retrain_decision(policy, status, age, retrain) -> None:
-    assert decide_retrain(policy, status, age)[0] is retrain
+    assert decide_retrain(TrainingParams(retrain_policy=policy), status, age)[0] is retrain
 
 
 def test_refresh_respects_a_pin_and_registers_only_a_new_version() -> None:
@@ -136,15 +138,19 @@ def test_refresh_respects_a_pin_and_registers_only_a_new_version() -> None:
         None,
         model,
         None,
-        {"retrain_policy": {"max_age_days": 1}},
-        {"model_version": "v1"},  # type: ignore[arg-type]
+        TrainingParams.of(PARAMS, retrain_policy={"max_age_days": 1}),
+        PredictionParams(model_version="v1"),
         {"started_at": "2099-01-01T06:00:00"},
     )
     assert kept is model
-    assert register_refreshed_model(model, model, PARAMS, {}, {"run_id": "d1"}).record is None
+    assert register_refreshed_model(model, model, PARAMS, PredictionParams(), {"run_id": "d1"}).record is None
     retrained = replace(model, version="d2", segment_ids=[4, 0, 2])
     write = register_refreshed_model(
-        retrained, model, {**PARAMS, "keep_model_versions": 5}, {"model_version": None}, {"run_id": "d2"}
+        retrained,
+        model,
+        TrainingParams.of(PARAMS, keep_model_versions=5),
+        PredictionParams(model_version=None),
+        {"run_id": "d2"},
     )
     assert write.record["version"] == "d2" and write.run_id == "d2" and write.keep_versions == 5
     assert (
@@ -154,8 +160,8 @@ def test_refresh_respects_a_pin_and_registers_only_a_new_version() -> None:
 
 @pytest.mark.parametrize("bad", ["sometimes", {"max_age_days": 0}, {"max_age": 3}, {"max_age_days": "x"}, 5])
 def test_bad_retrain_policy_is_refused(bad) -> None:
-    with pytest.raises(InvalidParametersError, match="retrain_policy"):
-        parse_retrain_policy(bad)
+    with pytest.raises(InvalidParametersError, match="training.retrain_policy: must be never, on_drift or"):
+        TrainingParams.of(retrain_policy=bad)
 
 
 def test_export_files_are_deterministic_and_stay_in_the_project(tmp_path: Path) -> None:
@@ -208,14 +214,16 @@ def test_silent_personas_place_no_order() -> None:
 
 
 def test_simulation_parameters() -> None:
-    assert validate_simulation_params({"days": "30"}) == 30
+    assert SimulateDaysParams.of(days="30").days == 30
     for bad in (None, 0, -3, "x", 4000):
         with pytest.raises(InvalidParametersError, match="simulate_days.days"):
-            validate_simulation_params({"days": bad})
-    assert (
-        silent_personas("champion, loyal") == silent_personas("champion;loyal") == ["champion", "loyal"]
-        and silent_personas(None) == []
-    )
+            SimulateDaysParams.of(days=bad)
+
+    def personas(value: object) -> list[str]:
+        return SimulateDaysParams.of(silent_personas=value).silent_personas
+
+    assert personas("champion, loyal") == personas("champion;loyal") == ["champion", "loyal"]
+    assert personas(None) == [] and personas(["new"]) == ["new"]
 
 
 def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:

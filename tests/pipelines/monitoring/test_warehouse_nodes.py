@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset
+from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.pipelines.monitoring.nodes import compute_migrations, segment_changes
+from customer_segmentation.pipelines.monitoring.params import MonitoringParams
 
 
 def history_frame(seed: int, days: list[date], n: int = 60) -> pd.DataFrame:
@@ -153,7 +155,9 @@ def test_drift_measured_in_the_warehouse_matches_pandas(warehouse_session: Any) 
     warehouse_session.write_pandas(today, "T_TODAY", auto_create_table=False)
     scored = assign_segments(warehouse_session.table("T_TODAY"), model)
     info = {"snapshot_date": "2026-02-01", "run_id": "r"}
-    row = measure_drift(scored, model, info, {}, {"run_id": "r", "started_at": "2026-02-01T06:00:00"}).iloc[0]
+    row = measure_drift(
+        scored, model, info, MonitoringParams(), {"run_id": "r", "started_at": "2026-02-01T06:00:00"}
+    ).iloc[0]
 
     feature_psi = json.loads(row["FEATURE_PSI"])
     for feature, spec in model.reference()["bins"].items():
@@ -189,16 +193,12 @@ def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snaps
     write, info = snapshot_segments(
         warehouse_session.table("T_PROCESSED"),
         warehouse_session.table("T_H5"),
-        {"history_retention_days": 10},
+        MonitoringParams(history_retention_days=10),
     )
     assert info["snapshot_date"] == "2026-03-01" and info["previous_snapshot_date"] == "2026-01-30"
     assert write.keep_after == date(2026, 1, 30)  # not 2026-02-19: the previous snapshot stays
     dataset("T_H5", "replace_snapshot").save(write)
     rows = warehouse_session.sql("SELECT SNAPSHOT_DATE, COUNT(*) FROM T_H5 GROUP BY 1 ORDER BY 1").collect()
     assert [r[0] for r in rows] == [date(2026, 1, 30), date(2026, 3, 1)] and rows[1][1] == 1
-    with pytest.raises(Exception, match="history_retention_days"):
-        snapshot_segments(
-            warehouse_session.table("T_PROCESSED"),
-            warehouse_session.table("T_H5"),
-            {"history_retention_days": 0},
-        )
+    with pytest.raises(InvalidParametersError, match="monitoring.history_retention_days"):
+        MonitoringParams.of(history_retention_days=0)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation.pipelines.rfm_features.nodes import compute_customer_features
+from customer_segmentation.pipelines.training.params import TrainingParams
 from customer_segmentation.rfm import rfm_segment
 
 REFERENCE = date(2026, 6, 1)
@@ -18,36 +19,15 @@ FEATURE_PARAMS = {
     "trend_window_days": 90,
     "channels": ["web", "app"],
 }
-TRAINING = {
-    "features": [
-        "RECENCY_DAYS",
-        "FREQUENCY",
-        "MONETARY",
-        "AVG_ORDER_VALUE",
-        "TENURE_DAYS",
-        "DISTINCT_CATEGORIES",
-        "RETURN_RATE",
-        "CANCELLATION_RATE",
-        "SPEND_TREND",
-    ],
-    "log_features": [
-        "RECENCY_DAYS",
-        "FREQUENCY",
-        "MONETARY",
-        "AVG_ORDER_VALUE",
-        "TENURE_DAYS",
-        "DISTINCT_CATEGORIES",
-    ],
-    "k_min": 2,
-    "k_max": 8,
-    "k": None,
-    "n_init": 3,
-    "random_state": 11,
-    "silhouette_sample_size": 2000,
-    "bootstrap_rounds": 2,
-    "sample_size": 100000,
-    "scatter_sample_size": 200,
-}
+# the project's nine features (the model's defaults), fewer k and refits to stay fast
+TRAINING = TrainingParams(
+    k_max=8,
+    n_init=3,
+    silhouette_sample_size=2000,
+    bootstrap_rounds=2,
+    sample_size=100000,
+    scatter_sample_size=200,
+)
 
 
 def order_events(orders: pd.DataFrame) -> pd.DataFrame:

@@ -19,9 +19,10 @@ from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
     fit_segmentation_model,
     measure_stability,
-    sample_customer_features,
     training_metrics,
 )
+from customer_segmentation.pipelines.training.params import TrainingParams
+from customer_segmentation.pipelines.training.sampling import sample_customer_features
 from tests.pipelines.training.histories import (
     TRAINING,
     check_naming,
@@ -263,7 +264,7 @@ def test_names_on_one_time_buyers_follow_members(one_time_buyers: pd.DataFrame) 
     assert members_rfm[model.base_labels[home]] == members_rfm.max()
     assert "no order kept" in model.descriptions[home]
     metrics = training_metrics(
-        evaluate_k_range(sample, {**TRAINING, "k_min": model.k, "k_max": model.k}),
+        evaluate_k_range(sample, TrainingParams.of(TRAINING, k_min=model.k, k_max=model.k)),
         choice,
         measure_stability(sample, model, TRAINING),
         model,
@@ -340,6 +341,6 @@ def test_sample_from_features_without_rfm_columns_says_what_to_rerun(warehouse_s
         "CREATE TABLE OLD_FEATURES AS SELECT 'C' || SEQ4() AS CUSTOMER_ID, 1.0 AS RECENCY_DAYS, 1.0 AS FREQUENCY, "
         "1.0 AS MONETARY FROM TABLE(GENERATOR(ROWCOUNT => 20))"
     ).collect()
-    params = {**TRAINING, "features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY"], "log_features": []}
+    params = TrainingParams.of(TRAINING, features=["RECENCY_DAYS", "FREQUENCY", "MONETARY"], log_features=[])
     with pytest.raises(MissingColumnsError, match="RFM_SEGMENT.*rfm_features"):
         sample_customer_features(warehouse_session.table("OLD_FEATURES"), params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,29 +14,27 @@ from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
     fit_segmentation_model,
     measure_stability,
-    plot_elbow,
-    plot_rfm_scatter,
-    plot_segment_profiles,
-    plot_silhouette,
     training_metrics,
-    validate_training_params,
 )
+from customer_segmentation.pipelines.training.params import TrainingParams
 from tests.pipelines.training.histories import check_naming, classic_rfm
 
 FEATURES = ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE", "RETURN_RATE"]
-PARAMS = {
-    "features": FEATURES,
-    "log_features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE"],
-    "k_min": 2,
-    "k_max": 6,
-    "k": None,
-    "n_init": 3,
-    "random_state": 11,
-    "silhouette_sample_size": 1000,
-    "bootstrap_rounds": 3,
-    "sample_size": 100000,
-    "scatter_sample_size": 200,
-}
+PARAMS = TrainingParams.of(
+    {
+        "features": FEATURES,
+        "log_features": ["RECENCY_DAYS", "FREQUENCY", "MONETARY", "AVG_ORDER_VALUE"],
+        "k_min": 2,
+        "k_max": 6,
+        "k": None,
+        "n_init": 3,
+        "random_state": 11,
+        "silhouette_sample_size": 1000,
+        "bootstrap_rounds": 3,
+        "sample_size": 100000,
+        "scatter_sample_size": 200,
+    }
+)
 
 
 def planted_customers(n_per_group: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -101,7 +101,7 @@ def test_planted_clusters_are_found(selection: pd.DataFrame) -> None:
 
 
 def test_k_override_wins(selection: pd.DataFrame) -> None:
-    choice = choose_k(selection, {**PARAMS, "k": 5})
+    choice = choose_k(selection, TrainingParams.of(PARAMS, k=5))
     assert choice["k"] == 5 and choice["source"].startswith("override")
 
 
@@ -121,19 +121,31 @@ def test_no_elbow_falls_back_to_silhouette() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "named"),
     [
-        {"k_min": 1},
-        {"k_min": 5, "k_max": 3},
-        {"k": 1},
-        {"sample_size": 3},
-        {"log_features": ["NOT_A_FEATURE"]},
-        {"features": ["FREQUENCY"], "log_features": []},
+        ({"k_min": 1}, "training.k_min: Input should be greater than or equal to 2"),
+        ({"k_min": 5, "k_max": 3}, "training.k_min/k_max must satisfy 2 <= k_min <= k_max"),
+        ({"k": 1}, "training.k: Input should be greater than or equal to 2"),
+        ({"sample_size": 3}, "training.sample_size: Input should be greater than or equal to 10"),
+        ({"log_features": ["NOT_A_FEATURE"]}, "training.log_features must be a subset of training.features"),
+        ({"features": ["FREQUENCY"], "log_features": []}, "training.features must include RECENCY_DAYS"),
+        ({"features": []}, "training.features: List should have at least 1 item"),
+        ({"k_mn": 3}, "training.k_mn: Extra inputs are not permitted"),
+        ({"n_init": "many"}, "training.n_init: Input should be a valid integer"),
     ],
 )
-def test_invalid_parameters_are_refused(bad: dict) -> None:
-    with pytest.raises(InvalidParametersError):
-        validate_training_params({**PARAMS, **bad})
+def test_invalid_parameters_are_refused(bad: dict, named: str) -> None:
+    with pytest.raises(InvalidParametersError, match=re.escape(named)):
+        TrainingParams.of(PARAMS, **bad)
+
+
+def test_defaults_live_in_the_model_and_match_the_configuration() -> None:
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT
+
+    configured = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
+    assert TrainingParams.of(configured) == TrainingParams()
 
 
 def test_planted_groups_are_named_after_their_members(sample: pd.DataFrame) -> None:
@@ -172,17 +184,3 @@ def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
         evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample
     )
     assert metrics["k"] == 3 and len(metrics["segments"]) == 3 and metrics["silhouette"] > 0.5
-
-
-def test_charts_are_plotly_figures(sample: pd.DataFrame, selection: pd.DataFrame) -> None:
-    import plotly.graph_objects as go
-
-    model = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "v"})
-    choice = {"k": 3, "source": "test"}
-    for fig in (
-        plot_elbow(selection, choice),
-        plot_silhouette(selection, choice),
-        plot_segment_profiles(model),
-        plot_rfm_scatter(sample, model, PARAMS),
-    ):
-        assert isinstance(fig, go.Figure) and fig.data

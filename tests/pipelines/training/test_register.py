@@ -10,12 +10,14 @@ import pytest
 from customer_segmentation.datasets import ModelVersionWrite
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.prediction.params import PredictionParams
 from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
     fit_segmentation_model,
     measure_stability,
     register_model_version,
 )
+from customer_segmentation.pipelines.training.params import TrainingParams
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 
@@ -35,8 +37,8 @@ def test_record_holds_model_and_training_metrics(inputs: tuple) -> None:
         choice,
         stability,
         sample,
-        {**PARAMS, "keep_model_versions": 7},
-        {"model_version": None},
+        TrainingParams.of(PARAMS, keep_model_versions=7),
+        PredictionParams(),
         {"run_id": "run-1"},
     )
     assert isinstance(write, ModelVersionWrite)
@@ -52,26 +54,26 @@ def test_record_holds_model_and_training_metrics(inputs: tuple) -> None:
 def test_pinned_version_is_protected_and_keep_is_checked(inputs: tuple) -> None:
     model, selection, choice, stability, sample = inputs
     write = register_model_version(
-        model, selection, choice, stability, sample, PARAMS, {"model_version": "old-run"}, {"run_id": "run-1"}
+        model,
+        selection,
+        choice,
+        stability,
+        sample,
+        PARAMS,
+        PredictionParams(model_version="old-run"),
+        {"run_id": "run-1"},
     )
     assert write.protect == ("old-run",) and write.keep_versions == 20  # the default
     for bad in (0, -1, "5", 2.5, True):
-        with pytest.raises(InvalidParametersError, match="keep_model_versions"):
-            register_model_version(
-                model,
-                selection,
-                choice,
-                stability,
-                sample,
-                {**PARAMS, "keep_model_versions": bad},
-                {},
-                {"run_id": "r"},
-            )
+        with pytest.raises(InvalidParametersError, match="training.keep_model_versions"):
+            TrainingParams.of(PARAMS, keep_model_versions=bad)
 
 
 def test_nan_metrics_become_null(inputs: tuple) -> None:
     model, selection, choice, stability, sample = inputs
     selection = selection.assign(silhouette=float("nan"))
-    write = register_model_version(model, selection, choice, stability, sample, PARAMS, {}, {"run_id": "r"})
+    write = register_model_version(
+        model, selection, choice, stability, sample, PARAMS, PredictionParams(), {"run_id": "r"}
+    )
     assert {row["silhouette"] for row in write.record["metrics"]["k_selection"]} == {None}
     assert pd.isna(selection["silhouette"]).all()  # the input frame is not modified

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime
-from typing import Any
 
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.export import SegmentExport
-from customer_segmentation.errors import InvalidParametersError
+from customer_segmentation.pipelines.export_segments.params import ExportSegmentsParams
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +33,10 @@ def file_name(segment_id: int, label: str) -> str:
     return f"segment_{int(segment_id):03d}_{slug}.csv"
 
 
-def export_segments(segment_history: DataFrame, params: dict[str, Any]) -> SegmentExport:
+def export_segments(segment_history: DataFrame, params: ExportSegmentsParams) -> SegmentExport:
     """The rows of each segment of the snapshot (latest unless export_segments.snapshot_date is set)."""
-    wanted = params.get("snapshot_date")
-    if wanted:
-        try:
-            snapshot = date.fromisoformat(str(wanted))
-        except ValueError as exc:
-            raise InvalidParametersError(
-                f"export_segments.snapshot_date must be a date YYYY-MM-DD or null (latest), got {wanted!r}."
-            ) from exc
+    if params.snapshot_date is not None:
+        snapshot = params.snapshot_date
     else:
         latest = segment_history.agg(F.max("SNAPSHOT_DATE").alias("D")).collect()[0][0]
         if latest is None:
@@ -74,7 +67,7 @@ def export_segments(segment_history: DataFrame, params: dict[str, Any]) -> Segme
     return SegmentExport(
         snapshot_date=snapshot.isoformat(),
         files=files,
-        folder=params.get("folder"),
-        stage=params.get("stage"),
-        allow_outside_project=bool(params.get("allow_outside_project", False)),
+        folder=params.folder,
+        stage=params.stage,
+        allow_outside_project=params.allow_outside_project,
     )

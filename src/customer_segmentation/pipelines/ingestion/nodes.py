@@ -10,19 +10,17 @@ two tables; only then does ``advance_watermark`` record the batch in INGESTION_S
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
 
+from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets import REBUILD_MARKER
-from customer_segmentation.errors import (
-    InvalidParametersError,
-    MissingColumnsError,
-    SegmentationError,
-)
+from customer_segmentation.errors import MissingColumnsError, SegmentationError
+from customer_segmentation.pipelines.ingestion.params import IngestionParams
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -53,63 +51,8 @@ class ReconciliationError(SegmentationError):
 PIPELINE_NAME = "ingestion"
 
 
-def _now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-
-
 def _blank(column: Any) -> Any:
     return F.coalesce(F.trim(column.cast("string")), F.lit("")) == F.lit("")
-
-
-def validate_ingestion_params(params: dict[str, Any]) -> None:
-    """Raise InvalidParametersError, before anything is read, when an ingestion parameter makes no sense."""
-    problems = []
-    full_refresh = params.get("full_refresh", False)
-    if not isinstance(full_refresh, bool):
-        problems.append(f"full_refresh must be true or false, got {full_refresh!r}")
-    try:
-        rate = float(params.get("max_rejection_rate", 0.05))
-        if not 0 <= rate <= 1:
-            problems.append(f"max_rejection_rate must be between 0 and 1, got {rate}")
-    except (TypeError, ValueError):
-        problems.append(
-            f"max_rejection_rate must be a number between 0 and 1, got {params.get('max_rejection_rate')!r}"
-        )
-    try:
-        if float(params.get("future_tolerance_hours", 24)) < 0:
-            problems.append("future_tolerance_hours must be zero or more")
-    except (TypeError, ValueError):
-        problems.append(
-            f"future_tolerance_hours must be a number, got {params.get('future_tolerance_hours')!r}"
-        )
-    try:
-        if float(params.get("load_wait_hours", 6)) <= 0:
-            problems.append("load_wait_hours must be more than zero")
-    except (TypeError, ValueError):
-        problems.append(f"load_wait_hours must be a number of hours, got {params.get('load_wait_hours')!r}")
-    for key in ("purchase_event_types", "timestamp_formats"):
-        value = params.get(key)
-        if (
-            not isinstance(value, (list, tuple))
-            or not value
-            or not all(isinstance(v, str) and v for v in value)
-        ):
-            problems.append(f"{key} must be a non-empty list of strings, got {value!r}")
-    if not isinstance(params.get("other_event_types", []) or [], (list, tuple)):
-        problems.append("other_event_types must be a list of strings")
-    as_of = params.get("as_of")
-    if as_of is not None:
-        try:
-            datetime.fromisoformat(str(as_of))
-        except ValueError:
-            problems.append(f"as_of must be null or a date/time like 2026-11-01 06:00:00, got {as_of!r}")
-    if problems:
-        raise InvalidParametersError(
-            "Invalid ingestion parameter(s): "
-            + "; ".join(problems)
-            + ". Fix conf/base/parameters_ingestion.yml "
-            "or the --params you passed (e.g. --params=ingestion.max_rejection_rate=0.1)."
-        )
 
 
 def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours: float) -> datetime | None:
@@ -144,7 +87,7 @@ def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours
 def select_new_events(
     raw_data: DataFrame,
     ingestion_state: DataFrame,
-    params: dict[str, Any],
+    params: IngestionParams,
     load_history: DataFrame | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Raw events loaded after the last successful run's watermark (all of them on full refresh).
@@ -153,7 +96,7 @@ def select_new_events(
     can commit its rows after this run has read RAW_DATA, and a watermark above its stamp would
     skip them for good.
     """
-    validate_ingestion_params(params)
+    params = IngestionParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
     missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
     if missing:
         raise MissingColumnsError(
@@ -166,7 +109,7 @@ def select_new_events(
             frame = frame.with_column(column, F.lit(None).cast(sql_type))
     frame = frame.select(*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)
 
-    full_refresh = bool(params.get("full_refresh", False))
+    full_refresh = params.full_refresh
     watermark = None
     if not full_refresh:
         rows = (
@@ -175,10 +118,8 @@ def select_new_events(
             .collect()
         )
         watermark = rows[0][0] if rows else None
-    as_of = params.get("as_of") or _now_utc().isoformat(sep=" ")
-    floor = _in_flight_floor(
-        load_history, datetime.fromisoformat(str(as_of)), float(params.get("load_wait_hours", 6))
-    )
+    as_of = (params.as_of or _now_utc()).isoformat(sep=" ")
+    floor = _in_flight_floor(load_history, datetime.fromisoformat(as_of), params.load_wait_hours)
     settled = (
         frame
         if floor is None
@@ -295,13 +236,14 @@ def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None 
 
 
 def classify_events(
-    batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: dict[str, Any]
+    batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: IngestionParams
 ) -> DataFrame:
     """Type and validate each raw event; REJECT_REASON is NULL for accepted events."""
-    purchase_types = [str(t).upper() for t in params["purchase_event_types"]]
-    known_types = purchase_types + [str(t).upper() for t in params.get("other_event_types", [])]
-    formats = list(params.get("timestamp_formats") or ["YYYY-MM-DD HH24:MI:SS"])
-    tolerance = float(params.get("future_tolerance_hours", 24))
+    params = IngestionParams.of(params)
+    purchase_types = [t.upper() for t in params.purchase_event_types]
+    known_types = purchase_types + [t.upper() for t in params.other_event_types]
+    formats = params.timestamp_formats
+    tolerance = params.future_tolerance_hours
     future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(hours=tolerance)
     if batch_info.get("full_refresh"):
         # a rebuild replaces TRANSFORMED_DATA: what it held before must not make an event a duplicate
@@ -365,7 +307,7 @@ def classify_events(
 
 
 def split_events(
-    classified: DataFrame, batch_info: dict[str, Any], run_metadata: dict[str, Any], params: dict[str, Any]
+    classified: DataFrame, batch_info: dict[str, Any], run_metadata: dict[str, Any], params: IngestionParams
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Accepted rows for TRANSFORMED_DATA, rejected rows (with reason) for REJECTED_EVENTS, counts.
 
@@ -396,7 +338,7 @@ def split_events(
         rejected,
         report["rejected_by_reason"],
     )
-    max_rate = float(params.get("max_rejection_rate", 0.05))  # range checked by validate_ingestion_params
+    max_rate = IngestionParams.of(params).max_rejection_rate
     if rate > max_rate:
         raise RejectionRateExceededError(
             f"{rejected} of {total} raw events ({rate:.2%}) were rejected, above the allowed "

@@ -25,6 +25,7 @@ from customer_segmentation.errors import (
     MissingColumnsError,
     SegmentationError,
 )
+from customer_segmentation.pipelines.load_events.params import LoadEventsParams
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 #: Format name -> file name endings that select it (a ``.gz`` variant is accepted for text formats).
@@ -66,14 +67,8 @@ def resolve_events_file(events_file: Any) -> Path:
 
 def detect_format(path: Path, requested: str | None = None) -> str:
     """``csv``, ``jsonl`` or ``parquet``: from ``requested`` (parameter load_events.format) or the name."""
-    if requested:
-        fmt = str(requested).strip().lower().lstrip(".")
-        fmt = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(fmt, fmt)
-        if fmt not in FORMATS:
-            raise InvalidParametersError(
-                f"Parameter load_events.format is {requested!r}: use csv, jsonl or parquet "
-                f"(or leave it null to decide from the file name: {ACCEPTED_FORMATS})."
-            )
+    fmt = LoadEventsParams.of(format=requested).format  # the parameter's one definition of the names
+    if fmt is not None:
         return fmt
     name = path.name.lower()
     for fmt, endings in FORMATS.items():
@@ -133,14 +128,14 @@ def _open_text(path: Path, encoding: str) -> Any:
     return path.open("r", encoding=encoding, newline="")
 
 
-def _read_csv(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+def _read_csv(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
     frame = pd.read_csv(
         path,
         dtype=str,
         keep_default_na=False,
         na_values=[],
-        sep=options.get("csv_delimiter") or ",",
-        encoding=options.get("encoding") or "utf-8-sig",
+        sep=options.csv_delimiter,
+        encoding=options.encoding,
         compression="infer",
     )
     names = [str(c) for c in frame.columns]
@@ -167,11 +162,11 @@ def _json_records(path: Path, encoding: str) -> Iterable[tuple[int, Any]]:
             raise ValueError(f"line {number} is not valid JSON ({exc.msg})") from None
 
 
-def _read_jsonl(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+def _read_jsonl(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
     names: list[str] = []
     columns: dict[str, list[Any]] = {}
     count = 0
-    for number, record in _json_records(path, options.get("encoding") or "utf-8-sig"):
+    for number, record in _json_records(path, options.encoding):
         if not isinstance(record, dict):
             raise ValueError(f"record {number} is a JSON {type(record).__name__}, not an object")
         for key in record:
@@ -184,7 +179,7 @@ def _read_jsonl(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[st
     return names, columns
 
 
-def _read_parquet(path: Path, options: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+def _read_parquet(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -196,12 +191,14 @@ _READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
 _FORMAT_LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
 
 
-def read_events(path: Path, fmt: str, options: dict[str, Any] | None = None) -> pd.DataFrame:
+def read_events(
+    path: Path, fmt: str, options: LoadEventsParams | dict[str, Any] | None = None
+) -> pd.DataFrame:
     """The file's events as a frame of the RAW_DATA event columns (text or None), in file order.
 
     Refuses the whole file when it cannot be read or lacks a contract column.
     """
-    options = dict(options or {})
+    options = LoadEventsParams.of(options)
     try:
         names, values = _READERS[fmt](path, options)
     except pd.errors.EmptyDataError:

@@ -13,21 +13,22 @@ from typing import Any
 import pandas as pd
 
 from customer_segmentation.datasets.event_files import EventFileLoad
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.pipelines.load_events.files import (
     detect_format,
     file_sha256,
     read_events,
     resolve_events_file,
 )
+from customer_segmentation.pipelines.load_events.params import LoadEventsParams
 
 logger = logging.getLogger(__name__)
 
 
-def read_events_file(events_file: Any, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_events_file(events_file: Any, params: LoadEventsParams) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and check the whole file (refused as a whole when unreadable or lacking a column)."""
-    params = dict(params or {})
     path = resolve_events_file(events_file)
-    fmt = detect_format(path, params.get("format"))
+    fmt = detect_format(path, params.format)
     events = read_events(path, fmt, params)
     info = {
         "events_file": str(events_file),
@@ -58,14 +59,14 @@ def prepare_event_load(
     events: pd.DataFrame,
     file_info: dict[str, Any],
     run_metadata: dict[str, Any],
-    demo: dict[str, Any] | None = None,
+    demo: DemoDataParams = DemoDataParams(),  # frozen: a shared default is safe
 ) -> EventFileLoad:
     """The file's events with their identity and run id, for the file-load dataset to append once."""
     return EventFileLoad(
         events=events,
         file_info=dict(file_info),
         run_id=str((run_metadata or {}).get("run_id") or ""),
-        demo_derived_tables=(demo or {}).get("derived_tables"),
+        demo_derived_tables=demo.derived_tables,
     )
 
 

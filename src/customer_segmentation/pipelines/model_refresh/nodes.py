@@ -16,8 +16,8 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
-from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.prediction.params import PredictionParams
 from customer_segmentation.pipelines.training.nodes import (
     align_segment_identity,
     choose_k,
@@ -26,42 +26,26 @@ from customer_segmentation.pipelines.training.nodes import (
     measure_stability,
     model_version_write,
     retain_previous_k,
-    sample_customer_features,
     training_metrics,
 )
+from customer_segmentation.pipelines.training.params import TrainingParams
+from customer_segmentation.pipelines.training.sampling import sample_customer_features
 
 logger = logging.getLogger(__name__)
 
 
-def parse_retrain_policy(policy: Any) -> tuple[bool, int | None]:
-    """(retrain on drift?, maximum model age in days or None) from ``training.retrain_policy``."""
-    if policy is None or policy == "never":
-        return False, None
-    if policy == "on_drift":
-        return True, None
-    if isinstance(policy, dict) and set(policy) <= {"max_age_days", "on_drift"} and "max_age_days" in policy:
-        try:
-            age = int(policy["max_age_days"])
-        except (TypeError, ValueError):
-            age = 0
-        if age >= 1:
-            return bool(policy.get("on_drift", False)), age
-    raise InvalidParametersError(
-        f"training.retrain_policy must be never, on_drift or {{max_age_days: N}} (N >= 1, optionally with "
-        f"on_drift: true), got {policy!r}."
-    )
-
-
-def decide_retrain(policy: Any, latest_status: str | None, model_age_days: int) -> tuple[bool, str]:
-    """Whether to retrain now, and why (pure; unit-tested)."""
-    on_drift, max_age = parse_retrain_policy(policy)
+def decide_retrain(
+    params: TrainingParams, latest_status: str | None, model_age_days: int
+) -> tuple[bool, str]:
+    """Whether to retrain now under ``training.retrain_policy``, and why (pure; unit-tested)."""
+    on_drift, max_age = params.retrain_rule()
     if on_drift and latest_status == "retrain_recommended":
         return True, "the latest drift status of the active model is retrain_recommended"
     if max_age is not None and model_age_days >= max_age:
         return True, f"the active model is {model_age_days} days old (max_age_days: {max_age})"
     return (
         False,
-        f"policy {policy!r}: drift status {latest_status or 'not measured yet'}, model age {model_age_days} days",
+        f"policy {params.model_dump()['retrain_policy']!r}: drift status {latest_status or 'not measured yet'}, model age {model_age_days} days",
     )
 
 
@@ -81,20 +65,20 @@ def refresh_model(
     customer_features: DataFrame,
     segmentation_model: SegmentationModel,
     segment_drift_previous: DataFrame,
-    params: dict[str, Any],
-    prediction_params: dict[str, Any],
+    params: TrainingParams,
+    prediction_params: PredictionParams,
     run_metadata: dict[str, Any],
 ) -> SegmentationModel:
     """The model to score with today: the active one, or a retrained one with the same segment ids."""
-    pinned = (prediction_params or {}).get("model_version")
-    if pinned not in (None, ""):
+    pinned = prediction_params.model_version
+    if pinned is not None:
         # a pin is a rollback: a retrain would be stored but never used while the pin holds
         logger.info("prediction.model_version pins %s: the retrain policy is not applied", pinned)
         return segmentation_model
     status = latest_drift_status(segment_drift_previous, segmentation_model.version)
     trained = date.fromisoformat(str(segmentation_model.trained_at)[:10])
     age = (date.fromisoformat(str(run_metadata["started_at"])[:10]) - trained).days
-    retrain, reason = decide_retrain(params.get("retrain_policy", "never"), status, age)
+    retrain, reason = decide_retrain(params, status, age)
     if not retrain:
         logger.info("Keeping model %s (%s)", segmentation_model.version, reason)
         return segmentation_model
@@ -120,8 +104,8 @@ def refresh_model(
 def register_refreshed_model(
     refreshed_model: SegmentationModel,
     active_model: SegmentationModel,
-    params: dict[str, Any],
-    prediction_params: dict[str, Any],
+    params: TrainingParams,
+    prediction_params: PredictionParams,
     run_metadata: dict[str, Any],
 ) -> ModelVersionWrite:
     """A retrained model as a new version in the warehouse, as training stores it; nothing when kept."""

@@ -29,8 +29,9 @@ from snowflake.snowpark.types import (
 
 from customer_segmentation.datasets.monitoring import SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
-from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
+from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.monitoring.params import MonitoringParams
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _require(frame: DataFrame, columns: list[str], table: str, hint: str) -> Non
 
 
 def snapshot_segments(
-    processed_data: DataFrame, segment_history_previous: DataFrame, params: dict[str, Any]
+    processed_data: DataFrame, segment_history_previous: DataFrame, params: MonitoringParams
 ) -> tuple[SnapshotWrite, dict[str, Any]]:
     """Today's segment of every customer as a SEGMENT_HISTORY snapshot (replacing a rerun of the same date)."""
     _require(
@@ -92,11 +93,7 @@ def snapshot_segments(
         "PROCESSED_DATA",
         "rerun `kedro run --pipeline daily` (or `kedro run`) to rebuild it with the current project.",
     )
-    retention = params.get("history_retention_days", 730)
-    if retention is not None and int(retention) < 1:
-        raise InvalidParametersError(
-            f"monitoring.history_retention_days must be at least 1 (or null to keep everything), got {retention}."
-        )
+    retention = params.history_retention_days
     info = processed_data.agg(
         F.max("REFERENCE_DATE").alias("D"),
         F.min("REFERENCE_DATE").alias("D0"),
@@ -403,7 +400,7 @@ def build_profiles(
 
 
 def profile_segments(
-    processed_data: DataFrame, snapshot_info: dict[str, Any], params: dict[str, Any]
+    processed_data: DataFrame, snapshot_info: dict[str, Any], params: MonitoringParams
 ) -> pd.DataFrame:
     """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
     features = profile_features(processed_data)
@@ -441,8 +438,8 @@ def profile_segments(
         per_segment,
         overall,
         features,
-        dict(params.get("playbook") or {}),
-        int(params.get("profile_top_features", 3)),
+        dict(params.playbook),
+        params.profile_top_features,
     )
     profiles.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
     profiles["MODEL_VERSION"] = snapshot_info["model_version"]
@@ -465,12 +462,12 @@ def measure_drift(
     processed_data: DataFrame,
     model: SegmentationModel,
     snapshot_info: dict[str, Any],
-    params: dict[str, Any],
+    params: MonitoringParams,
     run_metadata: dict[str, Any],
 ) -> pd.DataFrame:
     """SEGMENT_DRIFT row of this run: feature PSI, segment shares and distances vs training, and a status."""
     reference = model.reference()
-    thresholds = dict(params.get("drift_thresholds") or {})
+    thresholds = params.drift_thresholds.model_dump()
     counts = (
         processed_data.group_by("SEGMENT_ID")
         .agg(F.count(F.lit(1)).alias("N"), F.avg(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D"))

@@ -16,6 +16,7 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.model import SegmentationModel, active_version, load_version
+from customer_segmentation.pipelines.prediction.params import PredictionParams
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +161,9 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
     return fig
 
 
-def select_model(model_versions: pd.DataFrame, params: dict[str, Any]) -> SegmentationModel:
+def select_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
     """The stored model to score with: ``prediction.model_version`` if set, else the newest."""
-    pinned = (params or {}).get("model_version")
+    pinned = params.model_version
     version = active_version(model_versions, pinned)
     model = load_version(model_versions, version)
     logger.info(
@@ -170,7 +171,7 @@ def select_model(model_versions: pd.DataFrame, params: dict[str, Any]) -> Segmen
         model.version,
         model.trained_at,
         model.k,
-        " pinned by prediction.model_version" if pinned not in (None, "") else ", the newest",
+        " pinned by prediction.model_version" if pinned is not None else ", the newest",
     )
     return model
 

@@ -27,6 +27,7 @@ from customer_segmentation.datasets.customer_aggregates import (
     CustomerAggregates,
 )
 from customer_segmentation.errors import MissingTableError
+from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,9 @@ def _money_sum(column: Any) -> Any:
     return F.sum(column.cast(MONEY))
 
 
-def _reference_date(events: DataFrame, params: dict[str, Any]) -> date:
-    configured = params.get("reference_date")
-    if configured:
-        return date.fromisoformat(str(configured))
+def _reference_date(events: DataFrame, params: RfmFeaturesParams) -> date:
+    if params.reference_date is not None:
+        return params.reference_date
     latest = events.agg(F.max("EVENT_TS").alias("M")).collect()[0][0]
     if latest is None:
         raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
@@ -193,7 +193,7 @@ AGGREGATE_COLUMNS = (
 
 
 def features_from_aggregates(
-    aggregates: DataFrame, daily_spend: DataFrame, ref: date, params: dict[str, Any]
+    aggregates: DataFrame, daily_spend: DataFrame, ref: date, params: RfmFeaturesParams
 ) -> DataFrame:
     """CUSTOMER_FEATURES from the per-customer aggregates: what depends on the reference date, and RFM scores.
 
@@ -201,8 +201,8 @@ def features_from_aggregates(
     the order days of the last two trend windows.
     """
     ref_lit = F.lit(ref.isoformat()).cast("date")
-    channels = [str(c).lower() for c in params.get("channels", [])]
-    window = int(params.get("trend_window_days", 90))
+    channels = _channels(params)
+    window = params.trend_window_days
     recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("date")
     previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("date")
     day, net = F.col("ORDER_DAY"), F.col("NET_SPEND")
@@ -252,8 +252,9 @@ def features_from_aggregates(
     return add_rfm_scores(feats)
 
 
-def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any]) -> DataFrame:
+def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesParams) -> DataFrame:
     """One row per customer with at least one order, recomputed from all events before the reference date."""
+    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
     ref = _reference_date(transformed_data, params)
     ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
     aggregates, daily = aggregate_customers(
@@ -262,8 +263,8 @@ def compute_customer_features(transformed_data: DataFrame, params: dict[str, Any
     return features_from_aggregates(aggregates, daily, ref, params)
 
 
-def _channels(params: dict[str, Any]) -> list[str]:
-    return [str(c).lower() for c in params.get("channels", [])]
+def _channels(params: RfmFeaturesParams) -> list[str]:
+    return [str(c).lower() for c in params.channels]
 
 
 def _ts_lit(value: datetime) -> Any:
@@ -301,9 +302,9 @@ def _customers_of(events: DataFrame, channels: list[str]) -> Callable[[DataFrame
 
 
 def _plan_aggregates(
-    transformed_data: DataFrame, previous: CustomerAggregates | None, params: dict[str, Any], rebuild: bool
+    transformed_data: DataFrame, previous: CustomerAggregates | None, params: RfmFeaturesParams, rebuild: bool
 ) -> AggregatesUpdate:
-    channels = _channels(params)
+    channels = _channels(RfmFeaturesParams.of(params))
     prev = previous.state if previous is not None else None
     scan = _scan_loads(transformed_data, prev.watermark if prev is not None else None)
     high = scan["HIGH"]
@@ -374,21 +375,21 @@ def _plan_aggregates(
 
 
 def rebuild_customer_aggregates(
-    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: dict[str, Any]
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: RfmFeaturesParams
 ) -> AggregatesUpdate:
     """CUSTOMER_AGGREGATES and CUSTOMER_DAILY_SPEND from every event (the full run)."""
     return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=True)
 
 
 def update_customer_aggregates(
-    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: dict[str, Any]
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: RfmFeaturesParams
 ) -> AggregatesUpdate:
     """Customer aggregates recomputed for the customers with events loaded after the watermark (daily)."""
     return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=False)
 
 
 def customer_features_from_aggregates(
-    transformed_data: DataFrame, customer_aggregates: CustomerAggregates, params: dict[str, Any]
+    transformed_data: DataFrame, customer_aggregates: CustomerAggregates, params: RfmFeaturesParams
 ) -> DataFrame:
     """CUSTOMER_FEATURES from the aggregates (all events instead when the reference date is not after the last one)."""
     state = customer_aggregates.state
@@ -399,8 +400,8 @@ def customer_features_from_aggregates(
     latest = state.max_event_ts
     if latest is None:
         raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
-    configured = params.get("reference_date")
-    ref = date.fromisoformat(str(configured)) if configured else latest.date() + timedelta(days=1)
+    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
+    ref = params.reference_date or latest.date() + timedelta(days=1)
     if latest >= datetime.combine(ref, time()):
         # the aggregates hold events on or after the reference date, which the features must not see
         logger.info(

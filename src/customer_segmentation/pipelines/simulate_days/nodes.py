@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
-import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.demo.simulation import (
     NEW_CUSTOMER_PREFIX,
     SIMULATION_SOURCE_PREFIX,
     demo_population,
     simulate_events,
 )
-from customer_segmentation.errors import InvalidParametersError, SegmentationError
+from customer_segmentation.errors import SegmentationError
+from customer_segmentation.pipelines.simulate_days.params import SimulateDaysParams
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +27,6 @@ DEMO_SOURCE_PREFIX = "demo://"
 
 class SimulationRefusedError(SegmentationError):
     """simulate_days was asked to write into a warehouse that is not a demo."""
-
-
-def validate_simulation_params(params: dict[str, Any]) -> int:
-    """The number of days to simulate (1 to 3650), or InvalidParametersError."""
-    days = params.get("days")
-    try:
-        days = int(days)
-    except (TypeError, ValueError):
-        days = None
-    if days is None or not 1 <= days <= 3650:
-        raise InvalidParametersError(
-            f"simulate_days.days must be a whole number of days between 1 and 3650, got {params.get('days')!r}: "
-            "run `kedro run --pipeline simulate_days --params=simulate_days.days=30`."
-        )
-    return days
-
-
-def silent_personas(value: Any) -> list[str]:
-    """Persona names from a list or a string separated by ';' or ',' (`kedro run --params` splits on ',')."""
-    if not value:
-        return []
-    items = re.split(r"[;,]", value) if isinstance(value, str) else list(value)
-    return [str(v).strip() for v in items if str(v).strip()]
 
 
 def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
@@ -75,10 +53,13 @@ def check_demo_only(raw_data: DataFrame, run_metadata: dict[str, Any]) -> None:
 
 
 def simulate_demo_days(
-    raw_data: DataFrame, params: dict[str, Any], demo_params: dict[str, Any], run_metadata: dict[str, Any]
+    raw_data: DataFrame,
+    params: SimulateDaysParams,
+    demo_params: DemoDataParams,
+    run_metadata: dict[str, Any],
 ) -> pd.DataFrame:
     """N more days of demo events, starting the day of the latest demo load (appended to RAW_DATA)."""
-    days = validate_simulation_params(params)
+    days = params.days
     check_demo_only(raw_data, run_metadata)
     latest = raw_data.agg(F.max("LOADED_AT").alias("L")).collect()[0][0]
     if latest is None:
@@ -100,18 +81,17 @@ def simulate_demo_days(
         .distinct()
         .collect()
     ]
-    seed = int(params.get("seed") if params.get("seed") is not None else demo_params.get("seed", 11))
-    population = demo_population(int(demo_params.get("n_customers", 2000)), int(demo_params.get("seed", 11)))
-    end_date = demo_params.get("end_date")
+    seed = params.seed if params.seed is not None else demo_params.seed
+    population = demo_population(demo_params.n_customers, demo_params.seed)
     events = simulate_events(
         start,
         days,
         population,
         known_customers=newcomers,
         seed=seed,
-        history_end=date.fromisoformat(str(end_date)) if end_date else None,
-        silent_personas=silent_personas(params.get("silent_personas")),
-        arrival_multiplier=float(params.get("arrival_multiplier", 1.0)),
+        history_end=demo_params.end_date,
+        silent_personas=params.silent_personas,
+        arrival_multiplier=params.arrival_multiplier,
     )
     logger.info(
         "Simulated %s day(s) from %s: %s events of %s customers (%s new), loaded at %s",

@@ -1,4 +1,4 @@
-"""Training pipeline definition."""
+"""Training pipeline definition (its charts are drawn by the reporting pipeline)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -8,15 +8,11 @@ from customer_segmentation.pipelines.training.nodes import (
     evaluate_k_range,
     fit_from_active_model,
     measure_stability,
-    plot_elbow,
-    plot_rfm_scatter,
-    plot_segment_profiles,
-    plot_silhouette,
     register_model_version,
     retain_active_k,
-    sample_customer_features,
     training_metrics,
 )
+from customer_segmentation.pipelines.training.sampling import sample_customer_features
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -99,20 +95,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "segmentation_models",
                 name="register_model_version",
-            ),
-            Node(plot_elbow, ["k_selection", "k_choice"], "elbow_chart", name="plot_elbow"),
-            Node(plot_silhouette, ["k_selection", "k_choice"], "silhouette_chart", name="plot_silhouette"),
-            Node(
-                plot_segment_profiles,
-                "segmentation_model",
-                "segment_profiles_chart",
-                name="plot_segment_profiles",
-            ),
-            Node(
-                plot_rfm_scatter,
-                ["training_sample", "segmentation_model", "params:training"],
-                "rfm_scatter_chart",
-                name="plot_rfm_scatter",
             ),
         ]
     )

@@ -1,0 +1,97 @@
+"""Chart nodes: plotly figures of the k selection and of the trained model (plotly imported inside each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.training.params import TrainingParams
+
+
+def plot_elbow(k_selection: pd.DataFrame, k_choice: dict[str, Any]) -> Any:
+    """Inertia by k with the chosen k marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Scatter(x=k_selection["k"], y=k_selection["inertia"], mode="lines+markers", name="inertia")
+    )
+    chosen = k_selection[k_selection["k"] == k_choice["k"]]
+    if len(chosen):
+        fig.add_trace(
+            go.Scatter(
+                x=chosen["k"],
+                y=chosen["inertia"],
+                mode="markers",
+                marker={"size": 16, "symbol": "star"},
+                name=f"chosen k={k_choice['k']} ({k_choice['source']})",
+            )
+        )
+    fig.update_layout(
+        title="Elbow: KMeans inertia by number of segments", xaxis_title="k", yaxis_title="inertia"
+    )
+    return fig
+
+
+def plot_silhouette(k_selection: pd.DataFrame, k_choice: dict[str, Any]) -> Any:
+    """Silhouette (higher is better) and Davies-Bouldin (lower is better) by k."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=k_selection["k"], y=k_selection["silhouette"], name="silhouette"))
+    fig.add_trace(
+        go.Scatter(x=k_selection["k"], y=k_selection["davies_bouldin"], name="Davies-Bouldin", yaxis="y2")
+    )
+    fig.add_vline(x=k_choice["k"], line_dash="dash", annotation_text=f"chosen k={k_choice['k']}")
+    fig.update_layout(
+        title="Silhouette and Davies-Bouldin by k",
+        xaxis_title="k",
+        yaxis={"title": "silhouette"},
+        yaxis2={"title": "Davies-Bouldin", "overlaying": "y", "side": "right"},
+    )
+    return fig
+
+
+def plot_segment_profiles(model: SegmentationModel) -> Any:
+    """Heatmap of the centroids (scaled feature means per segment)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(
+            z=model.centroids,
+            x=model.features,
+            y=model.labels,
+            colorscale="RdBu",
+            zmid=0,
+            text=np.round(model.centroids, 2),
+            texttemplate="%{text}",
+        )
+    )
+    fig.update_layout(
+        title="Segment profiles: feature means per segment (standardised)", height=180 + 40 * model.k
+    )
+    return fig
+
+
+def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: TrainingParams) -> Any:
+    """3-D recency / frequency / monetary scatter of a sample, coloured by segment."""
+    import plotly.express as px
+
+    n = min(params.scatter_sample_size, len(sample))
+    points = sample.sample(n=n, random_state=params.random_state) if n < len(sample) else sample
+    points = points.assign(SEGMENT=model.label_of(model.predict(points)))
+    fig = px.scatter_3d(
+        points,
+        x="RECENCY_DAYS",
+        y="FREQUENCY",
+        z="MONETARY",
+        color="SEGMENT",
+        opacity=0.6,
+        log_y=True,
+        log_z=False,
+        title=f"Customers in recency / frequency / monetary space ({n} sampled)",
+    )
+    fig.update_traces(marker={"size": 3})
+    return fig
