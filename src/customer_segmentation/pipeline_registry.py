@@ -77,5 +77,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         }
     )
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))
-    pipelines["daily"] = sum((pipelines[name] for name in DAILY_RUN), Pipeline([]))
+    # the daily run updates the feature aggregates incrementally (customers with new events only)
+    daily_variants = {"rfm_features": rfm_features.create_pipeline(incremental=True)}
+    pipelines["daily"] = sum((daily_variants.get(name, pipelines[name]) for name in DAILY_RUN), Pipeline([]))
     return pipelines

@@ -40,6 +40,10 @@ DERIVED = (
     "SEGMENT_CHANGES",
     "SEGMENT_PROFILES",
     "SEGMENT_DRIFT",
+    # incremental features' state: demo aggregates must not be updated with the user's events
+    "CUSTOMER_AGGREGATES",
+    "CUSTOMER_DAILY_SPEND",
+    "CUSTOMER_AGGREGATES_STATE",
 )
 
 

@@ -1,5 +1,11 @@
 """Kedro datasets of the project: Snowpark tables on the shared session, and model versions and run evidence."""
 
+from customer_segmentation.datasets.customer_aggregates import (
+    AggregatesState,
+    AggregatesUpdate,
+    CustomerAggregates,
+    CustomerAggregatesDataset,
+)
 from customer_segmentation.datasets.event_files import EventFileLoad, EventFileLoadDataset
 from customer_segmentation.datasets.export import SegmentExportDataset
 from customer_segmentation.datasets.model import SegmentationModelDataset
@@ -14,6 +20,10 @@ from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTabl
 
 __all__ = [
     "REBUILD_MARKER",
+    "AggregatesState",
+    "AggregatesUpdate",
+    "CustomerAggregates",
+    "CustomerAggregatesDataset",
     "EventFileLoad",
     "EventFileLoadDataset",
     "EvidenceTableDataset",

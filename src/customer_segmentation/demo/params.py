@@ -33,6 +33,9 @@ DEFAULT_DERIVED_TABLES = (
     "SEGMENT_CHANGES",
     "SEGMENT_PROFILES",
     "SEGMENT_DRIFT",
+    "CUSTOMER_AGGREGATES",
+    "CUSTOMER_DAILY_SPEND",
+    "CUSTOMER_AGGREGATES_STATE",
 )
 #: The fields that shape the generated events (keyword arguments of ``generate_events``).
 GENERATOR_FIELDS = ("n_customers", "end_date", "history_days", "defect_rate", "seed", "loaded_at", "source")

@@ -10,19 +10,51 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 import pandas as pd
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
+from snowflake.snowpark.types import DecimalType
 
+from customer_segmentation.datasets.customer_aggregates import (
+    AggregatesState,
+    AggregatesUpdate,
+    CustomerAggregates,
+)
+from customer_segmentation.errors import MissingTableError
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
 
 logger = logging.getLogger(__name__)
 
 CREATED, CANCELLED, RETURNED = "ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED"
+ORDER_EVENT_TYPES = [CREATED, CANCELLED, RETURNED]
+#: Money is summed as NUMBER(18,2), not DOUBLE: exact sums do not depend on the order rows are
+#: added in, so an incremental update and a full recompute (or two runs of either) give the same
+#: cents even at half-cent roundings. Snowflake: fixed-point NUMBER values are exact, FLOAT ones
+#: approximate (https://docs.snowflake.com/sql-reference/data-types-numeric), and a SUM of NUMBER
+#: values is a NUMBER (as the SUM data metric function documents: "a NUMBER value for a NUMBER
+#: column"). The features are cast to DOUBLE at the end.
+MONEY = DecimalType(18, 2)
+_ZERO = F.lit(0).cast(MONEY)
+
+
+def _money_sum(column: Any) -> Any:
+    """SUM of money, exact.
+
+    On Snowflake the CAST only fixes the type (amounts are NUMBER(12,2); a customer's totals fit
+    NUMBER(18,2), and one that did not would fail, not round). The embedded warehouse wraps the
+    argument of a SUM that is not already a CAST in TRY_CAST(... AS DOUBLE) (fakesnow's
+    numeric_agg_implicit_cast), which would make the sum inexact again.
+    """
+    if isinstance(column, str):
+        column = F.col(column)
+    return F.sum(column.cast(MONEY))
 
 
 def _reference_date(events: DataFrame, params: RfmFeaturesParams) -> date:
@@ -51,28 +83,16 @@ def _channel_column(channel: str) -> str:
     return "SHARE_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
 
 
-def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesParams) -> DataFrame:
-    """One row per customer with at least one order: RFM, behaviour, trend and RFM scores."""
-    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
-    ref = _reference_date(transformed_data, params)
-    ref_lit = F.lit(ref.isoformat()).cast("date")
-    channels = [str(c).lower() for c in params.channels]
-    window = params.trend_window_days
-    recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("timestamp_ntz")
-    previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("timestamp_ntz")
-    ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
-
-    events = transformed_data.filter(
-        F.col("EVENT_TYPE").isin([CREATED, CANCELLED, RETURNED]) & (F.col("EVENT_TS") < ref_ts)
-    )
-    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast("double"), F.lit(0.0))
-    orders = (
+def _order_rows(events: DataFrame) -> DataFrame:
+    """One row per created order (CUSTOMER_ID, ORDER_ID): ORDER_TS, GROSS, CANCELLED_AMT, RETURNED_AMT, IS_CANCELLED, NET."""
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
+    return (
         events.group_by("CUSTOMER_ID", "ORDER_ID")
         .agg(
             F.min(F.iff(typ == CREATED, F.col("EVENT_TS"), F.lit(None))).alias("ORDER_TS"),
-            F.sum(F.iff(typ == CREATED, amount, F.lit(0.0))).alias("GROSS"),
-            F.sum(F.iff(typ == CANCELLED, amount, F.lit(0.0))).alias("CANCELLED_AMT"),
-            F.sum(F.iff(typ == RETURNED, amount, F.lit(0.0))).alias("RETURNED_AMT"),
+            _money_sum(F.iff(typ == CREATED, amount, _ZERO)).alias("GROSS"),
+            _money_sum(F.iff(typ == CANCELLED, amount, _ZERO)).alias("CANCELLED_AMT"),
+            _money_sum(F.iff(typ == RETURNED, amount, _ZERO)).alias("RETURNED_AMT"),
             F.max(F.iff(typ == CANCELLED, F.lit(1), F.lit(0))).alias("IS_CANCELLED"),
         )
         .filter(F.col("ORDER_TS").is_not_null())
@@ -80,51 +100,133 @@ def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesPa
             "NET", F.col("GROSS") - F.least(F.col("CANCELLED_AMT"), F.col("GROSS")) - F.col("RETURNED_AMT")
         )
     )
+
+
+def _spend_column(channel: str) -> str:
+    return "SPEND_" + "".join(ch if ch.isalnum() else "_" for ch in channel.upper())
+
+
+def daily_order_rows(events: DataFrame) -> DataFrame:
+    """CUSTOMER_DAILY_SPEND: per customer and order day, the orders created that day and their money.
+
+    An order belongs to the day of its ORDER_TS (its first ORDER_CREATED event); its net spend
+    includes its later cancellations and returns. The windows start at midnight, so
+    "ORDER_TS >= start" and "ORDER_DAY >= start" select the same orders.
+    """
+    events = events.filter(F.col("EVENT_TYPE").isin(ORDER_EVENT_TYPES))
+    orders = _order_rows(events)
     kept = F.col("IS_CANCELLED") == F.lit(0)
-    per_customer = orders.group_by("CUSTOMER_ID").agg(
+    return orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
+        _money_sum("NET").alias("NET_SPEND"),
+        _money_sum("GROSS").alias("GROSS_SPEND"),
+        _money_sum("RETURNED_AMT").alias("RETURNED_SPEND"),
+        # COUNT ignores a NULL ORDER_ID, as COUNT(DISTINCT) did; an order is one row of one day
+        F.count(F.col("ORDER_ID")).alias("ORDERS_PLACED"),
+        F.count(F.iff(kept, F.col("ORDER_ID"), F.lit(None))).alias("KEPT_ORDERS"),
+        F.sum(F.col("IS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
         F.min("ORDER_TS").alias("FIRST_ORDER_TS"),
         F.max("ORDER_TS").alias("LAST_ORDER_TS"),
         F.min(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("FIRST_KEPT_TS"),
         F.max(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("LAST_KEPT_TS"),
-        F.count_distinct(F.iff(kept, F.col("ORDER_ID"), F.lit(None))).alias("FREQUENCY"),
-        F.count(F.col("ORDER_ID")).alias("ORDERS_PLACED"),
-        F.sum(F.col("IS_CANCELLED")).alias("ORDERS_CANCELLED"),
-        F.sum("GROSS").alias("GROSS_SPEND"),
-        F.sum("NET").alias("MONETARY"),
-        F.sum("RETURNED_AMT").alias("RETURNED_SPEND"),
-        F.sum(F.iff(F.col("ORDER_TS") >= recent_start, F.col("NET"), F.lit(0.0))).alias("SPEND_LAST_90D"),
-        F.sum(
-            F.iff(
-                (F.col("ORDER_TS") >= previous_start) & (F.col("ORDER_TS") < recent_start),
-                F.col("NET"),
-                F.lit(0.0),
-            )
-        ).alias("SPEND_PREV_90D"),
     )
-    lines = events.filter(typ == CREATED)
+
+
+def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: list[str]) -> DataFrame:
+    """CUSTOMER_AGGREGATES: one row per customer with an order, from its order days and its order lines.
+
+    Order counts, spend, returns, cancellations and first/last (kept) order timestamps roll up
+    the daily rows; distinct categories and spend per channel come from the ORDER_CREATED lines.
+    Nothing depends on the reference date, and a customer's row only on its own events.
+    """
+    per_customer = daily_rows.group_by("CUSTOMER_ID").agg(
+        F.min("FIRST_ORDER_TS").alias("FIRST_ORDER_TS"),
+        F.max("LAST_ORDER_TS").alias("LAST_ORDER_TS"),
+        F.min("FIRST_KEPT_TS").alias("FIRST_KEPT_TS"),
+        F.max("LAST_KEPT_TS").alias("LAST_KEPT_TS"),
+        F.sum(F.col("KEPT_ORDERS").cast("int")).alias("FREQUENCY"),
+        F.sum(F.col("ORDERS_PLACED").cast("int")).alias("ORDERS_PLACED"),
+        F.sum(F.col("ORDERS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
+        _money_sum("GROSS_SPEND").alias("GROSS_SPEND"),
+        _money_sum("NET_SPEND").alias("MONETARY"),
+        _money_sum("RETURNED_SPEND").alias("RETURNED_SPEND"),
+    )
+    typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     line_aggs = [
         F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
-        F.sum(amount).alias("_LINE_GROSS"),
+        _money_sum(amount).alias("LINE_GROSS"),
     ]
     for channel in channels:
         line_aggs.append(
-            F.sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, F.lit(0.0))).alias(
-                "_CH_" + _channel_column(channel)
-            )
+            _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(_spend_column(channel))
         )
-    per_line = lines.group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
+    per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
+    return per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left").select(
+        *AGGREGATE_COLUMNS[:-2],
+        F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
+        F.col("LINE_GROSS"),
+        *[F.col(_spend_column(c)) for c in channels],
+    )
 
-    feats = per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left")
-    gross = F.col("_LINE_GROSS")
-    share_cols = [
-        _ratio(F.col("_CH_" + _channel_column(c)), gross).alias(_channel_column(c)) for c in channels
-    ]
+
+def aggregate_customers(events: DataFrame, channels: list[str]) -> tuple[DataFrame, DataFrame]:
+    """CUSTOMER_AGGREGATES and CUSTOMER_DAILY_SPEND rows of ``events``, as two lazy frames."""
+    daily = daily_order_rows(events)
+    return customers_from_daily(daily, events, channels), daily
+
+
+#: The reference-date-free columns of CUSTOMER_AGGREGATES (then one SPEND_<CHANNEL> per channel).
+AGGREGATE_COLUMNS = (
+    "CUSTOMER_ID",
+    "FIRST_ORDER_TS",
+    "LAST_ORDER_TS",
+    "FIRST_KEPT_TS",
+    "LAST_KEPT_TS",
+    "FREQUENCY",
+    "ORDERS_PLACED",
+    "ORDERS_CANCELLED",
+    "GROSS_SPEND",
+    "MONETARY",
+    "RETURNED_SPEND",
+    "DISTINCT_CATEGORIES",
+    "LINE_GROSS",
+)
+
+
+def features_from_aggregates(
+    aggregates: DataFrame, daily_spend: DataFrame, ref: date, params: RfmFeaturesParams
+) -> DataFrame:
+    """CUSTOMER_FEATURES from the per-customer aggregates: what depends on the reference date, and RFM scores.
+
+    Valid when every aggregated event is before ``ref``; one pass over one row per customer plus
+    the order days of the last two trend windows.
+    """
+    ref_lit = F.lit(ref.isoformat()).cast("date")
+    channels = _channels(params)
+    window = params.trend_window_days
+    recent_start = F.lit((ref - timedelta(days=window)).isoformat()).cast("date")
+    previous_start = F.lit((ref - timedelta(days=2 * window)).isoformat()).cast("date")
+    day, net = F.col("ORDER_DAY"), F.col("NET_SPEND")
+    windows = (
+        daily_spend.filter(day >= previous_start)
+        .group_by(F.col("CUSTOMER_ID").alias("_WID"))
+        .agg(
+            _money_sum(F.iff(day >= recent_start, net, _ZERO)).alias("_LAST"),
+            _money_sum(F.iff(day < recent_start, net, _ZERO)).alias("_PREV"),
+        )
+    )
+    feats = aggregates.join(windows, aggregates["CUSTOMER_ID"] == windows["_WID"], how="left")
+    feats = feats.with_columns(
+        ["SPEND_LAST_90D", "SPEND_PREV_90D"],
+        [F.coalesce(F.col("_LAST"), _ZERO), F.coalesce(F.col("_PREV"), _ZERO)],
+    )
+    gross = F.col("LINE_GROSS")
+    share_cols = [_ratio(F.col(_spend_column(c)), gross).alias(_channel_column(c)) for c in channels]
     freq = F.col("FREQUENCY")
     feats = feats.select(
         "CUSTOMER_ID",
         F.datediff("day", F.col("LAST_ORDER_TS"), ref_lit).alias("RECENCY_DAYS"),
         freq.alias("FREQUENCY"),
-        F.round(F.col("MONETARY"), 2).alias("MONETARY"),
+        F.round(F.col("MONETARY"), 2).cast("double").alias("MONETARY"),
         F.round(_ratio(F.col("MONETARY"), freq), 2).alias("AVG_ORDER_VALUE"),
         F.datediff("day", F.col("FIRST_ORDER_TS"), ref_lit).alias("TENURE_DAYS"),
         # NULL for customers with fewer than two kept orders (no gap to average)
@@ -133,12 +235,12 @@ def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesPa
             F.iff(freq > F.lit(1), freq - F.lit(1), F.lit(0)),
             if_zero=None,
         ).alias("MEAN_DAYS_BETWEEN_ORDERS"),
-        F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
+        F.col("DISTINCT_CATEGORIES"),
         *share_cols,
         _ratio(F.col("RETURNED_SPEND"), F.col("GROSS_SPEND")).alias("RETURN_RATE"),
         _ratio(F.col("ORDERS_CANCELLED"), F.col("ORDERS_PLACED")).alias("CANCELLATION_RATE"),
-        F.round(F.col("SPEND_LAST_90D"), 2).alias("SPEND_LAST_90D"),
-        F.round(F.col("SPEND_PREV_90D"), 2).alias("SPEND_PREV_90D"),
+        F.round(F.col("SPEND_LAST_90D"), 2).cast("double").alias("SPEND_LAST_90D"),
+        F.round(F.col("SPEND_PREV_90D"), 2).cast("double").alias("SPEND_PREV_90D"),
         _ratio(
             F.col("SPEND_LAST_90D") - F.col("SPEND_PREV_90D"),
             F.abs(F.col("SPEND_LAST_90D")) + F.abs(F.col("SPEND_PREV_90D")),
@@ -148,6 +250,169 @@ def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesPa
         ref_lit.alias("REFERENCE_DATE"),
     )
     return add_rfm_scores(feats)
+
+
+def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesParams) -> DataFrame:
+    """One row per customer with at least one order, recomputed from all events before the reference date."""
+    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
+    ref = _reference_date(transformed_data, params)
+    ref_ts = F.lit(ref.isoformat()).cast("timestamp_ntz")
+    aggregates, daily = aggregate_customers(
+        transformed_data.filter(F.col("EVENT_TS") < ref_ts), _channels(params)
+    )
+    return features_from_aggregates(aggregates, daily, ref, params)
+
+
+def _channels(params: RfmFeaturesParams) -> list[str]:
+    return [str(c).lower() for c in params.channels]
+
+
+def _ts_lit(value: datetime) -> Any:
+    # microseconds, as Python holds them (LOADED_AT stamps written by this project have no more)
+    return F.lit(value.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp_ntz")
+
+
+def _scan_loads(transformed_data: DataFrame, watermark: datetime | None) -> dict[str, Any]:
+    """One aggregate over TRANSFORMED_DATA's load stamps: the rows at or below ``watermark`` and all rows.
+
+    "At or below" includes rows without LOADED_AT. Returns their counts, the smallest and largest
+    INGESTION_RUN_ID of each set (a full refresh restamps every row with its own run id), the
+    largest LOADED_AT (the next watermark) and the latest EVENT_TS.
+    """
+    columns = transformed_data.columns
+    loaded = F.col("LOADED_AT") if "LOADED_AT" in columns else F.lit(None).cast("timestamp_ntz")
+    run = F.col("INGESTION_RUN_ID") if "INGESTION_RUN_ID" in columns else F.lit(None).cast("string")
+    old = loaded.is_null() if watermark is None else loaded.is_null() | (loaded <= _ts_lit(watermark))
+    row = transformed_data.agg(
+        F.coalesce(F.sum(F.iff(old, F.lit(1), F.lit(0))), F.lit(0)).alias("OLD_EVENTS"),
+        F.min(F.iff(old, run, F.lit(None))).alias("OLD_MIN_RUN"),
+        F.max(F.iff(old, run, F.lit(None))).alias("OLD_MAX_RUN"),
+        F.count(F.lit(1)).alias("EVENTS"),
+        F.min(run).alias("MIN_RUN"),
+        F.max(run).alias("MAX_RUN"),
+        F.max(loaded).alias("HIGH"),
+        F.max(F.col("EVENT_TS")).alias("MAX_EVENT_TS"),
+    ).collect()[0]
+    return row.as_dict()
+
+
+def _customers_of(events: DataFrame, channels: list[str]) -> Callable[[DataFrame], DataFrame]:
+    """CUSTOMER_AGGREGATES rows as a function of the daily rows once stored (orders are aggregated once)."""
+    return partial(customers_from_daily, events=events, channels=channels)
+
+
+def _plan_aggregates(
+    transformed_data: DataFrame, previous: CustomerAggregates | None, params: RfmFeaturesParams, rebuild: bool
+) -> AggregatesUpdate:
+    channels = _channels(RfmFeaturesParams.of(params))
+    prev = previous.state if previous is not None else None
+    scan = _scan_loads(transformed_data, prev.watermark if prev is not None else None)
+    high = scan["HIGH"]
+    state = AggregatesState(
+        watermark=high,
+        events=int(scan["EVENTS"]),
+        min_run_id=scan["MIN_RUN"],
+        max_run_id=scan["MAX_RUN"],
+        max_event_ts=scan["MAX_EVENT_TS"],
+        channels=",".join(channels),
+        updated_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    loaded = F.col("LOADED_AT") if "LOADED_AT" in transformed_data.columns else None
+    # the rows the state describes: none past the watermark just read
+    upto = (
+        transformed_data
+        if high is None or loaded is None
+        else transformed_data.filter(loaded.is_null() | (loaded <= _ts_lit(high)))
+    )
+    reason = None
+    if rebuild:
+        reason = "full run"
+    elif prev is None:
+        reason = "no aggregates yet (first run, or a rebuild that did not finish)"
+    elif prev.channels != state.channels:
+        reason = f"rfm_features.channels changed ({prev.channels} -> {state.channels})"
+    elif high is None:
+        reason = "TRANSFORMED_DATA has no LOADED_AT stamps to tell new events from old ones"
+    elif (int(scan["OLD_EVENTS"]), scan["OLD_MIN_RUN"], scan["OLD_MAX_RUN"]) != (
+        prev.events,
+        prev.min_run_id,
+        prev.max_run_id,
+    ):
+        reason = (
+            f"TRANSFORMED_DATA's rows up to watermark {prev.watermark} changed ({prev.events:,} aggregated, "
+            f"{int(scan['OLD_EVENTS']):,} now): a full refresh, deleted rows or rows without LOADED_AT"
+        )
+    if reason is not None:
+        logger.info("Customer aggregates rebuilt from all events: %s", reason)
+        return AggregatesUpdate(
+            "rebuild", replace(state, mode="rebuild"), _customers_of(upto, channels), daily_order_rows(upto)
+        )
+    if state.events == prev.events:
+        return AggregatesUpdate("unchanged", prev)
+    assert loaded is not None  # high is not None above
+    # above the watermark; every stamped row when the aggregated rows had no stamp at all
+    new_rows = upto.filter(
+        loaded.is_not_null() if prev.watermark is None else loaded > _ts_lit(prev.watermark)
+    )
+    touched = new_rows.select("CUSTOMER_ID").distinct()
+    # every event of those customers (late events of old orders need the orders' earlier events);
+    # isin(DataFrame) is "CUSTOMER_ID IN (SELECT ...)": Snowflake supports IN subqueries in WHERE
+    # (https://docs.snowflake.com/user-guide/querying-subqueries)
+    mine = upto.filter(F.col("CUSTOMER_ID").isin(touched))
+
+    logger.info(
+        "Customer aggregates: %s new events since watermark %s; recomputing their customers only",
+        f"{state.events - prev.events:,}",
+        prev.watermark,
+    )
+    return AggregatesUpdate(
+        "incremental",
+        replace(state, mode="incremental"),
+        _customers_of(mine, channels),
+        daily_order_rows(mine),
+        touched,
+    )
+
+
+def rebuild_customer_aggregates(
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: RfmFeaturesParams
+) -> AggregatesUpdate:
+    """CUSTOMER_AGGREGATES and CUSTOMER_DAILY_SPEND from every event (the full run)."""
+    return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=True)
+
+
+def update_customer_aggregates(
+    transformed_data: DataFrame, customer_aggregates_previous: CustomerAggregates, params: RfmFeaturesParams
+) -> AggregatesUpdate:
+    """Customer aggregates recomputed for the customers with events loaded after the watermark (daily)."""
+    return _plan_aggregates(transformed_data, customer_aggregates_previous, params, rebuild=False)
+
+
+def customer_features_from_aggregates(
+    transformed_data: DataFrame, customer_aggregates: CustomerAggregates, params: RfmFeaturesParams
+) -> DataFrame:
+    """CUSTOMER_FEATURES from the aggregates (all events instead when the reference date is not after the last one)."""
+    state = customer_aggregates.state
+    if state is None or customer_aggregates.customers is None or customer_aggregates.daily_spend is None:
+        raise MissingTableError(
+            "CUSTOMER_AGGREGATES (or its state row) is missing: run `kedro run --pipeline rfm_features`."
+        )
+    latest = state.max_event_ts
+    if latest is None:
+        raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
+    params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
+    ref = params.reference_date or latest.date() + timedelta(days=1)
+    if latest >= datetime.combine(ref, time()):
+        # the aggregates hold events on or after the reference date, which the features must not see
+        logger.info(
+            "Reference date %s is not after the latest event (%s): features computed from all events",
+            ref,
+            latest,
+        )
+        return compute_customer_features(transformed_data, params)
+    return features_from_aggregates(
+        customer_aggregates.customers, customer_aggregates.daily_spend, ref, params
+    )
 
 
 def add_rfm_scores(features: DataFrame) -> DataFrame:
