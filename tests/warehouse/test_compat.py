@@ -25,6 +25,7 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
         fakesnow.copy_into._from_source,
         fakesnow.cursor.FakeSnowflakeCursor.execute,
         fakesnow.transforms.trim_cast_varchar,
+        fakesnow.cursor.FakeSnowflakeCursor._describe_last_sql,
     ):
         assert getattr(patched, "_segmentation_patch", False)
     assert any(
@@ -119,3 +120,12 @@ def test_8_trim_keeps_its_characters(warehouse_session: Any) -> None:
         "LTRIM(CAST(00120 AS VARCHAR), '0'), RTRIM(CAST(1200 AS INT), '0'), TRIM('xxaxx', 'x')"
     ).collect()[0]
     assert tuple(row) == ("2026-01-02 03:04:05.1", "120", "12", "a")
+
+
+def test_9_union_all_of_snowpark_frames_runs(warehouse_session: Any) -> None:
+    """Snowpark writes ``(SELECT ...) UNION ALL (SELECT ...)``; the emulator must describe it too."""
+    first = warehouse_session.sql("SELECT 1 AS A, 'x' AS B")
+    second = warehouse_session.sql("SELECT 2 AS A, 'y' AS B")
+    union = first.union_all(second)
+    assert union.queries["queries"][-1].lstrip().startswith("(")
+    assert sorted(tuple(r) for r in union.collect()) == [(1, "x"), (2, "y")]

@@ -30,6 +30,10 @@ Patched cases:
 8. ``RTRIM(x, '0')`` / ``LTRIM`` / ``TRIM(x, chars)`` of a non-VARCHAR expression: fakesnow wraps
    the operand in a cast to VARCHAR and silently drops the characters and the side, so
    ``RTRIM(TO_VARCHAR(ts, fmt), '0')`` came back as a two-sided blank trim. Fix: keep them.
+9. A query that is a set operation in parentheses, as Snowpark writes ``union_all``
+   (``(SELECT ...) UNION ALL (SELECT ...)``), ran, but fakesnow then describes its result with
+   ``DESCRIBE (SELECT ...) UNION ALL ...``, which sqlglot cannot parse (HTTP 500, retried for
+   minutes). Fix: describe such a query as ``SELECT * FROM (<query>)`` (same columns).
 """
 
 from __future__ import annotations
@@ -220,6 +224,27 @@ def _patch_trim_arguments() -> None:
     transforms.trim_cast_varchar = trim_cast_varchar
 
 
+def _patch_describe_set_operation() -> None:
+    import fakesnow.cursor as fs_cursor
+    import sqlglot
+
+    original = fs_cursor.FakeSnowflakeCursor._describe_last_sql  # noqa: SLF001
+    if getattr(original, "_segmentation_patch", False):
+        return
+
+    def _describe_last_sql(self: Any) -> list:
+        last = (self._last_sql or "").lstrip()  # noqa: SLF001
+        if not last.startswith("("):
+            return original(self)
+        with self._conn.cursor() as cur:  # noqa: SLF001
+            expression = sqlglot.parse_one(f"DESCRIBE SELECT * FROM ({last})", read="duckdb")
+            cur._execute(expression, self._last_params)  # noqa: SLF001
+            return cur.fetchall()
+
+    _describe_last_sql._segmentation_patch = True  # type: ignore[attr-defined]
+    fs_cursor.FakeSnowflakeCursor._describe_last_sql = _describe_last_sql  # noqa: SLF001
+
+
 def apply() -> None:
     """Apply every emulator patch (idempotent)."""
     global _APPLIED
@@ -232,5 +257,6 @@ def apply() -> None:
     _patch_login_master_token()
     _patch_table_property_warnings()
     _patch_trim_arguments()
+    _patch_describe_set_operation()
     _APPLIED = True
     logger.debug("Embedded warehouse compatibility patches applied")

@@ -12,6 +12,7 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     REJECTION_REASONS,
     RejectionRateExceededError,
     classify_events,
+    resolve_duplicates,
     select_new_events,
     split_events,
     validate_ingestion_params,
@@ -83,7 +84,7 @@ def _empty_state(session: Any) -> Any:
 def _classify(session: Any, raw: Any, previous: Any, **params: Any) -> pd.DataFrame:
     p = {**PARAMS, **params}
     batch, info = select_new_events(raw, _empty_state(session), p)
-    return classify_events(batch, previous, info, p).to_pandas()
+    return resolve_duplicates(classify_events(batch, previous, info, p)).to_pandas()
 
 
 def test_every_reason_is_machine_readable(warehouse_session: Any) -> None:
@@ -149,7 +150,7 @@ def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> No
     raw = _raw(warehouse_session, rows)
     p = {**PARAMS, "max_rejection_rate": 0.05}
     batch, info = select_new_events(raw, _empty_state(warehouse_session), p)
-    classified = classify_events(batch, _previous(warehouse_session, []), info, p)
+    classified = resolve_duplicates(classify_events(batch, _previous(warehouse_session, []), info, p))
     with pytest.raises(RejectionRateExceededError) as excinfo:
         split_events(classified, info, {"run_id": "r"}, p)
     message = str(excinfo.value)

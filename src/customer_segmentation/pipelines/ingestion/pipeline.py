@@ -7,6 +7,7 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
     reconcile_ingestion,
+    resolve_duplicates,
     select_new_events,
     split_events,
 )
@@ -31,8 +32,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 classify_events,
                 inputs=["raw_batch", "transformed_data_previous", "batch_info", "params:ingestion"],
-                outputs="classified_batch",
+                outputs="typed_batch",
                 name="classify_events",
+            ),
+            Node(
+                resolve_duplicates,
+                inputs="typed_batch",
+                outputs="classified_batch",
+                name="resolve_duplicates",
             ),
             Node(
                 split_events,
