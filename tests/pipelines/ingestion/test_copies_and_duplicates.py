@@ -1,6 +1,6 @@
 """RECORD_IDs and duplicate decisions on a batch full of exact copies and repeated EVENT_IDs.
 
-``resolve_duplicates`` numbers only the rows that need it (exact copies, EVENT_IDs seen twice);
+``number_repeated_records`` numbers only the rows that need it (exact copies, EVENT_IDs seen twice);
 this checks the result row by row against an independent pandas computation of the contract:
 RECORD_ID = MD5 of the raw text joined by '|' (NULL as '\\N') + '-' + occurrence among exact
 copies; among otherwise valid events the record already accepted for an EVENT_ID stays accepted,
@@ -15,13 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from customer_segmentation.pipelines.ingestion.nodes import (
-    classify_events,
-    resolve_duplicates,
-    select_new_events,
-)
+from customer_segmentation.pipelines.ingestion.nodes import select_new_events
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
-from tests.pipelines.ingestion.test_nodes import GOOD, PARAMS, _empty_state, _previous, _raw
+from tests.pipelines.ingestion.test_nodes import GOOD, PARAMS, _empty_state, _previous, _raw, classified
 
 LOADS = ["2026-11-01 05:00:00", "2026-11-01 05:30:00", None]
 
@@ -86,7 +82,7 @@ def _expected(rows: list[dict[str, Any]], previous: dict[str, str]) -> list[tupl
 def _classified(session: Any, raw: Any, previous: Any) -> list[tuple[str, str | None, str]]:
     """(RECORD_ID, REJECT_REASON, CLEAN_EVENT_ID) of every row, sorted."""
     batch, info = select_new_events(raw, _empty_state(session), PARAMS)
-    out = resolve_duplicates(classify_events(batch, previous, info, PARAMS))
+    out = classified(batch, previous, info, PARAMS)
     return sorted((r["RECORD_ID"], r["REJECT_REASON"], r["CLEAN_EVENT_ID"]) for r in out.collect())
 
 

@@ -20,11 +20,9 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     RAW_LOAD_COLUMNS,
     _record_id,
     _with_row_hash,
-    classify_events,
-    resolve_duplicates,
     select_new_events,
 )
-from tests.pipelines.ingestion.test_nodes import PARAMS, _empty_state
+from tests.pipelines.ingestion.test_nodes import PARAMS, _empty_state, classified
 
 STAMPS = [
     "2026-11-01 05:00:00",
@@ -124,16 +122,14 @@ def test_typed_event_ts_is_converted_without_text(
     _insert(warehouse_session, value, "2026-11-01 05:00:00", 1, event_ts_type)
     params = {**PARAMS, "timestamp_formats": ["YYYY-MM-DD HH24:MI:SS"]}  # no format would read a DATE's text
     batch, info = select_new_events(warehouse_session.table("RAW_T"), _empty_state(warehouse_session), params)
-    classified = resolve_duplicates(
-        classify_events(
-            batch,
-            _empty_state(warehouse_session).select(
-                F.col("PIPELINE").alias("EVENT_ID"), F.col("PIPELINE").alias("RECORD_ID")
-            ),
-            info,
-            params,
-        )
+    out = classified(
+        batch,
+        _empty_state(warehouse_session).select(
+            F.col("PIPELINE").alias("EVENT_ID"), F.col("PIPELINE").alias("RECORD_ID")
+        ),
+        info,
+        params,
     )
-    row = classified.select("REJECT_REASON", "CLEAN_EVENT_TS").collect()[0]
+    row = out.select("REJECT_REASON", "CLEAN_EVENT_TS").collect()[0]
     assert row["REJECT_REASON"] is None
     assert str(row["CLEAN_EVENT_TS"]) == expected

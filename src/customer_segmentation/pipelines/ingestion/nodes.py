@@ -338,7 +338,8 @@ def classify_events(
 ) -> DataFrame:
     """Type and validate each raw event, without the duplicate check (``resolve_duplicates`` does it).
 
-    CHECK_REASON is NULL for an event that passes every check but the duplicate one; ROW_HASH is
+    CHECK_REASON is NULL for an event that passes every check but the duplicate one (see
+    ``number_repeated_records`` and ``resolve_duplicates``); ROW_HASH is
     RECORD_ID's hash; PREV_RECORD_ID is the accepted record of the same EVENT_ID in
     TRANSFORMED_DATA, if any. No window over the batch: materialising this one pass and numbering
     only the few rows that need it afterwards keeps a 10M-event batch out of a full sort.
@@ -411,7 +412,7 @@ _CLASSIFIED_COLUMNS = (
 )
 
 
-def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool) -> DataFrame:
+def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool, keep_hash: bool = False) -> DataFrame:
     """The final REJECT_REASON: CHECK_REASON, or duplicate_event for a valid event whose EVENT_ID was seen.
 
     Among otherwise valid events, an EVENT_ID already accepted by an earlier batch keeps its
@@ -436,28 +437,40 @@ def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool) -> DataFrame:
         "RECORD_ID",
         F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("CHECK_REASON")).alias("REJECT_REASON"),
         *_CLASSIFIED_COLUMNS,
+        *(["ROW_HASH"] if keep_hash else []),
     )
 
 
-def resolve_duplicates(typed_batch: DataFrame) -> DataFrame:
-    """RECORD_ID and the final REJECT_REASON (duplicate_event included); NULL for accepted events.
+def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
+    """The few rows that need a ROW_NUMBER, with RECORD_ID and final REJECT_REASON (and ROW_HASH).
 
-    Only exact copies (a ROW_HASH seen twice) and valid events whose EVENT_ID occurs twice in the
-    batch need a ROW_NUMBER; they are found by GROUP BY ... HAVING COUNT(*) > 1 and numbered
-    apart, every other row passes through with occurrence 1: the same RECORD_IDs and reasons as
-    windows over the whole batch, without sorting it. Plain Snowflake SQL: ``x IN (subquery)``
-    (https://docs.snowflake.com/en/sql-reference/operators-subquery) and ``(query) UNION ALL
-    (query)`` (https://docs.snowflake.com/en/sql-reference/operators-query).
+    They are exact copies (a ROW_HASH seen twice) and valid events whose EVENT_ID occurs twice in
+    the batch, found by GROUP BY ... HAVING COUNT(*) > 1; the windows run over them only. Every
+    copy of a row in this set is in it too (a shared ROW_HASH makes both copies), so
+    ``resolve_duplicates`` can tell them apart from the rest by ROW_HASH alone.
     """
     valid_new = F.col("CHECK_REASON").is_null() & F.col("PREV_RECORD_ID").is_null()
     copies = _repeated(typed_batch, "ROW_HASH")
     repeated_ids = _repeated(typed_batch.filter(valid_new), "CLEAN_EVENT_ID")
-    # A valid copy's EVENT_ID is itself repeated, so every row of a repeated EVENT_ID lands in `rare`.
+    # A valid copy's EVENT_ID is itself repeated, so every row of a repeated EVENT_ID lands here.
     rare_condition = F.col("ROW_HASH").isin(copies) | (valid_new & F.col("CLEAN_EVENT_ID").isin(repeated_ids))
-    common, rare = _split_rare(typed_batch, rare_condition)
+    _, rare = _split_rare(typed_batch, rare_condition)
+    return _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True, keep_hash=True)
+
+
+def resolve_duplicates(typed_batch: DataFrame, repeated_records: DataFrame) -> DataFrame:
+    """RECORD_ID and the final REJECT_REASON (duplicate_event included) of every batch row; NULL if accepted.
+
+    ``repeated_records`` as numbered, every other row with occurrence 1 and no window: the same
+    RECORD_IDs and reasons as windows over the whole batch, without sorting it and without
+    writing the batch a second time (this frame stays a query over the two scratch tables).
+    ROW_HASH is an MD5, never NULL, so NOT IN keeps every other row. Plain Snowflake SQL:
+    ``x IN (subquery)`` (https://docs.snowflake.com/en/sql-reference/operators-subquery) and
+    ``(query) UNION ALL (query)`` (https://docs.snowflake.com/en/sql-reference/operators-query).
+    """
+    common = typed_batch.filter(~F.col("ROW_HASH").isin(repeated_records.select("ROW_HASH")))
     common = _with_reject_reason(common.with_column("RECORD_ID", _occurrence_id(False)), False)
-    rare = _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True)
-    return common.union_all(rare)
+    return common.union_all(repeated_records.drop("ROW_HASH"))
 
 
 def split_events(

@@ -6,6 +6,7 @@ from customer_segmentation.demo.seeding import seed_demo_events
 from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
+    number_repeated_records,
     reconcile_ingestion,
     resolve_duplicates,
     select_new_events,
@@ -36,8 +37,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="classify_events",
             ),
             Node(
-                resolve_duplicates,
+                number_repeated_records,
                 inputs="typed_batch",
+                outputs="repeated_records",
+                name="number_repeated_records",
+            ),
+            Node(
+                resolve_duplicates,
+                inputs=["typed_batch", "repeated_records"],
                 outputs="classified_batch",
                 name="resolve_duplicates",
             ),
