@@ -400,7 +400,7 @@ def classify_events(
     )
 
 
-#: Columns of the classified batch (INGESTION_BATCH) after RECORD_ID and REJECT_REASON.
+#: Columns of the classified batch (``resolve_duplicates``) after RECORD_ID and REJECT_REASON.
 _CLASSIFIED_COLUMNS = (
     *RAW_EVENT_COLUMNS,
     "CLEAN_EVENT_ID",
