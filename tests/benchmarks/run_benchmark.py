@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+#: Above this many events the pandas baseline is skipped: it pulls every event into pandas
+#: (7.5 GB peak RSS at 10M events), which at 100M would not fit in this machine's memory.
+PANDAS_MAX_EVENTS = 20_000_000
 PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
 FEATURE_NODE = "compute_customer_features"
 
@@ -414,7 +417,7 @@ def worker_duckdb(project: Path) -> dict[str, Any]:
 #: EVENT_IDs: first load wins) and merge (insert where the RECORD_ID is not in the target yet)
 #: as pipelines/ingestion/nodes.py, into two new tables of a scratch schema of the warehouse file
 #: (written to disk like the pipeline's, then dropped); the classified batch is a temporary table
-#: as the pipeline's INGESTION_BATCH. Snowflake
+#: as the pipeline's INGESTION_TYPED. Snowflake
 #: formats map to strptime ones: YYYY-MM-DD HH24:MI:SS[.FF] -> %Y-%m-%d %H:%M:%S[.%f].
 DUCKDB_INGESTION_SQL = """
 CREATE TEMP TABLE B_CLASSIFIED AS
@@ -806,7 +809,8 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             full = k.get("total_seconds") if k.get("pipeline", "__default__") == "__default__" else None
             day = daily.get("total_seconds") if "error" not in daily else None
             add("daily after 1% new events / full run", size, day / full if day and full else None, 0.25, "x")
-            add("kedro run", size, full, 45.0, "s")
+            if size <= 10_000_000:  # issue 13's 45 s is for 10M events; 100M is judged against 10M below
+                add("kedro run", size, full, 45.0, "s")
             disk = r.get("warehouse_disk_mb")
             if disk:  # reported, no limit: MB of warehouse file per million events (all steps' data)
                 rows.append(
@@ -921,6 +925,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run this pipeline instead of the full run (e.g. ingestion, to profile it)",
     )
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="also measure target 5, `kedro run --pipeline prediction` on the demo (tests/benchmarks/overhead.py)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -958,6 +967,12 @@ def main(argv: list[str] | None = None) -> int:
         baselines = (
             ["duckdb_ingestion", "duckdb", "pandas"] if args.pipeline is None else ["duckdb_ingestion"]
         )
+        if size > PANDAS_MAX_EVENTS and "pandas" in baselines:
+            baselines.remove("pandas")
+            entry["pandas"] = {
+                "skipped": f"above {PANDAS_MAX_EVENTS:,} events (it would pull them all into pandas)"
+            }
+            print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: pandas baseline skipped", flush=True)
         steps = ["generate", "kedro"] + ([] if args.no_baselines else baselines)
         if args.pipeline is None and not args.no_daily:
             steps += ["append", "daily"]  # after the baselines: they read the full run's tables
@@ -979,12 +994,31 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         if not args.keep:
             shutil.rmtree(project, ignore_errors=True)
+    overhead_report = None
+    if args.overhead:
+        sys.path.insert(0, str(REPO))
+        from tests.benchmarks import overhead
+        from tests.conftest import make_project_copy
+
+        print(
+            f"[{time.strftime('%H:%M:%S')}] overhead: kedro run --pipeline prediction on the demo ...",
+            flush=True,
+        )
+        overhead_result = overhead.measure(make_project_copy(workdir / "project_overhead"))
+        overhead._stop_server(workdir / "project_overhead")
+        if not args.keep:
+            shutil.rmtree(workdir / "project_overhead", ignore_errors=True)
+        results.append({"size": 0, "overhead": overhead_result})
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        overhead_report = overhead.render(overhead_result)
+    measured = [r for r in results if r["size"]]  # the overhead entry has no size
     report = "\n\n".join(
         [
-            render(results, machine_description()),
-            "Seconds per pipeline (share of the run's total):\n\n" + render_shares(results),
-            "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(results),
-            "Targets (issue 13):\n\n" + render_targets(results),
+            render(measured, machine_description()),
+            "Seconds per pipeline (share of the run's total):\n\n" + render_shares(measured),
+            "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(measured),
+            "Targets (issue 13):\n\n" + render_targets(measured),
+            *(["Target 5, fixed overhead (issue 13):\n\n" + overhead_report] if overhead_report else []),
         ]
     )
     print()

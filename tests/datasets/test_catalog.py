@@ -26,7 +26,9 @@ def test_table_kinds_and_grants_per_dataset() -> None:
     assert kinds["processed_data"] == ("permanent", True)  # read by BI: Time Travel, grants kept
     assert kinds["transformed_data"] == kinds["rejected_events"] == ("permanent", True)  # the cleaned history
     assert kinds["customer_features"] == kinds["scored_customers"] == ("transient", True)  # rebuilt every run
-    assert kinds["classified_batch"] == ("temporary", False)  # per-run scratch, never shared by runs
+    assert (
+        kinds["typed_batch"] == kinds["repeated_records"] == ("temporary", False)
+    )  # per-run scratch, never shared
 
 
 def test_every_overwritten_table_keeps_its_grants() -> None:

@@ -21,7 +21,7 @@ from tests.integration.test_load_events import kedro_run
 
 pytestmark = pytest.mark.integration
 
-# Persistent tables a demo run leaves (INGESTION_BATCH is a per-session temporary table).
+# Persistent tables a demo run leaves (INGESTION_TYPED and INGESTION_REPEATS are per-session temporary tables).
 DERIVED = (
     "TRANSFORMED_DATA",
     "REJECTED_EVENTS",

@@ -25,6 +25,8 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
         fakesnow.copy_into._from_source,
         fakesnow.cursor.FakeSnowflakeCursor.execute,
         fakesnow.transforms.trim_cast_varchar,
+        fakesnow.cursor.FakeSnowflakeCursor._describe_last_sql,
+        fakesnow.cursor.FakeSnowflakeCursor._transform_explode,
     ):
         assert getattr(patched, "_segmentation_patch", False)
     assert any(
@@ -119,3 +121,36 @@ def test_8_trim_keeps_its_characters(warehouse_session: Any) -> None:
         "LTRIM(CAST(00120 AS VARCHAR), '0'), RTRIM(CAST(1200 AS INT), '0'), TRIM('xxaxx', 'x')"
     ).collect()[0]
     assert tuple(row) == ("2026-01-02 03:04:05.1", "120", "12", "a")
+
+
+def test_9_union_all_of_snowpark_frames_runs(warehouse_session: Any) -> None:
+    """Snowpark writes ``(SELECT ...) UNION ALL (SELECT ...)``; the emulator must describe it too."""
+    first = warehouse_session.sql("SELECT 1 AS A, 'x' AS B")
+    second = warehouse_session.sql("SELECT 2 AS A, 'y' AS B")
+    union = first.union_all(second)
+    assert union.queries["queries"][-1].lstrip().startswith("(")
+    assert sorted(tuple(r) for r in union.collect()) == [(1, "x"), (2, "y")]
+
+
+def test_10_insert_only_merge_runs_as_insert_where_not_exists(warehouse_session: Any) -> None:
+    """Same rows and result as MERGE; no FULL OUTER JOIN staging table (merge_candidates) is made."""
+    q = lambda sql: warehouse_session.sql(sql).collect()  # noqa: E731
+    q("CREATE OR REPLACE TABLE MT (K VARCHAR, V INT)")
+    q("INSERT INTO MT VALUES ('a', 1), ('b', 2)")
+    merge = (
+        "MERGE INTO MT t USING (SELECT * FROM VALUES ('b', 20), ('c', 3), ('c', 30), (NULL, 4) AS v (K, V)) s "
+        "ON t.K = s.K WHEN NOT MATCHED THEN INSERT (K, V) VALUES (s.K, s.V)"
+    )
+    result = q(merge)
+    assert result[0].as_dict() == {"number of rows inserted": 3}
+    # a source row is checked against the target only (as MERGE does): both 'c' rows and the NULL key go in
+    assert sorted([tuple(r) for r in q("SELECT K, V FROM MT")], key=str) == sorted(
+        [("a", 1), ("b", 2), ("c", 3), ("c", 30), (None, 4)], key=str
+    )
+    with pytest.raises(SnowparkSQLException):
+        q("SELECT COUNT(*) FROM merge_candidates")
+    # any other MERGE keeps fakesnow's translation
+    q(
+        "MERGE INTO MT t USING (SELECT 'a' AS K, 10 AS V) s ON t.K = s.K WHEN MATCHED THEN UPDATE SET t.V = s.V"
+    )
+    assert q("SELECT V FROM MT WHERE K = 'a'")[0][0] == 10

@@ -12,6 +12,8 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     REJECTION_REASONS,
     RejectionRateExceededError,
     classify_events,
+    number_repeated_records,
+    resolve_duplicates,
     select_new_events,
     split_events,
 )
@@ -80,10 +82,16 @@ def _empty_state(session: Any) -> Any:
     )
 
 
+def classified(batch: Any, previous: Any, info: dict[str, Any], params: dict[str, Any]) -> Any:
+    """The classified batch as the pipeline builds it: classify_events, then the two duplicate nodes."""
+    typed = classify_events(batch, previous, info, params)
+    return resolve_duplicates(typed, number_repeated_records(typed))
+
+
 def _classify(session: Any, raw: Any, previous: Any, **params: Any) -> pd.DataFrame:
     p = {**PARAMS, **params}
     batch, info = select_new_events(raw, _empty_state(session), p)
-    return classify_events(batch, previous, info, p).to_pandas()
+    return classified(batch, previous, info, p).to_pandas()
 
 
 def test_every_reason_is_machine_readable(warehouse_session: Any) -> None:
@@ -149,9 +157,9 @@ def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> No
     raw = _raw(warehouse_session, rows)
     p = {**PARAMS, "max_rejection_rate": 0.05}
     batch, info = select_new_events(raw, _empty_state(warehouse_session), p)
-    classified = classify_events(batch, _previous(warehouse_session, []), info, p)
+    classified_batch = classified(batch, _previous(warehouse_session, []), info, p)
     with pytest.raises(RejectionRateExceededError) as excinfo:
-        split_events(classified, info, {"run_id": "r"}, p)
+        split_events(classified_batch, info, {"run_id": "r"}, p)
     message = str(excinfo.value)
     assert (
         "1 of 10" in message
@@ -159,7 +167,9 @@ def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> No
         and "Nothing was written" in message
     )
     assert "'bad_amount': 1" in message
-    good, bad, counts = split_events(classified, info, {"run_id": "r"}, {**p, "max_rejection_rate": 0.1})
+    good, bad, counts = split_events(
+        classified_batch, info, {"run_id": "r"}, {**p, "max_rejection_rate": 0.1}
+    )
     assert (counts["raw"], counts["accepted"], counts["rejected"]) == (10, 9, 1)
 
 

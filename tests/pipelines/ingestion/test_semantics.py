@@ -19,10 +19,10 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     RAW_EVENT_COLUMNS,
     RAW_LOAD_COLUMNS,
     _record_id,
-    classify_events,
+    _with_row_hash,
     select_new_events,
 )
-from tests.pipelines.ingestion.test_nodes import PARAMS, _empty_state
+from tests.pipelines.ingestion.test_nodes import PARAMS, _empty_state, classified
 
 STAMPS = [
     "2026-11-01 05:00:00",
@@ -86,7 +86,7 @@ def test_record_ids_of_existing_rows_do_not_change(warehouse_session: Any, event
 def test_record_id_hashes_timestamps_with_an_explicit_format(warehouse_session: Any) -> None:
     """Where the emulator ignores ALTER SESSION formats, the SQL itself is the proof."""
     _raw_table(warehouse_session, "TIMESTAMP_NTZ")
-    sql = _record_id(warehouse_session.table("RAW_T")).queries["queries"][-1].upper()
+    sql = _with_row_hash(warehouse_session.table("RAW_T")).queries["queries"][-1].upper()
     assert sql.count("TO_VARCHAR(") == 4  # LOADED_AT and the typed EVENT_TS, whole and fractional seconds
     assert "'YYYY-MM-DD HH24:MI:SS.FF9'" in sql
     assert 'CAST("LOADED_AT" AS STRING)' not in sql and 'CAST("EVENT_TS" AS STRING)' not in sql
@@ -122,7 +122,7 @@ def test_typed_event_ts_is_converted_without_text(
     _insert(warehouse_session, value, "2026-11-01 05:00:00", 1, event_ts_type)
     params = {**PARAMS, "timestamp_formats": ["YYYY-MM-DD HH24:MI:SS"]}  # no format would read a DATE's text
     batch, info = select_new_events(warehouse_session.table("RAW_T"), _empty_state(warehouse_session), params)
-    classified = classify_events(
+    out = classified(
         batch,
         _empty_state(warehouse_session).select(
             F.col("PIPELINE").alias("EVENT_ID"), F.col("PIPELINE").alias("RECORD_ID")
@@ -130,6 +130,6 @@ def test_typed_event_ts_is_converted_without_text(
         info,
         params,
     )
-    row = classified.select("REJECT_REASON", "CLEAN_EVENT_TS").collect()[0]
+    row = out.select("REJECT_REASON", "CLEAN_EVENT_TS").collect()[0]
     assert row["REJECT_REASON"] is None
     assert str(row["CLEAN_EVENT_TS"]) == expected

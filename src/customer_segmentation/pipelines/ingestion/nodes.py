@@ -207,18 +207,57 @@ def _raw_text(name: str, datatype: DataType | None) -> Any:
     return column.cast("string")
 
 
-def _record_id(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
-    """Add RECORD_ID: hash of every raw column and load stamp, plus the occurrence of identical rows."""
-    types = _column_types(frame) if types is None else types
+def _row_hash(types: dict[str, DataType]) -> Any:
+    """MD5 of the text of every raw column and load stamp: equal for exact copies of a landed row."""
     parts = [
         F.coalesce(_raw_text(c, types.get(c)), F.lit("\\N")) for c in (*RAW_EVENT_COLUMNS, *RAW_LOAD_COLUMNS)
     ]
     # MD5 (an identity, not a security control): ~30% cheaper than SHA-256 over every raw column
-    hashed = frame.with_column("_ROW_HASH", F.md5(F.concat_ws(F.lit("|"), *parts)))
-    occurrence = F.row_number().over(Window.partition_by("_ROW_HASH").order_by("_ROW_HASH"))
-    return hashed.with_column(
-        "RECORD_ID", F.concat(F.col("_ROW_HASH"), F.lit("-"), occurrence.cast("string"))
-    ).drop("_ROW_HASH")
+    return F.md5(F.concat_ws(F.lit("|"), *parts))
+
+
+def _with_row_hash(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
+    """Add ROW_HASH (see ``_row_hash``)."""
+    return frame.with_column("ROW_HASH", _row_hash(_column_types(frame) if types is None else types))
+
+
+def _repeated(frame: DataFrame, key: str) -> DataFrame:
+    """The values of ``key`` that occur in more than one row of ``frame`` (one column, named ``key``).
+
+    A hash aggregate over one column (GROUP BY, then a filter on the count, which is what HAVING
+    COUNT(*) > 1 does): no sort and no other column is materialised, unlike a window over the
+    whole frame (https://docs.snowflake.com/en/sql-reference/constructs/group-by).
+    """
+    return frame.group_by(key).agg(F.count(F.lit(1)).alias("_N")).filter(F.col("_N") > F.lit(1)).select(key)
+
+
+def _split_rare(frame: DataFrame, rare: Any) -> tuple[DataFrame, DataFrame]:
+    """(rows where ``rare`` is false, rows where it is true or NULL): every row lands in exactly one."""
+    rare = F.coalesce(rare, F.lit(True))
+    return frame.filter(~rare), frame.filter(rare)
+
+
+def _occurrence_id(numbered: bool) -> Any:
+    """RECORD_ID = ROW_HASH-occurrence; the occurrence is 1 unless the row has exact copies.
+
+    Copies are identical in every column, so which copy gets which number does not matter: the
+    set of RECORD_IDs is the same as a ROW_NUMBER() over every row of the batch would give.
+    """
+    if not numbered:
+        return F.concat(F.col("ROW_HASH"), F.lit("-1"))
+    occurrence = F.row_number().over(Window.partition_by("ROW_HASH").order_by("ROW_HASH"))
+    return F.concat(F.col("ROW_HASH"), F.lit("-"), occurrence.cast("string"))
+
+
+def _record_id(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
+    """Add RECORD_ID (``_occurrence_id``) to raw rows; the window runs over the rows with copies only."""
+    hashed = _with_row_hash(frame, types)
+    single, copies = _split_rare(hashed, F.col("ROW_HASH").isin(_repeated(hashed, "ROW_HASH")))
+    return (
+        single.with_column("RECORD_ID", _occurrence_id(False))
+        .union_all(copies.with_column("RECORD_ID", _occurrence_id(True)))
+        .drop("ROW_HASH")
+    )
 
 
 def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None = None) -> Any:
@@ -238,7 +277,14 @@ def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None 
 def classify_events(
     batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: IngestionParams
 ) -> DataFrame:
-    """Type and validate each raw event; REJECT_REASON is NULL for accepted events."""
+    """Type and validate each raw event, without the duplicate check (``resolve_duplicates`` does it).
+
+    CHECK_REASON is NULL for an event that passes every check but the duplicate one (see
+    ``number_repeated_records`` and ``resolve_duplicates``); ROW_HASH is
+    RECORD_ID's hash; PREV_RECORD_ID is the accepted record of the same EVENT_ID in
+    TRANSFORMED_DATA, if any. No window over the batch: materialising this one pass and numbering
+    only the few rows that need it afterwards keeps a 10M-event batch out of a full sort.
+    """
     params = IngestionParams.of(params)
     purchase_types = [t.upper() for t in params.purchase_event_types]
     known_types = purchase_types + [t.upper() for t in params.other_event_types]
@@ -250,7 +296,7 @@ def classify_events(
         existing_events = existing_events.filter(F.lit(False))
 
     types = _column_types(batch)  # one DESCRIBE: typed raw columns are converted without text
-    frame = _record_id(batch, types)
+    frame = _with_row_hash(batch, types)
     event_type = F.upper(F.trim(F.col("EVENT_TYPE")))
     is_purchase = event_type.isin(purchase_types)
     ts = _parse_timestamp(F.col("EVENT_TS"), formats, types.get("EVENT_TS"))
@@ -277,25 +323,15 @@ def classify_events(
     )
     frame = frame.with_column("_REASON", reason)
 
-    # Duplicates: among otherwise valid events, an EVENT_ID already accepted by an earlier batch
-    # keeps its accepted record (re-processing it is a no-op) and every other record of it is a
-    # duplicate; otherwise the first load of the EVENT_ID wins.
+    # the accepted record of the same EVENT_ID from an earlier batch, if any (used by resolve_duplicates)
     previous = existing_events.select(
-        F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("_PREV_RECORD_ID")
+        F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("PREV_RECORD_ID")
     )
     frame = frame.join(previous, F.trim(frame["EVENT_ID"]) == previous["_PREV_EVENT_ID"], how="left")
-    order = Window.partition_by(F.trim(F.col("EVENT_ID")), F.col("_REASON").is_null()).order_by(
-        F.col("LOADED_AT").asc_nulls_last(), F.col("SOURCE_FILE"), F.col("SOURCE_ROW"), F.col("RECORD_ID")
-    )
-    duplicate = F.col("_REASON").is_null() & F.when(
-        F.col("_PREV_RECORD_ID").is_not_null(), F.col("_PREV_RECORD_ID") != F.col("RECORD_ID")
-    ).otherwise(F.row_number().over(order) > F.lit(1))
-    frame = frame.with_column(
-        "REJECT_REASON", F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("_REASON"))
-    )
     return frame.select(
-        "RECORD_ID",
-        "REJECT_REASON",
+        "ROW_HASH",
+        F.col("_REASON").alias("CHECK_REASON"),
+        "PREV_RECORD_ID",
         *[_raw_text(c, types.get(c)).alias(c) for c in RAW_EVENT_COLUMNS],
         F.trim(F.col("EVENT_ID")).alias("CLEAN_EVENT_ID"),
         F.col("_TYPE").alias("CLEAN_EVENT_TYPE"),
@@ -304,6 +340,79 @@ def classify_events(
         F.col("_QTY").cast("int").alias("CLEAN_QUANTITY"),
         *RAW_LOAD_COLUMNS,
     )
+
+
+#: Columns of the classified batch (``resolve_duplicates``) after RECORD_ID and REJECT_REASON.
+_CLASSIFIED_COLUMNS = (
+    *RAW_EVENT_COLUMNS,
+    "CLEAN_EVENT_ID",
+    "CLEAN_EVENT_TYPE",
+    "CLEAN_EVENT_TS",
+    "CLEAN_AMOUNT",
+    "CLEAN_QUANTITY",
+    *RAW_LOAD_COLUMNS,
+)
+
+
+def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool, keep_hash: bool = False) -> DataFrame:
+    """The final REJECT_REASON: CHECK_REASON, or duplicate_event for a valid event whose EVENT_ID was seen.
+
+    Among otherwise valid events, an EVENT_ID already accepted by an earlier batch keeps its
+    accepted record (re-processing it is a no-op) and every other record of it is a duplicate;
+    otherwise the first load of the EVENT_ID wins (LOADED_AT, then SOURCE_FILE, SOURCE_ROW,
+    RECORD_ID). ``repeated_in_batch`` says whether ``frame`` holds the EVENT_IDs seen more than once
+    in the batch (their every valid row, so the window sees whole partitions); for the other rows
+    the ordering cannot make a duplicate and no window is computed.
+    """
+    valid = F.col("CHECK_REASON").is_null()
+    if repeated_in_batch:
+        order = Window.partition_by(F.col("CLEAN_EVENT_ID"), valid).order_by(
+            F.col("LOADED_AT").asc_nulls_last(), F.col("SOURCE_FILE"), F.col("SOURCE_ROW"), F.col("RECORD_ID")
+        )
+        later = F.row_number().over(order) > F.lit(1)
+    else:
+        later = F.lit(False)
+    duplicate = valid & F.when(
+        F.col("PREV_RECORD_ID").is_not_null(), F.col("PREV_RECORD_ID") != F.col("RECORD_ID")
+    ).otherwise(later)
+    return frame.select(
+        "RECORD_ID",
+        F.when(duplicate, F.lit("duplicate_event")).otherwise(F.col("CHECK_REASON")).alias("REJECT_REASON"),
+        *_CLASSIFIED_COLUMNS,
+        *(["ROW_HASH"] if keep_hash else []),
+    )
+
+
+def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
+    """The few rows that need a ROW_NUMBER, with RECORD_ID and final REJECT_REASON (and ROW_HASH).
+
+    They are exact copies (a ROW_HASH seen twice) and valid events whose EVENT_ID occurs twice in
+    the batch, found by GROUP BY ... HAVING COUNT(*) > 1; the windows run over them only. Every
+    copy of a row in this set is in it too (a shared ROW_HASH makes both copies), so
+    ``resolve_duplicates`` can tell them apart from the rest by ROW_HASH alone.
+    """
+    valid_new = F.col("CHECK_REASON").is_null() & F.col("PREV_RECORD_ID").is_null()
+    copies = _repeated(typed_batch, "ROW_HASH")
+    repeated_ids = _repeated(typed_batch.filter(valid_new), "CLEAN_EVENT_ID")
+    # A valid copy's EVENT_ID is itself repeated, so every row of a repeated EVENT_ID lands here.
+    rare_condition = F.col("ROW_HASH").isin(copies) | (valid_new & F.col("CLEAN_EVENT_ID").isin(repeated_ids))
+    _, rare = _split_rare(typed_batch, rare_condition)
+    return _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True, keep_hash=True)
+
+
+def resolve_duplicates(typed_batch: DataFrame, repeated_records: DataFrame) -> DataFrame:
+    """RECORD_ID and the final REJECT_REASON (duplicate_event included) of every batch row; NULL if accepted.
+
+    ``repeated_records`` as numbered, every other row with occurrence 1 and no window: the same
+    RECORD_IDs and reasons as windows over the whole batch, without sorting it and without
+    writing the batch a second time (this frame stays a query over the two scratch tables).
+    ROW_HASH is an MD5, never NULL, so NOT IN keeps every other row. Plain Snowflake SQL:
+    ``x IN (subquery)`` (https://docs.snowflake.com/en/sql-reference/operators-subquery) and
+    ``(query) UNION ALL (query)`` (https://docs.snowflake.com/en/sql-reference/operators-query).
+    """
+    common = typed_batch.filter(~F.col("ROW_HASH").isin(repeated_records.select("ROW_HASH")))
+    common = _with_reject_reason(common.with_column("RECORD_ID", _occurrence_id(False)), False)
+    return common.union_all(repeated_records.drop("ROW_HASH"))
 
 
 def split_events(

@@ -6,7 +6,9 @@ from customer_segmentation.demo.seeding import seed_demo_events
 from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
+    number_repeated_records,
     reconcile_ingestion,
+    resolve_duplicates,
     select_new_events,
     split_events,
 )
@@ -31,8 +33,20 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 classify_events,
                 inputs=["raw_batch", "transformed_data_previous", "batch_info", "params:ingestion"],
-                outputs="classified_batch",
+                outputs="typed_batch",
                 name="classify_events",
+            ),
+            Node(
+                number_repeated_records,
+                inputs="typed_batch",
+                outputs="repeated_records",
+                name="number_repeated_records",
+            ),
+            Node(
+                resolve_duplicates,
+                inputs=["typed_batch", "repeated_records"],
+                outputs="classified_batch",
+                name="resolve_duplicates",
             ),
             Node(
                 split_events,
