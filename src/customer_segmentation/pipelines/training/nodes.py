@@ -53,11 +53,27 @@ def _silhouette(
         return float(silhouette_score(x, lab))
 
 
+def k_selection_rows(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFrame:
+    """At most ``k_selection_sample_size`` customers of the sample, drawn with ``random_state``.
+
+    The sample is in CUSTOMER_ID order, which may follow sign-up time: a head would be biased.
+    """
+    if len(sample) <= params.k_selection_sample_size:
+        return sample
+    drawn = sample.sample(n=params.k_selection_sample_size, random_state=params.random_state)
+    return drawn.sort_index()
+
+
 def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFrame:
-    """Inertia, silhouette (bounded sample), Calinski-Harabasz and Davies-Bouldin for each k."""
+    """Inertia, silhouette (bounded sample), Calinski-Harabasz and Davies-Bouldin for each k.
+
+    The scores come from ``k_selection_rows`` (a bounded random subset), scaled with the whole
+    sample's transform.
+    """
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-    scaled = SegmentationModel.learn_transform(sample, params.features, params.log_features).transform(sample)
+    transform = SegmentationModel.learn_transform(sample, params.features, params.log_features)
+    scaled = transform.transform(k_selection_rows(sample, params))
     k_max = min(params.k_max, len(scaled) - 1)
     seed = params.random_state
     silhouette_n = min(params.silhouette_sample_size, len(scaled))
@@ -285,11 +301,15 @@ def align_segment_identity(
 def measure_stability(
     sample: pd.DataFrame, model: SegmentationModel, params: TrainingParams
 ) -> dict[str, Any]:
-    """Adjusted Rand index between the model and refits on bootstrap samples (same k)."""
+    """Adjusted Rand index between the model and refits on bootstrap samples (same k).
+
+    Bootstraps of ``k_selection_rows`` (a bounded random subset of the sample).
+    """
     from sklearn.metrics import adjusted_rand_score
 
-    scaled = model.transform(sample)
-    reference = model.predict(sample)
+    subsample = k_selection_rows(sample, params)
+    scaled = model.transform(subsample)
+    reference = model.predict(subsample)
     rng = np.random.default_rng(params.random_state)
     scores = []
     for _ in range(params.bootstrap_rounds):
