@@ -202,3 +202,21 @@ def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snaps
     assert [r[0] for r in rows] == [date(2026, 1, 30), date(2026, 3, 1)] and rows[1][1] == 1
     with pytest.raises(InvalidParametersError, match="monitoring.history_retention_days"):
         MonitoringParams.of(history_retention_days=0)
+
+
+def test_bin_shares_in_sql_equal_numpy_on_edges_ties_and_nulls(warehouse_session: Any) -> None:
+    from customer_segmentation.drift import proportions
+    from customer_segmentation.pipelines.monitoring.nodes import _bin_counts
+
+    # values exactly on the edges, heavy ties, NULLs (counted as 0), below and above every edge
+    values = [None, None, -5.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.5, 3.0, 3.0, 7.0, 7.0, 7.0, 7.0, 99.0]
+    edges = {"X": {"edges": [0.0, 1.0, 3.0, 7.0]}, "Y": {"edges": [2.0]}}
+    frame = pd.DataFrame({"X": values, "Y": [v if v is None else -v for v in values]})
+    warehouse_session.sql("CREATE OR REPLACE TABLE T_BINS (X DOUBLE, Y DOUBLE)").collect()
+    warehouse_session.write_pandas(frame, "T_BINS", auto_create_table=False)
+    shares = _bin_counts(warehouse_session.table("T_BINS"), edges, len(frame))
+    for feature, spec in edges.items():
+        expected = proportions(frame[feature].fillna(0).to_numpy(float), spec["edges"])
+        assert shares[feature] == pytest.approx(expected), feature
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        _bin_counts(warehouse_session.table("T_BINS"), {"X": {"edges": [3.0, 1.0]}}, len(frame))

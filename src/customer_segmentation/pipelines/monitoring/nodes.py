@@ -449,13 +449,31 @@ def profile_segments(
 # --- drift --------------------------------------------------------------------------------------
 
 
-def _bin_expression(feature: str, edges: list[float]) -> Any:
-    """SQL bin of a feature: the number of edges <= value (as ``drift.bin_index``); NULL counts as 0."""
-    x = F.coalesce(F.col(feature).cast("double"), F.lit(0.0))
-    expr = F.lit(0)
-    for edge in edges:
-        expr = expr + F.iff(x >= F.lit(float(edge)), F.lit(1), F.lit(0))
-    return expr
+def _bin_counts(frame: DataFrame, bins: dict[str, Any], total: int) -> dict[str, list[float]]:
+    """Share of ``frame``'s rows in each reference bin of each feature, in one aggregate query.
+
+    A value's bin is the number of edges <= value (as ``drift.bin_index``; NULL counts as 0).
+    With the edges sorted, ``COUNT(value >= edge_i)`` is the number of rows in bins i..m, so
+    one comparison per edge gives every bin (the difference of two neighbours) instead of one
+    expression per bin summing a comparison per edge.
+    """
+    aggs, plan = [], {}
+    for feature, spec in bins.items():
+        edges = [float(e) for e in spec["edges"]]
+        if edges != sorted(set(edges)):
+            raise ValueError(f"drift reference edges of {feature} must be sorted and distinct, got {edges}")
+        x = F.coalesce(F.col(feature).cast("double"), F.lit(0.0))
+        plan[feature] = []
+        for edge in edges:
+            plan[feature].append(f"B{len(aggs)}")
+            aggs.append(F.sum(F.iff(x >= F.lit(edge), F.lit(1), F.lit(0))).alias(plan[feature][-1]))
+    row = frame.agg(*aggs).collect()[0].as_dict() if aggs else {}
+    shares = {}
+    for feature, names in plan.items():
+        at_least = [total] + [int(row[name] or 0) for name in names] + [0]
+        counts = [at_least[i] - at_least[i + 1] for i in range(len(names) + 1)]
+        shares[feature] = [c / total if total else 0.0 for c in counts]
+    return shares
 
 
 def measure_drift(
@@ -478,20 +496,14 @@ def measure_drift(
     shares: dict[str, dict[str, float]] = {}
     max_shift, distance_now, distance_then = float("nan"), float("nan"), float("nan")
     if reference:
-        aggs, names = [], []
-        for f, spec in reference["bins"].items():
+        for f in reference["bins"]:
             if f not in processed_data.columns:
                 raise MissingColumnsError(
                     f"PROCESSED_DATA lacks the model feature {f}: rerun the daily pipeline."
                 )
-            b = _bin_expression(f, spec["edges"])
-            for i in range(len(spec["proportions"])):
-                names.append((f, i))
-                aggs.append(F.sum(F.iff(b == F.lit(i), F.lit(1), F.lit(0))).alias(f"B{len(aggs)}"))
-        binned = processed_data.agg(*aggs).collect()[0] if aggs else []
+        now_by_feature = _bin_counts(processed_data, reference["bins"], total)
         for f, spec in reference["bins"].items():
-            now = [float(binned[j] or 0) / total for j, (g, _) in enumerate(names) if g == f]
-            psi_by_feature[f] = round(psi(spec["proportions"], now), 6)
+            psi_by_feature[f] = round(psi(spec["proportions"], now_by_feature[f]), 6)
         by_id = counts.set_index(counts["SEGMENT_ID"].astype(int))
         shifts = []
         for pos, seg_id in enumerate(model.ids()):
