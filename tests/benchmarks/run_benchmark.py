@@ -7,7 +7,7 @@ each step in a FRESH subprocess (so that peak RSS belongs to that step alone):
 
 1. ``generate``: RAW_DATA filled inside the embedded warehouse by one INSERT ... SELECT over
    ``TABLE(GENERATOR(ROWCOUNT => n))`` (``tests/benchmarks/benchmark_data.py``);
-2. ``kedro``: the default pipeline (ingestion, rfm_features, training, prediction, store_results)
+2. ``kedro``: the default pipeline (ingestion, rfm_features, training, reporting, prediction, store_results, monitoring)
    through one KedroSession, as ``kedro run`` does, with ``demo_data.enabled=false``. A hook
    times every node (its input loads, the node, its output saves), records its peak RSS
    (VmHWM of /proc/self/status, reset between nodes through /proc/self/clear_refs) and the rows
@@ -47,7 +47,17 @@ REPO = Path(__file__).resolve().parents[2]
 #: Above this many events the pandas baseline is skipped: it pulls every event into pandas
 #: (7.5 GB peak RSS at 10M events), which at 100M would not fit in this machine's memory.
 PANDAS_MAX_EVENTS = 20_000_000
-PIPELINES = ("ingestion", "rfm_features", "training", "prediction", "store_results")
+#: Every pipeline of the full run (pipeline_registry.FULL_RUN) and of the daily run (model_refresh).
+PIPELINES = (
+    "ingestion",
+    "rfm_features",
+    "training",
+    "reporting",
+    "prediction",
+    "store_results",
+    "monitoring",
+    "model_refresh",
+)
 FEATURE_NODE = "compute_customer_features"
 
 # --------------------------------------------------------------------------------- measurement

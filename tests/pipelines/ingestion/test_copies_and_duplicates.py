@@ -37,6 +37,8 @@ def _messy_rows(seed: int) -> list[dict[str, Any]]:
             "SOURCE_FILE": None if loaded_at is None else rng.choice(["a.csv", "b.csv"]),
             "SOURCE_ROW": None if loaded_at is None and rng.random() < 0.5 else rng.randrange(30),
         }
+        if rng.random() < 0.08:  # missing EVENT_IDs (NULL or blank), copies of them too
+            row["EVENT_ID"] = rng.choice([None, "  "])
         rows.extend([row] * (1 if rng.random() < 0.7 else rng.randrange(2, 13)))
     rng.shuffle(rows)
     return rows
@@ -62,6 +64,8 @@ def _expected(rows: list[dict[str, Any]], previous: dict[str, str]) -> list[tupl
     frame["HASH"] = frame.apply(lambda r: hashlib.md5(text(r).encode()).hexdigest(), axis=1)
     frame["RECORD_ID"] = frame["HASH"] + "-" + (frame.groupby("HASH").cumcount() + 1).astype(str)
     frame["REASON"] = frame["AMOUNT"].map(lambda a: "bad_amount" if a == "12,50 EUR" else None)
+    missing = frame["EVENT_ID"].map(lambda v: v is None or not str(v).strip())
+    frame.loc[missing, "REASON"] = "missing_event_id"  # the first check
     frame["KEY"] = frame["EVENT_ID"].str.strip()
     valid = frame[frame["REASON"].isna()].copy()
     valid["LOADED_RANK"] = valid["LOADED_AT"].map(lambda v: (v is None, v or ""))
@@ -115,5 +119,7 @@ def test_a_later_load_of_accepted_events_is_all_duplicates(warehouse_session: An
     earlier = {f"E{i}": f"accepted-earlier-{i}" for i in range(0, 150, 2)}  # half the EVENT_IDs
     got = _classified(warehouse_session, raw, _previous(warehouse_session, sorted(earlier.items())))
     assert _decisions(got) == _expected(rows, earlier)
-    keys = {r["EVENT_ID"].strip() for r in rows if r["AMOUNT"] != "12,50 EUR"}
+    keys = {
+        r["EVENT_ID"].strip() for r in rows if r["AMOUNT"] != "12,50 EUR" and (r["EVENT_ID"] or "").strip()
+    }
     assert any(k in earlier for k in keys) and any(k not in earlier for k in keys)

@@ -386,16 +386,16 @@ def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool, keep_hash: bo
 def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
     """The few rows that need a ROW_NUMBER, with RECORD_ID and final REJECT_REASON (and ROW_HASH).
 
-    They are exact copies (a ROW_HASH seen twice) and valid events whose EVENT_ID occurs twice in
-    the batch, found by GROUP BY ... HAVING COUNT(*) > 1; the windows run over them only. Every
-    copy of a row in this set is in it too (a shared ROW_HASH makes both copies), so
-    ``resolve_duplicates`` can tell them apart from the rest by ROW_HASH alone.
+    They are the rows whose EVENT_ID occurs more than once in the batch (or is missing), found
+    by one GROUP BY ... HAVING COUNT(*) > 1; the windows run over them only. That set holds whole
+    window partitions: exact copies share their EVENT_ID (a ROW_HASH partition lies inside one
+    EVENT_ID), and the duplicate numbering is partitioned by EVENT_ID. So every row keeps the
+    number a window over the whole batch would give it, and every other row has occurrence 1
+    and no in-batch duplicate; ``resolve_duplicates`` tells the two sets apart by ROW_HASH.
     """
-    valid_new = F.col("CHECK_REASON").is_null() & F.col("PREV_RECORD_ID").is_null()
-    copies = _repeated(typed_batch, "ROW_HASH")
-    repeated_ids = _repeated(typed_batch.filter(valid_new), "CLEAN_EVENT_ID")
-    # A valid copy's EVENT_ID is itself repeated, so every row of a repeated EVENT_ID lands here.
-    rare_condition = F.col("ROW_HASH").isin(copies) | (valid_new & F.col("CLEAN_EVENT_ID").isin(repeated_ids))
+    repeated_ids = _repeated(typed_batch, "CLEAN_EVENT_ID")
+    # NULL never matches IN: rows without an EVENT_ID (rejected anyway) may still be exact copies
+    rare_condition = F.col("CLEAN_EVENT_ID").is_null() | F.col("CLEAN_EVENT_ID").isin(repeated_ids)
     _, rare = _split_rare(typed_batch, rare_condition)
     return _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True, keep_hash=True)
 
