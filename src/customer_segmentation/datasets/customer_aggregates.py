@@ -31,7 +31,7 @@ from kedro.io.core import DatasetError
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
-from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
+from customer_segmentation.warehouse.identifiers import validate_identifier
 from customer_segmentation.warehouse.tables import (
     create_table_sql,
     forget_table_columns,
@@ -121,9 +121,6 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         super().__init__(save_args=save_args, **kwargs)
         self._daily_table = validate_identifier(daily_table, "table name (daily_table)")
         self._state_table = validate_identifier(state_table, "table name (state_table)")
-
-    def _fqn(self, table: str) -> str:
-        return qualified_name(self._database, self._schema, table)
 
     def _describe(self) -> dict[str, Any]:
         return {"table": self.fqn, "daily_table": self._daily_table, "state_table": self._state_table}

@@ -28,7 +28,7 @@ from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.model import json_safe
-from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
+from customer_segmentation.warehouse.identifiers import validate_identifier
 from customer_segmentation.warehouse.tables import (
     create_table_sql,
     forget_table_columns,
@@ -184,9 +184,6 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
         super().__init__(table_name=table_name, **kwargs)
         self._k_selection_table = validate_identifier(k_selection_table, "table name")
         self._segments_table = validate_identifier(segments_table, "table name")
-
-    def _fqn(self, table: str) -> str:
-        return qualified_name(self._database, self._schema, table)
 
     def _describe(self) -> dict[str, Any]:
         return {

@@ -123,6 +123,10 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
     def fqn(self) -> str:
         return qualified_name(self._database, self._schema, self._table_name)
 
+    def _fqn(self, table: str) -> str:
+        """Another table of this dataset's database and schema (datasets that write several tables)."""
+        return qualified_name(self._database, self._schema, table)
+
     @property
     def _target(self) -> str:
         """Name to read and write: a temporary table is addressed unqualified, in the session's schema."""
