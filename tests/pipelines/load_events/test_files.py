@@ -21,20 +21,10 @@ from customer_segmentation.pipelines.load_events.files import (
     to_text,
 )
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
+from tests.pipelines.ingestion.test_nodes import GOOD
 
 ROWS = [
-    {
-        "EVENT_ID": "E1",
-        "EVENT_TYPE": "ORDER_CREATED",
-        "EVENT_TS": "2026-01-02 10:00:00",
-        "CUSTOMER_ID": "C1",
-        "ORDER_ID": "O1",
-        "PRODUCT_ID": "P1",
-        "CATEGORY": "Vins",
-        "QUANTITY": "2",
-        "AMOUNT": "12.50",
-        "CHANNEL": "web",
-    },
+    dict(GOOD),  # the ingestion tests' well-formed order event
     {
         "EVENT_ID": "E2",
         "EVENT_TYPE": "PAGE_VIEW",
