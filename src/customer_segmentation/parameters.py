@@ -49,6 +49,8 @@ class Parameters(BaseModel):
     @classmethod
     def of(cls, values: Any = None, **changes: Any) -> Any:
         """A validated instance from a mapping (or an instance), with ``changes`` applied on top."""
+        if isinstance(values, cls) and not changes:
+            return values  # already validated, and frozen: nothing to redo
         if isinstance(values, cls):
             values = values.model_dump()
         return cls.model_validate({**dict(values or {}), **changes})
