@@ -16,6 +16,7 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
     import fakesnow.arrow
     import fakesnow.copy_into
     import fakesnow.cursor
+    import fakesnow.server
     import fakesnow.transforms
 
     compat.apply()
@@ -27,6 +28,9 @@ def test_patches_are_applied_once(warehouse_session: Any) -> None:
         fakesnow.transforms.trim_cast_varchar,
         fakesnow.cursor.FakeSnowflakeCursor._describe_last_sql,
         fakesnow.cursor.FakeSnowflakeCursor._transform_explode,
+        fakesnow.cursor.FakeSnowflakeCursor._transform,
+        fakesnow.cursor.FakeSnowflakeCursor._execute,
+        fakesnow.server.sessions,
     ):
         assert getattr(patched, "_segmentation_patch", False)
     assert any(
@@ -154,3 +158,90 @@ def test_10_insert_only_merge_runs_as_insert_where_not_exists(warehouse_session:
         "MERGE INTO MT t USING (SELECT 'a' AS K, 10 AS V) s ON t.K = s.K WHEN MATCHED THEN UPDATE SET t.V = s.V"
     )
     assert q("SELECT V FROM MT WHERE K = 'a'")[0][0] == 10
+
+
+def _table_rows(session: Any, name: str) -> list[Any]:
+    """Rows of duckdb_tables() for ``name`` (the emulator's own catalog, outside the Snowflake views)."""
+    import fakesnow.server
+
+    cur = fakesnow.server.shared_fs.duck_conn.cursor()
+    try:
+        return cur.execute(
+            "SELECT schema_name, temporary, comment FROM duckdb_tables() WHERE table_name = ?", [name]
+        ).fetchall()
+    finally:
+        cur.close()
+
+
+@pytest.fixture
+def in_process_warehouse(tmp_path: Any, monkeypatch: Any) -> Any:
+    """The emulator in this process (its DuckDB catalog can be inspected), on a fresh warehouse."""
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.config import IN_PROCESS_ENV, WarehouseSettings
+
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
+    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "warehouse"))
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+def test_11_temporary_tables_are_stored_in_the_warehouse_file(in_process_warehouse: Any) -> None:
+    """A temporary table is a table of its schema (not DuckDB memory), for its session only, dropped at logout."""
+    session = in_process_warehouse.get_session()
+    frame = session.sql("SELECT * FROM VALUES (1, 'a'), (2, 'b') AS v (N, S)")
+    frame.write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
+    assert sorted(tuple(r) for r in session.table("SCRATCH_T").collect()) == [(1, "a"), (2, "b")]
+    ((schema, temporary, comment),) = _table_rows(session, "SCRATCH_T")
+    assert (schema, temporary) == ("PUBLIC", False)
+    assert comment.startswith(compat.TEMPORARY_TABLE_MARKER)
+    # replaced by the same session, as CREATE OR REPLACE TEMPORARY TABLE does on Snowflake
+    frame.limit(1).write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
+    assert session.table("SCRATCH_T").count() == 1
+    # a permanent table of the same name is never replaced by a temporary one
+    session.sql("CREATE TABLE KEEP_ME (N INT)").collect()
+    session.sql("INSERT INTO KEEP_ME VALUES (7)").collect()
+    with pytest.raises(SnowparkSQLException, match="permanent table of that name"):
+        frame.write.save_as_table("KEEP_ME", mode="overwrite", table_type="temporary")
+    assert [tuple(r) for r in session.table("KEEP_ME").collect()] == [(7,)]
+    in_process_warehouse.close()  # logout: the session's temporary tables go
+    session = in_process_warehouse.get_session()
+    assert _table_rows(session, "SCRATCH_T") == []
+    assert len(_table_rows(session, "KEEP_ME")) == 1
+
+
+def test_11_logout_drops_the_sessions_temporary_tables_only(in_process_warehouse: Any) -> None:
+    """Two sessions: the other's temporary table cannot be replaced; at its logout it goes, ours stays."""
+    from snowflake.snowpark import Session
+
+    from customer_segmentation.warehouse import embedded
+
+    first = in_process_warehouse.get_session()
+    settings = in_process_warehouse.current_settings()
+    server = embedded.ensure_running(settings.embedded_dir, settings.database)
+    second = Session.builder.configs(server.connection_parameters(settings.database, settings.schema)).create()
+    try:
+        first.sql("SELECT 1 AS N").write.save_as_table("MINE", mode="overwrite", table_type="temporary")
+        second.sql("SELECT 2 AS N").write.save_as_table("THEIRS", mode="overwrite", table_type="temporary")
+        with pytest.raises(SnowparkSQLException, match="another session's temporary table"):
+            first.sql("SELECT 3 AS N").write.save_as_table("THEIRS", mode="overwrite", table_type="temporary")
+    finally:
+        second.close()
+    assert _table_rows(first, "THEIRS") == []
+    assert [tuple(r) for r in first.table("MINE").collect()] == [(1,)]
+
+
+def test_11_a_crashed_sessions_temporary_tables_go_at_the_next_login(in_process_warehouse: Any) -> None:
+    """A table marked for a session that no longer exists (a crash) is dropped when a session logs in."""
+    import fakesnow.server
+
+    warehouse_session = in_process_warehouse.get_session()
+    warehouse_session.sql("CREATE TABLE LEFT_OVER (N INT)").collect()
+    warehouse_session.sql("CREATE TABLE NOT_MINE (N INT)").collect()
+    marker = compat.TEMPORARY_TABLE_MARKER + "0123456789abcdef"
+    fakesnow.server.shared_fs.duck_conn.execute(f"COMMENT ON TABLE SEGMENTATION.PUBLIC.LEFT_OVER IS '{marker}'")
+    in_process_warehouse.close()
+    session = in_process_warehouse.get_session()
+    assert _table_rows(session, "LEFT_OVER") == []
+    assert len(_table_rows(session, "NOT_MINE")) == 1

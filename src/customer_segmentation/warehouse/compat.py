@@ -43,6 +43,17 @@ Patched cases:
     row matches it; source rows are not checked against each other, as in MERGE), one statement,
     and the result Snowflake gives such a MERGE ("number of rows inserted"). The SQL sent stays
     MERGE, so a real account keeps MERGE's locking (concurrent MERGEs on a table serialise).
+11. ``CREATE TEMPORARY TABLE``: DuckDB keeps temporary tables in memory, uncompressed, spilling
+    them to its temporary directory only under pressure. A 100M-event ingestion batch is 16 GB
+    there (753 MB pinned at the 768 MB cap), and the next statement fails with "Out of Memory:
+    could not allocate block". On Snowflake a temporary table is stored like any other table
+    (https://docs.snowflake.com/en/user-guide/tables-temp-transient). Fix: the emulator stores it
+    as an ordinary table of the same schema, in the warehouse file (compressed, evictable),
+    marked with a comment naming its session, and drops it when that session logs out (or, after
+    a crash, at the next login). What a client sees is unchanged: the table exists for its
+    session, under the same name. One difference is refused rather than emulated: Snowflake lets
+    a temporary table shadow a permanent table (or another session's temporary table) of the same
+    name; here that CREATE fails with a message naming the table.
 """
 
 from __future__ import annotations
@@ -299,6 +310,170 @@ def _patch_insert_only_merge() -> None:
     fs_cursor.FakeSnowflakeCursor._transform_explode = _transform_explode  # noqa: SLF001
 
 
+#: Comment on an emulated temporary table (11 above); the session id follows it.
+TEMPORARY_TABLE_MARKER = "segmentation-emulator: temporary table of session "
+_SESSION_ID = "_segmentation_session_id"
+_TEMPORARY_TABLES = "_segmentation_temporary_tables"
+_META = "segmentation_temporary_table"
+
+
+def _session_id(conn: Any) -> str:
+    """A stable id for one emulator session (a fakesnow connection)."""
+    import uuid
+
+    if not getattr(conn, _SESSION_ID, None):
+        setattr(conn, _SESSION_ID, uuid.uuid4().hex)
+        setattr(conn, _TEMPORARY_TABLES, set())
+    return getattr(conn, _SESSION_ID)
+
+
+def _live_session_ids() -> set[str]:
+    import fakesnow.server as fs_server
+
+    return {i for c in list(fs_server.sessions.values()) if (i := getattr(c, _SESSION_ID, None))}
+
+
+def _quoted(*parts: str) -> str:
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+
+
+def temporary_table_as_table(conn: Any, transformed: Any) -> Any:
+    """Strip TEMPORARY from a CREATE TABLE (see 11 above) and note the table for ``_execute``.
+
+    Refuses to replace a permanent table, or another live session's temporary table, of the
+    same name: Snowflake would shadow it, the emulator cannot.
+    """
+    from sqlglot import exp
+
+    if not (isinstance(transformed, exp.Create) and (transformed.kind or "").upper() == "TABLE"):
+        return transformed
+    temporary = transformed.find(exp.TemporaryProperty)
+    if temporary is None:
+        return transformed
+    table = transformed.this.this if isinstance(transformed.this, exp.Schema) else transformed.this
+    if not isinstance(table, exp.Table):  # pragma: no cover - a CREATE TABLE always names its table
+        return transformed
+    catalog, schema, name = table.catalog or conn.database, table.db or conn.schema, table.name
+    if not (catalog and schema and name):  # pragma: no cover - fakesnow refuses these earlier
+        return transformed
+    owner = _temporary_table_owner(conn, catalog, schema, name)
+    own = _session_id(conn)
+    if owner is not None and owner != own and (owner == "" or owner in _live_session_ids()):
+        import snowflake.connector.errors as sf_errors
+
+        what = "a permanent table" if owner == "" else "another session's temporary table"
+        raise sf_errors.ProgrammingError(
+            msg=(
+                f"The embedded warehouse stores temporary table {catalog}.{schema}.{name} as a table of its "
+                f"schema, and {what} of that name exists there (Snowflake would shadow it; the emulator "
+                "cannot). Give the temporary table another name."
+            ),
+            errno=2002,
+            sqlstate="42710",
+        )
+    temporary.pop()
+    transformed.meta[_META] = (catalog, schema, name)
+    return transformed
+
+
+def _temporary_table_owner(conn: Any, catalog: str, schema: str, name: str) -> str | None:
+    """None if no such table; its session id if it is an emulated temporary table; else ''."""
+    cur = conn._duck_conn.cursor()  # noqa: SLF001
+    try:
+        row = cur.execute(
+            "SELECT comment FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+            "AND table_name = ? AND NOT temporary",
+            [catalog, schema, name],
+        ).fetchone()
+    finally:
+        cur.close()
+    if row is None:
+        return None
+    comment = row[0] or ""
+    return comment[len(TEMPORARY_TABLE_MARKER) :] if comment.startswith(TEMPORARY_TABLE_MARKER) else ""
+
+
+def _mark_temporary_table(conn: Any, catalog: str, schema: str, name: str) -> None:
+    marker = (TEMPORARY_TABLE_MARKER + _session_id(conn)).replace("'", "''")
+    conn._duck_conn.execute(f"COMMENT ON TABLE {_quoted(catalog, schema, name)} IS '{marker}'")  # noqa: SLF001
+    getattr(conn, _TEMPORARY_TABLES).add((catalog, schema, name))
+
+
+def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
+    """Drop the emulated temporary tables of ``conn``'s session, or (``stale_only``) those in its
+    database left by sessions that are gone (a crash, or a server stopped mid-run). Returns how many."""
+    dropped = 0
+    cur = conn._duck_conn.cursor()  # noqa: SLF001
+    try:
+        if stale_only:
+            if not conn.database:
+                return 0
+            live = _live_session_ids()
+            rows = cur.execute(
+                "SELECT database_name, schema_name, table_name, comment FROM duckdb_tables() "
+                "WHERE database_name = ? AND NOT temporary AND starts_with(comment, ?)",
+                [conn.database, TEMPORARY_TABLE_MARKER],
+            ).fetchall()
+            tables = [r[:3] for r in rows if r[3][len(TEMPORARY_TABLE_MARKER) :] not in live]
+        else:
+            tables = sorted(getattr(conn, _TEMPORARY_TABLES, set()))
+        for catalog, schema, name in tables:
+            cur.execute(f"DROP TABLE IF EXISTS {_quoted(catalog, schema, name)}")
+            dropped += 1
+    except Exception as exc:  # noqa: BLE001 - cleanup must never fail a login or a logout
+        logger.warning("Could not drop the emulator's temporary tables: %s", exc)
+    finally:
+        cur.close()
+    if not stale_only:
+        getattr(conn, _TEMPORARY_TABLES, set()).clear()
+    return dropped
+
+
+class _Sessions(dict):
+    """fakesnow's session registry: drops a session's temporary tables at logout (11 above),
+    and stale ones left in a database by sessions that are gone, at the next login to it."""
+
+    _segmentation_patch = True
+
+    def __setitem__(self, token: str, conn: Any) -> None:
+        _session_id(conn)
+        super().__setitem__(token, conn)
+        drop_temporary_tables(conn, stale_only=True)
+
+    def __delitem__(self, token: str) -> None:
+        conn = self.get(token)
+        super().__delitem__(token)
+        if conn is not None:
+            drop_temporary_tables(conn)
+
+
+def _patch_temporary_tables() -> None:
+    import fakesnow.cursor as fs_cursor
+    import fakesnow.server as fs_server
+
+    if not getattr(fs_server.sessions, "_segmentation_patch", False):
+        sessions = _Sessions()
+        sessions.update(fs_server.sessions)
+        fs_server.sessions = sessions
+    transform, execute = fs_cursor.FakeSnowflakeCursor._transform, fs_cursor.FakeSnowflakeCursor._execute  # noqa: SLF001
+    if getattr(transform, "_segmentation_patch", False):
+        return
+
+    def _transform(self: Any, expression: Any, params: Any) -> Any:
+        return temporary_table_as_table(self._conn, transform(self, expression, params))  # noqa: SLF001
+
+    def _execute(self: Any, transformed: Any, params: Any = None) -> None:
+        execute(self, transformed, params)
+        target = getattr(transformed, "meta", {}).get(_META)
+        if target is not None:
+            _mark_temporary_table(self._conn, *target)  # noqa: SLF001
+
+    _transform._segmentation_patch = True  # type: ignore[attr-defined]
+    _execute._segmentation_patch = True  # type: ignore[attr-defined]
+    fs_cursor.FakeSnowflakeCursor._transform = _transform  # noqa: SLF001
+    fs_cursor.FakeSnowflakeCursor._execute = _execute  # noqa: SLF001
+
+
 def apply() -> None:
     """Apply every emulator patch (idempotent)."""
     global _APPLIED
@@ -313,5 +488,6 @@ def apply() -> None:
     _patch_trim_arguments()
     _patch_describe_set_operation()
     _patch_insert_only_merge()
+    _patch_temporary_tables()
     _APPLIED = True
     logger.debug("Embedded warehouse compatibility patches applied")

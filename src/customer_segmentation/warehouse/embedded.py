@@ -139,6 +139,8 @@ class EmbeddedWarehouse:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for conn in list(fakesnow.server.sessions.values()):
+            compat.drop_temporary_tables(conn)  # as a logout would (never raises)
         fakesnow.server.sessions.clear()
         if self._instance is not None:
             try:

@@ -305,6 +305,7 @@ def serve(path: Path, memory_limit: str | None, idle_timeout: float) -> int:  # 
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         remove_record_if_ours(path, os.getpid())
         for conn in list(fakesnow.server.sessions.values()):
+            compat.drop_temporary_tables(conn)  # as a logout would (never raises)
             try:
                 conn.close()
             except Exception:  # noqa: BLE001 - closing must go on
