@@ -220,7 +220,9 @@ def test_11_logout_drops_the_sessions_temporary_tables_only(in_process_warehouse
     first = in_process_warehouse.get_session()
     settings = in_process_warehouse.current_settings()
     server = embedded.ensure_running(settings.embedded_dir, settings.database)
-    second = Session.builder.configs(server.connection_parameters(settings.database, settings.schema)).create()
+    second = Session.builder.configs(
+        server.connection_parameters(settings.database, settings.schema)
+    ).create()
     try:
         first.sql("SELECT 1 AS N").write.save_as_table("MINE", mode="overwrite", table_type="temporary")
         second.sql("SELECT 2 AS N").write.save_as_table("THEIRS", mode="overwrite", table_type="temporary")
@@ -240,7 +242,9 @@ def test_11_a_crashed_sessions_temporary_tables_go_at_the_next_login(in_process_
     warehouse_session.sql("CREATE TABLE LEFT_OVER (N INT)").collect()
     warehouse_session.sql("CREATE TABLE NOT_MINE (N INT)").collect()
     marker = compat.TEMPORARY_TABLE_MARKER + "0123456789abcdef"
-    fakesnow.server.shared_fs.duck_conn.execute(f"COMMENT ON TABLE SEGMENTATION.PUBLIC.LEFT_OVER IS '{marker}'")
+    fakesnow.server.shared_fs.duck_conn.execute(
+        f"COMMENT ON TABLE SEGMENTATION.PUBLIC.LEFT_OVER IS '{marker}'"
+    )
     in_process_warehouse.close()
     session = in_process_warehouse.get_session()
     assert _table_rows(session, "LEFT_OVER") == []
