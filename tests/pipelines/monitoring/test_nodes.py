@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -231,3 +232,38 @@ def test_simulation_refuses_real_snowflake_before_reading_anything() -> None:
 
     with pytest.raises(SimulationRefusedError, match="real Snowflake"):
         check_demo_only(None, {"embedded_warehouse": False})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("values_per_query", [10**9, 300, 100])
+def test_segment_medians_are_exact_whatever_the_number_of_queries(
+    warehouse_session: Any, monkeypatch: Any, values_per_query: int
+) -> None:
+    """Medians in one query, two features per query or one: all equal pandas (even counts, ties, NULLs)."""
+    from customer_segmentation.pipelines.monitoring import nodes
+
+    rng = np.random.default_rng(7)
+    rows = 150
+    frame = pd.DataFrame(
+        {
+            "SEGMENT_ID": rng.integers(0, 4, rows),
+            "RECENCY_DAYS": rng.integers(0, 5, rows),  # heavy ties
+            "FREQUENCY": rng.integers(1, 3, rows),
+            "MONETARY": np.round(rng.lognormal(4, 1, rows), 2),
+        }
+    )
+    frame.loc[::7, "MONETARY"] = np.nan  # MEDIAN ignores NULLs, as pandas does NaN
+    features = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
+    monkeypatch.setattr(nodes, "MEDIAN_VALUES_PER_QUERY", values_per_query)
+    warehouse_session.sql(
+        "CREATE TABLE T_MEDIANS (SEGMENT_ID INT, RECENCY_DAYS INT, FREQUENCY INT, MONETARY NUMBER(12, 2))"
+    ).collect()
+    warehouse_session.write_pandas(frame, "T_MEDIANS", auto_create_table=False)
+    got = (
+        nodes._segment_medians(warehouse_session.table("T_MEDIANS"), features, rows)
+        .set_index("SEGMENT_ID")
+        .sort_index()
+    )
+    expected = frame.groupby("SEGMENT_ID")[features].median().add_prefix("MEDIAN_")
+    assert list(got.index) == list(expected.index)
+    for column in expected.columns:
+        assert got[column].astype(float).to_numpy() == pytest.approx(expected[column].to_numpy())
