@@ -71,3 +71,28 @@ def test_full_refresh_reads_every_row(warehouse_session: Any) -> None:
     counts = {**_counts(2, DAY1, DAY2), "full_refresh": True}  # watermark_from is ignored
     report = reconcile_ingestion(batch, batch, transformed, _table(s, "R", []), counts)
     assert report["batch_check"]["in_transformed_data"] == 2
+
+
+def test_the_proof_is_made_without_a_join_when_the_tables_hold_exactly_the_batch(
+    warehouse_session: Any, monkeypatch: Any
+) -> None:
+    """Count and checksum suffice when all is well; a swapped record (same counts) is still caught."""
+    from customer_segmentation.pipelines.ingestion import nodes
+
+    s = warehouse_session
+    joins: list[int] = []
+    by_join = nodes._batch_check_by_join
+    monkeypatch.setattr(nodes, "_batch_check_by_join", lambda *a: joins.append(1) or by_join(*a))
+    raw = _table(s, "RAW", [("a2", DAY2), ("x2", DAY2)])
+    batch = _table(s, "B", [("a2", DAY2), ("x2", DAY2)])
+    report = reconcile_ingestion(
+        batch, raw, _table(s, "T", [("a2", DAY2)]), _table(s, "R", [("x2", DAY2)]), _counts(2, DAY1, DAY2)
+    )
+    assert report["batch_check_method"] == "count and checksum" and joins == []
+    assert report["batch_check"]["in_transformed_data"] == report["batch_check"]["in_rejected_events"] == 1
+    # same counts, one record replaced by a stranger: the checksums differ, the join names the gap
+    with pytest.raises(ReconciliationError, match="1 are in neither"):
+        reconcile_ingestion(
+            batch, raw, _table(s, "T", [("a2", DAY2)]), _table(s, "R", [("zz", DAY2)]), _counts(2, DAY1, DAY2)
+        )
+    assert joins == [1]

@@ -509,6 +509,45 @@ def _in_batch_range(table: DataFrame, batch_info: dict[str, Any]) -> DataFrame:
     return table if condition is None else table.filter(loaded.is_null() | condition)
 
 
+_HASH_MODULUS = 2**62
+
+
+def _id_digest(frame: DataFrame, column: str) -> tuple[int, int]:
+    """(rows, sum of HASH(column)) of ``frame``: equal for two equal multisets of ids, in any order.
+
+    One scan, no join and no sort. HASH is Snowflake's 64-bit hash
+    (https://docs.snowflake.com/en/sql-reference/functions/hash); the sum is taken as NUMBER(38,0),
+    exact for up to ~10^19 rows (an explicit cast: the embedded warehouse otherwise sums in DOUBLE).
+    """
+    # taken modulo 2^62 so that it fits a signed 64-bit integer on both engines (the embedded
+    # warehouse's HASH is unsigned); a stranger record still changes the sum with odds 1 - 2^-62
+    hashed = (F.hash(F.col(column)) % F.lit(_HASH_MODULUS)).cast("number(38,0)")
+    row = frame.agg(F.count(F.lit(1)).alias("N"), F.sum(hashed).alias("H")).collect()[0]
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def _batch_check_by_join(batch: DataFrame, accepted: DataFrame, rejected: DataFrame) -> dict[str, int]:
+    """Where each batch RECORD_ID is: in TRANSFORMED_DATA only, REJECTED_EVENTS only, both or neither."""
+    joined = batch.join(accepted, batch["B_ID"] == accepted["T_ID"], how="left").join(
+        rejected, F.col("B_ID") == rejected["R_ID"], how="left"
+    )
+    in_t, in_r = F.col("T_ID").is_not_null(), F.col("R_ID").is_not_null()
+    row = joined.agg(
+        F.count(F.lit(1)).alias("N"),
+        F.sum(F.iff(in_t & ~in_r, F.lit(1), F.lit(0))).alias("ONLY_T"),
+        F.sum(F.iff(in_r & ~in_t, F.lit(1), F.lit(0))).alias("ONLY_R"),
+        F.sum(F.iff(in_t & in_r, F.lit(1), F.lit(0))).alias("BOTH"),
+        F.sum(F.iff(~in_t & ~in_r, F.lit(1), F.lit(0))).alias("NEITHER"),
+    ).collect()[0]
+    return {
+        "events": int(row[0] or 0),
+        "in_transformed_data": int(row[1] or 0),
+        "in_rejected_events": int(row[2] or 0),
+        "in_both": int(row[3] or 0),
+        "in_neither": int(row[4] or 0),
+    }
+
+
 def reconcile_ingestion(
     classified_batch: DataFrame,
     raw_data: DataFrame,
@@ -521,6 +560,13 @@ def reconcile_ingestion(
     Fails (before the watermark moves, so the next run retries the batch) when one is in neither or
     both. Also compares the warehouse totals: raw events up to the watermark = accepted + rejected
     (a warning only: a retention job that prunes RAW_DATA breaks that equality on purpose).
+
+    The proof is first made without a join: the batch's RECORD_IDs and those of the two tables in
+    the batch's range must have the same count and the same sum of hashes (``_id_digest``). Then
+    the two tables hold exactly the batch's records, each once (a record in both tables, or in
+    neither, or a repeated one, changes the count). Only when that fails is each record looked up
+    (two joins) to say which records are in neither or both: 54 s of joins at 100M events, against
+    three scans.
     """
     batch = classified_batch.select(F.col("RECORD_ID").alias("B_ID"))
     # A record's RECORD_ID hashes its LOADED_AT, so a batch record can only match rows loaded in
@@ -529,25 +575,24 @@ def reconcile_ingestion(
     # joined count differ from the batch count, which fails below anyway.
     accepted = _in_batch_range(transformed_data, batch_counts).select(F.col("RECORD_ID").alias("T_ID"))
     rejected = _in_batch_range(rejected_events, batch_counts).select(F.col("RECORD_ID").alias("R_ID"))
-    joined = batch.join(accepted, batch["B_ID"] == accepted["T_ID"], how="left").join(
-        rejected, F.col("B_ID") == rejected["R_ID"], how="left"
+    (b_n, b_h), (t_n, t_h), (r_n, r_h) = (
+        _id_digest(batch, "B_ID"),
+        _id_digest(accepted, "T_ID"),
+        _id_digest(rejected, "R_ID"),
     )
-    in_t, in_r = F.col("T_ID").is_not_null(), F.col("R_ID").is_not_null()
-    row = joined.agg(
-        F.count(F.lit(1)).alias("N"),
-        F.sum(F.iff(in_t & ~in_r, F.lit(1), F.lit(0))).alias("ONLY_T"),
-        F.sum(F.iff(in_r & ~in_t, F.lit(1), F.lit(0))).alias("ONLY_R"),
-        F.sum(F.iff(in_t & in_r, F.lit(1), F.lit(0))).alias("BOTH"),
-        F.sum(F.iff(~in_t & ~in_r, F.lit(1), F.lit(0))).alias("NEITHER"),
-    ).collect()[0]
-    check = {
-        "events": int(row[0] or 0),
-        "in_transformed_data": int(row[1] or 0),
-        "in_rejected_events": int(row[2] or 0),
-        "in_both": int(row[3] or 0),
-        "in_neither": int(row[4] or 0),
-    }
-    report = {**batch_counts, "batch_check": check}
+    if b_n == t_n + r_n and b_h == t_h + r_h:
+        check = {
+            "events": b_n,
+            "in_transformed_data": t_n,
+            "in_rejected_events": r_n,
+            "in_both": 0,
+            "in_neither": 0,
+        }
+        method = "count and checksum"
+    else:  # which records differ (or rows of the range that are not in this batch): look each one up
+        check = _batch_check_by_join(batch, accepted, rejected)
+        method = "join"
+    report = {**batch_counts, "batch_check": check, "batch_check_method": method}
     if check["in_both"] or check["in_neither"] or check["events"] != int(batch_counts["raw"]):
         raise ReconciliationError(
             f"Ingestion reconciliation failed for run {batch_counts.get('run_id')}: of {check['events']} batch "
