@@ -104,7 +104,7 @@ def test_grants_survive_a_rerun(target: Target, live_session: Any) -> None:
 
 
 def test_record_ids_ignore_session_timestamp_formats(target: Target, live_session: Any) -> None:
-    from customer_segmentation.pipelines.ingestion.nodes import _record_id
+    from tests.pipelines.ingestion.test_semantics import record_ids
 
     live_session.sql(
         f"CREATE TABLE {target.table('RAW_T')} (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, "
@@ -118,11 +118,11 @@ def test_record_ids_ignore_session_timestamp_formats(target: Target, live_sessio
             params=[f"E{i}", stamp, stamp],
         ).collect()
     raw = live_session.table(target.table("RAW_T"))
-    before = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    before = sorted(r["RECORD_ID"] for r in record_ids(raw).collect())
     live_session.sql(
         "ALTER SESSION SET TIMESTAMP_OUTPUT_FORMAT = 'DY, DD MON YYYY HH24:MI', TIMESTAMP_NTZ_OUTPUT_FORMAT = 'MM/DD/YY'"
     ).collect()
-    after = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    after = sorted(r["RECORD_ID"] for r in record_ids(raw).collect())
     assert before == after and len(set(after)) == 3
 
 

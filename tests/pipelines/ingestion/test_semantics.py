@@ -18,7 +18,6 @@ from snowflake.snowpark import functions as F
 from customer_segmentation.pipelines.ingestion.nodes import (
     RAW_EVENT_COLUMNS,
     RAW_LOAD_COLUMNS,
-    _record_id,
     _with_row_hash,
     select_new_events,
 )
@@ -49,6 +48,16 @@ def _insert(
     ).collect()
 
 
+def record_ids(raw: Any) -> Any:
+    """EVENT_ID and RECORD_ID of every raw row, as the ingestion pipeline computes them."""
+    session = raw.session
+    batch, info = select_new_events(raw, _empty_state(session), PARAMS)
+    previous = session.sql(
+        "SELECT CAST(NULL AS VARCHAR) AS EVENT_ID, CAST(NULL AS VARCHAR) AS RECORD_ID WHERE 1 = 0"
+    )
+    return classified(batch, previous, info, PARAMS).select("EVENT_ID", "RECORD_ID")
+
+
 def _legacy_record_id(frame: Any) -> Any:
     """RECORD_ID as computed before the explicit formats (plain casts): the ids already stored."""
     from snowflake.snowpark import Window
@@ -75,7 +84,7 @@ def test_record_ids_of_existing_rows_do_not_change(warehouse_session: Any, event
             event_ts_type,
         )
     raw = warehouse_session.table("RAW_T")
-    new = {r["EVENT_ID"]: r["RECORD_ID"] for r in _record_id(raw).select("EVENT_ID", "RECORD_ID").collect()}
+    new = {r["EVENT_ID"]: r["RECORD_ID"] for r in record_ids(raw).collect()}
     old = {
         r["EVENT_ID"]: r["RECORD_ID"]
         for r in _legacy_record_id(raw).select("EVENT_ID", "RECORD_ID").collect()
@@ -98,11 +107,11 @@ def test_record_id_is_the_same_under_other_session_formats(warehouse_session: An
     for i, stamp in enumerate(STAMPS):
         _insert(warehouse_session, "2026-01-02 10:00:00", stamp, i)
     raw = warehouse_session.table("RAW_T")
-    before = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    before = sorted(r["RECORD_ID"] for r in record_ids(raw).collect())
     warehouse_session.sql(
         "ALTER SESSION SET TIMESTAMP_OUTPUT_FORMAT = 'DY, DD MON YYYY HH24:MI', TIMESTAMP_NTZ_OUTPUT_FORMAT = 'MM/DD/YY'"
     ).collect()
-    after = sorted(r[0] for r in _record_id(raw).select("RECORD_ID").collect())
+    after = sorted(r["RECORD_ID"] for r in record_ids(raw).collect())
     assert before == after and len(set(after)) == len(STAMPS)
 
 

@@ -249,17 +249,6 @@ def _occurrence_id(numbered: bool) -> Any:
     return F.concat(F.col("ROW_HASH"), F.lit("-"), occurrence.cast("string"))
 
 
-def _record_id(frame: DataFrame, types: dict[str, DataType] | None = None) -> DataFrame:
-    """Add RECORD_ID (``_occurrence_id``) to raw rows; the window runs over the rows with copies only."""
-    hashed = _with_row_hash(frame, types)
-    single, copies = _split_rare(hashed, F.col("ROW_HASH").isin(_repeated(hashed, "ROW_HASH")))
-    return (
-        single.with_column("RECORD_ID", _occurrence_id(False))
-        .union_all(copies.with_column("RECORD_ID", _occurrence_id(True)))
-        .drop("ROW_HASH")
-    )
-
-
 def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None = None) -> Any:
     """EVENT_TS as TIMESTAMP_NTZ: typed columns converted directly, text parsed with ``formats``.
 
