@@ -123,3 +123,17 @@ def test_a_later_load_of_accepted_events_is_all_duplicates(warehouse_session: An
         r["EVENT_ID"].strip() for r in rows if r["AMOUNT"] != "12,50 EUR" and (r["EVENT_ID"] or "").strip()
     }
     assert any(k in earlier for k in keys) and any(k not in earlier for k in keys)
+
+
+def test_only_rows_with_a_repeated_or_missing_event_id_are_numbered(warehouse_session: Any) -> None:
+    """Rows without an EVENT_ID must not put every row in the numbered set (NULL in an IN list)."""
+    from customer_segmentation.pipelines.ingestion.nodes import classify_events, number_repeated_records
+
+    stamp = {"LOADED_AT": "2026-11-01 05:00:00", "SOURCE_FILE": "f"}
+    rows = [dict(GOOD, EVENT_ID=f"E{i}", SOURCE_ROW=i, **stamp) for i in range(10)]
+    rows += [dict(GOOD, EVENT_ID="E3", SOURCE_ROW=20, **stamp)]  # E3 twice
+    rows += [dict(GOOD, EVENT_ID=None, SOURCE_ROW=30 + i, **stamp) for i in range(3)]  # three without id
+    batch, info = select_new_events(_raw(warehouse_session, rows), _empty_state(warehouse_session), PARAMS)
+    typed = classify_events(batch, _previous(warehouse_session, []), info, PARAMS)
+    numbered = number_repeated_records(typed).select("SOURCE_ROW").collect()
+    assert sorted(int(r[0]) for r in numbered) == [3, 20, 30, 31, 32]

@@ -222,19 +222,16 @@ def _with_row_hash(frame: DataFrame, types: dict[str, DataType] | None = None) -
 
 
 def _repeated(frame: DataFrame, key: str) -> DataFrame:
-    """The values of ``key`` that occur in more than one row of ``frame`` (one column, named ``key``).
+    """The non-NULL values of ``key`` that occur in more than one row of ``frame`` (one column, ``key``).
 
     A hash aggregate over one column (GROUP BY, then a filter on the count, which is what HAVING
     COUNT(*) > 1 does): no sort and no other column is materialised, unlike a window over the
-    whole frame (https://docs.snowflake.com/en/sql-reference/constructs/group-by).
+    whole frame (https://docs.snowflake.com/en/sql-reference/constructs/group-by). The NULL group
+    is left out: ``x IN (subquery)`` is NULL, not false, for every x that matches nothing once the
+    subquery holds a NULL (https://docs.snowflake.com/en/sql-reference/functions/in).
     """
-    return frame.group_by(key).agg(F.count(F.lit(1)).alias("_N")).filter(F.col("_N") > F.lit(1)).select(key)
-
-
-def _split_rare(frame: DataFrame, rare: Any) -> tuple[DataFrame, DataFrame]:
-    """(rows where ``rare`` is false, rows where it is true or NULL): every row lands in exactly one."""
-    rare = F.coalesce(rare, F.lit(True))
-    return frame.filter(~rare), frame.filter(rare)
+    counts = frame.filter(F.col(key).is_not_null()).group_by(key).agg(F.count(F.lit(1)).alias("_N"))
+    return counts.filter(F.col("_N") > F.lit(1)).select(key)
 
 
 def _occurrence_id(numbered: bool) -> Any:
@@ -384,8 +381,7 @@ def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
     """
     repeated_ids = _repeated(typed_batch, "CLEAN_EVENT_ID")
     # NULL never matches IN: rows without an EVENT_ID (rejected anyway) may still be exact copies
-    rare_condition = F.col("CLEAN_EVENT_ID").is_null() | F.col("CLEAN_EVENT_ID").isin(repeated_ids)
-    _, rare = _split_rare(typed_batch, rare_condition)
+    rare = typed_batch.filter(F.col("CLEAN_EVENT_ID").is_null() | F.col("CLEAN_EVENT_ID").isin(repeated_ids))
     return _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True, keep_hash=True)
 
 
