@@ -47,17 +47,19 @@ REPO = Path(__file__).resolve().parents[2]
 #: Above this many events the pandas baseline is skipped: it pulls every event into pandas
 #: (7.5 GB peak RSS at 10M events), which at 100M would not fit in this machine's memory.
 PANDAS_MAX_EVENTS = 20_000_000
-#: Every pipeline of the full run (pipeline_registry.FULL_RUN) and of the daily run (model_refresh).
-PIPELINES = (
-    "ingestion",
-    "rfm_features",
-    "training",
-    "reporting",
-    "prediction",
-    "store_results",
-    "monitoring",
-    "model_refresh",
-)
+
+
+def pipeline_names() -> tuple[str, ...]:
+    """Every pipeline of the full run and of the daily run, in run order (the registry's lists).
+
+    Imported here, not at module level: the baseline workers, whose memory is measured, load no
+    pipeline code.
+    """
+    from customer_segmentation.pipeline_registry import DAILY_RUN, FULL_RUN
+
+    return tuple(dict.fromkeys((*FULL_RUN, *DAILY_RUN)))
+
+
 FEATURE_NODE = "compute_customer_features"
 
 # --------------------------------------------------------------------------------- measurement
@@ -275,7 +277,8 @@ def worker_kedro(
     counter = RowCounter()
     counter.install()
     bootstrap_project(project)
-    owner = {n.name: name for name in PIPELINES for n in pipelines[name].nodes}
+    names = pipeline_names()
+    owner = {n.name: name for name in names for n in pipelines[name].nodes}
     probe = NodeProbe(counter)
     probe.duckdb_settings = list(duckdb_settings)
     runtime = {"demo_data.enabled": False, **params}
@@ -286,7 +289,7 @@ def worker_kedro(
     probe.finish()
     total = time.perf_counter() - start
     per_pipeline: dict[str, dict[str, Any]] = {
-        p: {"seconds": 0.0, "peak_rss_mb": 0.0, "rows_out": 0} for p in (*PIPELINES, "(session)")
+        p: {"seconds": 0.0, "peak_rss_mb": 0.0, "rows_out": 0} for p in (*names, "(session)")
     }
     for node in probe.nodes:
         name = owner.get(node["node"], "(session)")
@@ -727,10 +730,11 @@ def _fmt(value: Any, spec: str = ",.1f") -> str:
 
 def render(results: list[dict[str, Any]], machine: str) -> str:
     """Markdown tables of the results."""
+    names = pipeline_names()
     lines = [f"Machine: {machine}", ""]
     head = (
         "| events | customers | generate s | "
-        + " | ".join(f"{p} s" for p in PIPELINES)
+        + " | ".join(f"{p} s" for p in names)
         + " | kedro run s | peak RSS MB | rows out | events/s |"
     )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -742,13 +746,13 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
         pipes = k["pipelines"]
         lines.append(
             f"| {r['generate']['events']:,} | {k.get('customers_scored', 0):,} | {_fmt(r['generate']['seconds'])} | "
-            + " | ".join(_fmt(pipes[p]["seconds"]) for p in PIPELINES)
+            + " | ".join(_fmt(pipes[p]["seconds"]) for p in names)
             + f" | {_fmt(k['total_seconds'])} | {_fmt(k['peak_rss_mb'], ',.0f')} | {k['rows_out']:,} | "
             f"{_fmt(r['generate']['events'] / k['total_seconds'], ',.0f')} |"
         )
     lines += ["", "Peak RSS (MB) and rows sent to the client, per pipeline:", ""]
-    head = "| events | " + " | ".join(PIPELINES) + " |"
-    lines += [head, "|" + "---|" * (len(PIPELINES) + 1)]
+    head = "| events | " + " | ".join(names) + " |"
+    lines += [head, "|" + "---|" * (len(names) + 1)]
     for r in results:
         k = r.get("kedro", {})
         if "pipelines" not in k:
@@ -757,7 +761,7 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
             f"| {r['size']:,} | "
             + " | ".join(
                 f"{k['pipelines'][p]['peak_rss_mb']:,.0f} MB / {k['pipelines'][p]['rows_out']:,} rows"
-                for p in PIPELINES
+                for p in names
             )
             + " |"
         )
@@ -876,9 +880,10 @@ def render_targets(results: list[dict[str, Any]]) -> str:
 
 def render_shares(results: list[dict[str, Any]]) -> str:
     """Each pipeline's share of the full run, and the daily run's seconds per pipeline."""
+    names = pipeline_names()
     lines = [
-        "| events | run | " + " | ".join(PIPELINES) + " | (session) | total s |",
-        "|" + "---|" * (len(PIPELINES) + 4),
+        "| events | run | " + " | ".join(names) + " | (session) | total s |",
+        "|" + "---|" * (len(names) + 4),
     ]
     for r in results:
         for label in ("kedro", "daily"):
@@ -888,7 +893,7 @@ def render_shares(results: list[dict[str, Any]]) -> str:
             total = k["total_seconds"]
             cells = [
                 f"{k['pipelines'][p]['seconds']:.1f} s ({100 * k['pipelines'][p]['seconds'] / total:.0f}%)"
-                for p in (*PIPELINES, "(session)")
+                for p in (*names, "(session)")
             ]
             lines.append(
                 f"| {r['size']:,} | {'full' if label == 'kedro' else 'daily'} | "
