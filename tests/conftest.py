@@ -135,17 +135,12 @@ def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_embedded_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every test's project copy has its own warehouse folder, hence server: none may outlive the session."""
-    from customer_segmentation.warehouse import embedded
+    """Every test's project copy has its own warehouse folder, hence server: none may outlive the session.
 
-    # a notebook kernel first loads the repository's project (cwd notebooks/), whose configuration
-    # starts the repository's own server in the background: stop it unless it ran before the tests
-    repository = PROJECT_ROOT / "data" / "warehouse"
-    was_running = embedded.server_status(repository) is not None
+    Under pytest-xdist each worker has its own session and base folder, so this stops only its own.
+    """
     yield
     stop_embedded_servers(tmp_path_factory.getbasetemp())
-    if not was_running:
-        embedded.stop_server(repository)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -23,6 +24,21 @@ pytestmark = pytest.mark.integration
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TIMEOUT = 600  # per cell
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _repository_server_stopped_afterwards() -> Iterator[None]:
+    """A kernel first loads the repository's project (cwd notebooks/), whose configuration starts the
+    repository's own server in the background: stop it afterwards unless it ran before.
+
+    Module-scoped (not at the session's end): under pytest-xdist another worker's session may end
+    while a notebook still runs, and only this module starts that server.
+    """
+    repository = PROJECT_ROOT / "data" / "warehouse"
+    was_running = embedded.server_status(repository) is not None
+    yield
+    if not was_running:
+        embedded.stop_server(repository)
 
 
 def _execute(name: str, project: Path) -> nbformat.NotebookNode:
