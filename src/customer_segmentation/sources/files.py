@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,48 @@ class FileOptions:
 
     def how_to_set(self, option: str, value: str) -> str:
         return self.setting.format(option=option).replace("...", value)
+
+
+def to_text(value: Any) -> str | None:
+    """A file value as RAW_DATA text; ``None`` (SQL NULL) for empty or missing values."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return None if value.is_nan() else format(value, "f")
+    if isinstance(value, datetime):  # includes pandas.Timestamp
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace") or None
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if hasattr(value, "item"):  # numpy scalars
+        return to_text(value.item())
+    if hasattr(value, "tolist"):  # numpy arrays (Parquet lists)
+        return to_text(value.tolist())
+    return str(value)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes: the identity of a load (same content = same file)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _open_text(path: Path, encoding: str) -> Any:
@@ -233,3 +280,19 @@ READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet, "xl
 def read_columns(path: Path, fmt: str, options: FileOptions) -> tuple[list[str], dict[str, list[Any]]]:
     """The file's column names (as written) and values, in file order; raises what the reader raises."""
     return READERS[fmt](path, options)
+
+
+def sanitized_names(names: list[str]) -> list[str]:
+    """Plain Snowflake identifiers for a file's column names ('Date de vente' -> DATE_DE_VENTE), unique."""
+    out: list[str] = []
+    for i, name in enumerate(names, start=1):
+        ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+        clean = re.sub(r"[^A-Za-z0-9_]+", "_", ascii_name).strip("_").upper() or f"COLUMN_{i}"
+        if clean[0].isdigit():
+            clean = "_" + clean
+        clean = clean[:200]
+        candidate, n = clean, 2
+        while candidate in out:
+            candidate, n = f"{clean}_{n}", n + 1
+        out.append(candidate)
+    return out

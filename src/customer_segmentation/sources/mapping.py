@@ -339,15 +339,22 @@ def flattened(frame: DataFrame, source: Source, types: dict[str, DataType]) -> D
     array = mapper.column(source.flatten, where).column
     exploded = frame.join_table_function("flatten", array)
     return exploded.select(
-        *[F.col(quoted(c)) for c in types],
+        *[F.col(c) for c in frame.columns],
         F.col("VALUE").alias(ITEM),
         F.col("INDEX").alias(ITEM_INDEX),
     )
 
 
-def map_frame(session: Any, source: Source, frame: DataFrame, database: str, schema: str) -> MappedSource:
-    """The source frame mapped onto the contract columns (text), plus its incremental value if any."""
-    source_types = {f.name.strip('"'): f.datatype for f in frame.schema.fields}
+def map_frame(
+    session: Any, source: Source, frame: DataFrame, database: str, schema: str, keep: tuple[str, ...] = ()
+) -> MappedSource:
+    """The source frame mapped onto the contract columns (text), plus its incremental value if any.
+
+    ``keep``: columns of ``frame`` passed through unchanged (a staged file's row number).
+    """
+    source_types = {
+        f.name.strip('"'): f.datatype for f in frame.schema.fields if f.name.strip('"') not in keep
+    }
     if source.flatten is not None:
         frame = flattened(frame, source, source_types)
     mapper = _Mapper(session, source, frame, database, schema)
@@ -369,6 +376,7 @@ def map_frame(session: Any, source: Source, frame: DataFrame, database: str, sch
             )
         outputs.append(comparable(value).alias(INCREMENTAL))
         unread = mapper.frame.filter(F.col(quoted(name)).is_null())
+    outputs.extend(F.col(quoted(k)) for k in keep)
     mapped = mapper.frame.select(*outputs)
     return MappedSource(
         source=source,

@@ -19,9 +19,13 @@ from snowflake.snowpark.types import DataType, DateType, TimestampType
 
 from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets import REBUILD_MARKER
+from customer_segmentation.datasets.sources import SourcePull, SourceReader
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import MissingColumnsError, SegmentationError
 from customer_segmentation.event_checks import as_utc_ntz, is_zoned, timestamp_text, with_checks
 from customer_segmentation.pipelines.ingestion.params import IngestionParams
+from customer_segmentation.sources.declarations import parse_sources
+from customer_segmentation.sources.pull import plan_pulls
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,45 @@ class ReconciliationError(SegmentationError):
 
 
 PIPELINE_NAME = "ingestion"
+
+
+def pull_declared_sources(
+    declared_sources: dict[str, Any],
+    source_reader: SourceReader,
+    params: IngestionParams,
+    run_metadata: dict[str, Any],
+    demo: DemoDataParams = DemoDataParams(),  # frozen: a shared default is safe
+) -> list[SourcePull]:
+    """The new rows of every declared source, for ``source_pulls`` to land in RAW_DATA (docs/sources.md).
+
+    Runs before the demo seed, so a warehouse that gets your rows is never seeded, and a demo-only
+    RAW_DATA is purged before your first rows land (as a first file load does).
+    """
+    params = IngestionParams.of(params)
+    sources = parse_sources(declared_sources)
+    if not sources or not params.pull_sources:
+        return []
+    pulls = plan_pulls(
+        source_reader, sources, str((run_metadata or {}).get("run_id") or ""), demo.derived_tables
+    )
+    for pull in pulls:
+        if pull.file_load is None and not pull.skipped:
+            logger.info(
+                "Source %s (%s): %s rows to read, %s of them new",
+                pull.source.name,
+                pull.source.where,
+                f"{pull.rows_read:,}",
+                f"{pull.rows_new:,}",
+            )
+    return pulls
+
+
+def report_source_pulls(source_pulls: list[dict[str, Any]]) -> dict[str, Any]:
+    """What each declared source added to RAW_DATA in this run (also the seed's cue that the pulls are done)."""
+    return {
+        "sources": source_pulls,
+        "rows_landed": sum(int(r.get("rows_landed", r.get("rows_added", 0)) or 0) for r in source_pulls),
+    }
 
 
 def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours: float) -> datetime | None:

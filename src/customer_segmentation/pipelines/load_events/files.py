@@ -8,11 +8,6 @@ like are kept as landed, so that ingestion sees exactly what the source sent.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +19,10 @@ from customer_segmentation.errors import (
     SegmentationError,
 )
 from customer_segmentation.pipelines.load_events.params import LoadEventsParams
-from customer_segmentation.sources.files import FileOptions, FileReadError, read_columns
+from customer_segmentation.sources.files import FileOptions, FileReadError, read_columns, to_text
+from customer_segmentation.sources.files import (
+    file_sha256 as file_sha256,  # re-exported: part of this module's API
+)
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 #: Format name -> file name endings that select it (a ``.gz`` variant is accepted for text formats).
@@ -79,48 +77,6 @@ def detect_format(path: Path, requested: str | None = None) -> str:
         f"Unknown format for events file {path.name!r}: accepted formats are {ACCEPTED_FORMATS}. "
         "Rename the file, or force a format with --params=load_events.format=csv|jsonl|parquet|xlsx."
     )
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of the file's bytes: the identity of a load (same content = same file)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def to_text(value: Any) -> str | None:
-    """A file value as RAW_DATA text; ``None`` (SQL NULL) for empty or missing values."""
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, str):
-        return value if value != "" else None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return None if value.is_nan() else format(value, "f")
-    if isinstance(value, datetime):  # includes pandas.Timestamp
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="replace") or None
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    if hasattr(value, "item"):  # numpy scalars
-        return to_text(value.item())
-    if hasattr(value, "tolist"):  # numpy arrays (Parquet lists)
-        return to_text(value.tolist())
-    return str(value)
 
 
 _FORMAT_LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet", "xlsx": "Excel"}
