@@ -155,8 +155,14 @@ class SourceReader:
             append_pandas(self.session, table, frame)
         return table, dict(zip(names, staged, strict=True))
 
-    def map_file(self, source: Source, names: list[str], columns: dict[str, list[Any]]) -> pd.DataFrame:
-        """A file's rows mapped onto the contract (in the warehouse, so lookups work), as pandas text."""
+    def mapped_file(
+        self, source: Source, names: list[str], columns: dict[str, list[Any]]
+    ) -> tuple[MappedSource, str]:
+        """A file's rows staged (temporary table) and mapped in the warehouse; (mapped, staged table).
+
+        The mapped frame keeps FILE_ROW__ (the position in the file). Drop the staged table with
+        ``drop_staged`` when done (it also goes with the session).
+        """
         if not names:
             raise SourceDeclarationError(
                 f"sources.yml: {source.name}: the file {source.where} has no column."
@@ -168,11 +174,23 @@ class SourceReader:
                 *[F.col(staged).alias(_quoted_alias(original)) for original, staged in aliases.items()],
                 F.col(FILE_ROW),
             )
-            mapped = map_frame(self.session, source, renamed, self.database, self.schema, keep=(FILE_ROW,))
-            # in file order (SOURCE_ROW is the position in the file)
+            return map_frame(
+                self.session, source, renamed, self.database, self.schema, keep=(FILE_ROW,)
+            ), table
+        except BaseException:
+            self.drop_staged(table)
+            raise
+
+    def drop_staged(self, table: str) -> None:
+        self.session.sql(f"DROP TABLE IF EXISTS {validate_identifier(table, 'table name')}").collect()
+
+    def map_file(self, source: Source, names: list[str], columns: dict[str, list[Any]]) -> pd.DataFrame:
+        """A file's rows mapped onto the contract (in the warehouse, so lookups work), as pandas text, in file order."""
+        mapped, table = self.mapped_file(source, names, columns)
+        try:
             rows = mapped.frame.sort(F.col(FILE_ROW)).select(*RAW_EVENT_COLUMNS).to_pandas()
         finally:
-            self.session.sql(f"DROP TABLE IF EXISTS {table}").collect()
+            self.drop_staged(table)
         rows = rows.astype(object).where(rows.notna(), None)
         return rows[list(RAW_EVENT_COLUMNS)]
 
