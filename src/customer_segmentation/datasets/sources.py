@@ -456,11 +456,13 @@ def pending_rows(
 ) -> tuple[DataFrame, DataFrame, Any]:
     """(rows in the watermark range, those not landed yet, the range's high end) of a table source.
 
-    The range is ``watermark <= value <= high``, with ``high`` the largest value present now: a
-    fixed range, so a row arriving while the pull runs waits for the next one. Rows at the old
-    watermark are read again (more may have arrived with that same value since) and dropped by
-    the anti-join on the event ids this source has landed. A source without ``incremental_by``
-    is read whole, and only its new event ids land.
+    The range ends at ``high``, the largest value present now: a fixed range, so a row arriving
+    while the pull runs waits for the next one. It starts after the watermark for a numeric
+    ``incremental_by`` (an id from a sequence never repeats), and *at* it for a timestamp, date or
+    text, whose value several rows may share: rows at the old watermark are read again (more may
+    have arrived with that same value since) and those landed already are dropped by the
+    anti-join on the event ids this source has landed. A source without ``incremental_by`` is read
+    whole, and only its new event ids land.
     """
     from customer_segmentation.sources.mapping import watermark_literal
 
@@ -468,7 +470,9 @@ def pending_rows(
     high = None
     if mapped.incremental:
         if watermark is not None:
-            frame = frame.filter(F.col(INCREMENTAL) >= watermark_literal(watermark))
+            after = F.col(INCREMENTAL) > watermark_literal(watermark)
+            at_or_after = F.col(INCREMENTAL) >= watermark_literal(watermark)
+            frame = frame.filter(after if mapped.incremental_kind in ("number", "float") else at_or_after)
         else:
             frame = frame.filter(F.col(INCREMENTAL).is_not_null())
         high = frame.agg(F.max(F.col(INCREMENTAL)).alias("H")).collect()[0][0]

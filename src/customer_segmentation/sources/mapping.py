@@ -183,6 +183,7 @@ class MappedSource:
     source_columns: dict[str, DataType]
     described: str
     incremental: bool
+    incremental_kind: str | None = None  # number | float | timestamp | timestamp_tz | date | text
     lookups: list[tuple[str, DataFrame]] = field(default_factory=list)  # (table, repeated keys)
     unread_rows: DataFrame | None = None  # incremental sources: rows without a value (never read)
 
@@ -367,6 +368,7 @@ def map_frame(
             continue
         outputs.append(as_text(mapper.value(node, f"{where}.columns.{column}")).alias(column))
     unread = None
+    incremental_kind = None
     if source.incremental_by is not None:
         name = resolve(source.incremental_by, mapper.types, f"{where}.incremental_by", source.where)
         value = Value(F.col(quoted(name)), _kind(mapper.types[name]))
@@ -375,6 +377,7 @@ def map_frame(
                 f"{where}.incremental_by: {name} is a {value.kind} column; use a growing id, a timestamp or a date."
             )
         outputs.append(comparable(value).alias(INCREMENTAL))
+        incremental_kind = value.kind
         unread = mapper.frame.filter(F.col(quoted(name)).is_null())
     outputs.extend(F.col(quoted(k)) for k in keep)
     mapped = mapper.frame.select(*outputs)
@@ -384,6 +387,7 @@ def map_frame(
         source_columns=source_types,
         described=source.where,
         incremental=source.incremental_by is not None,
+        incremental_kind=incremental_kind,
         lookups=[(lk.table, lk.repeated_keys) for lk in mapper.lookups],
         unread_rows=unread,
     )
