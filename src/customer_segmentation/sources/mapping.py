@@ -63,6 +63,18 @@ def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def unquote(name: str) -> str:
+    """A Snowpark schema name as the column's real name (``"we""ird"`` -> ``we"ird``)."""
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def column_types(frame: DataFrame) -> dict[str, DataType]:
+    """Real column name -> type, in order."""
+    return {unquote(f.name): f.datatype for f in frame.schema.fields}
+
+
 def _kind(datatype: DataType | None) -> str:
     if isinstance(datatype, StringType):
         return "text"
@@ -191,7 +203,7 @@ class MappedSource:
 class _Mapper:
     def __init__(self, session: Any, source: Source, frame: DataFrame, database: str, schema: str) -> None:
         self.session, self.source, self.database, self.schema = session, source, database, schema
-        self.types = {f.name.strip('"'): f.datatype for f in frame.schema.fields}
+        self.types = column_types(frame)
         self.frame = frame
         self.lookups: list[_Lookup] = []
         self.described = source.where
@@ -288,7 +300,7 @@ class _Mapper:
     def lookup(self, node: Lookup, where: str) -> Value:
         fqn = node.table.qualified(self.database, self.schema)
         dimension = read_table(self.session, fqn, f"{where}.lookup.table")
-        types = {f.name.strip('"'): f.datatype for f in dimension.schema.fields}
+        types = column_types(dimension)
         key = resolve(node.key, types, f"{where}.lookup.key", f"lookup table {node.table.text}")
         column = resolve(node.column, types, f"{where}.lookup.column", f"lookup table {node.table.text}")
         index = len(self.lookups)
@@ -353,9 +365,7 @@ def map_frame(
 
     ``keep``: columns of ``frame`` passed through unchanged (a staged file's row number).
     """
-    source_types = {
-        f.name.strip('"'): f.datatype for f in frame.schema.fields if f.name.strip('"') not in keep
-    }
+    source_types = {n: t for n, t in column_types(frame).items() if n not in keep}
     if source.flatten is not None:
         frame = flattened(frame, source, source_types)
     mapper = _Mapper(session, source, frame, database, schema)
