@@ -26,6 +26,7 @@ BASE = {
 def _schema(session: Any) -> str:
     name = f"S_{uuid.uuid4().hex[:8].upper()}"
     session.sql(f"CREATE SCHEMA IF NOT EXISTS SEGMENTATION.{name}").collect()
+    session.use_schema("SEGMENTATION.PUBLIC")  # CREATE SCHEMA makes the new schema current
     return name
 
 

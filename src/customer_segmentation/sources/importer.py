@@ -175,7 +175,33 @@ def import_file(
             f"Table {fqn} has columns {', '.join(existing)}; the file gives {', '.join(frame.columns)}. "
             "Use --replace, or a file with the same columns."
         )
-    # DDL first, each statement on its own (never inside a transaction: on Snowflake DDL commits it)
+    # DDL first, each statement on its own (never inside a transaction: on Snowflake DDL commits it).
+    # CREATE SCHEMA also makes the new schema the session's current one
+    # (https://docs.snowflake.com/en/sql-reference/sql/create-schema): the current one is restored after.
+    current = session.sql("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").collect()[0]
+    try:
+        return _create_and_load(
+            session, path, ref, fqn, frame, types, renamed, existing, mode, embedded, database, target_schema
+        )
+    finally:
+        session.use_schema(f"{current[0]}.{current[1]}")
+
+
+def _create_and_load(  # noqa: PLR0913
+    session: Any,
+    path: Path,
+    ref: TableRef,
+    fqn: str,
+    frame: pd.DataFrame,
+    types: dict[str, str],
+    renamed: dict[str, str],
+    existing: list[str],
+    mode: str,
+    embedded: bool,
+    database: str,
+    target_schema: str,
+) -> ImportResult:
+    target_db = ref.database or database
     if ref.database is not None and ref.database != database:
         if not embedded and not _database_exists(session, target_db):
             raise SourceImportError(
@@ -208,13 +234,10 @@ def _database_exists(session: Any, database: str) -> bool:
 
 
 def _write_in_schema(session: Any, frame: pd.DataFrame, database: str, schema: str, table: str) -> None:
-    """write_pandas into DATABASE.SCHEMA.TABLE from a session whose current schema is that one, then back.
+    """write_pandas into DATABASE.SCHEMA.TABLE from a session whose current schema is that one.
 
     (The emulator cannot write to a qualified table from another schema: its stage upload fails.)
+    The caller restores the session's schema.
     """
-    current = session.sql("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").collect()[0]
     session.use_schema(f"{database}.{schema}")
-    try:
-        session.write_pandas(frame, table, auto_create_table=False, overwrite=False, use_logical_type=True)
-    finally:
-        session.use_schema(f"{current[0]}.{current[1]}")
+    session.write_pandas(frame, table, auto_create_table=False, overwrite=False, use_logical_type=True)
