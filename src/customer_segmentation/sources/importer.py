@@ -64,8 +64,9 @@ def _typed(values: list[str | None]) -> tuple[str, list[Any]]:
         len(v.lstrip("+-")) > 1 and v.lstrip("+-").startswith("0") for v in present
     ):  # leading zeros: an id, kept as text
         return "NUMBER(38,0)", [None if v is None or not v.strip() else int(v) for v in values]
-    if all(_INTEGER.match(v) or _DECIMAL.match(v) for v in present):
-        scale = max(len(m.group(1)) for v in present if (m := _DECIMAL.match(v)))
+    decimals = [m for v in present if (m := _DECIMAL.match(v))]
+    if decimals and all(_INTEGER.match(v) or _DECIMAL.match(v) for v in present):
+        scale = max(len(m.group(1)) for m in decimals)
         return f"NUMBER(38,{scale})", [None if v is None or not v.strip() else float(v) for v in values]
     if all(_DATE.match(v) for v in present):
         try:
