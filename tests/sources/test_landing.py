@@ -121,3 +121,49 @@ def test_the_first_pull_removes_a_demo_only_raw_data(session: Any) -> None:
     s.add((1, "2024-01-01 10:00:00"))
     s.pull()
     assert s.rows(f"SELECT EVENT_ID, SOURCE_FILE FROM {s.raw}") == [("1", "source://caves")]
+
+
+def test_a_declared_file_is_pulled_once_per_content_and_skipped_when_absent(
+    session: Any, tmp_path: Any
+) -> None:
+    from customer_segmentation.sources.pull import plan_pulls
+
+    s = Setup(session)
+    path = tmp_path / "caisse.csv"
+    path.write_bytes(
+        "Ticket;Jour;Client;Montant\r\nT1;2024-01-02;Zoé;12,50\r\nT2;2024-01-03;Loïc;3\r\n".encode("cp1252")
+    )
+    declared = {
+        "caisse": {
+            "file": str(path),
+            "encoding": "cp1252",
+            "columns": {
+                "EVENT_ID": "Ticket",
+                "EVENT_TYPE": {"constant": "ORDER_CREATED"},
+                "EVENT_TS": "Jour",
+                "CUSTOMER_ID": "Client",
+                "ORDER_ID": "Ticket",
+                "AMOUNT": "Montant",
+            },
+        },
+        "absent": {
+            "file": str(tmp_path / "missing.csv"),
+            "columns": {
+                "EVENT_ID": "A",
+                "EVENT_TYPE": "B",
+                "EVENT_TS": "C",
+                "CUSTOMER_ID": "D",
+                "ORDER_ID": "E",
+                "AMOUNT": "F",
+            },
+        },
+    }
+    sources = parse_sources(declared)
+    s.dataset.save(plan_pulls(s.reader, sources, "r", []))
+    first, skipped = s.dataset.load()
+    assert (first["status"], first["rows_added"], skipped["status"]) == ("loaded", 2, "skipped")
+    rows = s.rows(f"SELECT EVENT_ID, CUSTOMER_ID, AMOUNT, SOURCE_ROW FROM {s.raw} ORDER BY SOURCE_ROW")
+    assert rows == [("T1", "Zoé", "12.50", 1), ("T2", "Loïc", "3", 2)]
+    s.dataset.save(plan_pulls(s.reader, sources, "r", []))
+    assert s.dataset.load()[0]["status"] == "already_loaded"
+    assert s.rows(f"SELECT COUNT(*) FROM {s.raw}") == [(2,)]

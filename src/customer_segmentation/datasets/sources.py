@@ -49,6 +49,7 @@ from customer_segmentation.sources.mapping import (
     map_frame,
     numbered,
     read_table,
+    watermark_literal,
 )
 from customer_segmentation.warehouse.identifiers import validate_identifier
 from customer_segmentation.warehouse.tables import (
@@ -247,12 +248,6 @@ class SourceReaderDataset(SnowparkTableDataset):
         raise DatasetError(
             f"{self.fqn} is read through the source reader; sources land through source_pulls."
         )
-
-    def _exists(self) -> bool:
-        return True
-
-    def preview(self, nrows: int = 5) -> Any:  # pragma: no cover - nothing to show
-        return super().preview(nrows)
 
 
 class SourcePullDataset(EventFileLoadDataset):
@@ -464,8 +459,6 @@ def pending_rows(
     anti-join on the event ids this source has landed. A source without ``incremental_by`` is read
     whole, and only its new event ids land.
     """
-    from customer_segmentation.sources.mapping import watermark_literal
-
     frame = mapped.frame
     high = None
     if mapped.incremental:

@@ -176,6 +176,25 @@ def resolve(name: str, available: dict[str, DataType], where: str, what: str) ->
     )
 
 
+def column_value(types: dict[str, DataType], node: Column, where: str, described: str) -> Value:
+    """A source column (the real one the name means), followed into its VARIANT path if any."""
+    name = resolve(node.name, types, where, described)
+    value = Value(F.col(quoted(name)), _kind(types[name]))
+    if not node.path:
+        return value
+    if value.kind == "variant":
+        target = value.column
+    elif value.kind == "text":  # JSON held as text (a file, or a VARCHAR column)
+        target = F.call_builtin("try_parse_json", value.column)
+    else:
+        raise SourceDeclarationError(
+            f"{where}: {node.text!r} is a path, but {name} is a {value.kind} column, not VARIANT or JSON text."
+        )
+    for part in node.path:
+        target = target[part]
+    return Value(target, "variant")
+
+
 @dataclass
 class _Lookup:
     table: str
@@ -209,21 +228,7 @@ class _Mapper:
         self.described = source.where
 
     def column(self, node: Column, where: str) -> Value:
-        name = resolve(node.name, self.types, where, self.described)
-        value = Value(F.col(quoted(name)), _kind(self.types[name]))
-        if not node.path:
-            return value
-        if value.kind == "variant":
-            target = value.column
-        elif value.kind == "text":  # JSON held as text (a file, or a VARCHAR column)
-            target = F.call_builtin("try_parse_json", value.column)
-        else:
-            raise SourceDeclarationError(
-                f"{where}: {node.text!r} is a path, but {name} is a {value.kind} column, not VARIANT or JSON text."
-            )
-        for part in node.path:
-            target = target[part]
-        return Value(target, "variant")
+        return column_value(self.types, node, where, self.described)
 
     def value(self, node: Any, where: str) -> Value:  # noqa: PLR0911 - one branch per expression kind
         if isinstance(node, Column):
@@ -347,9 +352,7 @@ def flattened(frame: DataFrame, source: Source, types: dict[str, DataType]) -> D
             raise SourceDeclarationError(
                 f"{where}: {source.where} already has a column {pseudo}, which flatten adds; rename it in a view."
             )
-    mapper = _Mapper.__new__(_Mapper)
-    mapper.types, mapper.frame, mapper.described, mapper.lookups = types, frame, source.where, []
-    array = mapper.column(source.flatten, where).column
+    array = column_value(types, source.flatten, where, source.where).column
     exploded = frame.join_table_function("flatten", array)
     return exploded.select(
         *[F.col(c) for c in frame.columns],
