@@ -9,13 +9,23 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import StringType
 
-from customer_segmentation.event_checks import with_checks
+from customer_segmentation.event_checks import is_zoned, with_checks
 from customer_segmentation.sources.mapping import MappedSource
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS
 
 
 def _type_name(datatype: Any) -> str:
-    return type(datatype).__name__.removesuffix("Type").upper()
+    """The Snowflake name of a Snowpark column type (what DESCRIBE TABLE would say)."""
+    from snowflake.snowpark.types import DecimalType, TimestampType, _IntegralType
+
+    if isinstance(datatype, DecimalType):
+        return f"NUMBER({datatype.precision},{datatype.scale})"
+    if isinstance(datatype, _IntegralType):
+        return "NUMBER"
+    if isinstance(datatype, TimestampType):
+        return "TIMESTAMP_TZ" if is_zoned(datatype) else "TIMESTAMP_NTZ"
+    name = type(datatype).__name__.removesuffix("Type").upper()
+    return {"STRING": "VARCHAR", "DOUBLE": "FLOAT", "MAP": "OBJECT"}.get(name, name)
 
 
 def describe_checks(

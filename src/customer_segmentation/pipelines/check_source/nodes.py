@@ -76,9 +76,13 @@ def render(report: dict[str, Any]) -> str:
         "Columns: " + ", ".join(f"{c['name']} {c['type']}" for c in report["columns"]),
     ]
     if report.get("incremental_by"):
+        reach = (
+            f"this pull would read up to {report['watermark_to']}"
+            if report["rows_read"]
+            else "nothing new after it"
+        )
         lines.append(
-            f"Incremental by {report['incremental_by']}: watermark {report['watermark'] or 'none (first pull)'}; "
-            f"this pull would read up to {report['watermark_to']}."
+            f"Incremental by {report['incremental_by']}: watermark {report['watermark'] or 'none (first pull)'}; {reach}."
         )
     lines.append(
         f"A pull would read {report['rows_read']:,} rows and land {report['rows_new']:,} new events; ingestion would "
