@@ -176,7 +176,8 @@ def test_french_excel_csv_loads_with_its_encoding(tmp_path: Path) -> None:
     events = read_events(path, "csv", {"encoding": "cp1252"})
     assert events["CUSTOMER_ID"].tolist() == ["Hélène", "Zoé", "Zoé"]
     assert events["AMOUNT"].tolist() == ["1234.50", "12.5", "12.5"]  # decimal commas (';' file)
-    assert events["QUANTITY"].tolist() == ["2", "1", None] and events["EVENT_ID"].tolist() == ["E1", "E2", "E3"]
+    assert events["QUANTITY"].tolist() == ["2", "1", None]
+    assert events["EVENT_ID"].tolist() == ["E1", "E2", "E3"]
     # an explicit '.' keeps the text as written (ingestion then rejects it as bad_amount, with the reason)
     assert read_events(path, "csv", {"encoding": "cp1252", "decimal": "."})["AMOUNT"][1] == "12,5"
 
