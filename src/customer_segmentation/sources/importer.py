@@ -177,8 +177,9 @@ def import_file(
             "Use --replace, or a file with the same columns."
         )
     # DDL first, each statement on its own (never inside a transaction: on Snowflake DDL commits it).
-    # CREATE SCHEMA also makes the new schema the session's current one
-    # (https://docs.snowflake.com/en/sql-reference/sql/create-schema): the current one is restored after.
+    # CREATE SCHEMA makes the new schema the session's current one on the embedded warehouse (tested),
+    # and Snowflake's CREATE SCHEMA usage notes say the same (not checked on a live account): the
+    # session's schema is restored after, whatever happens.
     current = session.sql("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").collect()[0]
     try:
         return _create_and_load(
