@@ -147,7 +147,11 @@ def test_runtime_requirements_hold_no_test_tool_and_dev_holds_them() -> None:
     # pyproject: the package depends on requirements.txt only; the tools are the `dev` extra
     dynamic = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
     assert dynamic["dependencies"] == {"file": "requirements.txt"}
-    assert dynamic["optional-dependencies"] == {"dev": {"file": "requirements-dev.txt"}}
+    assert dynamic["optional-dependencies"] == {
+        "dev": {"file": "requirements-dev.txt"},
+        "excel": {"file": "requirements-excel.txt"},
+    }
+    assert not runtime & _requirement_names(PROJECT_ROOT / "requirements-excel.txt")  # an extra, not runtime
 
 
 PACKAGE = PROJECT_ROOT / "src" / "customer_segmentation"
@@ -262,6 +266,7 @@ def test_dockerignore_keeps_local_state_out(path: str) -> None:
         "pyproject.toml",
         "requirements.txt",
         "requirements-dev.txt",  # pyproject.toml names it (dev extra): building the wheel reads it
+        "requirements-excel.txt",  # the excel extra, likewise
         "README.md",
         ".telemetry",
         "conf/base/catalog.yml",

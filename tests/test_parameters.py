@@ -13,6 +13,7 @@ from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.parameters import Parameters
 from customer_segmentation.pipeline_registry import register_pipelines
+from customer_segmentation.pipelines.check_source.params import CheckSourceParams
 from customer_segmentation.pipelines.export_segments.params import ExportSegmentsParams
 from customer_segmentation.pipelines.ingestion.params import IngestionParams
 from customer_segmentation.pipelines.load_events.params import LoadEventsParams
@@ -33,6 +34,7 @@ MODELS: dict[str, type[Parameters]] = {
     "export_segments": ExportSegmentsParams,
     "load_events": LoadEventsParams,
     "simulate_days": SimulateDaysParams,
+    "check_source": CheckSourceParams,
 }
 
 
@@ -76,11 +78,13 @@ def test_defaults_are_the_configured_values(section: str) -> None:
         ),
         (MonitoringParams, {"drift_thresholds": {"psi": 1}}, "monitoring.drift_thresholds.psi: Extra"),
         (ExportSegmentsParams, {"snapshot_date": "yesterday"}, "export_segments.snapshot_date"),
-        (LoadEventsParams, {"csv_delimiter": ""}, "load_events.csv_delimiter"),
+        (LoadEventsParams, {"csv_delimiter": ";;"}, "load_events.csv_delimiter"),
+        (LoadEventsParams, {"decimal": ";"}, "load_events.decimal"),
+        (CheckSourceParams, {"preview_rows": 0}, "check_source.preview_rows"),
         (
             LoadEventsParams,
             {"format": "xml"},
-            "load_events.format: Input should be 'csv', 'jsonl' or 'parquet'",
+            "load_events.format: Input should be 'csv', 'jsonl', 'parquet' or 'xlsx'",
         ),
         (SimulateDaysParams, {"arrival_multiplier": -1}, "simulate_days.arrival_multiplier"),
         (DemoDataParams, {"defect_rate": 2}, "demo_data.defect_rate"),

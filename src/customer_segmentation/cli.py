@@ -1,4 +1,4 @@
-"""Project commands: Kedro's own, plus ``kedro warehouse status|stop`` for the embedded server."""
+"""Project commands: Kedro's own, plus ``kedro warehouse status|stop|import``."""
 
 from __future__ import annotations
 
@@ -60,3 +60,75 @@ def stop(metadata: Any, env: str | None) -> None:
         click.echo(f"Stopped the embedded warehouse server for {path}.")
     else:
         click.echo(f"No embedded warehouse server was running for {path}.")
+
+
+@warehouse.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--table", "-t", required=True, help="Target table: SCHEMA.TABLE or DATABASE.SCHEMA.TABLE.")
+@click.option("--replace", is_flag=True, help="Drop and re-create the table if it exists.")
+@click.option("--append", "append_rows", is_flag=True, help="Add the rows to the existing table.")
+@click.option("--format", "fmt", default=None, help="csv | jsonl | parquet | xlsx (default: from the name).")
+@click.option("--delimiter", default=None, help="CSV delimiter (default: detected: , ; tab |).")
+@click.option("--encoding", default="utf-8-sig", show_default=True, help="Text encoding, e.g. cp1252.")
+@click.option(
+    "--decimal", default=None, type=click.Choice([",", "."]), help="Decimal separator of CSV numbers."
+)
+@click.option("--sheet", default=None, help="Excel sheet name (default: the first).")
+@click.option("--env", "-e", default=None, help="Kedro configuration environment.")
+@click.pass_obj
+def import_(  # noqa: PLR0913 - one option per reading choice
+    metadata: Any,
+    file: Path,
+    table: str,
+    replace: bool,
+    append_rows: bool,
+    fmt: str | None,
+    delimiter: str | None,
+    encoding: str,
+    decimal: str | None,
+    sheet: str | None,
+    env: str | None,
+) -> None:
+    """Create TABLE with typed columns and load FILE (CSV, JSON Lines, Parquet, Excel) into it."""
+    from kedro.config import OmegaConfigLoader
+
+    from customer_segmentation import warehouse as wh
+    from customer_segmentation.errors import SegmentationError
+    from customer_segmentation.sources.files import FileOptions
+    from customer_segmentation.sources.importer import import_file
+    from customer_segmentation.warehouse.config import WarehouseSettings
+
+    if replace and append_rows:
+        raise click.UsageError("--replace and --append exclude each other.")
+    project = Path(getattr(metadata, "project_path", None) or Path.cwd())
+    loader = OmegaConfigLoader(
+        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env
+    )
+    credentials = (loader["credentials"] or {}).get("snowflake") or {}
+    params = (loader["parameters"] or {}).get("warehouse") or {}
+    settings = WarehouseSettings.from_config(credentials, params, project)
+    wh.configure(settings)
+    try:
+        result = import_file(
+            wh.get_session(),
+            file,
+            table,
+            settings.database,
+            settings.schema,
+            options=FileOptions(
+                delimiter=delimiter, encoding=encoding, decimal=decimal, sheet=sheet, setting="--{option} ..."
+            ),
+            fmt=fmt,
+            mode="replace" if replace else "append" if append_rows else "create",
+            embedded=settings.is_embedded,
+        )
+    except SegmentationError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        wh.close()
+    click.echo(
+        f"{'Created' if result.created else 'Appended to'} {result.table} on {settings.target}: {result.rows:,} rows; "
+        f"columns {', '.join(f'{c} {t}' for c, t in result.columns.items())}."
+    )
+    if result.renamed:
+        click.echo("Renamed: " + ", ".join(f"{a!r} -> {b}" for a, b in result.renamed.items()))

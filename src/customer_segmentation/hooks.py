@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -13,6 +14,21 @@ from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.warehouse.config import WarehouseSettings
 
 logger = logging.getLogger(__name__)
+
+
+def declared_sources(context: Any) -> dict[str, Any]:
+    """The ``sources`` configuration, with relative ``file:`` paths made absolute (project folder)."""
+    try:
+        config = context.config_loader["sources"]
+    except KeyError:  # a settings.py without the sources pattern
+        return {}
+    config = dict(config or {})
+    for spec in config.values():
+        if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            path = Path(spec["file"]).expanduser()
+            if not path.is_absolute():
+                spec["file"] = str(Path(context.project_path) / path)
+    return config
 
 
 class WarehouseHooks:
@@ -36,6 +52,7 @@ class WarehouseHooks:
                 f"warehouse.query_tag must be a mapping of extra QUERY_TAG fields (e.g. {{team: crm}}), got {extra_tag!r}."
             )
         warehouse.set_query_tag(**{str(k): v for k, v in extra_tag.items()})
+        self._sources = declared_sources(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -48,6 +65,8 @@ class WarehouseHooks:
             "embedded_warehouse": warehouse.current_settings().is_embedded,
         }
         catalog["run_metadata"] = metadata
+        # the declared sources (conf/*/sources.yml) for the nodes that read them (docs/sources.md)
+        catalog["declared_sources"] = getattr(self, "_sources", None) or {}
         # every statement of the run carries {"project", "pipeline", "run_id"} in QUERY_TAG
         warehouse.set_query_tag(pipeline=metadata["pipeline"], run_id=metadata["run_id"])
         # one pipeline run at a time per embedded warehouse: a second `kedro run` waits here

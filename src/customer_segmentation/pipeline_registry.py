@@ -10,6 +10,7 @@ from kedro.pipeline import Pipeline
 
 from customer_segmentation.errors import SegmentationError
 from customer_segmentation.pipelines import (
+    check_source,
     export_segments,
     ingestion,
     load_events,
@@ -23,7 +24,8 @@ from customer_segmentation.pipelines import (
     training,
 )
 
-#: Pipelines that make up a full run (`kedro run`), in order; ``load_events`` is run on demand only.
+#: Pipelines that make up a full run (`kedro run`), in order; ``load_events`` and ``check_source`` run on demand only.
+#: ``ingestion`` starts by pulling the declared sources (conf/*/sources.yml).
 FULL_RUN = (
     "ingestion",
     "rfm_features",
@@ -74,6 +76,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             "simulate_days": simulate_days.create_pipeline(),
             "export_segments": export_segments.create_pipeline(),
             "reporting": reporting.create_pipeline(),
+            "check_source": check_source.create_pipeline(),
         }
     )
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))

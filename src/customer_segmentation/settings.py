@@ -13,4 +13,7 @@ HOOKS = (WarehouseHooks(),)
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # declared sources (docs/sources.md): conf/base/sources.yml, one entry per source; an entry of
+    # the same name in conf/local/sources.yml replaces it
+    "config_patterns": {"sources": ["sources*", "sources*/**"]},
 }

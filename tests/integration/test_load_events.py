@@ -101,7 +101,7 @@ def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:
             "EVENT_ID,EVENT_TYPE,EVENT_TS,CUSTOMER_ID,ORDER_ID,PRODUCT_ID,CATEGORY,QUANTITY\nE1,PAGE_VIEW,2026-01-01,C1,,,,\n",
             ["missing required column(s) AMOUNT, CHANNEL", "nothing was loaded"],
         ),
-        ("events.xlsx", "whatever", ["Unknown format", "CSV (.csv", "JSON Lines", "Parquet (.parquet"]),
+        ("events.xls", "whatever", ["Unknown format", "CSV (.csv", "JSON Lines", "Parquet (.parquet"]),
         (
             "broken.parquet",
             "not a parquet file",

@@ -176,3 +176,75 @@ def test_missing_schema_is_named_and_not_created(target: Target) -> None:
         target.open(schema=name)
     warehouse.close()
     assert not target.sql(f"SHOW SCHEMAS LIKE '{name}'")
+
+
+def test_declared_source_in_a_throwaway_schema(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sales table of the target declared as a source: dry run, pull + ingestion, then only new rows."""
+    import json
+
+    import yaml
+
+    from customer_segmentation import warehouse
+
+    sales = target.table("SRC_SALES")
+    session = target.open()
+    try:
+        session.sql(
+            f"CREATE TABLE {sales} (SALE_ID NUMBER(38,0), SALE_DATE TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+            "TOTAL_PRICE NUMBER(10,2), STATUS VARCHAR)"
+        ).collect()
+        # ROW_NUMBER, not SEQ4: SEQ4 is unique but not gap-free on Snowflake
+        session.sql(
+            f"INSERT INTO {sales} SELECT N, DATEADD('day', N, '2025-01-01'::TIMESTAMP_NTZ), 'Cliente-' || (N % 7), "
+            "10 + N, IFF(N % 5 = 0, 'remboursée', 'payée') "
+            "FROM (SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) AS N FROM TABLE(GENERATOR(ROWCOUNT => 40)))"
+        ).collect()
+    finally:
+        warehouse.close()
+    declaration = {
+        "live_sales": {
+            "table": f"{target.schema}.SRC_SALES",
+            "incremental_by": "SALE_ID",
+            "columns": {
+                "EVENT_ID": "SALE_ID",
+                "EVENT_TYPE": {
+                    "map": {
+                        "column": "STATUS",
+                        "values": {"payée": "ORDER_CREATED", "remboursée": "ORDER_RETURNED"},
+                    }
+                },
+                "EVENT_TS": "SALE_DATE",
+                "CUSTOMER_ID": "CUSTOMER_ID",
+                "ORDER_ID": "SALE_ID",
+                "AMOUNT": "TOTAL_PRICE",
+            },
+        }
+    }
+    (target.project / "conf" / "local" / "sources.yml").write_text(
+        yaml.safe_dump(declaration, allow_unicode=True)
+    )
+
+    def report(name: str) -> dict[str, Any]:
+        folder = target.project / "data" / "08_reporting" / name
+        return json.loads(sorted(folder.glob(f"*/{name}"))[-1].read_text())
+
+    target.run(monkeypatch, "check_source", source="live_sales")
+    checked = report("source_check.json")
+    assert (checked["rows_new"], checked["would_reject"]) == (40, 0)
+    assert not target.sql(f"SHOW TABLES LIKE 'RAW_DATA' IN SCHEMA {target.table('X').rsplit('.', 1)[0]}")
+
+    target.run(monkeypatch, "ingestion")
+    t = target.table
+    assert target.sql(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM {t('TRANSFORMED_DATA')}") == [(40, 40)]
+    types = dict(target.sql(f"SELECT EVENT_TYPE, COUNT(*) FROM {t('TRANSFORMED_DATA')} GROUP BY 1"))
+    assert types == {"ORDER_CREATED": 32, "ORDER_RETURNED": 8}
+
+    target.sql(
+        f"INSERT INTO {sales} SELECT 40 + N, '2025-03-01'::TIMESTAMP_NTZ, 'Cliente-9', 5, 'payée' "
+        "FROM (SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) AS N FROM TABLE(GENERATOR(ROWCOUNT => 3)))"
+    )
+    target.run(monkeypatch, "ingestion")
+    (pull,) = report("source_pull_report.json")["sources"]
+    assert (pull["rows_read"], pull["rows_landed"]) == (3, 3)
+    assert target.sql(f"SELECT COUNT(*) FROM {t('RAW_DATA')}") == [(43,)]
+    assert target.sql(f"SELECT MAX(PULL_NO), MAX(WATERMARK) FROM {t('SOURCE_STATE')}") == [(2, "43")]

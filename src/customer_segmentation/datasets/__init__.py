@@ -17,6 +17,12 @@ from customer_segmentation.datasets.model_table import (
 from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset
 from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
+from customer_segmentation.datasets.sources import (
+    SourcePull,
+    SourcePullDataset,
+    SourceReader,
+    SourceReaderDataset,
+)
 
 __all__ = [
     "REBUILD_MARKER",
@@ -34,5 +40,9 @@ __all__ = [
     "SegmentationModelTableDataset",
     "SnapshotWrite",
     "SnowparkTableDataset",
+    "SourcePull",
+    "SourcePullDataset",
+    "SourceReader",
+    "SourceReaderDataset",
     "WarehouseTableDataset",
 ]

@@ -42,8 +42,17 @@ def should_seed(raw_data: Any, demo: DemoDataParams, run_metadata: Mapping[str, 
     return raw_data.limit(1).count() == 0
 
 
-def seed_demo_events(raw_data: Any, demo: DemoDataParams, run_metadata: dict[str, Any]) -> pd.DataFrame:
-    """Demo events to append to an empty RAW_DATA (embedded warehouse by default); no row otherwise."""
+def seed_demo_events(
+    raw_data: Any,
+    demo: DemoDataParams,
+    run_metadata: dict[str, Any],
+    source_pulls: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Demo events to append to an empty RAW_DATA (embedded warehouse by default); no row otherwise.
+
+    ``source_pulls`` (the report of the declared sources' pull) only orders this node after the
+    pull: RAW_DATA is read when the node runs, so rows a source just landed prevent the seed.
+    """
     if not should_seed(raw_data, demo, dict(run_metadata or {})):
         return no_events()
     events = generate_events(**demo.generator_args())

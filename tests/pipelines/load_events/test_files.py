@@ -134,12 +134,95 @@ def test_missing_column_refuses_the_file_and_names_it(tmp_path: Path) -> None:
     assert "AMOUNT, CHANNEL" in message and "nothing was loaded" in message
 
 
-def test_semicolon_csv_gets_a_delimiter_hint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delimiter", [";", "\t", "|", ","])
+def test_delimiter_is_detected_from_the_header(tmp_path: Path, delimiter: str) -> None:
+    path = tmp_path / "events.csv"
+    rows = [dict(ROWS[0], CATEGORY="Vins, rosés"), ROWS[1]]  # a quoted field holding ','
+    pd.DataFrame(rows).to_csv(path, index=False, sep=delimiter)
+    events = read_events(path, "csv")
+    assert events["EVENT_ID"].tolist() == ["E1", "E2"] and events.loc[0, "CATEGORY"] == "Vins, rosés"
+
+
+def test_a_wrong_delimiter_is_named_instead_of_a_missing_header(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     pd.DataFrame(ROWS).to_csv(path, index=False, sep=";")
-    with pytest.raises(MissingColumnsError, match="csv_delimiter"):
-        read_events(path, "csv")
+    with pytest.raises(EventFileError) as excinfo:
+        read_events(path, "csv", {"csv_delimiter": ","})
+    message = str(excinfo.value)
+    assert "not delimited by ','" in message and "looks delimited by ';'" in message
+    assert "load_events.csv_delimiter=';'" in message and "missing required" not in message
     assert read_events(path, "csv", {"csv_delimiter": ";"})["EVENT_ID"].tolist() == ["E1", "E2"]
+
+
+def _french_excel_export(path: Path) -> None:
+    """What Excel (French locale) writes for "CSV (séparateur: point-virgule)": ';', decimal commas, cp1252."""
+    header = ";".join(RAW_EVENT_COLUMNS)
+    lines = [
+        header,
+        "E1;ORDER_CREATED;2026-01-02 10:00:00;Hélène;O1;P1;Vins rosés;2;1 234,50;web",
+        "E2;ORDER_CREATED;2026-01-03 10:00:00;Zoé;O2;P2;Crémant;1;12,5;magasin",
+        "E3;ORDER_RETURNED;2026-01-04 10:00:00;Zoé;O2;;;;12,5;magasin",
+    ]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+
+
+def test_french_excel_csv_loads_with_its_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "ventes.csv"
+    _french_excel_export(path)
+    with pytest.raises(EventFileError) as excinfo:  # the default (UTF-8) cannot read it: say what to set
+        read_events(path, "csv")
+    assert "not valid utf-8-sig text (byte 0xe9" in str(excinfo.value)
+    assert "--params=load_events.encoding=cp1252" in str(excinfo.value)
+    events = read_events(path, "csv", {"encoding": "cp1252"})
+    assert events["CUSTOMER_ID"].tolist() == ["Hélène", "Zoé", "Zoé"]
+    assert events["AMOUNT"].tolist() == ["1234.50", "12.5", "12.5"]  # decimal commas (';' file)
+    assert events["QUANTITY"].tolist() == ["2", "1", None]
+    assert events["EVENT_ID"].tolist() == ["E1", "E2", "E3"]
+    # an explicit '.' keeps the text as written (ingestion then rejects it as bad_amount, with the reason)
+    assert read_events(path, "csv", {"encoding": "cp1252", "decimal": "."})["AMOUNT"][1] == "12,5"
+
+
+def test_utf8_with_byte_order_mark_and_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    text = pd.DataFrame([dict(ROWS[0], CUSTOMER_ID="Élodie")]).to_csv(index=False)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert read_events(path, "csv").loc[0, "CUSTOMER_ID"] == "Élodie"
+    path.write_bytes(text.encode("latin-1"))
+    assert read_events(path, "csv", {"encoding": "latin-1"}).loc[0, "CUSTOMER_ID"] == "Élodie"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["12,50", "3", ""], ["12.50", "3", ""]),
+        (["1.234,5", "-2,25"], ["1234.5", "-2.25"]),
+        (["1234", "56"], None),  # no comma: ids and integers are never touched
+        (["12,50", "abc"], None),  # not all numbers: text left as written
+        (["2026-01-02", "1,5"], None),
+    ],
+)
+def test_comma_decimals(values: list[str], expected: list[str] | None) -> None:
+    from customer_segmentation.sources.files import comma_decimals
+
+    assert comma_decimals(values) == expected
+
+
+def test_excel_workbook(tmp_path: Path) -> None:
+    pytest.importorskip("openpyxl", reason="the excel extra (requirements-excel.txt) is not installed")
+    path = tmp_path / "ventes.xlsx"
+    frame = pd.DataFrame(ROWS)
+    frame["AMOUNT"] = [12.5, None]
+    frame["QUANTITY"] = [2, None]
+    frame["EVENT_TS"] = [datetime(2026, 1, 2, 10), datetime(2026, 1, 2, 11)]
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"notes": ["not this one"]}).to_excel(writer, sheet_name="Notes", index=False)
+        frame.to_excel(writer, sheet_name="Ventes", index=False)
+    assert detect_format(path) == "xlsx"
+    events = read_events(path, "xlsx", {"sheet": "Ventes"})
+    assert events.loc[0, "AMOUNT"] == "12.5" and events.loc[0, "QUANTITY"] == "2"
+    assert events.loc[0, "EVENT_TS"] == "2026-01-02 10:00:00" and events.loc[1, "AMOUNT"] is None
+    with pytest.raises(EventFileError, match="no sheet 'Sales'"):
+        read_events(path, "xlsx", {"sheet": "Sales"})
 
 
 def test_duplicate_column_is_refused(tmp_path: Path) -> None:
@@ -165,9 +248,10 @@ def test_unreadable_file_names_the_accepted_formats(tmp_path: Path, name: str, c
 
 def test_unknown_extension_names_the_accepted_formats(tmp_path: Path) -> None:
     with pytest.raises(EventFileError) as excinfo:
-        detect_format(tmp_path / "events.xlsx")
-    assert "events.xlsx" in str(excinfo.value) and "JSON Lines" in str(excinfo.value)
-    assert detect_format(tmp_path / "events.xlsx", "CSV") == "csv"
+        detect_format(tmp_path / "events.xls")
+    assert "events.xls" in str(excinfo.value) and "JSON Lines" in str(excinfo.value)
+    assert "Excel (.xlsx" in str(excinfo.value)
+    assert detect_format(tmp_path / "events.xls", "CSV") == "csv"
     with pytest.raises(InvalidParametersError, match="load_events.format"):
         detect_format(tmp_path / "events.csv", "xml")
 

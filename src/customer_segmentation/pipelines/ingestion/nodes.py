@@ -15,12 +15,17 @@ from typing import Any
 
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
-from snowflake.snowpark.types import DataType, DateType, TimestampTimeZone, TimestampType
+from snowflake.snowpark.types import DataType, DateType, TimestampType
 
 from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets import REBUILD_MARKER
+from customer_segmentation.datasets.sources import SourcePull, SourceReader
+from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import MissingColumnsError, SegmentationError
+from customer_segmentation.event_checks import as_utc_ntz, is_zoned, timestamp_text, with_checks
 from customer_segmentation.pipelines.ingestion.params import IngestionParams
+from customer_segmentation.sources.declarations import parse_sources
+from customer_segmentation.sources.pull import plan_pulls
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -51,8 +56,43 @@ class ReconciliationError(SegmentationError):
 PIPELINE_NAME = "ingestion"
 
 
-def _blank(column: Any) -> Any:
-    return F.coalesce(F.trim(column.cast("string")), F.lit("")) == F.lit("")
+def pull_declared_sources(
+    declared_sources: dict[str, Any],
+    source_reader: SourceReader,
+    params: IngestionParams,
+    run_metadata: dict[str, Any],
+    demo: DemoDataParams = DemoDataParams(),  # frozen: a shared default is safe
+) -> list[SourcePull]:
+    """The new rows of every declared source, for ``source_pulls`` to land in RAW_DATA (docs/sources.md).
+
+    Runs before the demo seed, so a warehouse that gets your rows is never seeded, and a demo-only
+    RAW_DATA is purged before your first rows land (as a first file load does).
+    """
+    params = IngestionParams.of(params)
+    sources = parse_sources(declared_sources)
+    if not sources or not params.pull_sources:
+        return []
+    pulls = plan_pulls(
+        source_reader, sources, str((run_metadata or {}).get("run_id") or ""), demo.derived_tables
+    )
+    for pull in pulls:
+        if pull.file_load is None and not pull.skipped:
+            logger.info(
+                "Source %s (%s): %s rows to read, %s of them new",
+                pull.source.name,
+                pull.source.where,
+                f"{pull.rows_read:,}",
+                f"{pull.rows_new:,}",
+            )
+    return pulls
+
+
+def report_source_pulls(source_pulls: list[dict[str, Any]]) -> dict[str, Any]:
+    """What each declared source added to RAW_DATA in this run (also the seed's cue that the pulls are done)."""
+    return {
+        "sources": source_pulls,
+        "rows_landed": sum(int(r.get("rows_landed", r.get("rows_added", 0)) or 0) for r in source_pulls),
+    }
 
 
 def _in_flight_floor(load_history: DataFrame | None, as_of: datetime, wait_hours: float) -> datetime | None:
@@ -155,53 +195,18 @@ def select_new_events(
     return batch, info
 
 
-#: Explicit timestamp format for text that is hashed or compared: CAST(ts AS STRING) follows the
-#: session's TIMESTAMP_*_OUTPUT_FORMAT, which accounts and users can change
-#: (https://docs.snowflake.com/en/sql-reference/functions/to_char: TO_VARCHAR(ts, format)).
-TIMESTAMP_TEXT_FORMAT = "YYYY-MM-DD HH24:MI:SS.FF9"
-
-
 def _column_types(frame: DataFrame) -> dict[str, DataType]:
     return {field.name.strip('"').upper(): field.datatype for field in frame.schema.fields}
-
-
-def _is_zoned(datatype: DataType) -> bool:
-    """TIMESTAMP_TZ or TIMESTAMP_LTZ (the embedded warehouse reports LTZ as TZ)."""
-    return isinstance(datatype, TimestampType) and datatype.tz in (
-        TimestampTimeZone.TZ,
-        TimestampTimeZone.LTZ,
-    )
-
-
-def _as_utc_ntz(column: Any) -> Any:
-    """A TIMESTAMP_TZ/LTZ value as the UTC wall-clock TIMESTAMP_NTZ (no text on the way)."""
-    return F.call_builtin("convert_timezone", F.lit("UTC"), column).cast("timestamp_ntz")
-
-
-def _timestamp_text(column: Any) -> Any:
-    """A TIMESTAMP_NTZ as text that does not depend on session formats.
-
-    ``YYYY-MM-DD HH24:MI:SS`` for whole seconds, else ``...SS.FF9`` without the trailing zeros:
-    exactly the text the embedded warehouse's plain cast produced before this change
-    ('2026-01-02 03:04:05', '2026-01-02 03:04:05.1'), so RECORD_IDs of already-ingested rows
-    stay the same, while nanoseconds are kept on Snowflake. The explicit CAST inside TO_VARCHAR is
-    a no-op on Snowflake; the embedded warehouse needs it to keep the format (without a known
-    type it silently drops the format argument).
-    """
-    typed = column.cast("timestamp_ntz")
-    whole = F.call_builtin("to_varchar", typed, F.lit(TIMESTAMP_TEXT_FORMAT.removesuffix(".FF9")))
-    fraction = F.rtrim(F.call_builtin("to_varchar", typed, F.lit(TIMESTAMP_TEXT_FORMAT)), F.lit("0"))
-    return F.iff(F.date_trunc("second", typed) == typed, whole, fraction)
 
 
 def _raw_text(name: str, datatype: DataType | None) -> Any:
     """Text of one raw column (hashed into RECORD_ID, kept in REJECTED_EVENTS), whatever the session's formats."""
     column = F.col(name)
     if isinstance(datatype, TimestampType):
-        if _is_zoned(datatype):
+        if is_zoned(datatype):
             # the old plain cast rendered a zoned value in UTC with a '+00' suffix: kept as is
-            return F.concat(_timestamp_text(_as_utc_ntz(column)), F.lit("+00"))
-        return _timestamp_text(column)
+            return F.concat(timestamp_text(as_utc_ntz(column)), F.lit("+00"))
+        return timestamp_text(column)
     if isinstance(datatype, DateType):
         return F.call_builtin("to_varchar", column.cast("date"), F.lit("YYYY-MM-DD"))
     return column.cast("string")
@@ -246,20 +251,6 @@ def _occurrence_id(numbered: bool) -> Any:
     return F.concat(F.col("ROW_HASH"), F.lit("-"), occurrence.cast("string"))
 
 
-def _parse_timestamp(column: Any, formats: list[str], datatype: DataType | None = None) -> Any:
-    """EVENT_TS as TIMESTAMP_NTZ: typed columns converted directly, text parsed with ``formats``.
-
-    Going through text would render a typed value with the session's output format first, which
-    then may not match any of ``formats``; a zoned value becomes its UTC wall-clock time.
-    """
-    if isinstance(datatype, TimestampType):
-        return _as_utc_ntz(column) if _is_zoned(datatype) else column.cast("timestamp_ntz")
-    if isinstance(datatype, DateType):
-        return column.cast("timestamp_ntz")
-    trimmed = F.trim(column.cast("string"))
-    return F.coalesce(*[F.call_builtin("try_to_timestamp_ntz", trimmed, F.lit(fmt)) for fmt in formats])
-
-
 def classify_events(
     batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: IngestionParams
 ) -> DataFrame:
@@ -272,42 +263,16 @@ def classify_events(
     only the few rows that need it afterwards keeps a 10M-event batch out of a full sort.
     """
     params = IngestionParams.of(params)
-    purchase_types = [t.upper() for t in params.purchase_event_types]
-    known_types = purchase_types + [t.upper() for t in params.other_event_types]
-    formats = params.timestamp_formats
-    tolerance = params.future_tolerance_hours
-    future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(hours=tolerance)
+    future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(
+        hours=params.future_tolerance_hours
+    )
     if batch_info.get("full_refresh"):
         # a rebuild replaces TRANSFORMED_DATA: what it held before must not make an event a duplicate
         existing_events = existing_events.filter(F.lit(False))
 
     types = _column_types(batch)  # one DESCRIBE: typed raw columns are converted without text
     frame = _with_row_hash(batch, types)
-    event_type = F.upper(F.trim(F.col("EVENT_TYPE")))
-    is_purchase = event_type.isin(purchase_types)
-    ts = _parse_timestamp(F.col("EVENT_TS"), formats, types.get("EVENT_TS"))
-    amount = F.call_builtin("try_to_decimal", F.trim(F.col("AMOUNT").cast("string")), F.lit(12), F.lit(2))
-    quantity = F.call_builtin("try_to_number", F.trim(F.col("QUANTITY").cast("string")))
-    frame = frame.with_columns(["_TYPE", "_TS", "_AMOUNT", "_QTY"], [event_type, ts, amount, quantity])
-    reason = (
-        F.when(_blank(F.col("EVENT_ID")), F.lit("missing_event_id"))
-        .when(~F.col("_TYPE").isin(known_types) | F.col("_TYPE").is_null(), F.lit("unknown_event_type"))
-        .when(_blank(F.col("CUSTOMER_ID")), F.lit("missing_customer"))
-        .when(F.col("_TS").is_null(), F.lit("bad_timestamp"))
-        .when(
-            F.col("_TS") > F.lit(future_limit.isoformat(sep=" ")).cast("timestamp_ntz"),
-            F.lit("future_timestamp"),
-        )
-        .when(is_purchase & _blank(F.col("ORDER_ID")), F.lit("missing_order_id"))
-        .when(is_purchase & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
-        .when(~_blank(F.col("AMOUNT")) & F.col("_AMOUNT").is_null(), F.lit("bad_amount"))
-        .when(F.col("_AMOUNT") < F.lit(0), F.lit("negative_amount"))
-        .when(
-            ~_blank(F.col("QUANTITY")) & (F.col("_QTY").is_null() | (F.col("_QTY") <= F.lit(0))),
-            F.lit("bad_quantity"),
-        )
-    )
-    frame = frame.with_column("_REASON", reason)
+    frame = with_checks(frame, types, params, future_limit)
 
     # the accepted record of the same EVENT_ID from an earlier batch, if any (used by resolve_duplicates)
     previous = existing_events.select(

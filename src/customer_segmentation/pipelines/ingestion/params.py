@@ -43,3 +43,5 @@ class IngestionParams(Parameters):
     max_rejection_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     load_wait_hours: Annotated[float, Field(gt=0)] = 6
     as_of: datetime | None = None  # "now" for validation; None = the run's start time (UTC)
+    # read the new rows of every declared source (conf/*/sources.yml) into RAW_DATA first
+    pull_sources: Annotated[bool, Field(strict=True)] = True

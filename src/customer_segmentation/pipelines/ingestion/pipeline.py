@@ -7,7 +7,9 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
     number_repeated_records,
+    pull_declared_sources,
     reconcile_ingestion,
+    report_source_pulls,
     resolve_duplicates,
     select_new_events,
     split_events,
@@ -17,10 +19,30 @@ from customer_segmentation.pipelines.ingestion.nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            # First, so that `kedro run` on a brand-new clone has events: seeds only an empty RAW_DATA.
+            # First, the new rows of every declared source (conf/*/sources.yml) land in RAW_DATA.
+            Node(
+                pull_declared_sources,
+                inputs=[
+                    "declared_sources",
+                    "source_reader",
+                    "params:ingestion",
+                    "run_metadata",
+                    "params:demo_data",
+                ],
+                outputs="source_pulls",
+                name="pull_declared_sources",
+            ),
+            Node(
+                report_source_pulls,
+                inputs="source_pulls",
+                outputs="source_pull_report",
+                name="report_source_pulls",
+            ),
+            # Then, so that `kedro run` on a brand-new clone has events: seeds only an empty RAW_DATA
+            # (after the pulls: a warehouse that got your rows is never seeded).
             Node(
                 seed_demo_events,
-                inputs=["raw_data_before_seed", "params:demo_data", "run_metadata"],
+                inputs=["raw_data_before_seed", "params:demo_data", "run_metadata", "source_pull_report"],
                 outputs="raw_data",
                 name="seed_demo_events",
             ),

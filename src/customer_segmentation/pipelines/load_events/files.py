@@ -1,4 +1,4 @@
-"""Reading event files (CSV, JSON Lines, Parquet) into RAW_DATA rows, as text.
+"""Reading event files (CSV, JSON Lines, Parquet, Excel) into RAW_DATA rows, as text.
 
 Everything here is pure Python/pandas (no warehouse): a file is read whole, its columns are
 checked against the RAW_DATA contract, and every value is turned into text (RAW_DATA columns
@@ -8,13 +8,6 @@ like are kept as landed, so that ingestion sees exactly what the source sent.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-import math
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +19,10 @@ from customer_segmentation.errors import (
     SegmentationError,
 )
 from customer_segmentation.pipelines.load_events.params import LoadEventsParams
+from customer_segmentation.sources.files import FileOptions, FileReadError, read_columns, to_text
+from customer_segmentation.sources.files import (
+    file_sha256 as file_sha256,  # re-exported: part of this module's API
+)
 from customer_segmentation.warehouse.tables import RAW_EVENT_COLUMNS, RAW_LOAD_COLUMNS
 
 #: Format name -> file name endings that select it (a ``.gz`` variant is accepted for text formats).
@@ -33,9 +30,11 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "csv": (".csv", ".csv.gz"),
     "jsonl": (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz"),
     "parquet": (".parquet", ".pq"),
+    "xlsx": (".xlsx",),
 }
 ACCEPTED_FORMATS = (
-    "CSV (.csv, .csv.gz), JSON Lines (.jsonl, .ndjson, .json, optionally .gz) or Parquet (.parquet, .pq)"
+    "CSV (.csv, .csv.gz), JSON Lines (.jsonl, .ndjson, .json, optionally .gz), Parquet (.parquet, .pq) "
+    "or Excel (.xlsx, with the excel extra)"
 )
 HOW_TO_PASS = "kedro run --pipeline load_events --params=events_file=<path>"
 
@@ -66,7 +65,7 @@ def resolve_events_file(events_file: Any) -> Path:
 
 
 def detect_format(path: Path, requested: str | None = None) -> str:
-    """``csv``, ``jsonl`` or ``parquet``: from ``requested`` (parameter load_events.format) or the name."""
+    """``csv``, ``jsonl``, ``parquet`` or ``xlsx``: from ``requested`` (parameter load_events.format) or the name."""
     fmt = LoadEventsParams.of(format=requested).format  # the parameter's one definition of the names
     if fmt is not None:
         return fmt
@@ -76,119 +75,36 @@ def detect_format(path: Path, requested: str | None = None) -> str:
             return fmt
     raise EventFileError(
         f"Unknown format for events file {path.name!r}: accepted formats are {ACCEPTED_FORMATS}. "
-        "Rename the file, or force a format with --params=load_events.format=csv|jsonl|parquet."
+        "Rename the file, or force a format with --params=load_events.format=csv|jsonl|parquet|xlsx."
     )
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of the file's bytes: the identity of a load (same content = same file)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_FORMAT_LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet", "xlsx": "Excel"}
 
 
-def to_text(value: Any) -> str | None:
-    """A file value as RAW_DATA text; ``None`` (SQL NULL) for empty or missing values."""
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, str):
-        return value if value != "" else None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return None if value.is_nan() else format(value, "f")
-    if isinstance(value, datetime):  # includes pandas.Timestamp
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="replace") or None
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    if hasattr(value, "item"):  # numpy scalars
-        return to_text(value.item())
-    if hasattr(value, "tolist"):  # numpy arrays (Parquet lists)
-        return to_text(value.tolist())
-    return str(value)
-
-
-def _open_text(path: Path, encoding: str) -> Any:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding=encoding, newline="")
-    return path.open("r", encoding=encoding, newline="")
-
-
-def _read_csv(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
-    frame = pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[],
-        sep=options.csv_delimiter,
+def file_options(options: LoadEventsParams) -> FileOptions:
+    """The reading options of the load_events parameters."""
+    return FileOptions(
+        delimiter=options.csv_delimiter,
         encoding=options.encoding,
-        compression="infer",
+        decimal=options.decimal,
+        sheet=options.sheet,
     )
-    names = [str(c) for c in frame.columns]
-    return names, {name: frame.iloc[:, i].tolist() for i, name in enumerate(names)}
 
 
-def _json_records(path: Path, encoding: str) -> Iterable[tuple[int, Any]]:
-    with _open_text(path, encoding) as handle:
-        text = handle.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a plain JSON array of objects is accepted too
-        try:
-            records = json.loads(stripped, parse_float=str, parse_int=str)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON: {exc}") from None
-        yield from enumerate(records, start=1)
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line, parse_float=str, parse_int=str)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number} is not valid JSON ({exc.msg})") from None
-
-
-def _read_jsonl(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
-    names: list[str] = []
-    columns: dict[str, list[Any]] = {}
-    count = 0
-    for number, record in _json_records(path, options.encoding):
-        if not isinstance(record, dict):
-            raise ValueError(f"record {number} is a JSON {type(record).__name__}, not an object")
-        for key in record:
-            if key not in columns:
-                names.append(key)
-                columns[key] = [None] * count
-        for key in names:
-            columns[key].append(record.get(key))
-        count += 1
-    return names, columns
-
-
-def _read_parquet(path: Path, options: LoadEventsParams) -> tuple[list[str], dict[str, list[Any]]]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    names = [str(n) for n in table.column_names]
-    return names, {name: table.column(i).to_pylist() for i, name in enumerate(names)}
-
-
-_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
-_FORMAT_LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+def read_file_columns(path: Path, fmt: str, options: FileOptions) -> tuple[list[str], dict[str, list[Any]]]:
+    """The file's columns as written (refused as a whole, with the reason, when it cannot be read)."""
+    try:
+        return read_columns(path, fmt, options)
+    except pd.errors.EmptyDataError:
+        return [], {}
+    except FileReadError as exc:
+        raise EventFileError(str(exc)) from None
+    except Exception as exc:  # every parser raises its own kind: report them the same way
+        raise EventFileError(
+            f"Could not read events file {path.name!r} as {_FORMAT_LABEL[fmt]}: {type(exc).__name__}: {exc}. "
+            f"Accepted formats are {ACCEPTED_FORMATS}; nothing was loaded."
+        ) from None
 
 
 def read_events(
@@ -199,15 +115,7 @@ def read_events(
     Refuses the whole file when it cannot be read or lacks a contract column.
     """
     options = LoadEventsParams.of(options)
-    try:
-        names, values = _READERS[fmt](path, options)
-    except pd.errors.EmptyDataError:
-        names, values = [], {}
-    except Exception as exc:  # every parser raises its own kind: report them the same way
-        raise EventFileError(
-            f"Could not read events file {path.name!r} as {_FORMAT_LABEL[fmt]}: {type(exc).__name__}: {exc}. "
-            f"Accepted formats are {ACCEPTED_FORMATS}; nothing was loaded."
-        ) from None
+    names, values = read_file_columns(path, fmt, file_options(options))
 
     normalised: dict[str, str] = {}
     for name in names:
@@ -220,8 +128,12 @@ def read_events(
     missing = [c for c in RAW_EVENT_COLUMNS if c not in normalised]
     if missing:
         hint = ""
-        if fmt == "csv" and len(names) == 1 and any(sep in names[0] for sep in (";", "\t", "|")):
-            hint = " It looks delimited by something else than ',': pass --params=load_events.csv_delimiter=';' (or the right one)."
+        if fmt != "parquet" and not any(c in normalised for c in RAW_EVENT_COLUMNS):
+            hint = (
+                " None of its columns is a contract column: if your file has its own column names, declare it "
+                "as a source with a `columns:` mapping (docs/sources.md) and load it with "
+                "--params=source=<name>."
+            )
         raise MissingColumnsError(
             f"Events file {path.name!r} is missing required column(s) {', '.join(missing)}; nothing was loaded. "
             f"It has: {', '.join(str(n) for n in names) or 'no column'}. The RAW_DATA contract needs "

@@ -8,25 +8,43 @@ demo purge before a first user load) is the catalog dataset ``raw_event_files``
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from customer_segmentation.datasets.event_files import EventFileLoad
+from customer_segmentation.datasets.sources import SourceReader
 from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.pipelines.load_events.files import (
     detect_format,
+    file_options,
     file_sha256,
     read_events,
     resolve_events_file,
 )
 from customer_segmentation.pipelines.load_events.params import LoadEventsParams
+from customer_segmentation.sources.declarations import SourceDeclarationError, parse_sources, pick_source
+from customer_segmentation.sources.pull import file_format, read_source_file
 
 logger = logging.getLogger(__name__)
 
 
-def read_events_file(events_file: Any, params: LoadEventsParams) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read and check the whole file (refused as a whole when unreadable or lacking a column)."""
+def read_events_file(
+    events_file: Any,
+    params: LoadEventsParams,
+    source: Any = None,
+    declared_sources: dict[str, Any] | None = None,
+    source_reader: SourceReader | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read and check the whole file (refused as a whole when unreadable or lacking a column).
+
+    With ``source`` (``--params=source=<name>``), a declared file source: its ``columns:`` mapping
+    turns the file's own columns into the contract (in the warehouse, so lookups work), read with
+    its options; ``events_file`` then loads another file of the same shape instead of its ``file:``.
+    """
+    if source is not None and str(source).strip():
+        return _read_declared_file(events_file, params, source, declared_sources, source_reader)
     path = resolve_events_file(events_file)
     fmt = detect_format(path, params.format)
     events = read_events(path, fmt, params)
@@ -52,6 +70,52 @@ def read_events_file(events_file: Any, params: LoadEventsParams) -> tuple[pd.Dat
             ", ".join(str(s) for s in stamps),
         )
     logger.info("Read %s events from %s (%s, sha256 %s)", len(events), path, fmt, info["file_sha256"][:12])
+    return events, info
+
+
+def _read_declared_file(
+    events_file: Any,
+    params: LoadEventsParams,
+    name: Any,
+    declared_sources: dict[str, Any] | None,
+    source_reader: SourceReader | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    declaration = pick_source(parse_sources(declared_sources or {}), name)
+    if declaration.file is None:
+        raise SourceDeclarationError(
+            f"Source {declaration.name} is a table ({declaration.where}): it is pulled by `kedro run` and "
+            "`kedro run --pipelines daily` (check it with --pipelines check_source), not loaded as a file."
+        )
+    if events_file is not None and str(events_file).strip():
+        declaration = replace(declaration, file=resolve_events_file(events_file))
+    elif not declaration.file.is_file():
+        raise SourceDeclarationError(
+            f"Source {declaration.name}: file {declaration.file} does not exist (its `file:` in sources.yml); "
+            "fix the path or pass --params=events_file=<path>."
+        )
+    if source_reader is None:  # pragma: no cover - the pipeline always passes it
+        raise SourceDeclarationError(
+            "A declared file source is mapped in the warehouse: no source reader given."
+        )
+    names, columns = read_source_file(declaration, file_options(params))
+    events = source_reader.map_file(declaration, names, columns)
+    path = declaration.file.resolve()
+    info = {
+        "events_file": str(path),
+        "source_file": str(path),
+        "source": declaration.name,
+        "format": file_format(declaration),
+        "file_sha256": file_sha256(path),
+        "rows_in_file": len(events),
+        "ignored_columns": [],
+    }
+    logger.info(
+        "Read %s events from %s (source %s, mapped onto the contract; sha256 %s)",
+        len(events),
+        path,
+        declaration.name,
+        info["file_sha256"][:12],
+    )
     return events, info
 
 

@@ -14,11 +14,16 @@ class LoadEventsParams(Parameters):
 
     section = "load_events"
 
-    # csv | jsonl | parquet (any case; json, ndjson and pq are accepted too); None = from the file name
-    format: Literal["csv", "jsonl", "parquet"] | None = None
-    csv_delimiter: Annotated[str, StringConstraints(min_length=1)] = ","
-    # CSV and JSON Lines text encoding (a UTF-8 byte-order mark is accepted)
+    # csv | jsonl | parquet | xlsx (any case; json, ndjson and pq are accepted too); None = from the file name
+    format: Literal["csv", "jsonl", "parquet", "xlsx"] | None = None
+    # None = detected from the header (',', ';', tab or '|')
+    csv_delimiter: Annotated[str, StringConstraints(min_length=1, max_length=1)] | None = None
+    # CSV and JSON Lines text encoding (a UTF-8 byte-order mark is accepted); cp1252 / latin-1 for Excel exports
     encoding: Annotated[str, StringConstraints(min_length=1)] = "utf-8-sig"
+    # decimal separator of CSV numbers; None = ',' for ';'-separated files, else '.'
+    decimal: Literal[",", "."] | None = None
+    # Excel: the sheet to read (name or 0-based position); None = the first
+    sheet: str | int | None = None
 
     @field_validator("format", mode="before")
     @classmethod
@@ -27,3 +32,10 @@ class LoadEventsParams(Parameters):
             return None
         name = str(value).strip().lower().lstrip(".")
         return {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(name, name)
+
+    @field_validator("csv_delimiter", mode="before")
+    @classmethod
+    def _delimiter(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}.get(str(value), value)

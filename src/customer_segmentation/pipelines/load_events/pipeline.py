@@ -18,7 +18,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 read_events_file,
-                inputs=["params:events_file", "params:load_events"],
+                inputs=[
+                    "params:events_file",
+                    "params:load_events",
+                    "params:source",
+                    "declared_sources",
+                    "source_reader",
+                ],
                 outputs=["events_file_rows", "events_file_info"],
                 name="read_events_file",
             ),
