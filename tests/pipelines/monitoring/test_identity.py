@@ -113,12 +113,27 @@ def test_previous_centroids_map_into_the_new_scaled_space() -> None:
     assert previous_centroids_in_space(model, fewer) is None
 
 
-def test_warm_start_keeps_the_previous_solution_on_unchanged_data() -> None:
+def perturbed(model: SegmentationModel, seed: int, scale: float) -> SegmentationModel:
+    """The model with its centroids moved at random (``scale`` standard deviations per feature)."""
+    rng = np.random.default_rng(seed)
+    moved = model.centroids + rng.normal(0.0, scale, model.centroids.shape)
+    return replace(model, centroids=moved, version=f"{model.version}-moved-{seed}")
+
+
+def test_the_partition_does_not_depend_on_the_previous_model() -> None:
+    # three behaviours cut into five clusters: many near-equal local optima, where a fit started
+    # from the previous centroids would stay wherever that model was
     sample = planted_customers(150)
-    first = align_segment_ids(fit(sample, 3, 1), None, sample)
-    second = fit(sample, 3, 9, previous=first)
-    assert second.metrics["warm_start"]["used"]
-    aligned = align_segment_ids(second, first, sample)
+    first = align_segment_ids(fit(sample, 5, 1), None, sample)
+    for previous in (first, perturbed(first, 0, 0.3), perturbed(first, 1, 1.5), perturbed(first, 2, 3.0)):
+        again = fit(sample, 5, 1, previous=previous)
+        np.testing.assert_array_equal(again.centroids, first.centroids)  # to the last bit
+        report = again.metrics["previous_model"]
+        assert report["previous_version"] == previous.version
+        assert report["inertia_previous_centroids"] >= report["inertia"] - 1e-9 * report["inertia"]
+    # and the ids and labels carry over by matching: every customer keeps both
+    aligned = align_segment_ids(fit(sample, 5, 1, previous=first), first, sample)
     np.testing.assert_array_equal(
         aligned.segment_id_of(aligned.predict(sample)), first.segment_id_of(first.predict(sample))
     )
+    assert aligned.label_of(aligned.predict(sample)) == first.label_of(first.predict(sample))

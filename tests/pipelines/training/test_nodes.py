@@ -184,3 +184,40 @@ def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
         evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample
     )
     assert metrics["k"] == 3 and len(metrics["segments"]) == 3 and metrics["silhouette"] > 0.5
+
+
+def test_settled_partition_is_a_fixed_point_independent_of_last_bit_noise(sample: pd.DataFrame) -> None:
+    from customer_segmentation.model import SegmentationModel
+    from customer_segmentation.pipelines.training.nodes import nearest_centroid, settle
+
+    space = SegmentationModel.learn_transform(sample, PARAMS.features, PARAMS.log_features)
+    x = space.transform(sample)
+    rng = np.random.default_rng(3)
+    start = x[rng.choice(len(x), 4, replace=False)]  # a poor start: several Lloyd steps to go
+    centroids, labels, inertia, iterations = settle(x, start)
+    assert iterations > 1
+    # a fixed point: every member nearest its own centroid, every centroid the mean of its members
+    assert (nearest_centroid(np.ascontiguousarray(x.T), centroids)[0] == labels).all()
+    for j in range(4):
+        np.testing.assert_allclose(centroids[j], x[labels == j].mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(inertia, ((x - centroids[labels]) ** 2).sum(), rtol=1e-12)
+    # centroids off by a few units in the last place (what thread scheduling does to sums) settle
+    # on the same partition and the same bits
+    noisy = centroids * (1 + rng.choice([-1, 1], centroids.shape) * 4 * np.finfo(float).eps)
+    again = settle(x, noisy)
+    np.testing.assert_array_equal(again[0], centroids)
+    np.testing.assert_array_equal(again[1], labels)
+    assert again[2] == inertia
+
+
+def test_candidates_are_chosen_by_inertia_then_order(sample: pd.DataFrame) -> None:
+    from customer_segmentation.pipelines.training.nodes import candidate_seeds
+
+    model = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "c"})
+    report = model.metrics["partition"]
+    inertias = [c["inertia"] for c in report["candidates"]]
+    assert len(inertias) == PARAMS.n_init and report["inertia"] == min(inertias)
+    assert report["chosen"] == inertias.index(min(inertias))  # the first of equals
+    assert [c["seed"] for c in report["candidates"]] == candidate_seeds(PARAMS.random_state, PARAMS.n_init)
+    # no seed is shared between two random states (a reseed is a genuinely different fit)
+    assert not set(candidate_seeds(11, 8)) & set(candidate_seeds(12, 8))

@@ -8,6 +8,7 @@ use them, so that importing the pipelines (every ``kedro run`` does) stays light
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,40 +140,129 @@ def choose_k(k_selection: pd.DataFrame, params: TrainingParams) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
-def _warm_start(
-    fresh: Any,
-    previous: SegmentationModel | None,
-    space: SegmentationModel,
-    scaled: np.ndarray,
-    k: int,
-    params: TrainingParams,
-) -> dict[str, Any]:
-    """A KMeans started from the previous model's centroids, kept when its inertia is about as good.
+#: Candidates whose inertia is within this relative margin of the best are tied; the first wins.
+#: A settled candidate's inertia is exact for its partition, so a margin this small only merges
+#: partitions that are equally good to the last digits, where "the lowest seed" is as good a rule as any.
+INERTIA_TIE = 1e-9
 
-    KMeans lands in different local optima from different seeds; starting from the segments in
-    use keeps them when the data still supports them (within training.warm_start_tolerance of the
-    fresh fit's inertia), so a retrain does not reshuffle customers for nothing.
+
+def candidate_seeds(random_state: int, n: int) -> list[int]:
+    """The seeds of the ``n`` KMeans candidates: independent streams derived from ``random_state``.
+
+    Spawned rather than ``random_state + i``, so that two random states share no candidate.
+    """
+    return [int(s) for s in np.random.SeedSequence(random_state).generate_state(n)]
+
+
+def nearest_centroid(columns: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position, squared distance) of the nearest centroid of each row, computed in a fixed order.
+
+    ``columns`` is the sample transposed (features x rows, contiguous). Distances are summed
+    feature by feature with elementwise operations only, so the result does not depend on thread
+    counts, SIMD paths or memory alignment; on an exact tie the lower position wins (argmin's rule).
+    """
+    rows = columns.shape[1]
+    best = np.full(rows, np.inf)
+    position = np.zeros(rows, dtype=np.int64)
+    for j, centroid in enumerate(centroids):
+        distance = np.zeros(rows)
+        for f, value in enumerate(centroid):
+            distance += (columns[f] - value) ** 2
+        closer = distance < best
+        best[closer] = distance[closer]
+        position[closer] = j
+    return position, best
+
+
+def settle(
+    scaled: np.ndarray, centroids: np.ndarray, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Lloyd iterations, in a fixed arithmetic order, until the partition no longer changes.
+
+    Returns (centroids, labels, inertia, iterations) with the centroids the exact means of their
+    members and every member nearest its own centroid: a fixed point, reached from KMeans's
+    result. scikit-learn stops at a tolerance on the centroid shift and, with three or more
+    threads, adds the threads' partial sums in whatever order they finish; starting the same
+    fixed-point iteration from its (nearly) converged centroids gives the same partition and the
+    same centroids to the last bit on every run. Stops early, keeping the last complete
+    partition, if a cluster would become empty.
+    """
+    columns = np.ascontiguousarray(scaled.T)
+    k, features = centroids.shape
+    labels, distances = nearest_centroid(columns, centroids)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        counts = np.bincount(labels, minlength=k)
+        if (counts == 0).any():
+            break
+        means = np.column_stack(
+            [np.bincount(labels, weights=columns[f], minlength=k) for f in range(features)]
+        ) / counts[:, None]
+        moved, moved_distances = nearest_centroid(columns, means)
+        centroids = means
+        if np.array_equal(moved, labels):
+            distances = moved_distances
+            break
+        labels, distances = moved, moved_distances
+    return centroids, labels, math.fsum(distances), iterations
+
+
+def _fit_partition(scaled: np.ndarray, k: int, params: TrainingParams) -> tuple[Any, dict[str, Any]]:
+    """The partition of the sample, from the data and the parameters alone.
+
+    ``n_init`` KMeans runs (k-means++ from seeds derived from ``random_state``), each settled to
+    an exact fixed point (``settle``); the lowest inertia wins, the first candidate on a tie. No
+    input depends on the model in use, so a fit on the same sample with the same parameters gives
+    the same centroids, whatever was trained before (segment ids and labels then come from
+    matching, ``segment_identity.py``). Returns the winning estimator, its attributes set to the
+    settled result, and a report.
+    """
+    candidates = []
+    for seed in candidate_seeds(params.random_state, params.n_init):
+        estimator = kmeans(k, 1, seed).fit(scaled)
+        centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
+        candidates.append((estimator, centroids, labels, inertia, iterations, seed))
+    lowest = min(c[3] for c in candidates)
+    chosen = next(i for i, c in enumerate(candidates) if c[3] <= lowest * (1.0 + INERTIA_TIE))
+    estimator, centroids, labels, inertia, _, _ = candidates[chosen]
+    estimator.cluster_centers_, estimator.labels_, estimator.inertia_ = centroids, labels, inertia
+    report = {
+        "chosen": chosen,
+        "inertia": inertia,
+        "candidates": [
+            {"seed": seed, "inertia": cand_inertia, "settle_iterations": iterations}
+            for _, _, _, cand_inertia, iterations, seed in candidates
+        ],
+    }
+    logger.info(
+        "KMeans k=%s: %s candidates, inertias %s; candidate %s kept (lowest inertia, first on a tie)",
+        k,
+        len(candidates),
+        ", ".join(f"{c[3]:.1f}" for c in candidates),
+        chosen,
+    )
+    return estimator, report
+
+
+def _previous_model_fit(
+    previous: SegmentationModel | None, space: SegmentationModel, scaled: np.ndarray, inertia: float
+) -> dict[str, Any]:
+    """How the active model's segments fit today's sample, for the record (they do not steer the fit).
+
+    The active model's centroids are mapped into the new fit's space and its inertia on the sample
+    is compared with the new partition's: a large gap says the data has moved away from the
+    segments in use.
     """
     init = previous_centroids_in_space(previous, space)
-    tolerance = params.warm_start_tolerance
-    if init is None or previous is None or previous.k != k or tolerance < 0:
-        return {"used": False, "reason": "no previous model with the same k and features"}
-    warm = kmeans(k, params.n_init, params.random_state, init=init).fit(scaled)
-    used = bool(warm.inertia_ <= fresh.inertia_ * (1.0 + tolerance))
-    logger.info(
-        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)",
-        previous.version,
-        warm.inertia_,
-        fresh.inertia_,
-        "kept" if used else "fresh fit is better",
-    )
+    if previous is None or init is None:
+        return {"previous_version": getattr(previous, "version", None), "inertia_previous_centroids": None}
+    _, distances = nearest_centroid(np.ascontiguousarray(scaled.T), init)
+    before = math.fsum(distances)
     return {
-        "used": used,
-        "estimator": warm,
         "previous_version": previous.version,
-        "inertia_warm": float(warm.inertia_),
-        "inertia_fresh": float(fresh.inertia_),
-        "tolerance": tolerance,
+        "inertia_previous_centroids": before,
+        "inertia": inertia,
+        "relative_gain": (before - inertia) / before if before else None,
     }
 
 
@@ -183,15 +273,17 @@ def fit_segmentation_model(
     run_metadata: dict[str, Any],
     previous_model: SegmentationModel | None = None,
 ) -> SegmentationModel:
-    """Fit KMeans with the chosen k and name its segments; the result is saved (versioned)."""
+    """Fit KMeans with the chosen k and name its segments; the result is saved (versioned).
+
+    The partition depends on the sample and the parameters only (``_fit_partition``); the
+    previous model is compared with it for the record, and its ids and labels are carried over
+    afterwards by ``align_segment_identity``.
+    """
     space = SegmentationModel.learn_transform(sample, params.features, params.log_features)
     scaled = space.transform(sample)
     k = min(int(k_choice["k"]), len(scaled))
-    estimator = _kmeans(k, params).fit(scaled)
-    warm_start = _warm_start(estimator, previous_model, space, scaled, k, params)
-    if warm_start["used"]:
-        estimator = warm_start.pop("estimator")
-    warm_start.pop("estimator", None)
+    estimator, partition = _fit_partition(scaled, k, params)
+    against_previous = _previous_model_fit(previous_model, space, scaled, partition["inertia"])
     centroids = estimator.cluster_centers_
     features = space.features
     original = centroids * space.scales + space.means
@@ -235,7 +327,8 @@ def fit_segmentation_model(
         metrics={
             "k_choice": k_choice,
             "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k)),
-            "warm_start": warm_start,
+            "partition": partition,
+            "previous_model": against_previous,
         },
         base_labels=names.base_labels,
     )
