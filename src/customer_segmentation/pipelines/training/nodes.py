@@ -195,9 +195,10 @@ def settle(
         counts = np.bincount(labels, minlength=k)
         if (counts == 0).any():
             break
-        means = np.column_stack(
-            [np.bincount(labels, weights=columns[f], minlength=k) for f in range(features)]
-        ) / counts[:, None]
+        means = (
+            np.column_stack([np.bincount(labels, weights=columns[f], minlength=k) for f in range(features)])
+            / counts[:, None]
+        )
         moved, moved_distances = nearest_centroid(columns, means)
         centroids = means
         if np.array_equal(moved, labels):
