@@ -50,6 +50,40 @@ def models(project: Path) -> list[tuple[str, str, str, str]]:
     ]
 
 
+#: Columns that name the run rather than describe the customers (they change with every run), and
+#: those that describe the previous run's result (all customers are new at the first run).
+RUN_COLUMNS = {"RUN_ID", "MODEL_VERSION", "SCORED_AT", "MEASURED_AT", "MODEL_AGE_DAYS"}
+RELATIVE_COLUMNS = {"IS_NEW_CUSTOMER", "PREVIOUS_SEGMENT_LABEL"}
+
+
+def results(project: Path) -> dict[str, pd.DataFrame]:
+    """What a rerun rewrites, without the columns that name the run: customers, profiles, the latest drift."""
+    import duckdb
+
+    from customer_segmentation.warehouse import embedded
+
+    embedded.stop_server(project / "data" / "warehouse")
+    con = duckdb.connect(str(project / "data" / "warehouse" / "SEGMENTATION.db"), read_only=True)
+    try:
+        out = {}
+        for table, order in (
+            ("PROCESSED_DATA", "CUSTOMER_ID"),
+            ("SEGMENT_PROFILES", "SEGMENT_ID"),
+            ("SEGMENT_DRIFT", "MEASURED_AT DESC, RUN_ID DESC LIMIT 1"),
+        ):
+            frame = con.execute(f"SELECT * FROM PUBLIC.{table} ORDER BY {order}").df()
+            if table == "PROCESSED_DATA" and "PREVIOUS_SEGMENT_LABEL" in frame:
+                came_back = frame["PREVIOUS_SEGMENT_LABEL"].notna()
+                # nobody moved since the run before (when there was one)
+                assert (
+                    frame.loc[came_back, "PREVIOUS_SEGMENT_LABEL"] == frame.loc[came_back, "SEGMENT_LABEL"]
+                ).all()
+            out[table] = frame.drop(columns=[c for c in frame.columns if c in RUN_COLUMNS | RELATIVE_COLUMNS])
+        return out
+    finally:
+        con.close()
+
+
 def feed_rows(project: Path) -> int:
     return warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.SEGMENT_CHANGES")[0][0]
 
@@ -92,14 +126,21 @@ def check_reruns_are_exact(project: Path, events: pd.DataFrame, tmp_path: Path) 
     events.to_csv(path, index=False)
     run_pipeline(project, "load_events", {**USER_DATA, "events_file": str(path)})
     run_pipeline(project, None, USER_DATA)
-    first, first_models = segments(project), models(project)
+    first, first_models, first_results = segments(project), models(project), results(project)
     assert len(first) == events["CUSTOMER_ID"].nunique() and feed_rows(project) == 0
     run_pipeline(project, None, USER_DATA)  # nothing new: a retrain on the same sample
     stored = models(project)
     assert len(stored) == 2 and stored[1] == stored[0] == first_models[0]  # the same model, to the last bit
     assert segments(project) == first
+    # PROCESSED_DATA (distances included), profiles and drift: the same values, to the last bit
+    again = results(project)
+    for table, frame in first_results.items():
+        pd.testing.assert_frame_equal(again[table], frame, check_exact=True, obj=table)
     run_pipeline(project, "daily", USER_DATA)  # nothing new: the morning job
     assert segments(project) == first
+    again = results(project)
+    for table, frame in first_results.items():
+        pd.testing.assert_frame_equal(again[table], frame, check_exact=True, obj=table)
     assert feed_rows(project) == 0
     snapshots = warehouse_rows(
         project, "SELECT COUNT(DISTINCT SNAPSHOT_DATE), COUNT(*) FROM PUBLIC.SEGMENT_HISTORY"

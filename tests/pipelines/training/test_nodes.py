@@ -210,14 +210,41 @@ def test_settled_partition_is_a_fixed_point_independent_of_last_bit_noise(sample
     assert again[2] == inertia
 
 
-def test_candidates_are_chosen_by_inertia_then_order(sample: pd.DataFrame) -> None:
+def test_candidates_are_chosen_by_inertia_and_the_active_model_wins_ties(sample: pd.DataFrame) -> None:
     from customer_segmentation.pipelines.training.nodes import candidate_seeds
 
     model = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "c"})
     report = model.metrics["partition"]
     inertias = [c["inertia"] for c in report["candidates"]]
     assert len(inertias) == PARAMS.n_init and report["inertia"] == min(inertias)
-    assert report["chosen"] == inertias.index(min(inertias))  # the first of equals
-    assert [c["seed"] for c in report["candidates"]] == candidate_seeds(PARAMS.random_state, PARAMS.n_init)
+    assert (
+        report["chosen"] == report["candidates"][inertias.index(min(inertias))]["start"]
+    )  # the first of equals
+    assert [c["start"] for c in report["candidates"]] == [
+        f"k-means++ seed {s}" for s in candidate_seeds(PARAMS.random_state, PARAMS.n_init)
+    ]
+    assert not report["kept_active_model"] and report["active_model"] == "no active model"
     # no seed is shared between two random states (a reseed is a genuinely different fit)
     assert not set(candidate_seeds(11, 8)) & set(candidate_seeds(12, 8))
+    # the model as the active one: its partition is the first candidate, ties with itself, and stays
+    again = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "d"}, model)
+    first = again.metrics["partition"]["candidates"][0]
+    assert first["start"] == "active model c" and first["inertia"] == report["inertia"]
+    assert again.metrics["partition"]["kept_active_model"]
+    np.testing.assert_array_equal(again.centroids, model.centroids)
+    # another k: the active model cannot take part, and says why
+    other = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "e"}, model)
+    assert other.metrics["partition"]["active_model"] == "the active model c has k=4, this fit k=3"
+
+
+def test_a_former_warm_start_tolerance_still_validates_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING"):
+        params = TrainingParams.of(PARAMS, warm_start_tolerance=0.02)
+    assert params.warm_start_tolerance == 0.02  # an older configuration does not stop the run...
+    assert "warm_start_tolerance (0.02) no longer has an effect" in caplog.text  # ...and says why
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        TrainingParams.of(PARAMS)
+    assert "warm_start_tolerance" not in caplog.text

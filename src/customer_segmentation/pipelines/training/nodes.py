@@ -140,14 +140,14 @@ def choose_k(k_selection: pd.DataFrame, params: TrainingParams) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
-#: Candidates whose inertia is within this relative margin of the best are tied; the first wins.
-#: A settled candidate's inertia is exact for its partition, so a margin this small only merges
-#: partitions that are equally good to the last digits, where "the lowest seed" is as good a rule as any.
+#: Candidates whose inertia is within this relative margin of the best are tied; the first wins
+#: (the active model's partition comes first). A settled candidate's inertia is exact for its
+#: partition, so a margin this small only joins partitions equally good to the last digits.
 INERTIA_TIE = 1e-9
 
 
 def candidate_seeds(random_state: int, n: int) -> list[int]:
-    """The seeds of the ``n`` KMeans candidates: independent streams derived from ``random_state``.
+    """The seeds of the ``n`` k-means++ candidates: independent streams derived from ``random_state``.
 
     Spawned rather than ``random_state + i``, so that two random states share no candidate.
     """
@@ -180,12 +180,12 @@ def settle(
     """Lloyd iterations, in a fixed arithmetic order, until the partition no longer changes.
 
     Returns (centroids, labels, inertia, iterations) with the centroids the exact means of their
-    members and every member nearest its own centroid: a fixed point, reached from KMeans's
-    result. scikit-learn stops at a tolerance on the centroid shift and, with three or more
-    threads, adds the threads' partial sums in whatever order they finish; starting the same
-    fixed-point iteration from its (nearly) converged centroids gives the same partition and the
-    same centroids to the last bit on every run. Stops early, keeping the last complete
-    partition, if a cluster would become empty.
+    members and every member nearest its own centroid: a fixed point. scikit-learn stops at a
+    tolerance on the centroid shift and, with three or more threads, adds the threads' partial
+    sums in whatever order they finish; continuing to the fixed point gives the same partition
+    and the same centroids to the last bit on every run, and started from a fixed point it
+    returns that fixed point unchanged. Stops early, keeping the last complete partition, if a
+    cluster would become empty.
     """
     columns = np.ascontiguousarray(scaled.T)
     k, features = centroids.shape
@@ -208,63 +208,83 @@ def settle(
     return centroids, labels, math.fsum(distances), iterations
 
 
-def _fit_partition(scaled: np.ndarray, k: int, params: TrainingParams) -> tuple[Any, dict[str, Any]]:
-    """The partition of the sample, from the data and the parameters alone.
+def _warm_start(
+    previous: SegmentationModel | None, space: SegmentationModel, k: int
+) -> tuple[np.ndarray | None, str]:
+    """The active model's centroids in the new fit's space, as a candidate start (None, and why not).
 
-    ``n_init`` KMeans runs (k-means++ from seeds derived from ``random_state``), each settled to
-    an exact fixed point (``settle``); the lowest inertia wins, the first candidate on a tie. No
-    input depends on the model in use, so a fit on the same sample with the same parameters gives
-    the same centroids, whatever was trained before (segment ids and labels then come from
-    matching, ``segment_identity.py``). Returns the winning estimator, its attributes set to the
+    On the same sample the transform is the same to the last bit and the centroids are taken as
+    stored, so the candidate is the active model's own partition (a settled fixed point); on
+    another sample they are mapped (undo the old scaling, apply the new one).
+    """
+    if previous is None:
+        return None, "no active model"
+    if previous.k != k:
+        return None, f"the active model {previous.version} has k={previous.k}, this fit k={k}"
+    same_space = (
+        list(previous.features) == list(space.features)
+        and set(previous.log_features) == set(space.log_features)
+        and np.array_equal(previous.means, space.means)
+        and np.array_equal(previous.scales, space.scales)
+    )
+    init = (
+        np.array(previous.centroids, dtype=float)
+        if same_space
+        else previous_centroids_in_space(previous, space)
+    )
+    if init is None:
+        return None, f"the active model {previous.version} uses other features"
+    return init, f"active model {previous.version}"
+
+
+def _fit_partition(
+    scaled: np.ndarray, k: int, params: TrainingParams, warm: tuple[np.ndarray | None, str]
+) -> tuple[Any, dict[str, Any]]:
+    """The partition of the sample: the best of deterministic candidates, by inertia.
+
+    Candidates: the active model's partition (``warm``, when it has the same k and features) and
+    ``n_init`` k-means++ runs from seeds derived from ``random_state``, each settled to an exact
+    fixed point (``settle``). The lowest inertia wins; on a tie the first candidate, i.e. the
+    active model's. The active model is therefore kept exactly when nothing found on today's
+    sample fits it better, and replaced by a better partition otherwise: on unchanged data (a
+    rerun) it wins again, to the last bit, and a retrain never moves customers into a partition
+    that fits the data less well. Returns the winning estimator, its attributes set to the
     settled result, and a report.
     """
+    starts: list[tuple[str, np.ndarray | None, int | None]] = []
+    init, why = warm
+    if init is not None:
+        starts.append((why, init, None))
+    starts += [
+        (f"k-means++ seed {seed}", None, seed) for seed in candidate_seeds(params.random_state, params.n_init)
+    ]
     candidates = []
-    for seed in candidate_seeds(params.random_state, params.n_init):
-        estimator = kmeans(k, 1, seed).fit(scaled)
-        centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
-        candidates.append((estimator, centroids, labels, inertia, iterations, seed))
-    lowest = min(c[3] for c in candidates)
-    chosen = next(i for i, c in enumerate(candidates) if c[3] <= lowest * (1.0 + INERTIA_TIE))
-    estimator, centroids, labels, inertia, _, _ = candidates[chosen]
+    for name, start, seed in starts:
+        if start is None:
+            estimator = kmeans(k, 1, seed).fit(scaled)
+            start = estimator.cluster_centers_
+        else:  # from a fixed point this converges at once; the estimator carries the settled result
+            estimator = kmeans(k, 1, params.random_state, init=start).fit(scaled)
+        centroids, labels, inertia, iterations = settle(scaled, start)
+        candidates.append((name, estimator, centroids, labels, inertia, iterations))
+    lowest = min(c[4] for c in candidates)
+    chosen = next(i for i, c in enumerate(candidates) if c[4] <= lowest * (1.0 + INERTIA_TIE))
+    name, estimator, centroids, labels, inertia, _ = candidates[chosen]
     estimator.cluster_centers_, estimator.labels_, estimator.inertia_ = centroids, labels, inertia
     report = {
-        "chosen": chosen,
+        "chosen": name,
         "inertia": inertia,
-        "candidates": [
-            {"seed": seed, "inertia": cand_inertia, "settle_iterations": iterations}
-            for _, _, _, cand_inertia, iterations, seed in candidates
-        ],
+        "kept_active_model": init is not None and chosen == 0,
+        "active_model": why,
+        "candidates": [{"start": c[0], "inertia": c[4], "settle_iterations": c[5]} for c in candidates],
     }
     logger.info(
-        "KMeans k=%s: %s candidates, inertias %s; candidate %s kept (lowest inertia, first on a tie)",
+        "KMeans k=%s: candidates %s; kept %s (lowest inertia, the active model's on a tie)",
         k,
-        len(candidates),
-        ", ".join(f"{c[3]:.1f}" for c in candidates),
-        chosen,
+        ", ".join(f"{c[0]}: {c[4]:.1f}" for c in candidates),
+        name,
     )
     return estimator, report
-
-
-def _previous_model_fit(
-    previous: SegmentationModel | None, space: SegmentationModel, scaled: np.ndarray, inertia: float
-) -> dict[str, Any]:
-    """How the active model's segments fit today's sample, for the record (they do not steer the fit).
-
-    The active model's centroids are mapped into the new fit's space and its inertia on the sample
-    is compared with the new partition's: a large gap says the data has moved away from the
-    segments in use.
-    """
-    init = previous_centroids_in_space(previous, space)
-    if previous is None or init is None:
-        return {"previous_version": getattr(previous, "version", None), "inertia_previous_centroids": None}
-    _, distances = nearest_centroid(np.ascontiguousarray(scaled.T), init)
-    before = math.fsum(distances)
-    return {
-        "previous_version": previous.version,
-        "inertia_previous_centroids": before,
-        "inertia": inertia,
-        "relative_gain": (before - inertia) / before if before else None,
-    }
 
 
 def fit_segmentation_model(
@@ -276,15 +296,14 @@ def fit_segmentation_model(
 ) -> SegmentationModel:
     """Fit KMeans with the chosen k and name its segments; the result is saved (versioned).
 
-    The partition depends on the sample and the parameters only (``_fit_partition``); the
-    previous model is compared with it for the record, and its ids and labels are carried over
-    afterwards by ``align_segment_identity``.
+    The partition is the best of deterministic candidates, the active model's among them
+    (``_fit_partition``); its ids and labels are carried over afterwards by
+    ``align_segment_identity``.
     """
     space = SegmentationModel.learn_transform(sample, params.features, params.log_features)
     scaled = space.transform(sample)
     k = min(int(k_choice["k"]), len(scaled))
-    estimator, partition = _fit_partition(scaled, k, params)
-    against_previous = _previous_model_fit(previous_model, space, scaled, partition["inertia"])
+    estimator, partition = _fit_partition(scaled, k, params, _warm_start(previous_model, space, k))
     centroids = estimator.cluster_centers_
     features = space.features
     original = centroids * space.scales + space.means
@@ -329,7 +348,6 @@ def fit_segmentation_model(
             "k_choice": k_choice,
             "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k)),
             "partition": partition,
-            "previous_model": against_previous,
         },
         base_labels=names.base_labels,
     )
