@@ -120,33 +120,30 @@ def perturbed(model: SegmentationModel, seed: int, scale: float) -> Segmentation
     return replace(model, centroids=moved, version=f"{model.version}-moved-{seed}")
 
 
-def test_a_rerun_keeps_the_partition_and_an_active_model_can_only_make_it_better() -> None:
-    # three behaviours cut into five clusters: many near-equal local optima
+def test_the_partition_comes_from_the_data_whatever_the_active_model() -> None:
+    # three behaviours cut into five clusters: many near-equal local optima, where a fit started
+    # from the active model's centroids would stay wherever that model was
     sample = planted_customers(150)
     first = align_segment_ids(fit(sample, 5, 1), None, sample)
-    fresh = first.metrics["partition"]["inertia"]  # the one k-means++ candidate (n_init=1)
-    again = fit(sample, 5, 1, previous=first)  # a rerun on unchanged data
-    np.testing.assert_array_equal(again.centroids, first.centroids)  # to the last bit
-    assert again.metrics["partition"]["kept_active_model"]
-    outcomes = set()
-    for previous in (
-        perturbed(first, 0, 0.3),
-        perturbed(first, 1, 1.5),
-        perturbed(first, 2, 3.0),
-        perturbed(first, 3, 3.0),
-    ):
+    moved = []
+    for previous in (perturbed(first, 0, 0.3), perturbed(first, 1, 1.5), perturbed(first, 2, 3.0)):
         refit = fit(sample, 5, 1, previous=previous)
-        report = refit.metrics["partition"]
-        warm, cold = (c["inertia"] for c in report["candidates"])
-        assert cold == fresh and report["inertia"] == min(warm, cold)  # never worse than a fresh fit
-        if warm >= cold:  # the active model offers nothing better: the data's own partition, to the last bit
-            np.testing.assert_array_equal(refit.centroids, first.centroids)
-            outcomes.add("fresh")
-        else:  # a better partition is kept, and is stable from then on
-            assert report["kept_active_model"]
-            np.testing.assert_array_equal(fit(sample, 5, 1, previous=refit).centroids, refit.centroids)
-            outcomes.add("better")
-    assert "fresh" in outcomes  # a worse start never pulls the fit away from the data's optimum
+        np.testing.assert_array_equal(refit.centroids, first.centroids)  # to the last bit
+        moved.append(refit.metrics["partition"]["candidates"][0]["moved"])
+    assert max(moved) > 0  # at least one of them was not a solution of this sample (and was ignored)
+    # a rerun on unchanged data: the active model is a solution of this sample, and wins its tie
+    again = fit(sample, 5, 1, previous=first)
+    np.testing.assert_array_equal(again.centroids, first.centroids)
+    assert again.metrics["partition"]["kept_active_model"]
+    # a model fitted with another seed on the same sample is a solution too: it competes on inertia
+    # (a reseed keeps it unless the new seed finds better), and whichever wins stays on a rerun
+    other = fit(sample, 5, 2)
+    reseeded = fit(sample, 5, 1, previous=other)
+    winner = (
+        other if other.metrics["partition"]["inertia"] <= first.metrics["partition"]["inertia"] else first
+    )
+    np.testing.assert_array_equal(reseeded.centroids, winner.centroids)
+    np.testing.assert_array_equal(fit(sample, 5, 1, previous=reseeded).centroids, reseeded.centroids)
     # and the ids and labels carry over by matching: every customer keeps both
     aligned = align_segment_ids(again, first, sample)
     np.testing.assert_array_equal(

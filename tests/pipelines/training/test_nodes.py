@@ -229,7 +229,9 @@ def test_candidates_are_chosen_by_inertia_and_the_active_model_wins_ties(sample:
     # the model as the active one: its partition is the first candidate, ties with itself, and stays
     again = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "d"}, model)
     first = again.metrics["partition"]["candidates"][0]
-    assert first["start"] == "active model c" and first["inertia"] == report["inertia"]
+    assert (
+        first["start"] == "active model c" and first["inertia"] == report["inertia"] and first["moved"] == 0
+    )
     assert again.metrics["partition"]["kept_active_model"]
     np.testing.assert_array_equal(again.centroids, model.centroids)
     # another k: the active model cannot take part, and says why

@@ -242,46 +242,58 @@ def _fit_partition(
 ) -> tuple[Any, dict[str, Any]]:
     """The partition of the sample: the best of deterministic candidates, by inertia.
 
-    Candidates: the active model's partition (``warm``, when it has the same k and features) and
-    ``n_init`` k-means++ runs from seeds derived from ``random_state``, each settled to an exact
-    fixed point (``settle``). The lowest inertia wins; on a tie the first candidate, i.e. the
-    active model's. The active model is therefore kept exactly when nothing found on today's
-    sample fits it better, and replaced by a better partition otherwise: on unchanged data (a
-    rerun) it wins again, to the last bit, and a retrain never moves customers into a partition
-    that fits the data less well. Returns the winning estimator, its attributes set to the
-    settled result, and a report.
+    Candidates: ``n_init`` k-means++ runs from seeds derived from ``random_state``, each settled
+    to an exact fixed point (``settle``), and the active model's partition (``warm``) when it is
+    itself a solution on this sample: placing the sample with its centroids, then settling, moves
+    no customer. That holds for a model fitted on the same sample (a rerun, or a retrain with
+    other parameters on unchanged data), and for no arbitrary or outdated set of centroids: such
+    a model is reported (how many customers today's data would move) but does not steer the fit.
+    The lowest inertia wins; on a tie the first candidate, the active model's. So a rerun on
+    unchanged data gives the previous partition again to the last bit, and otherwise the
+    partition comes from the data and the parameters. Returns the winning estimator, its
+    attributes set to the settled result, and a report.
     """
-    starts: list[tuple[str, np.ndarray | None, int | None]] = []
+    columns = np.ascontiguousarray(scaled.T)
+    candidates, report_rows = [], []
     init, why = warm
     if init is not None:
-        starts.append((why, init, None))
-    starts += [
-        (f"k-means++ seed {seed}", None, seed) for seed in candidate_seeds(params.random_state, params.n_init)
-    ]
-    candidates = []
-    for name, start, seed in starts:
-        if start is None:
-            estimator = kmeans(k, 1, seed).fit(scaled)
-            start = estimator.cluster_centers_
-        else:  # from a fixed point this converges at once; the estimator carries the settled result
-            estimator = kmeans(k, 1, params.random_state, init=start).fit(scaled)
-        centroids, labels, inertia, iterations = settle(scaled, start)
-        candidates.append((name, estimator, centroids, labels, inertia, iterations))
+        placed, _ = nearest_centroid(columns, init)
+        centroids, labels, inertia, iterations = settle(scaled, init)
+        moved = int((labels != placed).sum())
+        report_rows.append(
+            {"start": why, "inertia": inertia, "settle_iterations": iterations, "moved": moved}
+        )
+        if moved == 0:  # a solution of today's sample: it competes (and wins ties)
+            estimator = kmeans(k, 1, params.random_state, init=centroids).fit(scaled)
+            candidates.append((why, estimator, centroids, labels, inertia))
+    for seed in candidate_seeds(params.random_state, params.n_init):
+        estimator = kmeans(k, 1, seed).fit(scaled)
+        centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
+        name = f"k-means++ seed {seed}"
+        report_rows.append({"start": name, "inertia": inertia, "settle_iterations": iterations})
+        candidates.append((name, estimator, centroids, labels, inertia))
     lowest = min(c[4] for c in candidates)
     chosen = next(i for i, c in enumerate(candidates) if c[4] <= lowest * (1.0 + INERTIA_TIE))
-    name, estimator, centroids, labels, inertia, _ = candidates[chosen]
+    name, estimator, centroids, labels, inertia = candidates[chosen]
     estimator.cluster_centers_, estimator.labels_, estimator.inertia_ = centroids, labels, inertia
     report = {
         "chosen": name,
         "inertia": inertia,
-        "kept_active_model": init is not None and chosen == 0,
+        "kept_active_model": init is not None and name == why,
         "active_model": why,
-        "candidates": [{"start": c[0], "inertia": c[4], "settle_iterations": c[5]} for c in candidates],
+        "candidates": report_rows,
     }
+    if init is not None and report_rows[0]["moved"]:
+        logger.info(
+            "The %s is not a solution on this sample (settling from it moves %s customers): it does not "
+            "take part in the fit; its segment ids and labels carry over by matching",
+            why,
+            f"{report_rows[0]['moved']:,}",
+        )
     logger.info(
-        "KMeans k=%s: candidates %s; kept %s (lowest inertia, the active model's on a tie)",
+        "KMeans k=%s: candidates %s; kept %s (lowest inertia; the active model's on a tie)",
         k,
-        ", ".join(f"{c[0]}: {c[4]:.1f}" for c in candidates),
+        ", ".join(f"{r['start']}: {r['inertia']:.1f}" for r in report_rows),
         name,
     )
     return estimator, report
