@@ -322,7 +322,7 @@ def test_writes_commit_when_autocommit_is_off_for_the_user(
             warehouse.close()
             if user is not None:
                 target.sql(f'ALTER USER "{user}" UNSET AUTOCOMMIT')
+    assert sorted(r[0] for r in target.sql(f"SELECT X FROM {table}")) == [1, 2]  # both writes committed
     assert log.texts("SESSION")[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE")
     if pinned is not None:
         assert str(pinned[0]["value"]).lower() == "true"
-    assert sorted(r[0] for r in target.sql(f"SELECT X FROM {table}")) == [1, 2]

@@ -143,8 +143,8 @@ def test_autocommit_off_loses_unfinished_writes_unless_the_session_pins_it(
             session = warehouse.get_session()
             session.sql("INSERT INTO T VALUES (2)").collect()
             warehouse.close()
+        assert rows(warehouse.get_session(), "SELECT X FROM T") == [(2,)]  # the unpinned write was lost
         assert log.texts("SESSION")[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE")
-        assert rows(warehouse.get_session(), "SELECT X FROM T") == [(2,)]
     finally:
         warehouse.close()
         embedded.stop_server(tmp_path / "warehouse", wait=False)
