@@ -164,12 +164,16 @@ def nearest_centroid(columns: np.ndarray, centroids: np.ndarray) -> tuple[np.nda
     rows = columns.shape[1]
     best = np.full(rows, np.inf)
     position = np.zeros(rows, dtype=np.int64)
+    distance, term = np.empty(rows), np.empty(rows)
+    closer = np.empty(rows, dtype=bool)
     for j, centroid in enumerate(centroids):
-        distance = np.zeros(rows)
+        distance.fill(0.0)
         for f, value in enumerate(centroid):
-            distance += (columns[f] - value) ** 2
-        closer = distance < best
-        best[closer] = distance[closer]
+            np.subtract(columns[f], value, out=term)
+            np.multiply(term, term, out=term)
+            np.add(distance, term, out=distance)
+        np.less(distance, best, out=closer)
+        np.copyto(best, distance, where=closer)
         position[closer] = j
     return position, best
 
