@@ -347,3 +347,22 @@ def test_interrupted_model_version_and_evidence_writes_keep_the_previous_ones(
     assert counts(lambda sql: s.sql(sql).collect()) == before
     assert rows(s, "SELECT VERSION FROM SEGMENTATION_MODELS") == [("v1",)]
     assert rows(s, "SELECT RUN_ID, N FROM EVIDENCE") == [("r1", 1), ("r1", 2)]
+
+
+def test_interrupted_source_landing_lands_nothing_and_sends_no_ddl_inside(
+    warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declared source's rows, history update and watermark: one transaction, DML only inside."""
+    from tests.sources.test_landing import Setup
+
+    s = Setup(warehouse_session)
+    s.add(*[(i, "2024-01-01 10:00:00") for i in range(1, 4)])
+    with snowflake_semantics(monkeypatch) as log:
+        interrupted(monkeypatch, warehouse_session, r"^UPDATE \S*HIST_", s.pull)
+        assert log.ddl_in_transaction() == []
+        assert s.rows(f"SELECT COUNT(*) FROM {s.raw}") == [(0,)]  # the rows went with the ROLLBACK
+        assert s.rows(f"SELECT COUNT(*) FROM {s.state}") == [(0,)]  # and the watermark did not move
+        pull, report = s.pull()
+        assert (pull.rows_read, report["rows_landed"]) == (3, 3)
+    assert log.ddl_in_transaction() == []
+    assert log.texts("BEGIN")  # the landing did run in a transaction

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,10 +35,12 @@ class Feed:
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        tag = uuid.uuid4().hex[:8].upper()  # one warehouse for the module: tables of their own
+        self.h, self.f, self.p = f"H_{tag}", f"FEED_{tag}", f"PUBLISHED_{tag}"
         self.history = WarehouseTableDataset(
-            table_name="H", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
+            table_name=self.h, save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
         )
-        self.feed = ActivationFeedDataset(table_name="FEED", state_table="PUBLISHED", history_table="H")
+        self.feed = ActivationFeedDataset(table_name=self.f, state_table=self.p, history_table=self.h)
         self.state: dict[str, tuple[str, int, date]] = {}  # customer -> (label, seq, published snapshot)
         self.expected: list[tuple] = []
         self.runs = 0
@@ -65,7 +69,7 @@ class Feed:
         self.snapshot(day, labels)
         info = {"snapshot_date": day.isoformat(), "run_id": f"r{self.runs}", "keep_after": None}
         metadata = {"run_id": f"r{self.runs}", "started_at": f"{day.isoformat()}T07:00:{self.runs % 60:02d}"}
-        self.feed.save(segment_changes(self.session.table("H"), info, metadata))
+        self.feed.save(segment_changes(self.session.table(self.h), info, metadata))
         if replay:
             self.replay(day, labels)
 
@@ -88,18 +92,34 @@ class Feed:
             self.state[customer] = (label, seq, day)
 
     def rows(self) -> list[tuple]:
-        got = self.session.sql(f"SELECT {FEED_COLUMNS} FROM FEED").collect()
+        got = self.session.sql(f"SELECT {FEED_COLUMNS} FROM {self.f}").collect()
         return sorted((r[0], r[1], int(r[2]), r[3], r[4], r[5], r[6]) for r in got)
 
     def published(self) -> dict[str, str]:
         return {
-            r[0]: r[1] for r in self.session.sql("SELECT CUSTOMER_ID, SEGMENT_LABEL FROM PUBLISHED").collect()
+            r[0]: r[1] for r in self.session.sql(f"SELECT CUSTOMER_ID, SEGMENT_LABEL FROM {self.p}").collect()
         }
 
 
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One embedded warehouse for the module (each test has its own tables)."""
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse import embedded
+    from customer_segmentation.warehouse.config import WarehouseSettings
+
+    folder = tmp_path_factory.mktemp("feed") / "warehouse"
+    warehouse.configure(WarehouseSettings.from_credentials({}, folder))
+    try:
+        yield warehouse.get_session()
+    finally:
+        warehouse.close()
+        embedded.stop_server(folder, wait=False)
+
+
 @pytest.fixture
-def feed(warehouse_session: Any) -> Feed:
-    return Feed(warehouse_session)
+def feed(session: Any) -> Feed:
+    return Feed(session)
 
 
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
@@ -163,25 +183,22 @@ def test_the_feed_equals_an_independent_replay_of_the_rule(feed: Feed) -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_retention_drops_old_feed_rows_only(feed: Feed, warehouse_session: Any) -> None:
+def test_retention_drops_old_feed_rows_only(feed: Feed, session: Any) -> None:
     feed.publish(D1, {"A": "X", "B": "X"})
     feed.publish(D2, {"A": "Y", "B": "X"})
     feed.publish(D3, {"A": "Y", "B": "Y"})
     feed.snapshot(D3, {"A": "Y", "B": "Y"})
     info = {"snapshot_date": D3.isoformat(), "run_id": "r9", "keep_after": D3.isoformat()}
-    feed.feed.save(segment_changes(warehouse_session.table("H"), info, {"started_at": "2026-03-03T08:00:00"}))
+    feed.feed.save(segment_changes(session.table(feed.h), info, {"started_at": "2026-03-03T08:00:00"}))
     assert [(r[1], r[5]) for r in feed.rows()] == [("B", D3)]
     assert feed.published() == {"A": "Y", "B": "Y"}
 
 
-def test_a_former_feed_is_kept_and_what_it_sent_counts_as_published(
-    feed: Feed, warehouse_session: Any
-) -> None:
-    s = warehouse_session
+def test_a_former_feed_is_kept_and_what_it_sent_counts_as_published(feed: Feed, session: Any) -> None:
     feed.snapshot(D1, {"A": "X", "B": "X", "C": "X"})
     feed.snapshot(D2, {"A": "Y", "B": "X", "C": "X"})
     # the former feed: the changes of the latest snapshot, overwritten by every run
-    WarehouseTableDataset(table_name="FEED", save_args={"mode": "overwrite"}).save(
+    WarehouseTableDataset(table_name=feed.f, save_args={"mode": "overwrite"}).save(
         pd.DataFrame(
             {
                 "CUSTOMER_ID": ["A"],
@@ -200,17 +217,16 @@ def test_a_former_feed_is_kept_and_what_it_sent_counts_as_published(
     # the upgrade's first run reruns D2, where B moved too: only B is sent, A was sent already
     feed.publish(D2, {"A": "Y", "B": "Z", "C": "X"}, replay=False)
     assert [(r[1], r[3], r[4]) for r in feed.rows()] == [("B", "X", "Z")]
-    assert [tuple(r) for r in s.sql("SELECT CUSTOMER_ID, TO_SEGMENT FROM FEED_LEGACY").collect()] == [
-        ("A", "Y")
-    ]
+    legacy = session.sql(f"SELECT CUSTOMER_ID, TO_SEGMENT FROM {feed.f}_LEGACY").collect()
+    assert [tuple(r) for r in legacy] == [("A", "Y")]
     assert feed.published() == {"A": "Y", "B": "Z", "C": "X"}
 
 
-def test_the_published_state_records_when_and_by_which_run(feed: Feed, warehouse_session: Any) -> None:
+def test_the_published_state_records_when_and_by_which_run(feed: Feed, session: Any) -> None:
     feed.publish(D1, {"A": "X"})
     feed.publish(D2, {"A": "Y"})
-    row = warehouse_session.sql(
-        "SELECT SEGMENT_LABEL, SNAPSHOT_DATE, LAST_CHANGE_SEQ, LAST_CHANGE_ID, RUN_ID, PUBLISHED_AT FROM PUBLISHED"
+    row = session.sql(
+        f"SELECT SEGMENT_LABEL, SNAPSHOT_DATE, LAST_CHANGE_SEQ, LAST_CHANGE_ID, RUN_ID, PUBLISHED_AT FROM {feed.p}"
     ).collect()[0]
     change = feed.rows()[0]
     assert tuple(row)[:5] == ("Y", D2, 1, change[0], "r2")
