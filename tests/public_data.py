@@ -50,3 +50,29 @@ def cdnow_transactions(which: str = "sample") -> pd.DataFrame:
             "AMOUNT": amount.astype(float),
         }
     )
+
+
+def cdnow_events(which: str = "sample") -> pd.DataFrame:
+    """The CDNOW transactions as RAW_DATA events (docs/ingestion.md): one ORDER_CREATED per record.
+
+    Each record becomes its own order (``<customer>-<n>``, numbered in file order per customer), at
+    noon of its date, with the record's CD count and dollar value; the file has no product, category
+    or channel, so those are constant ("" for the product, CD, mail).
+    """
+    records = cdnow_transactions(which)
+    number = records.groupby("CUSTOMER_ID").cumcount() + 1
+    order_id = records["CUSTOMER_ID"] + "-" + number.astype(str)
+    return pd.DataFrame(
+        {
+            "EVENT_ID": "CDNOW-" + order_id,
+            "EVENT_TYPE": "ORDER_CREATED",
+            "EVENT_TS": records["DATE"].dt.strftime("%Y-%m-%d 12:00:00"),
+            "CUSTOMER_ID": records["CUSTOMER_ID"],
+            "ORDER_ID": order_id,
+            "PRODUCT_ID": "",
+            "CATEGORY": "CD",
+            "QUANTITY": records["QUANTITY"].astype(str),
+            "AMOUNT": records["AMOUNT"].map(lambda a: f"{a:.2f}"),
+            "CHANNEL": "mail",
+        }
+    )

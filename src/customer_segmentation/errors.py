@@ -41,3 +41,7 @@ class MissingModelError(SegmentationError):
 
 class UnknownModelVersionError(SegmentationError):
     """``prediction.model_version`` names a version that is not in the warehouse."""
+
+
+class TransactionStateError(SegmentationError):
+    """A write needed a transaction in a state the session is not in (nested, or possibly still open)."""

@@ -297,7 +297,7 @@ def load_version(versions: pd.DataFrame, version: str) -> SegmentationModel:
 def active_model_or_none(versions: pd.DataFrame, pinned: str | None = None) -> SegmentationModel | None:
     """The active model (``pinned``, else the newest READY), or None when the warehouse holds none yet.
 
-    For the steps that build on the model in use (segment identity, keep-k, warm start, retrain
+    For the steps that build on the model in use (segment identity, keep-k, the previous-model report, retrain
     policy) and must also work before the first training. A pin that is not stored still raises.
     """
     try:

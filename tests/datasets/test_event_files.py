@@ -123,8 +123,8 @@ def test_partial_rows_of_an_interrupted_load_are_replaced(
     path = _events_file(tmp_path)
     original = event_files.append_pandas
 
-    def write_two_then_crash(session: Any, table: str, frame: pd.DataFrame) -> None:
-        original(session, table, frame.head(2))
+    def write_two_then_crash(session: Any, table: str, frame: pd.DataFrame, *where: Any) -> None:
+        original(session, table, frame.head(2), *where)
         raise RuntimeError("crash")
 
     monkeypatch.setattr(event_files, "append_pandas", write_two_then_crash)

@@ -29,12 +29,13 @@ def _rows(n: int, start: int = 0) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(RAW_COLUMNS))
 
 
-def _columns(session: Any) -> list[tuple[str, str]]:
+def _columns(session: Any, schema: str = "PUBLIC") -> list[tuple[str, str]]:
     return [
         (r[0], r[1])
         for r in session.sql(
             "SELECT COLUMN_NAME, DATA_TYPE FROM SEGMENTATION.INFORMATION_SCHEMA.COLUMNS "
-            "WHERE TABLE_NAME = 'RAW_DATA' ORDER BY ORDINAL_POSITION"
+            "WHERE TABLE_NAME = 'RAW_DATA' AND TABLE_SCHEMA = ? ORDER BY ORDINAL_POSITION",
+            params=[schema],
         ).collect()
     ]
 
@@ -59,7 +60,9 @@ def test_a_table_without_a_column_is_refused(warehouse_session: Any) -> None:
     assert "lacks column(s) EVENT_TS" in str(excinfo.value) and "nothing was appended" in str(excinfo.value)
 
 
-def test_a_table_outside_the_sessions_schema_is_refused(warehouse_session: Any) -> None:
-    with pytest.raises(Exception, match="not in the session's database and schema"):
-        RawEventsDataset(table_name="RAW_DATA", schema="OTHER").save(_rows(1))
-    assert _columns(warehouse_session) == []
+def test_a_table_in_another_schema_gets_the_rows_and_the_session_schema_none(warehouse_session: Any) -> None:
+    warehouse_session.sql("CREATE SCHEMA IF NOT EXISTS SEGMENTATION.OTHER").collect()
+    RawEventsDataset(table_name="RAW_DATA", schema="OTHER").save(_rows(2))
+    assert _columns(warehouse_session) == []  # nothing in the session's schema (PUBLIC)
+    loaded = warehouse_session.sql("SELECT EVENT_ID FROM SEGMENTATION.OTHER.RAW_DATA ORDER BY 1").collect()
+    assert [r[0] for r in loaded] == ["E0", "E1"]

@@ -38,18 +38,23 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
 
 
 def test_second_full_run_is_safe_and_runs_are_deterministic(trained_project: Path, tmp_path: Path) -> None:
+    from tests.integration.test_reruns import newest_model, plant_perturbed_model
+
     project = make_project_copy(tmp_path / "p")
     run_pipeline(project)
-    segments_sql = (
-        "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
-    )
+    segments_sql = "SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
     # same demo data and seeds in another folder -> the same segments
     assert warehouse_rows(project, segments_sql) == warehouse_rows(trained_project, segments_sql)
     counts = warehouse_rows(
         project,
         "SELECT (SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA), (SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA)",
     )[0]
+    # the second run trains with a previous model whose centroids no fit on this data gives: the
+    # partition must come from the data alone (a fit that started from those centroids would not)
+    plant_perturbed_model(project, project)
     run_pipeline(project)
+    assert newest_model(project) == newest_model(trained_project)  # the same model, to the last bit
+    assert warehouse_rows(project, segments_sql) == warehouse_rows(trained_project, segments_sql)
     assert (
         warehouse_rows(
             project,
@@ -58,6 +63,10 @@ def test_second_full_run_is_safe_and_runs_are_deterministic(trained_project: Pat
         == counts
     )
     assert len(list((project / "data" / "06_models" / "segmentation_model.joblib").iterdir())) == 2
+    # and the morning job with nothing new: nobody moves, the activation feed sends nothing
+    run_pipeline(project, "daily")
+    assert warehouse_rows(project, segments_sql) == warehouse_rows(trained_project, segments_sql)
+    assert warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.SEGMENT_CHANGES") == [(0,)]
 
 
 def test_prediction_without_model_says_how_to_train(tmp_path: Path) -> None:

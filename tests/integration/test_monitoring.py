@@ -23,6 +23,7 @@ MONITORING_TABLES = (
     "SEGMENT_MIGRATIONS",
     "SEGMENT_FLOWS",
     "SEGMENT_CHANGES",
+    "SEGMENT_PUBLISHED",
     "SEGMENT_PROFILES",
 )
 
@@ -142,31 +143,45 @@ def test_migrations_add_up(lifecycle: dict[str, Any]) -> None:
 
 
 def test_activation_feed_is_the_label_changes(lifecycle: dict[str, Any]) -> None:
+    """Each daily published the customers whose label differs from the snapshot before, once."""
     project = lifecycle["project"]
-    previous, current = [
+    dates = [
         r[0]
         for r in warehouse_rows(
             project, "SELECT DISTINCT SNAPSHOT_DATE FROM PUBLIC.SEGMENT_HISTORY ORDER BY 1"
         )
-    ][-2:]
-    expected = {
-        r[0]
-        for r in warehouse_rows(
-            project,
-            f"SELECT c.CUSTOMER_ID FROM PUBLIC.SEGMENT_HISTORY c JOIN PUBLIC.SEGMENT_HISTORY p "
-            f"ON c.CUSTOMER_ID = p.CUSTOMER_ID WHERE c.SNAPSHOT_DATE = '{current}' AND p.SNAPSHOT_DATE = '{previous}' "
-            f"AND c.SEGMENT_LABEL <> p.SEGMENT_LABEL",
-        )
-    }
+    ]
     feed = warehouse_rows(
         project,
-        "SELECT CUSTOMER_ID, SNAPSHOT_DATE, FROM_SEGMENT, TO_SEGMENT, MODEL_VERSION FROM PUBLIC.SEGMENT_CHANGES",
+        "SELECT CUSTOMER_ID, SNAPSHOT_DATE, PREVIOUS_SNAPSHOT_DATE, FROM_SEGMENT, TO_SEGMENT, MODEL_VERSION, "
+        "CHANGE_ID FROM PUBLIC.SEGMENT_CHANGES",
     )
-    assert expected and {r[0] for r in feed} == expected and len(feed) == len(expected)
-    assert {r[1] for r in feed} == {current} and all(r[2] != r[3] for r in feed)
-    assert {r[4] for r in feed} == {
+    assert len({r[6] for r in feed}) == len(feed)  # one stable id per row
+    for previous, current in zip(dates, dates[1:]):
+        expected = {
+            r[0]
+            for r in warehouse_rows(
+                project,
+                f"SELECT c.CUSTOMER_ID FROM PUBLIC.SEGMENT_HISTORY c JOIN PUBLIC.SEGMENT_HISTORY p "
+                f"ON c.CUSTOMER_ID = p.CUSTOMER_ID WHERE c.SNAPSHOT_DATE = '{current}' AND p.SNAPSHOT_DATE = '{previous}' "
+                f"AND c.SEGMENT_LABEL <> p.SEGMENT_LABEL",
+            )
+        }
+        rows = [r for r in feed if r[1] == current]
+        assert expected and {r[0] for r in rows} == expected and len(rows) == len(expected)
+        assert all(r[3] != r[4] for r in rows)
+    latest = [r for r in feed if r[1] == dates[-1]]
+    assert {r[5] for r in latest} == {
         r[0] for r in warehouse_rows(project, "SELECT DISTINCT MODEL_VERSION FROM PUBLIC.PROCESSED_DATA")
     }
+    # the published state is the latest snapshot (every customer, the label last sent)
+    assert warehouse_rows(
+        project,
+        f"SELECT COUNT(*) FROM PUBLIC.SEGMENT_PUBLISHED s JOIN PUBLIC.SEGMENT_HISTORY h ON h.CUSTOMER_ID = s.CUSTOMER_ID "
+        f"AND h.SNAPSHOT_DATE = '{dates[-1]}' AND h.SEGMENT_LABEL = s.SEGMENT_LABEL",
+    ) == warehouse_rows(
+        project, f"SELECT COUNT(*) FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{dates[-1]}'"
+    )
 
 
 def test_identity_targets(lifecycle: dict[str, Any]) -> None:

@@ -91,7 +91,12 @@ def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(
 
 
 def test_two_runs_at_once_both_succeed_without_doubling_data(trained_project: Path, tmp_path: Path) -> None:
+    from tests.integration.test_reruns import newest_model, plant_perturbed_model
+
     project = make_project_copy(tmp_path / "project")
+    # both runs train with a previous model (first a perturbed copy of the reference's, then the
+    # other run's): the segments below must not depend on it
+    plant_perturbed_model(trained_project, project)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     started = time.monotonic()
     runs = []
@@ -124,7 +129,6 @@ def test_two_runs_at_once_both_succeed_without_doubling_data(trained_project: Pa
     )
     rows, customers, run_ids = warehouse_rows(project, processed)[0]
     assert rows == customers and run_ids == 1
-    segments = (
-        "SELECT CUSTOMER_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
-    )
+    segments = "SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT FROM PUBLIC.PROCESSED_DATA ORDER BY CUSTOMER_ID"
     assert warehouse_rows(project, segments) == warehouse_rows(trained_project, segments)
+    assert newest_model(project) == newest_model(trained_project)  # the same model, to the last bit

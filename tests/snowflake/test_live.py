@@ -3,7 +3,10 @@
 With SNOWFLAKE_ACCOUNT set (key-pair or password; see docs/snowflake.md) every test runs against
 that account in a throw-away schema; without it, the same tests run on the embedded warehouse in
 the default test run. Steps that need something the emulator lacks (grants, logins, warehouses)
-skip with the reason, after everything before them has run.
+skip with the reason, after everything before them has run. Where the emulator's transactions
+differ from Snowflake's (DDL inside a transaction, AUTOCOMMIT), the embedded run applies
+Snowflake's rules through tests/warehouse/snowflake_semantics.py, so those steps mean the same
+on both targets.
 """
 
 from __future__ import annotations
@@ -248,3 +251,78 @@ def test_declared_source_in_a_throwaway_schema(target: Target, monkeypatch: pyte
     assert (pull["rows_read"], pull["rows_landed"]) == (3, 3)
     assert target.sql(f"SELECT COUNT(*) FROM {t('RAW_DATA')}") == [(43,)]
     assert target.sql(f"SELECT MAX(PULL_NO), MAX(WATERMARK) FROM {t('SOURCE_STATE')}") == [(2, "43")]
+
+
+def test_interrupted_snapshot_write_keeps_the_old_day(
+    target: Target, live_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside the snapshot transaction: the day stays as it was (on Snowflake a DDL would commit half)."""
+    from datetime import date
+
+    from customer_segmentation.datasets import SnapshotWrite, WarehouseTableDataset
+    from tests.warehouse.snowflake_semantics import snowflake_semantics
+    from tests.warehouse.test_transactions import history_rows, interrupted
+
+    history = WarehouseTableDataset(
+        table_name="LIVE_HISTORY",
+        credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")},
+        save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"},
+    )
+    day = date(2026, 1, 2)
+    history.save(history_rows(day, 4, "A"))
+    table = target.table("LIVE_HISTORY")
+    before = sorted(tuple(r) for r in live_session.sql(f"SELECT * FROM {table}").collect())
+    # on the embedded warehouse the double applies Snowflake's rule (DDL commits the open
+    # transaction); on an account, Snowflake applies it itself and the double only logs
+    with snowflake_semantics(monkeypatch, emulate=not target.live) as log:
+        interrupted(
+            monkeypatch,
+            live_session,
+            r"^INSERT INTO \S*LIVE_HISTORY ",
+            lambda: history.save(SnapshotWrite(history_rows(day, 5, "B"))),
+        )
+    assert log.ddl_in_transaction() == []
+    after = sorted(tuple(r) for r in live_session.sql(f"SELECT * FROM {table}").collect())
+    assert after == before  # the old day, not the DELETE without its INSERT
+    history.save(SnapshotWrite(history_rows(day, 5, "B")))
+    assert live_session.sql(f"SELECT COUNT(*) FROM {table}").collect()[0][0] == 5
+
+
+def test_writes_commit_when_autocommit_is_off_for_the_user(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AUTOCOMMIT = FALSE as a user default: the session pins it TRUE, so every write still commits."""
+    from customer_segmentation import warehouse
+    from customer_segmentation.datasets import WarehouseTableDataset
+    from tests.warehouse.snowflake_semantics import snowflake_semantics
+
+    table = target.table("LIVE_AUTOCOMMIT")
+    user = None
+    with snowflake_semantics(monkeypatch, emulate=not target.live, autocommit=False) as log:
+        try:
+            session = target.open()
+            if target.live:
+                # a user default, as an administrator (or the user) may set it; it applies to new sessions
+                user = session.sql("SELECT CURRENT_USER()").collect()[0][0]
+                session.sql(f'ALTER USER "{user}" SET AUTOCOMMIT = FALSE').collect()
+                warehouse.close()
+                session = target.open()
+            session.sql(f"CREATE TABLE {table} (X INT)").collect()
+            session.sql(f"INSERT INTO {table} VALUES (1)").collect()  # a standalone DML (e.g. mark_loaded)
+            WarehouseTableDataset(
+                table_name="LIVE_AUTOCOMMIT",
+                credentials={"schema": target.schema, "database": target.env.get("SNOWFLAKE_DATABASE")},
+                save_args={"mode": "append"},
+            ).save(pd.DataFrame({"X": [2]}))
+            pinned = (
+                session.sql("SHOW PARAMETERS LIKE 'AUTOCOMMIT' IN SESSION").collect() if target.live else None
+            )
+            warehouse.close()  # a session closed with an open transaction rolls it back
+        finally:
+            warehouse.close()
+            if user is not None:
+                target.sql(f'ALTER USER "{user}" UNSET AUTOCOMMIT')
+    assert sorted(r[0] for r in target.sql(f"SELECT X FROM {table}")) == [1, 2]  # both writes committed
+    assert log.texts("SESSION")[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE")
+    if pinned is not None:
+        assert str(pinned[0]["value"]).lower() == "true"

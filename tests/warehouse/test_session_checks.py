@@ -121,7 +121,8 @@ def test_alter_session_sets_formats_and_a_json_query_tag() -> None:
     statements = wh_session.session_parameter_statements(
         {"project": "p", "pipeline": "daily", "run_id": "it's-1"}
     )
-    assert statements[0].startswith("ALTER SESSION SET TIMESTAMP_INPUT_FORMAT = 'AUTO'")
+    # AUTOCOMMIT first, unquoted (a boolean), then the formats
+    assert statements[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE, TIMESTAMP_INPUT_FORMAT = 'AUTO'")
     assert "TIMESTAMP_NTZ_OUTPUT_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF9'" in statements[0]
     assert "TIMEZONE = 'UTC'" in statements[0]
     tag = statements[1].removeprefix("ALTER SESSION SET QUERY_TAG = ")
@@ -140,7 +141,7 @@ def test_session_open_runs_the_checks_and_tags(warehouse_session: Any) -> None:
     with warehouse_session.query_history() as history:
         wh_session.prepare_session(warehouse_session, wh_session.current_settings())
     sent = [q.sql_text for q in history.queries]
-    assert sent[0].startswith("ALTER SESSION SET TIMESTAMP_INPUT_FORMAT")
+    assert sent[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE, TIMESTAMP_INPUT_FORMAT")
     assert sent[1].startswith("ALTER SESSION SET QUERY_TAG") and '"run_id":"r-1"' in sent[1]
     assert sent[2] == "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()"
 

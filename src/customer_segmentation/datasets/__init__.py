@@ -14,7 +14,12 @@ from customer_segmentation.datasets.model_table import (
     ModelVersionWrite,
     SegmentationModelTableDataset,
 )
-from customer_segmentation.datasets.monitoring import SnapshotWrite, WarehouseTableDataset
+from customer_segmentation.datasets.monitoring import (
+    ActivationFeedDataset,
+    FeedPublication,
+    SnapshotWrite,
+    WarehouseTableDataset,
+)
 from customer_segmentation.datasets.raw_events import RawEventsDataset
 from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
 from customer_segmentation.datasets.sources import (
@@ -26,6 +31,7 @@ from customer_segmentation.datasets.sources import (
 
 __all__ = [
     "REBUILD_MARKER",
+    "ActivationFeedDataset",
     "AggregatesState",
     "AggregatesUpdate",
     "CustomerAggregates",
@@ -33,6 +39,7 @@ __all__ = [
     "EventFileLoad",
     "EventFileLoadDataset",
     "EvidenceTableDataset",
+    "FeedPublication",
     "ModelVersionWrite",
     "RawEventsDataset",
     "SegmentExportDataset",

@@ -34,6 +34,7 @@ from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.warehouse.identifiers import validate_identifier
 from customer_segmentation.warehouse.tables import (
     create_table_sql,
+    drop_tables_outside_transaction,
     forget_table_columns,
     remember_table_columns,
     table_columns,
@@ -278,8 +279,9 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
                 session.sql(f"DELETE FROM {self._fqn(self._state_table)}").collect()
                 session.sql(sql, params=self._state_params(state)).collect()
         finally:
-            for stage in stages.values():
-                session.sql(f"DROP TABLE IF EXISTS {stage}").collect()
+            # the temporary tables would vanish with the session anyway; dropped here only when no
+            # transaction can be open (a DROP would commit it on Snowflake)
+            drop_tables_outside_transaction(session, list(stages.values()))
         logger.info(
             "%s: %s customers with new events recomputed (watermark %s)",
             self.fqn,

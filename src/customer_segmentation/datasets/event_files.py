@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 from kedro.io.core import DatasetError
 
-from customer_segmentation import warehouse
 from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.demo.purge import remove_demo_before_first_load
@@ -96,8 +95,8 @@ class EventFileLoadDataset(SnowparkTableDataset):
     """The raw table (``table_name``) as the target of file loads, with its ``history_table``.
 
     ``save(EventFileLoad)`` appends once per content hash (see the module docstring);
-    ``load()`` returns the report of the last save. Both tables must be in the session's
-    database and schema (the bulk append goes there).
+    ``load()`` returns the report of the last save. Both tables are in the dataset's database and
+    schema (the bulk append's temporary stage too).
     """
 
     def __init__(self, *, history_table: str = "LOAD_HISTORY", **kwargs: Any) -> None:
@@ -129,13 +128,6 @@ class EventFileLoadDataset(SnowparkTableDataset):
         missing = [k for k in _FILE_INFO_KEYS if not data.file_info.get(k)]
         if missing:
             raise DatasetError(f"EventFileLoad.file_info lacks {', '.join(missing)}; nothing was loaded.")
-        settings = warehouse.current_settings()
-        if (self._database, self._schema) != (settings.database, settings.schema):
-            # write_pandas goes to the session's database and schema (see append_pandas)
-            raise DatasetError(
-                f"{self.fqn} is not in the session's database and schema ({settings.database}.{settings.schema}): "
-                "remove database/schema from this catalog entry or set SNOWFLAKE_DATABASE/SNOWFLAKE_SCHEMA."
-            )
         self._last_report = None
         self._last_report = self._append_once(self.session, data)
 
@@ -217,7 +209,13 @@ class EventFileLoadDataset(SnowparkTableDataset):
             return report
 
         loaded_at = self.register_load(session, file_info, len(events), data.run_id)
-        append_pandas(session, self._table_name, stamped(events, file_info["source_file"], loaded_at))
+        append_pandas(
+            session,
+            self._table_name,
+            stamped(events, file_info["source_file"], loaded_at),
+            self._database,
+            self._schema,
+        )
         self.mark_loaded(session, file_info["file_sha256"], loaded_at)
         report.update(status="loaded", loaded_at=loaded_at.isoformat(sep=" "), rows_added=len(events))
         return report

@@ -8,7 +8,13 @@
 - pandas frames as well as Snowpark DataFrames, written with ``write_pandas`` (bulk COPY), the
   path that works on both Snowflake and the embedded warehouse.
 Writes go first to a scratch table (a plain DDL step, outside the transaction), then the target
-changes in one transaction, so a crash leaves either the old or the new rows, never half of them.
+changes in one transaction (``warehouse.tables.transaction``), so a crash, Ctrl-C or SIGTERM leaves
+either the old or the new rows, never half of them; the scratch table is dropped only once no
+transaction can be open (on Snowflake a DROP inside one would commit it).
+
+``ActivationFeedDataset`` is the activation feed: the last published segment of every customer
+(``state_table``, SEGMENT_PUBLISHED) and an append-only feed of the differences from it
+(``table_name``, SEGMENT_CHANGES), with a deterministic CHANGE_ID; see docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -24,7 +30,16 @@ from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import append_pandas, sql_type_of, table_columns
+from customer_segmentation.warehouse.tables import (
+    append_pandas,
+    create_table_sql,
+    drop_tables_outside_transaction,
+    forget_table_columns,
+    remember_table_columns,
+    sql_type_of,
+    table_columns,
+    transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +84,11 @@ class WarehouseTableDataset(SnowparkTableDataset):
         session = self.session
         stage_name = f"{self._table_name}__STAGE_{uuid.uuid4().hex[:8].upper()}"
         stage = qualified_name(self._database, self._schema, stage_name)
-        columns = self._stage(session, data, stage_name, stage)
         try:
+            columns = self._stage(session, data, stage_name, stage)
             self._apply(session, stage, columns, keep_after)
         finally:
-            session.sql(f"DROP TABLE IF EXISTS {stage}").collect()
+            drop_tables_outside_transaction(session, [stage])
 
     def _stage(self, session: Any, data: Any, stage_name: str, stage: str) -> list[str]:
         """Write the data to a scratch table; returns its column names."""
@@ -83,7 +98,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
             ddl = ", ".join(f"{c} {sql_type_of(frame[c])}" for c in frame.columns)
             session.sql(f"CREATE OR REPLACE TABLE {stage} ({ddl})").collect()
             if len(frame):
-                append_pandas(session, stage_name, frame)
+                append_pandas(session, stage_name, frame, self._database, self._schema)
             return list(frame.columns)
         data.write.save_as_table(stage, mode="overwrite")
         return [validate_identifier(c.strip('"'), "column name") for c in data.columns]
@@ -96,6 +111,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
             # reading SEGMENT_CHANGES): without it CREATE OR REPLACE drops them (Snowflake docs,
             # CREATE TABLE, COPY GRANTS; made the default by behaviour change bundle 2026_08).
             session.sql(f"CREATE OR REPLACE TABLE {self.fqn} COPY GRANTS AS SELECT * FROM {stage}").collect()
+            remember_table_columns(session, self._database, self._schema, self._table_name, columns)
             if self._wt_mode == "replace_snapshot" and keep_after is not None:
                 self._delete_before(session, keep_after)
             return
@@ -108,11 +124,8 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 "(after exporting what you want to keep) and rerun."
             )
         cols = ", ".join(existing)
-        # Snowflake: an explicit transaction should hold DML and queries only (a DDL statement
-        # commits it), so the scratch table is created before BEGIN and dropped after COMMIT
-        # (docs.snowflake.com/en/sql-reference/transactions, "Explicit transactions").
-        session.sql("BEGIN TRANSACTION").collect()
-        try:
+        # only DML inside: the scratch table was created before and is dropped after (save())
+        with transaction(session):
             if self._wt_mode == "replace_snapshot":
                 snap = self._snapshot_column
                 session.sql(
@@ -121,10 +134,6 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 if keep_after is not None:
                     self._delete_before(session, keep_after)
             session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {stage}").collect()
-            session.sql("COMMIT").collect()
-        except Exception:
-            session.sql("ROLLBACK").collect()
-            raise
 
     def _delete_before(self, session: Any, keep_after: date) -> None:
         """Retention: drop the snapshots older than ``keep_after``."""
@@ -132,3 +141,268 @@ class WarehouseTableDataset(SnowparkTableDataset):
             f"DELETE FROM {self.fqn} WHERE {self._snapshot_column} < CAST(? AS DATE)",
             params=[keep_after.isoformat()],
         ).collect()
+
+
+# --- the activation feed -------------------------------------------------------------------------
+
+#: SEGMENT_PUBLISHED: the segment each customer was last published with (one row per customer).
+PUBLISHED_COLUMNS: dict[str, str] = {
+    "CUSTOMER_ID": "VARCHAR",
+    "SEGMENT_ID": "NUMBER(38,0)",
+    "SEGMENT_LABEL": "VARCHAR",
+    "RFM_SEGMENT": "VARCHAR",
+    "SNAPSHOT_DATE": "DATE",
+    "MODEL_VERSION": "VARCHAR",
+    "LAST_CHANGE_SEQ": "NUMBER(38,0)",
+    "LAST_CHANGE_ID": "VARCHAR",
+    "RUN_ID": "VARCHAR",
+    "PUBLISHED_AT": "TIMESTAMP_NTZ",
+}
+#: SEGMENT_CHANGES: one row per published change, appended, never rewritten (docs/monitoring.md).
+CHANGE_COLUMNS: dict[str, str] = {
+    "CHANGE_ID": "VARCHAR",
+    "CUSTOMER_ID": "VARCHAR",
+    "CHANGE_SEQ": "NUMBER(38,0)",
+    "FROM_SEGMENT_ID": "NUMBER(38,0)",
+    "FROM_SEGMENT": "VARCHAR",
+    "TO_SEGMENT_ID": "NUMBER(38,0)",
+    "TO_SEGMENT": "VARCHAR",
+    "FROM_RFM_SEGMENT": "VARCHAR",
+    "TO_RFM_SEGMENT": "VARCHAR",
+    "SNAPSHOT_DATE": "DATE",
+    "PREVIOUS_SNAPSHOT_DATE": "DATE",
+    "MODEL_VERSION": "VARCHAR",
+    "RUN_ID": "VARCHAR",
+    "PUBLISHED_AT": "TIMESTAMP_NTZ",
+}
+#: The columns of today's segments that a publication needs (SEGMENT_HISTORY has them).
+SEGMENT_COLUMNS = ("CUSTOMER_ID", "SEGMENT_ID", "SEGMENT_LABEL", "RFM_SEGMENT", "MODEL_VERSION")
+
+
+@dataclass(frozen=True)
+class FeedPublication:
+    """Today's segment of every customer, to publish against what was published before.
+
+    ``segments``: a Snowpark DataFrame with :data:`SEGMENT_COLUMNS`, one row per customer;
+    ``snapshot_date``: the snapshot they come from; ``published_at``: the run's start (UTC,
+    naive); ``keep_after``: feed rows of older snapshots are deleted (retention), None keeps all.
+    """
+
+    segments: Any
+    snapshot_date: date
+    run_id: str
+    published_at: datetime
+    keep_after: date | None = None
+
+
+class ActivationFeedDataset(SnowparkTableDataset):
+    """The activation feed (``table_name``) and the published state it is the difference from (``state_table``).
+
+    ``save(FeedPublication)`` compares today's segment of every customer with the segment last
+    published for them (SEGMENT_PUBLISHED) and, in ONE transaction, appends a row to the feed for
+    each customer whose segment label differs and updates the published state (changed customers,
+    and new ones, who enter the state without a feed row). A customer's change is therefore sent
+    exactly once, whatever the reruns, same-date snapshots or back-dated loads; a move and a move
+    back are two rows. A snapshot older than the one last published changes nothing.
+
+    Before the first publication the published state is the latest ``history_table`` snapshot
+    before today's (what the former feed compared with); rows of a former-format feed table (no
+    CHANGE_ID) are kept in ``<table>_LEGACY`` and, when they are today's, count as published.
+    ``load()`` returns the feed (a Snowpark DataFrame).
+    """
+
+    def __init__(
+        self,
+        *,
+        state_table: str = "SEGMENT_PUBLISHED",
+        history_table: str = "SEGMENT_HISTORY",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._state_table = validate_identifier(state_table, "table name (state_table)")
+        self._history_table = validate_identifier(history_table, "table name (history_table)")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"table": self.fqn, "state_table": self._fqn(self._state_table)}
+
+    def save(self, data: FeedPublication) -> None:
+        if not isinstance(data, FeedPublication):
+            raise DatasetError(
+                f"{type(self).__name__} saves a FeedPublication (monitoring's build_activation_feed), "
+                f"not {type(data).__name__}."
+            )
+        session = self.session
+        legacy = self._ensure_tables(session)  # DDL: before any transaction
+        state, feed = self._fqn(self._state_table), self.fqn
+        snapshot = data.snapshot_date.isoformat()
+        latest = session.sql(f"SELECT MAX(SNAPSHOT_DATE) FROM {state}").collect()[0][0]
+        if latest is not None and _to_date(latest) > data.snapshot_date:
+            logger.warning(
+                "Snapshot %s is older than the segments already published (%s): the activation feed %s is "
+                "left as it is (a feed only moves forward; rerun with the latest events to publish again)",
+                snapshot,
+                _to_date(latest).isoformat(),
+                feed,
+            )
+            return
+        suffix = uuid.uuid4().hex[:8].upper()
+        today = self._fqn(f"{self._table_name}__TODAY_{suffix}")
+        diff = self._fqn(f"{self._table_name}__DIFF_{suffix}")
+        published_at = data.published_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        try:
+            # scratch tables (DDL) first: today's segments, then their difference from the state
+            data.segments.select(*SEGMENT_COLUMNS).write.save_as_table(today, mode="overwrite")
+            empty = latest is None and not session.sql(f"SELECT 1 FROM {state} LIMIT 1").collect()
+            baseline = self._baseline_sql(session, data.snapshot_date, legacy) if empty else None
+            session.sql(f"CREATE OR REPLACE TABLE {diff} AS {self._diff_sql(today, baseline)}").collect()
+            counts = session.sql(
+                f"SELECT SUM(CASE WHEN CHANGED THEN 1 ELSE 0 END), SUM(CASE WHEN CHANGED THEN 0 ELSE 1 END) "
+                f"FROM {diff}"
+            ).collect()[0]
+            changed, entered = int(counts[0] or 0), int(counts[1] or 0)
+            seeded = 0
+            with transaction(session):
+                if baseline is not None:
+                    # the first publication starts from what the former feed had published
+                    session.sql(f"INSERT INTO {state} ({', '.join(PUBLISHED_COLUMNS)}) {baseline}").collect()
+                    seeded = int(session.sql(f"SELECT COUNT(*) FROM {state}").collect()[0][0])
+                self._publish(session, diff, snapshot, data.run_id, published_at)
+                if data.keep_after is not None:
+                    session.sql(
+                        f"DELETE FROM {feed} WHERE SNAPSHOT_DATE < CAST(? AS DATE)",
+                        params=[data.keep_after.isoformat()],
+                    ).collect()
+        finally:
+            drop_tables_outside_transaction(session, [today, diff])
+        logger.info(
+            "Activation feed %s: %s change(s) published for snapshot %s (%s customer(s) entered the published "
+            "state without a change row%s)",
+            feed,
+            f"{changed:,}",
+            snapshot,
+            f"{entered:,}",
+            f"; the state started from {seeded:,} previously published segments" if seeded else "",
+        )
+
+    def _ensure_tables(self, session: Any) -> str | None:
+        """Create the state and feed tables when missing; a former-format feed is renamed, kept whole.
+
+        Returns the legacy feed table (qualified) when one exists.
+        """
+        legacy_name = f"{self._table_name}_LEGACY"
+        columns = table_columns(session, self._database, self._schema, self._table_name)
+        if columns and "CHANGE_ID" not in columns:
+            if table_columns(session, self._database, self._schema, legacy_name):
+                raise DatasetError(
+                    f"{self.fqn} has the former layout (no CHANGE_ID) and {self._fqn(legacy_name)} exists already: "
+                    f"rename or drop one of them (after exporting what your CRM still needs), then rerun."
+                )
+            session.sql(f"ALTER TABLE {self.fqn} RENAME TO {self._fqn(legacy_name)}").collect()
+            forget_table_columns(session, self._database, self._schema, self._table_name)
+            logger.warning(
+                "%s had the former layout (the latest changes only, rewritten every run); it is kept as %s and "
+                "%s is now an append-only feed with a CHANGE_ID per row (docs/monitoring.md)",
+                self.fqn,
+                self._fqn(legacy_name),
+                self.fqn,
+            )
+        for table, spec in ((self._state_table, PUBLISHED_COLUMNS), (self._table_name, CHANGE_COLUMNS)):
+            existing = table_columns(session, self._database, self._schema, table)
+            if not existing:
+                session.sql(create_table_sql(self._database, self._schema, table, spec)).collect()
+                remember_table_columns(session, self._database, self._schema, table, list(spec))
+            elif [c for c in spec if c not in existing]:
+                raise DatasetError(
+                    f"{self._fqn(table)} lacks column(s) {', '.join(c for c in spec if c not in existing)}: it was "
+                    "not written by this version of the project. Rename it (after exporting what you need) and rerun."
+                )
+        if table_columns(session, self._database, self._schema, legacy_name):
+            return self._fqn(legacy_name)
+        return None
+
+    def _baseline_sql(self, session: Any, snapshot_date: date, legacy: str | None) -> str | None:
+        """SELECT of the state rows to start from, or None (no earlier snapshot: everyone is new).
+
+        The latest history snapshot before today's is what the former feed compared with; when a
+        former-format feed holds today's changes (a same-day rerun after the upgrade), its TO
+        segments were published too and override that snapshot.
+        """
+        history = self._fqn(self._history_table)
+        if not table_columns(session, self._database, self._schema, self._history_table):
+            return None
+        # dates as literals: they are rendered from date objects (no user text reaches the SQL), and
+        # the SELECT is pasted into a CREATE TABLE ... AS and an INSERT that take no other binds
+        day = snapshot_date.isoformat()
+        previous = session.sql(
+            f"SELECT MAX(SNAPSHOT_DATE) FROM {history} WHERE SNAPSHOT_DATE < CAST('{day}' AS DATE)"
+        ).collect()[0][0]
+        if previous is None:
+            return None
+        before = _to_date(previous).isoformat()
+        rows = (
+            f"SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT, SNAPSHOT_DATE, MODEL_VERSION "
+            f"FROM {history} WHERE SNAPSHOT_DATE = CAST('{before}' AS DATE)"
+        )
+        if legacy is not None:
+            sent = (
+                f"SELECT CUSTOMER_ID, TO_SEGMENT_ID AS SEGMENT_ID, TO_SEGMENT AS SEGMENT_LABEL, "
+                f"TO_RFM_SEGMENT AS RFM_SEGMENT, SNAPSHOT_DATE, MODEL_VERSION FROM {legacy} "
+                f"WHERE SNAPSHOT_DATE = CAST('{day}' AS DATE)"
+            )
+            rows = (
+                f"SELECT * FROM ({rows}) AS H WHERE CUSTOMER_ID NOT IN (SELECT CUSTOMER_ID FROM ({sent}) AS L0) "
+                f"UNION ALL {sent}"
+            )
+        return (
+            "SELECT CUSTOMER_ID, CAST(SEGMENT_ID AS NUMBER(38,0)) AS SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT, "
+            "CAST(SNAPSHOT_DATE AS DATE) AS SNAPSHOT_DATE, MODEL_VERSION, "
+            "CAST(0 AS NUMBER(38,0)) AS LAST_CHANGE_SEQ, CAST(NULL AS VARCHAR) AS LAST_CHANGE_ID, "
+            "CAST(NULL AS VARCHAR) AS RUN_ID, CAST(NULL AS TIMESTAMP_NTZ) AS PUBLISHED_AT "
+            f"FROM ({rows}) AS B"
+        )
+
+    def _diff_sql(self, today: str, baseline: str | None) -> str:
+        """Customers whose label differs from the published one (CHANGED) or who were never published."""
+        published = f"({baseline})" if baseline is not None else self._fqn(self._state_table)
+        return (
+            "SELECT T.CUSTOMER_ID, T.SEGMENT_ID, T.SEGMENT_LABEL, T.RFM_SEGMENT, T.MODEL_VERSION, "
+            "P.SEGMENT_ID AS FROM_SEGMENT_ID, P.SEGMENT_LABEL AS FROM_SEGMENT, P.RFM_SEGMENT AS FROM_RFM_SEGMENT, "
+            "P.SNAPSHOT_DATE AS PREVIOUS_SNAPSHOT_DATE, P.CUSTOMER_ID IS NOT NULL AS CHANGED, "
+            "CAST(COALESCE(P.LAST_CHANGE_SEQ, 0) + 1 AS NUMBER(38,0)) AS CHANGE_SEQ "
+            f"FROM {today} AS T LEFT JOIN {published} AS P ON P.CUSTOMER_ID = T.CUSTOMER_ID "
+            "WHERE P.CUSTOMER_ID IS NULL OR P.SEGMENT_LABEL <> T.SEGMENT_LABEL"
+        )
+
+    def _publish(self, session: Any, diff: str, snapshot: str, run_id: str, published_at: str) -> None:
+        """The feed rows of the changed customers, then the new published state of changed and new ones."""
+        state, feed = self._fqn(self._state_table), self.fqn
+        # the id of a change: who, which of their changes, from what to what, at which snapshot; the
+        # same on every engine (MD5 of text, no session format involved)
+        change_id = (
+            "MD5(CUSTOMER_ID || '|' || CAST(CHANGE_SEQ AS VARCHAR) || '|' || FROM_SEGMENT || '|' || "
+            "SEGMENT_LABEL || '|' || ?)"
+        )
+        ts = "CAST(? AS TIMESTAMP_NTZ)"
+        session.sql(
+            f"INSERT INTO {feed} ({', '.join(CHANGE_COLUMNS)}) "
+            f"SELECT {change_id}, CUSTOMER_ID, CHANGE_SEQ, FROM_SEGMENT_ID, FROM_SEGMENT, SEGMENT_ID, "
+            f"SEGMENT_LABEL, FROM_RFM_SEGMENT, RFM_SEGMENT, CAST(? AS DATE), PREVIOUS_SNAPSHOT_DATE, "
+            f"MODEL_VERSION, ?, {ts} FROM {diff} WHERE CHANGED",
+            params=[snapshot, snapshot, run_id, published_at],
+        ).collect()
+        session.sql(f"DELETE FROM {state} WHERE CUSTOMER_ID IN (SELECT CUSTOMER_ID FROM {diff})").collect()
+        session.sql(
+            f"INSERT INTO {state} ({', '.join(PUBLISHED_COLUMNS)}) "
+            f"SELECT CUSTOMER_ID, SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT, CAST(? AS DATE), MODEL_VERSION, "
+            f"CASE WHEN CHANGED THEN CHANGE_SEQ ELSE 0 END, "
+            f"CASE WHEN CHANGED THEN {change_id} END, ?, {ts} FROM {diff}",
+            params=[snapshot, snapshot, run_id, published_at],
+        ).collect()
+
+
+def _to_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])

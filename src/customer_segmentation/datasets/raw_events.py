@@ -6,9 +6,7 @@ import logging
 from typing import Any
 
 import pandas as pd
-from kedro.io.core import DatasetError
 
-from customer_segmentation import warehouse
 from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.warehouse.tables import RAW_COLUMNS, append_pandas, create_table_sql, table_columns
@@ -20,8 +18,9 @@ class RawEventsDataset(SnowparkTableDataset):
     """The RAW_DATA table: loads as a Snowpark DataFrame; saving a pandas frame appends its rows.
 
     A pandas save creates the table with the RAW_DATA contract columns when it is missing, then
-    bulk-appends (``write_pandas``: stage + COPY; Snowpark's ``create_dataframe`` of pandas is not
-    used because the embedded warehouse cannot resolve its qualified temporary stage). An empty
+    bulk-appends (``write_pandas``: stage + COPY, in the dataset's database and schema; Snowpark's
+    ``create_dataframe`` of pandas is not used because the embedded warehouse cannot resolve its
+    quoted temporary stage). An empty
     frame writes nothing and creates nothing. Snowpark DataFrames are saved as by the parent class
     (``save_args.mode``).
     """
@@ -33,13 +32,6 @@ class RawEventsDataset(SnowparkTableDataset):
         if data.empty:
             logger.debug("Nothing to append to %s", self.fqn)
             return
-        settings = warehouse.current_settings()
-        if (self._database, self._schema) != (settings.database, settings.schema):
-            # write_pandas goes to the session's database and schema (see append_pandas)
-            raise DatasetError(
-                f"{self.fqn} is not in the session's database and schema ({settings.database}.{settings.schema}): "
-                "remove database/schema from this catalog entry or set SNOWFLAKE_DATABASE/SNOWFLAKE_SCHEMA."
-            )
         session = self.session
         columns = table_columns(session, self._database, self._schema, self._table_name)
         if not columns:
@@ -53,4 +45,4 @@ class RawEventsDataset(SnowparkTableDataset):
                     f"Table {self.fqn} lacks column(s) {', '.join(map(str, missing))} (it has {', '.join(columns)}); "
                     "nothing was appended. Add them, or use a RAW_DATA with the contract columns (README)."
                 )
-        append_pandas(session, self._table_name, data)
+        append_pandas(session, self._table_name, data, self._database, self._schema)

@@ -14,7 +14,12 @@ from customer_segmentation import warehouse
 from customer_segmentation.errors import MissingColumnsError, MissingTableError
 from customer_segmentation.warehouse.config import DEFAULT_DATABASE, DEFAULT_SCHEMA
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
-from customer_segmentation.warehouse.tables import forget_table_columns, remember_table_columns, table_columns
+from customer_segmentation.warehouse.tables import (
+    drop_tables_outside_transaction,
+    forget_table_columns,
+    remember_table_columns,
+    table_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +244,7 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
                 f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
             ).collect()
         finally:
-            session.sql(f"DROP TABLE IF EXISTS {stage}").collect()
+            drop_tables_outside_transaction(session, [stage])
 
     def _exists(self) -> bool:
         try:

@@ -40,7 +40,13 @@ _query_tag: dict[str, Any] = {"project": "customer_segmentation"}
 #: and TIMEZONE are session parameters settable per account, user and session). Nothing hashes or
 #: compares timestamp text without an explicit format (TO_VARCHAR(ts, fmt)); these make what the
 #: client sees and how '2026-01-02 03:04:05' literals are read the same for every user.
-SESSION_PARAMETERS: dict[str, str] = {
+#: AUTOCOMMIT is a session parameter too, and an account or user may set it to FALSE: every DML
+#: statement would then open an implicit transaction that only a COMMIT or the next DDL ends, a
+#: session closed before that rolls the writes back, and BEGIN would join unrelated earlier writes
+#: (https://docs.snowflake.com/en/sql-reference/transactions, "Autocommit"). Pinned TRUE at open,
+#: before any DML, since changing it inside a transaction commits that transaction.
+SESSION_PARAMETERS: dict[str, str | bool] = {
+    "AUTOCOMMIT": True,
     "TIMESTAMP_INPUT_FORMAT": "AUTO",
     "TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
     "TIMESTAMP_NTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
@@ -164,18 +170,25 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _sql_value(value: str | bool) -> str:
+    """A parameter value as SQL: TRUE / FALSE for booleans, a string literal otherwise."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return _sql_string(value)
+
+
 def query_tag_text(tag: Mapping[str, Any]) -> str:
     """The QUERY_TAG value: compact JSON, cut to Snowflake's 2000-character limit."""
     return json.dumps(dict(tag), sort_keys=True, separators=(",", ":"), default=str)[:_QUERY_TAG_MAX]
 
 
 def session_parameter_statements(tag: Mapping[str, Any] | None = None) -> list[str]:
-    """The ALTER SESSION statements sent at open: fixed formats, then the query tag.
+    """The ALTER SESSION statements sent at open: AUTOCOMMIT and fixed formats, then the query tag.
 
     One ALTER SESSION may set several parameters, separated by spaces, commas or new lines
     (https://docs.snowflake.com/sql-reference/sql/alter-session).
     """
-    formats = ", ".join(f"{name} = {_sql_string(value)}" for name, value in SESSION_PARAMETERS.items())
+    formats = ", ".join(f"{name} = {_sql_value(value)}" for name, value in SESSION_PARAMETERS.items())
     statements = [f"ALTER SESSION SET {formats}"]
     if tag:
         statements.append(f"ALTER SESSION SET QUERY_TAG = {_sql_string(query_tag_text(tag))}")
@@ -349,6 +362,25 @@ def get_session() -> Any:
             close()
             raise
         return session
+
+
+def discard_session(session: Any) -> None:
+    """Close ``session`` without another statement on it, and stop handing it out.
+
+    For a session that may still hold an open transaction (its ROLLBACK failed, see
+    ``tables.transaction``): a later DDL on it would commit that transaction on Snowflake, while
+    closing it rolls the transaction back ("If a session with an open transaction is closed, then
+    the open transaction is rolled back", https://docs.snowflake.com/en/sql-reference/transactions).
+    The next ``get_session()`` opens a new session.
+    """
+    global _session, _session_key
+    with _LOCK:
+        if session is _session:
+            _session, _session_key = None, None
+    try:
+        session.close()
+    except BaseException:  # noqa: BLE001 - the connection may be gone already; nothing else to do
+        logger.debug("Closing a discarded warehouse session failed", exc_info=True)
 
 
 def begin_run(label: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from customer_segmentation.errors import TransactionStateError
 from customer_segmentation.warehouse.identifiers import qualified_name, validate_identifier
 
 logger = logging.getLogger(__name__)
@@ -116,35 +117,161 @@ def forget_table_columns(
     cache.pop(_cache_key(str(database), str(schema), table), None)
 
 
-def append_pandas(session: Any, table: str, frame: Any) -> None:
-    """Bulk-append a pandas frame to an existing table in the session's database and schema.
+def append_pandas(
+    session: Any, table: str, frame: Any, database: str | None = None, schema: str | None = None
+) -> None:
+    """Bulk-append a pandas frame to an existing table (``database.schema.table``; default: the session's).
 
-    ``write_pandas`` (stage + COPY, not row-by-row inserts). No database/schema arguments: the
-    session already points there, and the embedded warehouse cannot resolve a qualified temporary
-    stage.
+    ``write_pandas`` (stage + COPY, not row-by-row inserts); its temporary stage is created next to
+    the table, where the dataset may create objects. Identifiers are passed unquoted
+    (``quote_identifiers=False``): the names are validated plain identifiers, which Snowflake
+    resolves upper-case, and the embedded warehouse resolves an unquoted qualified stage but not a
+    quoted one. DDL (CREATE STAGE): never call it inside a transaction.
     """
-    session.write_pandas(frame, table, auto_create_table=False, overwrite=False, use_logical_type=True)
+    session.write_pandas(
+        frame,
+        validate_identifier(table, "table name"),
+        database=validate_identifier(database, "database name") if database else None,
+        schema=validate_identifier(schema, "schema name") if schema else None,
+        auto_create_table=False,
+        overwrite=False,
+        use_logical_type=True,
+        quote_identifiers=False,
+    )
+
+
+#: Sessions on which a transaction may be open: BEGIN was sent and neither COMMIT nor ROLLBACK is
+#: known to have ended it. On Snowflake any DDL statement commits an open transaction first
+#: (https://docs.snowflake.com/en/sql-reference/transactions, "DDL"), so nothing may issue DDL on
+#: such a session: not a scratch-table DROP in a ``finally``, not the next dataset.
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Sessions whose ROLLBACK failed and that were closed instead (their transaction dies with them).
+_DISCARDED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _tracked(session: Any, registry: weakref.WeakSet[Any]) -> bool:
+    try:
+        return session in registry
+    except TypeError:  # an object that cannot be weakly referenced (a test double)
+        return False
+
+
+def _track(session: Any, registry: weakref.WeakSet[Any], on: bool) -> None:
+    try:
+        if on:
+            registry.add(session)
+        else:
+            registry.discard(session)
+    except TypeError:  # pragma: no cover - test doubles without weak references
+        pass
+
+
+def transaction_may_be_open(session: Any) -> bool:
+    """True while ``session`` may hold an open transaction (and when it was discarded for that reason)."""
+    return _tracked(session, _OPEN) or _tracked(session, _DISCARDED)
+
+
+@contextmanager
+def _temp_table_cleaner_paused(session: Any) -> Iterator[None]:
+    """Snowpark's temp-table auto-cleaner off for the block.
+
+    When enabled (a server-side feature flag), Snowpark drops the temporary tables of garbage-collected
+    DataFrames with an asynchronous ``DROP TABLE`` on the same session, at any moment: inside a
+    transaction that DDL would commit it. The private attribute is set directly: the public setter
+    is experimental and sends telemetry on every call.
+    """
+    attribute = "_auto_clean_up_temp_table_enabled"
+    enabled = getattr(session, attribute, None)
+    if enabled is True:
+        setattr(session, attribute, False)
+    try:
+        yield
+    finally:
+        if enabled is True:
+            setattr(session, attribute, True)
+
+
+def _end_after_error(session: Any) -> None:
+    """ROLLBACK after an error in a transaction; if that fails too, end the session instead.
+
+    A session whose ROLLBACK failed (network gone, a second Ctrl-C) may still hold the transaction:
+    the next DDL on it would commit the half-written state. It is closed instead (Snowflake rolls
+    back the open transaction of a closed session; the embedded warehouse's DuckDB does the same)
+    and the process's session is forgotten, so the next step opens a new one.
+    """
+    try:
+        session.sql("ROLLBACK").collect()
+    except BaseException:  # noqa: BLE001 - KeyboardInterrupt included: the session must not be reused
+        logger.error(
+            "ROLLBACK failed after an error in a transaction: closing the warehouse session so that "
+            "nothing can commit the unfinished transaction (it is rolled back with the session)",
+            exc_info=True,
+        )
+        _track(session, _DISCARDED, True)
+        _track(session, _OPEN, False)
+        from customer_segmentation.warehouse.session import discard_session
+
+        discard_session(session)
+        return
+    _track(session, _OPEN, False)
 
 
 @contextmanager
 def transaction(session: Any) -> Iterator[None]:
-    """Run the enclosed DML statements as one Snowflake transaction (all or nothing).
+    """Run the enclosed DML statements and queries as one transaction: all of them or none.
 
-    Snowflake: an explicit transaction should hold only DML and queries; a DDL statement
-    (CREATE TABLE, ALTER ...) commits the open transaction implicitly, so create tables before
-    entering (docs.snowflake.com/en/sql-reference/transactions). On any error, and on a crash of
-    the client (the session ends without COMMIT), nothing of the block is applied.
+    The one helper for every write sequence that must be atomic (snapshots, the activation feed,
+    aggregates, model versions, evidence). Rules it enforces or relies on:
+
+    - only DML and queries inside: a DDL statement (CREATE, DROP, ALTER, CTAS, ``save_as_table``,
+      ``write_pandas``) commits the open transaction on Snowflake (docs.snowflake.com/en/sql-reference/
+      transactions), so scratch tables are created before and dropped after, with
+      :func:`drop_tables_outside_transaction`;
+    - any exception, ``KeyboardInterrupt`` and ``SystemExit`` (SIGTERM) included, rolls back; a
+      failing COMMIT is rolled back too (a no-op if it had committed);
+    - a ROLLBACK that fails closes the session (see ``_end_after_error``): never a later statement
+      on a session whose transaction may still be open;
+    - no nesting: Snowflake ignores a second BEGIN, so an inner block's COMMIT would commit the outer
+      block's statements half-way; a nested call is refused.
+
+    The session is expected to run with AUTOCOMMIT = TRUE (pinned at session open,
+    ``warehouse/session.py``); with AUTOCOMMIT off, earlier statements would have opened an
+    implicit transaction that BEGIN joins.
     """
-    session.sql("BEGIN TRANSACTION").collect()
-    try:
-        yield
-    except BaseException:
+    if transaction_may_be_open(session):
+        raise TransactionStateError(
+            "A transaction is already open (or was left open by a failed ROLLBACK) on this warehouse session: "
+            "transactions cannot be nested. This is a bug in the caller; nothing was written."
+        )
+    _track(session, _OPEN, True)
+    with _temp_table_cleaner_paused(session):
         try:
-            session.sql("ROLLBACK").collect()
-        except Exception:  # pragma: no cover - the original error matters more
-            logger.warning("ROLLBACK failed after an error in a transaction", exc_info=True)
-        raise
-    session.sql("COMMIT").collect()
+            session.sql("BEGIN TRANSACTION").collect()
+            yield
+            session.sql("COMMIT").collect()
+        except BaseException:
+            _end_after_error(session)
+            raise
+    _track(session, _OPEN, False)
+
+
+def drop_tables_outside_transaction(session: Any, tables: Sequence[str]) -> None:
+    """``DROP TABLE IF EXISTS`` each (qualified, validated) scratch table, never inside a transaction.
+
+    Safe in a ``finally``: when a transaction may still be open on the session (its ROLLBACK failed
+    and the session was closed), the tables are left in place with a warning rather than dropped,
+    since the DROP would commit the transaction on Snowflake. A leftover scratch table holds no
+    state the pipelines read.
+    """
+    if transaction_may_be_open(session):
+        logger.warning(
+            "Scratch table(s) %s left in place: the warehouse session may still hold an open transaction "
+            "(a DROP would commit it on Snowflake). They hold nothing the pipelines read; drop them at will.",
+            ", ".join(tables),
+        )
+        return
+    for table in tables:
+        session.sql(f"DROP TABLE IF EXISTS {table}").collect()
 
 
 def sql_type_of(series: Any) -> str:

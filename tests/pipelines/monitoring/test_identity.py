@@ -64,7 +64,7 @@ def test_ids_and_labels_follow_the_members_whatever_the_seed() -> None:
     first = align_segment_ids(fit(sample, 3, 1), None, sample)
     reordered = 0
     for seed in (2, 3, 4, 5):
-        # no warm start: a cold refit numbers its clusters in its own order
+        # a refit with another seed numbers its clusters in its own order
         refit = fit(sample, 3, seed)
         reordered += group_ids(refit, sample) != group_ids(first, sample)
         aligned = align_segment_ids(refit, first, sample)
@@ -113,12 +113,40 @@ def test_previous_centroids_map_into_the_new_scaled_space() -> None:
     assert previous_centroids_in_space(model, fewer) is None
 
 
-def test_warm_start_keeps_the_previous_solution_on_unchanged_data() -> None:
+def perturbed(model: SegmentationModel, seed: int, scale: float) -> SegmentationModel:
+    """The model with its centroids moved at random (``scale`` standard deviations per feature)."""
+    rng = np.random.default_rng(seed)
+    moved = model.centroids + rng.normal(0.0, scale, model.centroids.shape)
+    return replace(model, centroids=moved, version=f"{model.version}-moved-{seed}")
+
+
+def test_the_partition_comes_from_the_data_whatever_the_active_model() -> None:
+    # three behaviours cut into five clusters: many near-equal local optima, where a fit started
+    # from the active model's centroids would stay wherever that model was
     sample = planted_customers(150)
-    first = align_segment_ids(fit(sample, 3, 1), None, sample)
-    second = fit(sample, 3, 9, previous=first)
-    assert second.metrics["warm_start"]["used"]
-    aligned = align_segment_ids(second, first, sample)
+    first = align_segment_ids(fit(sample, 5, 1), None, sample)
+    moved = []
+    for previous in (perturbed(first, 0, 0.3), perturbed(first, 1, 1.5), perturbed(first, 2, 3.0)):
+        refit = fit(sample, 5, 1, previous=previous)
+        np.testing.assert_array_equal(refit.centroids, first.centroids)  # to the last bit
+        moved.append(refit.metrics["partition"]["candidates"][0]["moved"])
+    assert max(moved) > 0  # at least one of them was not a solution of this sample (and was ignored)
+    # a rerun on unchanged data: the active model is a solution of this sample, and wins its tie
+    again = fit(sample, 5, 1, previous=first)
+    np.testing.assert_array_equal(again.centroids, first.centroids)
+    assert again.metrics["partition"]["kept_active_model"]
+    # a model fitted with another seed on the same sample is a solution too: it competes on inertia
+    # (a reseed keeps it unless the new seed finds better), and whichever wins stays on a rerun
+    other = fit(sample, 5, 2)
+    reseeded = fit(sample, 5, 1, previous=other)
+    winner = (
+        other if other.metrics["partition"]["inertia"] <= first.metrics["partition"]["inertia"] else first
+    )
+    np.testing.assert_array_equal(reseeded.centroids, winner.centroids)
+    np.testing.assert_array_equal(fit(sample, 5, 1, previous=reseeded).centroids, reseeded.centroids)
+    # and the ids and labels carry over by matching: every customer keeps both
+    aligned = align_segment_ids(again, first, sample)
     np.testing.assert_array_equal(
         aligned.segment_id_of(aligned.predict(sample)), first.segment_id_of(first.predict(sample))
     )
+    assert aligned.label_of(aligned.predict(sample)) == first.label_of(first.predict(sample))

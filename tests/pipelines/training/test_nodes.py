@@ -184,3 +184,69 @@ def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
         evaluate_k_range(sample, PARAMS), {"k": 3, "source": "t"}, stability, model, sample
     )
     assert metrics["k"] == 3 and len(metrics["segments"]) == 3 and metrics["silhouette"] > 0.5
+
+
+def test_settled_partition_is_a_fixed_point_independent_of_last_bit_noise(sample: pd.DataFrame) -> None:
+    from customer_segmentation.model import SegmentationModel
+    from customer_segmentation.pipelines.training.nodes import nearest_centroid, settle
+
+    space = SegmentationModel.learn_transform(sample, PARAMS.features, PARAMS.log_features)
+    x = space.transform(sample)
+    rng = np.random.default_rng(3)
+    start = x[rng.choice(len(x), 4, replace=False)]  # a poor start: several Lloyd steps to go
+    centroids, labels, inertia, iterations = settle(x, start)
+    assert iterations > 1
+    # a fixed point: every member nearest its own centroid, every centroid the mean of its members
+    assert (nearest_centroid(np.ascontiguousarray(x.T), centroids)[0] == labels).all()
+    for j in range(4):
+        np.testing.assert_allclose(centroids[j], x[labels == j].mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(inertia, ((x - centroids[labels]) ** 2).sum(), rtol=1e-12)
+    # centroids off by a few units in the last place (what thread scheduling does to sums) settle
+    # on the same partition and the same bits
+    noisy = centroids * (1 + rng.choice([-1, 1], centroids.shape) * 4 * np.finfo(float).eps)
+    again = settle(x, noisy)
+    np.testing.assert_array_equal(again[0], centroids)
+    np.testing.assert_array_equal(again[1], labels)
+    assert again[2] == inertia
+
+
+def test_candidates_are_chosen_by_inertia_and_the_active_model_wins_ties(sample: pd.DataFrame) -> None:
+    from customer_segmentation.pipelines.training.nodes import candidate_seeds
+
+    model = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "c"})
+    report = model.metrics["partition"]
+    inertias = [c["inertia"] for c in report["candidates"]]
+    assert len(inertias) == PARAMS.n_init and report["inertia"] == min(inertias)
+    assert (
+        report["chosen"] == report["candidates"][inertias.index(min(inertias))]["start"]
+    )  # the first of equals
+    assert [c["start"] for c in report["candidates"]] == [
+        f"k-means++ seed {s}" for s in candidate_seeds(PARAMS.random_state, PARAMS.n_init)
+    ]
+    assert not report["kept_active_model"] and report["active_model"] == "no active model"
+    # no seed is shared between two random states (a reseed is a genuinely different fit)
+    assert not set(candidate_seeds(11, 8)) & set(candidate_seeds(12, 8))
+    # the model as the active one: its partition is the first candidate, ties with itself, and stays
+    again = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "d"}, model)
+    first = again.metrics["partition"]["candidates"][0]
+    assert (
+        first["start"] == "active model c" and first["inertia"] == report["inertia"] and first["moved"] == 0
+    )
+    assert again.metrics["partition"]["kept_active_model"]
+    np.testing.assert_array_equal(again.centroids, model.centroids)
+    # another k: the active model cannot take part, and says why
+    other = fit_segmentation_model(sample, {"k": 3, "source": "test"}, PARAMS, {"run_id": "e"}, model)
+    assert other.metrics["partition"]["active_model"] == "the active model c has k=4, this fit k=3"
+
+
+def test_a_former_warm_start_tolerance_still_validates_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING"):
+        params = TrainingParams.of(PARAMS, warm_start_tolerance=0.02)
+    assert params.warm_start_tolerance == 0.02  # an older configuration does not stop the run...
+    assert "warm_start_tolerance (0.02) no longer has an effect" in caplog.text  # ...and says why
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        TrainingParams.of(PARAMS)
+    assert "warm_start_tolerance" not in caplog.text

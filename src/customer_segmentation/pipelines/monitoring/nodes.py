@@ -27,7 +27,7 @@ from snowflake.snowpark.types import (
     ShortType,
 )
 
-from customer_segmentation.datasets.monitoring import SnapshotWrite
+from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
 from customer_segmentation.model import SegmentationModel
@@ -278,28 +278,30 @@ def migration_flows(segment_migrations: DataFrame, snapshot_info: dict[str, Any]
     return _retained(flows, snapshot_info)
 
 
-def segment_changes(segment_history: DataFrame, snapshot_info: dict[str, Any]) -> DataFrame:
-    """The activation feed: customers whose segment label changed at the latest snapshot."""
-    pair = _pair(segment_history, snapshot_info)
-    changed = pair.filter(
-        F.col("CUR_CUSTOMER_ID").is_not_null()
-        & F.col("PREV_CUSTOMER_ID").is_not_null()
-        & (F.col("CUR_SEGMENT") != F.col("PREV_SEGMENT"))
+def segment_changes(
+    segment_history: DataFrame, snapshot_info: dict[str, Any], run_metadata: dict[str, Any]
+) -> FeedPublication:
+    """The activation feed's next publication: today's segment of every customer (the snapshot just written).
+
+    The dataset (``ActivationFeedDataset``) compares it with the segments last published and
+    appends one SEGMENT_CHANGES row per customer whose label differs, exactly once: a rerun, a
+    same-date snapshot or a retrain publishes only what differs from what was already sent.
+    """
+    snapshot = date.fromisoformat(snapshot_info["snapshot_date"])
+    today = segment_history.filter(F.col("SNAPSHOT_DATE") == F.lit(snapshot.isoformat()).cast("date")).select(
+        "CUSTOMER_ID",
+        F.col("SEGMENT_ID").cast("int").alias("SEGMENT_ID"),
+        "SEGMENT_LABEL",
+        "RFM_SEGMENT",
+        "MODEL_VERSION",
     )
-    previous = snapshot_info["previous_snapshot_date"]
-    return changed.select(
-        F.col("CUR_CUSTOMER_ID").alias("CUSTOMER_ID"),
-        F.col("PREV_SEGMENT_ID").cast("int").alias("FROM_SEGMENT_ID"),
-        F.col("PREV_SEGMENT").alias("FROM_SEGMENT"),
-        F.col("CUR_SEGMENT_ID").cast("int").alias("TO_SEGMENT_ID"),
-        F.col("CUR_SEGMENT").alias("TO_SEGMENT"),
-        F.col("PREV_RFM_SEGMENT").alias("FROM_RFM_SEGMENT"),
-        F.col("CUR_RFM_SEGMENT").alias("TO_RFM_SEGMENT"),
-        F.lit(snapshot_info["snapshot_date"]).cast("date").alias("SNAPSHOT_DATE"),
-        (F.lit(previous).cast("date") if previous else F.lit(None).cast("date")).alias(
-            "PREVIOUS_SNAPSHOT_DATE"
-        ),
-        F.col("CUR_MODEL_VERSION").alias("MODEL_VERSION"),
+    keep_after = snapshot_info.get("keep_after")
+    return FeedPublication(
+        segments=today,
+        snapshot_date=snapshot,
+        run_id=str(run_metadata.get("run_id") or snapshot_info["run_id"]),
+        published_at=datetime.fromisoformat(str(run_metadata["started_at"])),
+        keep_after=date.fromisoformat(keep_after) if keep_after else None,
     )
 
 

@@ -45,7 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 segment_changes,
-                ["segment_history", "snapshot_info"],
+                ["segment_history", "snapshot_info", "run_metadata"],
                 "segment_changes",
                 name="build_activation_feed",
             ),

@@ -8,6 +8,7 @@ use them, so that importing the pipelines (every ``kedro run`` does) stays light
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,41 +140,167 @@ def choose_k(k_selection: pd.DataFrame, params: TrainingParams) -> dict[str, Any
     return {"k": k, "source": source, "elbow_k": int(knee) if knee else None, "best_k_by": best, "note": note}
 
 
-def _warm_start(
-    fresh: Any,
-    previous: SegmentationModel | None,
-    space: SegmentationModel,
-    scaled: np.ndarray,
-    k: int,
-    params: TrainingParams,
-) -> dict[str, Any]:
-    """A KMeans started from the previous model's centroids, kept when its inertia is about as good.
+#: Candidates whose inertia is within this relative margin of the best are tied; the first wins
+#: (the active model's partition comes first). A settled candidate's inertia is exact for its
+#: partition, so a margin this small only joins partitions equally good to the last digits.
+INERTIA_TIE = 1e-9
 
-    KMeans lands in different local optima from different seeds; starting from the segments in
-    use keeps them when the data still supports them (within training.warm_start_tolerance of the
-    fresh fit's inertia), so a retrain does not reshuffle customers for nothing.
+
+def candidate_seeds(random_state: int, n: int) -> list[int]:
+    """The seeds of the ``n`` k-means++ candidates: independent streams derived from ``random_state``.
+
+    Spawned rather than ``random_state + i``, so that two random states share no candidate.
     """
-    init = previous_centroids_in_space(previous, space)
-    tolerance = params.warm_start_tolerance
-    if init is None or previous is None or previous.k != k or tolerance < 0:
-        return {"used": False, "reason": "no previous model with the same k and features"}
-    warm = kmeans(k, params.n_init, params.random_state, init=init).fit(scaled)
-    used = bool(warm.inertia_ <= fresh.inertia_ * (1.0 + tolerance))
-    logger.info(
-        "Warm start from %s: inertia %.1f vs %.1f fresh (%s)",
-        previous.version,
-        warm.inertia_,
-        fresh.inertia_,
-        "kept" if used else "fresh fit is better",
+    return [int(s) for s in np.random.SeedSequence(random_state).generate_state(n)]
+
+
+def nearest_centroid(columns: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position, squared distance) of the nearest centroid of each row, computed in a fixed order.
+
+    ``columns`` is the sample transposed (features x rows, contiguous). Distances are summed
+    feature by feature with elementwise operations only, so the result does not depend on thread
+    counts, SIMD paths or memory alignment; on an exact tie the lower position wins (argmin's rule).
+    """
+    rows = columns.shape[1]
+    best = np.full(rows, np.inf)
+    position = np.zeros(rows, dtype=np.int64)
+    distance, term = np.empty(rows), np.empty(rows)
+    closer = np.empty(rows, dtype=bool)
+    for j, centroid in enumerate(centroids):
+        distance.fill(0.0)
+        for f, value in enumerate(centroid):
+            np.subtract(columns[f], value, out=term)
+            np.multiply(term, term, out=term)
+            np.add(distance, term, out=distance)
+        np.less(distance, best, out=closer)
+        np.copyto(best, distance, where=closer)
+        position[closer] = j
+    return position, best
+
+
+def settle(
+    scaled: np.ndarray, centroids: np.ndarray, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Lloyd iterations, in a fixed arithmetic order, until the partition no longer changes.
+
+    Returns (centroids, labels, inertia, iterations) with the centroids the exact means of their
+    members and every member nearest its own centroid: a fixed point. scikit-learn stops at a
+    tolerance on the centroid shift and, with three or more threads, adds the threads' partial
+    sums in whatever order they finish; continuing to the fixed point gives the same partition
+    and the same centroids to the last bit on every run, and started from a fixed point it
+    returns that fixed point unchanged. Stops early, keeping the last complete partition, if a
+    cluster would become empty.
+    """
+    columns = np.ascontiguousarray(scaled.T)
+    k, features = centroids.shape
+    labels, distances = nearest_centroid(columns, centroids)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        counts = np.bincount(labels, minlength=k)
+        if (counts == 0).any():
+            break
+        means = (
+            np.column_stack([np.bincount(labels, weights=columns[f], minlength=k) for f in range(features)])
+            / counts[:, None]
+        )
+        moved, moved_distances = nearest_centroid(columns, means)
+        centroids = means
+        if np.array_equal(moved, labels):
+            distances = moved_distances
+            break
+        labels, distances = moved, moved_distances
+    return centroids, labels, math.fsum(distances), iterations
+
+
+def _warm_start(
+    previous: SegmentationModel | None, space: SegmentationModel, k: int
+) -> tuple[np.ndarray | None, str]:
+    """The active model's centroids in the new fit's space, as a candidate start (None, and why not).
+
+    On the same sample the transform is the same to the last bit and the centroids are taken as
+    stored, so the candidate is the active model's own partition (a settled fixed point); on
+    another sample they are mapped (undo the old scaling, apply the new one).
+    """
+    if previous is None:
+        return None, "no active model"
+    if previous.k != k:
+        return None, f"the active model {previous.version} has k={previous.k}, this fit k={k}"
+    same_space = (
+        list(previous.features) == list(space.features)
+        and set(previous.log_features) == set(space.log_features)
+        and np.array_equal(previous.means, space.means)
+        and np.array_equal(previous.scales, space.scales)
     )
-    return {
-        "used": used,
-        "estimator": warm,
-        "previous_version": previous.version,
-        "inertia_warm": float(warm.inertia_),
-        "inertia_fresh": float(fresh.inertia_),
-        "tolerance": tolerance,
+    init = (
+        np.array(previous.centroids, dtype=float)
+        if same_space
+        else previous_centroids_in_space(previous, space)
+    )
+    if init is None:
+        return None, f"the active model {previous.version} uses other features"
+    return init, f"active model {previous.version}"
+
+
+def _fit_partition(
+    scaled: np.ndarray, k: int, params: TrainingParams, warm: tuple[np.ndarray | None, str]
+) -> tuple[Any, dict[str, Any]]:
+    """The partition of the sample: the best of deterministic candidates, by inertia.
+
+    Candidates: ``n_init`` k-means++ runs from seeds derived from ``random_state``, each settled
+    to an exact fixed point (``settle``), and the active model's partition (``warm``) when it is
+    itself a solution on this sample: placing the sample with its centroids, then settling, moves
+    no customer. That holds for a model fitted on the same sample (a rerun, or a retrain with
+    other parameters on unchanged data), and for no arbitrary or outdated set of centroids: such
+    a model is reported (how many customers today's data would move) but does not steer the fit.
+    The lowest inertia wins; on a tie the first candidate, the active model's. So a rerun on
+    unchanged data gives the previous partition again to the last bit, and otherwise the
+    partition comes from the data and the parameters. Returns the winning estimator, its
+    attributes set to the settled result, and a report.
+    """
+    columns = np.ascontiguousarray(scaled.T)
+    candidates, report_rows = [], []
+    init, why = warm
+    if init is not None:
+        placed, _ = nearest_centroid(columns, init)
+        centroids, labels, inertia, iterations = settle(scaled, init)
+        moved = int((labels != placed).sum())
+        report_rows.append(
+            {"start": why, "inertia": inertia, "settle_iterations": iterations, "moved": moved}
+        )
+        if moved == 0:  # a solution of today's sample: it competes (and wins ties)
+            estimator = kmeans(k, 1, params.random_state, init=centroids).fit(scaled)
+            candidates.append((why, estimator, centroids, labels, inertia))
+    for seed in candidate_seeds(params.random_state, params.n_init):
+        estimator = kmeans(k, 1, seed).fit(scaled)
+        centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
+        name = f"k-means++ seed {seed}"
+        report_rows.append({"start": name, "inertia": inertia, "settle_iterations": iterations})
+        candidates.append((name, estimator, centroids, labels, inertia))
+    lowest = min(c[4] for c in candidates)
+    chosen = next(i for i, c in enumerate(candidates) if c[4] <= lowest * (1.0 + INERTIA_TIE))
+    name, estimator, centroids, labels, inertia = candidates[chosen]
+    estimator.cluster_centers_, estimator.labels_, estimator.inertia_ = centroids, labels, inertia
+    report = {
+        "chosen": name,
+        "inertia": inertia,
+        "kept_active_model": init is not None and name == why,
+        "active_model": why,
+        "candidates": report_rows,
     }
+    if init is not None and report_rows[0]["moved"]:
+        logger.info(
+            "The %s is not a solution on this sample (settling from it moves %s customers): it does not "
+            "take part in the fit; its segment ids and labels carry over by matching",
+            why,
+            f"{report_rows[0]['moved']:,}",
+        )
+    logger.info(
+        "KMeans k=%s: candidates %s; kept %s (lowest inertia; the active model's on a tie)",
+        k,
+        ", ".join(f"{r['start']}: {r['inertia']:.1f}" for r in report_rows),
+        name,
+    )
+    return estimator, report
 
 
 def fit_segmentation_model(
@@ -183,15 +310,16 @@ def fit_segmentation_model(
     run_metadata: dict[str, Any],
     previous_model: SegmentationModel | None = None,
 ) -> SegmentationModel:
-    """Fit KMeans with the chosen k and name its segments; the result is saved (versioned)."""
+    """Fit KMeans with the chosen k and name its segments; the result is saved (versioned).
+
+    The partition is the best of deterministic candidates, the active model's among them
+    (``_fit_partition``); its ids and labels are carried over afterwards by
+    ``align_segment_identity``.
+    """
     space = SegmentationModel.learn_transform(sample, params.features, params.log_features)
     scaled = space.transform(sample)
     k = min(int(k_choice["k"]), len(scaled))
-    estimator = _kmeans(k, params).fit(scaled)
-    warm_start = _warm_start(estimator, previous_model, space, scaled, k, params)
-    if warm_start["used"]:
-        estimator = warm_start.pop("estimator")
-    warm_start.pop("estimator", None)
+    estimator, partition = _fit_partition(scaled, k, params, _warm_start(previous_model, space, k))
     centroids = estimator.cluster_centers_
     features = space.features
     original = centroids * space.scales + space.means
@@ -235,7 +363,7 @@ def fit_segmentation_model(
         metrics={
             "k_choice": k_choice,
             "naming": faithfulness_summary(names, np.bincount(assigned, minlength=k)),
-            "warm_start": warm_start,
+            "partition": partition,
         },
         base_labels=names.base_labels,
     )

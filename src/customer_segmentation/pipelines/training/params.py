@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.parameters import Parameters
+
+logger = logging.getLogger(__name__)
 
 #: The classic RFM columns: the model must use them (segments are named after their members' RFM).
 RFM = ("RECENCY_DAYS", "FREQUENCY", "MONETARY")
@@ -58,8 +61,9 @@ class TrainingParams(Parameters):
     # null is the same as never (older configurations wrote it)
     retrain_policy: Literal["never", "on_drift"] | RetrainSchedule | None = "never"
     keep_k_on_retrain: bool = True
-    # a negative tolerance switches the warm start off
-    warm_start_tolerance: float = 0.02
+    # no longer used: the fit does not start from the previous model (kept so that older
+    # configurations still validate; a value set is answered with a warning, see _no_warm_start)
+    warm_start_tolerance: float | None = None
     # strict: "5", 2.5 or true are typos, not 5 versions
     keep_model_versions: Annotated[int, Field(ge=1, strict=True)] = 20
 
@@ -72,6 +76,18 @@ class TrainingParams(Parameters):
             raise ValueError(
                 "must be never, on_drift or {max_age_days: N} (N >= 1, optionally with on_drift: true)"
             ) from None
+
+    @field_validator("warm_start_tolerance")
+    @classmethod
+    def _no_warm_start(cls, value: float | None) -> float | None:
+        if value is not None:
+            logger.warning(
+                "training.warm_start_tolerance (%s) no longer has an effect: a fit depends on the sample and "
+                "the parameters only, and segment ids and labels carry over by matching (docs/monitoring.md). "
+                "Remove it from your parameters.",
+                value,
+            )
+        return value
 
     @field_validator("features", "log_features")
     @classmethod
