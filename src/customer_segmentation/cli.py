@@ -149,12 +149,13 @@ def import_(  # noqa: PLR0913 - one option per reading choice
 @click.pass_obj
 def explorer(metadata: Any, port: int, host: str, no_browser: bool, env: str | None) -> None:
     """Serve the segment explorer (Streamlit) on http://127.0.0.1:8501 (or --port)."""
-    from customer_segmentation.explorer_launcher import ExplorerStartError, serve
+    from customer_segmentation.errors import SegmentationError
+    from customer_segmentation.explorer_launcher import serve
 
     project = Path(getattr(metadata, "project_path", None) or Path.cwd()).resolve()
     try:
         code = serve(project, host=host, port=port, open_browser=not no_browser, env=env, echo=click.echo)
-    except ExplorerStartError as exc:
+    except SegmentationError as exc:  # missing extra, busy port, bad parameter, Streamlit exited
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(1) from None
     raise SystemExit(code)

@@ -57,7 +57,11 @@ class ExplorerStartError(SegmentationError):
 
 
 def streamlit_available() -> bool:
-    return importlib.util.find_spec("streamlit") is not None
+    """Whether Streamlit (the explorer extra) is installed, without importing it."""
+    try:
+        return importlib.util.find_spec("streamlit") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -202,12 +206,12 @@ def serve(
     """Run the explorer until interrupted; returns Streamlit's exit code (0 after Ctrl-C)."""
     if not streamlit_available():
         raise ExplorerStartError(INSTALL_HINT)
+    variables = project_settings(project, env)
     if port_in_use(host, port):
         raise ExplorerStartError(
             f"Port {port} on {host} is already in use (another `kedro explorer`, Streamlit app or "
             f"program). Stop it, or choose another port: kedro explorer --port {port + 1}"
         )
-    variables = project_settings(project, env)
     display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{display_host}:{port}"
     echo(f"Starting the segment explorer for {project} on {url} ...")

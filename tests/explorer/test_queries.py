@@ -255,6 +255,7 @@ def test_data_version_changes_with_every_run(warehouse_session: Any) -> None:
 
 
 def test_csv_and_markdown_helpers() -> None:
+    pytest.importorskip("streamlit")
     from customer_segmentation.explorer.segment_explorer import common
 
     frame = pd.DataFrame(
@@ -281,3 +282,8 @@ def test_csv_and_markdown_helpers() -> None:
     assert common.escape("1. first") == "1\\. first" and common.escape("- item") == "\\- item"
     assert common.escape("a" * 300, 10) == "a" * 10 + "..."
     assert common.slug("At risk (more recent)") == "At_risk_more_recent"
+    assert (
+        common.code("A--B") == "`A--B`"
+        and common.code("x`y") == "``x`y``"
+        and common.code("`a") == "`` `a ``"
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 from segment_explorer import common, queries
-from segment_explorer.common import escape, num, pct
+from segment_explorer.common import code, escape, num, pct
 
 INPUT_KEY = "customer.id"
 
@@ -76,14 +76,14 @@ def render(data: common.Data) -> None:
     history = data.read("customer_history", customer_id)
     if not row:
         st.warning(
-            f"No customer {escape(customer_id, 80)} in the latest snapshot (PROCESSED_DATA): check the id "
+            f"No customer {code(customer_id, 80)} in the latest snapshot (PROCESSED_DATA): check the id "
             "(matched exactly, case included). Customers without any valid order have no segment."
         )
         if history.empty:
             return
         st.caption("The segment history still knows this id:")
     else:
-        st.subheader(f"Customer {escape(customer_id)}")
+        st.subheader(f"Customer {code(customer_id)}")
         value = data.read("customer_value", customer_id) if data.catalog.has(queries.VALUE) else {}
         _profile(row, value, data.catalog.value_ready())
         segment_id = row.get("SEGMENT_ID")

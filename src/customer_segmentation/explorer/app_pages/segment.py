@@ -47,7 +47,7 @@ def _header(card: pd.Series, value_ready: bool) -> None:
     cols[0].metric("Customers", num(card["CUSTOMERS"]), help=f"{pct(card.get('CUSTOMER_SHARE'), 1)} of all")
     cols[1].metric("Share of customers", pct(card.get("CUSTOMER_SHARE"), 1))
     cols[2].metric("Share of net revenue", pct(card.get("REVENUE_SHARE"), 1))
-    cols[3].metric("Classic RFM segment of most", str(card.get("DOMINANT_RFM_SEGMENT") or "-"))
+    cols[3].metric("Most members' RFM segment", str(card.get("DOMINANT_RFM_SEGMENT") or "-"))
     st.markdown(
         f"Median recency **{num(card.get('MEDIAN_RECENCY_DAYS'))} days** · "
         f"frequency **{num(card.get('MEDIAN_FREQUENCY'))} orders** · "

@@ -52,19 +52,37 @@ def contrast(frame: pd.DataFrame, label: str, top: int = 12) -> go.Figure:
     return fig
 
 
+#: Segment colours (the same segment has the same colour on both sides of a Sankey).
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#eeca3b")
+OUTSIDE = "#bab0ac"  # "new" and "gone"
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
 def sankey(moves: pd.DataFrame, before: date, after: date) -> go.Figure:
     """Customers from each segment at ``before`` (left) to each segment at ``after`` (right)."""
     left = sorted(set(moves["FROM_SEGMENT"].astype(str)))
     right = sorted(set(moves["TO_SEGMENT"].astype(str)))
+    segments = sorted((set(left) | set(right)) - {"new", "gone"})
+    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)} | {"new": OUTSIDE, "gone": OUTSIDE}
     labels = [f"{s} ({before})" for s in left] + [f"{s} ({after})" for s in right]
     fig = go.Figure(
         go.Sankey(
-            node={"label": labels, "pad": 14},
+            node={
+                "label": labels,
+                "pad": 14,
+                "color": [colour[s] for s in left] + [colour[s] for s in right],
+            },
             link={
                 "source": [left.index(str(s)) for s in moves["FROM_SEGMENT"]],
                 "target": [len(left) + right.index(str(s)) for s in moves["TO_SEGMENT"]],
                 "value": moves["CUSTOMERS"].astype(int).tolist(),
+                "color": [_rgba(colour[str(s)], 0.35) for s in moves["FROM_SEGMENT"]],
             },
+            textfont={"color": "#1f1f1f", "size": 12},
         )
     )
     fig.update_layout(title=f"Customers between {before} and {after}", height=480, margin=_LAYOUT["margin"])

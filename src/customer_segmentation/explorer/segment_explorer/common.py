@@ -245,6 +245,22 @@ def escape(text: Any, limit: int = 120) -> str:
     return _LIST_MARKER.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", shown)
 
 
+def code(text: Any, limit: int = 120) -> str:
+    """User text (an id) shown verbatim in markdown: an inline code span, on one line, cut to ``limit``.
+
+    Inside a code span nothing is markdown (no links, no emphasis, no typographic dashes); the
+    delimiter is one backtick longer than the longest run of backticks in the text (CommonMark).
+    """
+    shown = " ".join(str(text).split())
+    shown = shown if len(shown) <= limit else shown[:limit] + "..."
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
+    return (
+        f"{fence} {shown} {fence}"
+        if shown.startswith("`") or shown.endswith("`")
+        else f"{fence}{shown}{fence}"
+    )
+
+
 def words(feature: str) -> str:
     """A feature name as words (RECENCY_DAYS -> recency days)."""
     return str(feature).lower().replace("_", " ")
