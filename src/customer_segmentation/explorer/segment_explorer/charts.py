@@ -67,7 +67,10 @@ def sankey(moves: pd.DataFrame, before: date, after: date) -> go.Figure:
     left = sorted(set(moves["FROM_SEGMENT"].astype(str)))
     right = sorted(set(moves["TO_SEGMENT"].astype(str)))
     segments = sorted((set(left) | set(right)) - {"new", "gone"})
-    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)} | {"new": OUTSIDE, "gone": OUTSIDE}
+    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)} | {
+        "new": OUTSIDE,
+        "gone": OUTSIDE,
+    }
     labels = [f"{s} ({before})" for s in left] + [f"{s} ({after})" for s in right]
     fig = go.Figure(
         go.Sankey(
