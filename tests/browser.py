@@ -143,19 +143,28 @@ class DevTools:
         self.wait_for(script, timeout)
 
     def type_into(self, label: str, text: str, timeout: float = 30) -> None:
-        """Focus the input labelled ``label``, replace its text by ``text`` and press Enter."""
-        focus = (
-            f"(() => {{ const label = {json.dumps(label)};"
-            " const input = [...document.querySelectorAll('input, textarea')]"
-            ".find(i => i.getAttribute('aria-label') === label); if (!input) return false;"
-            " input.focus(); input.select(); return true; })()"
-        )
-        self.wait_for(focus, timeout)
-        self.call("Input.insertText", text=text)
-        for kind in ("keyDown", "keyUp"):
-            self.call(
-                "Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13
+        """Focus the input labelled ``label``, replace its text by ``text`` and press Enter.
+
+        Streamlit may still re-mount an input just after its page finished (the typed value is then
+        lost): the value is checked a moment later and typed again if it did not stay.
+        """
+        find = f"[...document.querySelectorAll('input, textarea')].find(i => i.getAttribute('aria-label') === {json.dumps(label)})"
+        for _ in range(5):
+            self.wait_for(
+                f"(() => {{ const input = {find}; if (!input) return false; input.focus(); input.select(); return true; }})()",
+                timeout,
             )
+            self.call("Input.insertText", text=text)
+            for kind in ("keyDown", "keyUp"):
+                self.call(
+                    "Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13
+                )
+            time.sleep(1.0)
+            if self.js(
+                f"(() => {{ const input = {find}; return !!input && input.value === {json.dumps(text)}; }})()"
+            ):
+                return
+        raise AssertionError(f"could not type into the input labelled {label!r}")
 
     def allow_downloads(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ def _typed_id() -> str:
         placeholder="e.g. C-12345678 (as in PROCESSED_DATA)",
         help="Matched exactly (leading and trailing spaces ignored).",
     )
+    st.session_state[common.CUSTOMER_KEY] = typed.strip()  # still shown after a visit to another page
     return typed.strip()
 
 

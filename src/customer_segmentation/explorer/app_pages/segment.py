@@ -81,6 +81,11 @@ def _apart(data: common.Data, segment_id: int, label: str) -> None:
             for r in top.itertuples()
         )
     )
+    with st.expander("Every feature against all customers"):
+        _contrast_table(frame)
+
+
+def _contrast_table(frame: pd.DataFrame) -> None:
     st.dataframe(
         frame,
         hide_index=True,
@@ -108,6 +113,16 @@ def _over_time(data: common.Data, segment_id: int, label: str) -> None:
     st.caption(
         f"At {last['SNAPSHOT_DATE']}: {num(last['CUSTOMERS'])} customers ({pct(last['CUSTOMER_SHARE'], 1)}), "
         f"{num(last['NET_REVENUE'])} net revenue ({pct(last['REVENUE_SHARE'], 1)})."
+    )
+
+
+def _flows(rows: pd.DataFrame, column: str, word: str) -> str:
+    """Movements as a markdown list: "- 47 from At risk (69,355 net revenue)", largest first."""
+    revenue = "NET_REVENUE" in rows
+    return "\n".join(
+        f"- {num(r['CUSTOMERS'])} {word} {escape(r[column])}"
+        + (f" ({num(r['NET_REVENUE'])} net revenue)" if revenue else "")
+        for _, r in rows.sort_values("CUSTOMERS", ascending=False).iterrows()
     )
 
 
@@ -139,18 +154,8 @@ def _moves(data: common.Data, segment_id: int) -> None:
     came = moves[(moves["TO_SEGMENT_ID"] == segment_id) & (moves["FROM_SEGMENT_ID"] != segment_id)]
     went = moves[(moves["FROM_SEGMENT_ID"] == segment_id) & (moves["TO_SEGMENT_ID"] != segment_id)]
     left, right = st.columns(2)
-    with left:
-        st.markdown("**Came from**")
-        if came.empty:
-            st.caption("Nobody entered.")
-        else:
-            st.dataframe(came[["FROM_SEGMENT", "CUSTOMERS", "NET_REVENUE"]], hide_index=True)
-    with right:
-        st.markdown("**Went to**")
-        if went.empty:
-            st.caption("Nobody left.")
-        else:
-            st.dataframe(went[["TO_SEGMENT", "CUSTOMERS", "NET_REVENUE"]], hide_index=True)
+    left.markdown("**Came from**\n\n" + (_flows(came, "FROM_SEGMENT", "from") or "Nobody entered."))
+    right.markdown("**Went to**\n\n" + (_flows(went, "TO_SEGMENT", "to") or "Nobody left."))
     if len(dates) == 1:
         st.caption(
             queries.ONE_SNAPSHOT.format(snapshot=snapshot) + " Everybody is new at the first snapshot."

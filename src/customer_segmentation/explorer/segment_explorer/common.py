@@ -166,8 +166,13 @@ def show_error(exc: BaseException) -> None:
     )
 
 
+#: The sidebar's last line once a page is complete (the benchmark's browser waits for it).
+BUILT = "{title} built in {seconds:.2f} s"
+
+
 def page(title: str, render: Callable[[Data], None]) -> None:
     """Render a page: title, sidebar status, content; empty states and failures explained in the page."""
+    started = time.perf_counter()
     st.title(title)
     try:
         data = connect()
@@ -186,6 +191,7 @@ def page(title: str, render: Callable[[Data], None]) -> None:
         st.warning(str(exc))
     except Exception as exc:  # noqa: BLE001 - see show_error
         show_error(exc)
+    st.sidebar.caption(BUILT.format(title=title, seconds=time.perf_counter() - started))
 
 
 def sidebar(data: Data) -> None:
