@@ -108,12 +108,12 @@ def test_snowflake_yml_uploads_the_whole_app_and_names_its_warehouse() -> None:
 
 
 @pytest.mark.integration
-def test_every_page_runs_with_only_an_active_snowpark_session(two_snapshots: Path, tmp_path: Path) -> None:
+def test_every_page_runs_with_only_an_active_snowpark_session(trained_project: Path, tmp_path: Path) -> None:
     """As in Streamlit in Snowflake: a session is active, Kedro and the project cannot be imported."""
     pytest.importorskip("streamlit")
     from customer_segmentation.warehouse import embedded
 
-    folder = two_snapshots / "data" / "warehouse"
+    folder = trained_project / "data" / "warehouse"  # read only
     handle = embedded.ensure_server(folder)
     params = embedded.server_connection_parameters(handle, "SEGMENTATION", "PUBLIC")
     script = tmp_path / "run_pages.py"
