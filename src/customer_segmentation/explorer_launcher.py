@@ -49,7 +49,7 @@ class ExplorerParams(Parameters):
     #: Largest filtered list the browser may download as CSV; beyond, the page points to the export.
     max_download_rows: int = Field(100_000, ge=1, le=5_000_000)
     #: Rows a page's table shows (sorted in the warehouse; the count always covers every match).
-    table_rows: int = Field(1_000, ge=10, le=100_000)
+    table_rows: int = Field(500, ge=10, le=100_000)
 
 
 class ExplorerStartError(SegmentationError):

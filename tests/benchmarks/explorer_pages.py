@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "src" / "customer_segmentation" / "explorer" / "streamlit_app.py"
 PAGES = ("overview", "segment", "movements", "customer", "model_health")
 #: Charts each page draws on data with two snapshots (the browser waits for them to be drawn).
-CHARTS = {"overview": 0, "segment": 2, "movements": 1, "customer": 0, "model_health": 3}
+CHARTS = {"overview": 1, "segment": 2, "movements": 1, "customer": 0, "model_health": 3}
 LIMIT_DEMO, LIMIT_1M = 2.0, 3.0
 
 
@@ -111,7 +111,10 @@ LINKS = {
 
 
 def _task_seconds(browser: Any) -> float:
-    """CPU seconds the page's renderer has spent on tasks (script, layout, paint) so far."""
+    """Seconds the page's renderer main thread has been busy with tasks (script, layout, paint) so far.
+
+    Wall time of its tasks (Chrome's TaskDuration): on a loaded machine it grows with the load too.
+    """
     metrics = browser.call("Performance.getMetrics")["metrics"]
     return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
 
@@ -153,15 +156,24 @@ def measure_browser(project: Path, customer_id: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as profile:
             browser = DevTools(Path(profile), height=1400)
             try:
-                done = "document.body.innerText.includes({marker}) && document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}"
-                started = time.perf_counter()
-                browser.navigate(url + "/")
-                browser.wait_for(done.format(marker=json.dumps("Segments built in"), charts=0), timeout=600)
-                first_load = time.perf_counter() - started
-                views: dict[str, dict[str, float]] = {p: {} for p in PAGES}
-                order = [p for p in PAGES if p != "overview"] + ["overview"]
+                done = (
+                    "document.body.innerText.includes({marker}) && "
+                    "document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}"
+                )
                 browser.call("Performance.enable")
-                for kind in ("first", "again"):
+                views: dict[str, dict[str, float]] = {p: {} for p in PAGES}
+                cpu = _task_seconds(browser)
+                started = time.perf_counter()
+                browser.navigate(url + "/")  # the app's first load: its first page is the Overview
+                browser.wait_for(
+                    done.format(marker=json.dumps("Segments built in"), charts=CHARTS["overview"]),
+                    timeout=600,
+                )
+                first_load = time.perf_counter() - started
+                after = _task_seconds(browser)  # the navigation may have started a new renderer process
+                views["overview"] = {"first": first_load, "first_cpu": after - cpu if after >= cpu else after}
+                others = [p for p in PAGES if p != "overview"]
+                for kind, order in (("first", others), ("again", [*others, "overview"])):
                     for page in order:
                         link, title = LINKS[page]
                         cpu = _task_seconds(browser)
@@ -220,7 +232,7 @@ def render(result: dict[str, Any], limit: float) -> str:
         )
         + "):",
         "",
-        "| page | server cold s | server warm s | browser first view s (renderer CPU s) | browser again s (CPU s) |",
+        "| page | server cold s | server warm s | browser first view s (renderer busy s) | browser again s (busy s) |",
         "|---|---|---|---|---|",
     ]
     nan = float("nan")

@@ -150,23 +150,37 @@ def test_hostile_text_is_a_value(demo: Any) -> None:
 def test_feature_contrast_matches_pandas(demo: Any) -> None:
     session, cat, processed, _ = demo
     segment = int(processed["SEGMENT_ID"].value_counts().idxmin())
-    frame = q.contrast(q.base_feature_stats(session, cat), q.segment_feature_stats(session, cat, segment))
+    cards = q.segment_cards(session, cat)
+    profile = cards[cards["SEGMENT_ID"] == segment].iloc[0]
+    stats = q.feature_stats(session, cat)
+    frame = q.contrast(stats, segment, profile)
     features = q.feature_columns(cat)
     assert set(frame["FEATURE"]) == set(features) and "R_SCORE" not in features
     members = processed[processed["SEGMENT_ID"] == segment]
     for row in frame.itertuples():
         everyone = processed[row.FEATURE].astype(float)
         mine = members[row.FEATURE].astype(float)
-        assert row.ALL_MEDIAN == pytest.approx(everyone.median(), nan_ok=True)
+        # the medians are SEGMENT_PROFILES' (the latest snapshot is PROCESSED_DATA's)
         assert row.SEGMENT_MEDIAN == pytest.approx(mine.median(), nan_ok=True)
+        assert row.SEGMENT_MEAN == pytest.approx(mine.mean(), nan_ok=True)
         assert row.ALL_MEAN == pytest.approx(everyone.mean(), nan_ok=True)
         sd = everyone.std(ddof=0)
         if sd > 0:
             assert row.SD_DIFF == pytest.approx(
-                (mine.mean() - everyone.mean()) / sd, rel=1e-9, abs=1e-12, nan_ok=True
+                (mine.mean() - everyone.mean()) / sd, rel=1e-7, abs=1e-9, nan_ok=True
             )
+    base = q.base_stats(stats).set_index("FEATURE")
+    for feature in features:  # all customers' figures, combined from the segments' (total variance)
+        values = processed[feature].astype(float)
+        assert base.loc[feature, "ALL_MEAN"] == pytest.approx(values.mean(), rel=1e-9, nan_ok=True)
+        assert base.loc[feature, "ALL_SD"] == pytest.approx(
+            values.std(ddof=0), rel=1e-7, abs=1e-9, nan_ok=True
+        )
     ordered = frame["SD_DIFF"].abs().dropna().tolist()
     assert ordered == sorted(ordered, reverse=True)
+    # the top features the monitoring pipeline named are the top of the contrast
+    top = [profile[f"TOP_FEATURE_{i}"] for i in (1, 2, 3) if f"TOP_FEATURE_{i}" in profile]
+    assert list(frame["FEATURE"].head(len(top))) == top
 
 
 def test_trend_and_snapshot_dates_match_the_history(demo: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from segment_explorer import common, queries
+from segment_explorer import charts, common, queries
 from segment_explorer.common import escape, num, pct
 
 COLUMNS = 3
@@ -91,6 +91,7 @@ def render(data: common.Data) -> None:
     for i, card in enumerate(cards.itertuples(index=False)):
         with grid[i % COLUMNS].container(border=True):
             _card(card, value_ready)
+    st.plotly_chart(charts.shares(cards), key="overview.shares")
 
 
 common.page("Segments", render)

@@ -65,9 +65,10 @@ def _header(card: pd.Series, value_ready: bool) -> None:
         st.markdown(f"**Suggested action:** {card['SUGGESTED_ACTION']}")
 
 
-def _apart(data: common.Data, segment_id: int, label: str) -> None:
+def _apart(data: common.Data, segment_id: int, card: pd.Series) -> None:
     st.subheader("What sets it apart")
-    frame = queries.contrast(data.read("base_feature_stats"), data.read("segment_feature_stats", segment_id))
+    label = str(card["SEGMENT_LABEL"])
+    frame = queries.contrast(data.read("feature_stats"), segment_id, card)
     if frame.empty:
         st.info("PROCESSED_DATA has no numeric feature to compare.")
         return
@@ -77,7 +78,7 @@ def _apart(data: common.Data, segment_id: int, label: str) -> None:
         "Furthest from all customers: "
         + "; ".join(
             f"**{common.words(r.FEATURE)}** {'higher' if r.SD_DIFF > 0 else 'lower'} ({r.SD_DIFF:+.1f} sd; "
-            f"median {num(r.SEGMENT_MEDIAN, 2)} vs {num(r.ALL_MEDIAN, 2)})"
+            f"mean {num(r.SEGMENT_MEAN, 2)} vs {num(r.ALL_MEAN, 2)})"
             for r in top.itertuples()
         )
     )
@@ -92,7 +93,6 @@ def _contrast_table(frame: pd.DataFrame) -> None:
         column_config={
             "FEATURE": "feature",
             "SEGMENT_MEDIAN": st.column_config.NumberColumn("segment median", format="%.2f"),
-            "ALL_MEDIAN": st.column_config.NumberColumn("all customers' median", format="%.2f"),
             "SEGMENT_MEAN": st.column_config.NumberColumn("segment mean", format="%.2f"),
             "ALL_MEAN": st.column_config.NumberColumn("all customers' mean", format="%.2f"),
             "SD_DIFF": st.column_config.NumberColumn("difference (sd)", format="%+.2f"),
@@ -253,7 +253,7 @@ def render(data: common.Data) -> None:
     _header(card, value_ready)
     if not value_ready:
         st.caption(queries.NO_VALUE)
-    _apart(data, segment_id, label)
+    _apart(data, segment_id, card)
     _over_time(data, segment_id, label)
     _moves(data, segment_id)
     _members(data, segment_id, card)

@@ -39,6 +39,27 @@ def segment_trend(trend: pd.DataFrame, label: str) -> go.Figure:
     return fig
 
 
+def shares(cards: pd.DataFrame) -> go.Figure:
+    """Each segment's share of customers, of net revenue and (once it exists) of expected revenue."""
+    fig = go.Figure()
+    labels = cards["SEGMENT_LABEL"].astype(str)
+    for column, name, colour in (
+        ("CUSTOMER_SHARE", "customers", "#4c78a8"),
+        ("REVENUE_SHARE", "net revenue", "#f58518"),
+        ("EXPECTED_REVENUE_SHARE", "expected revenue (CLV)", "#54a24b"),
+    ):
+        if column in cards:
+            fig.add_bar(x=labels, y=cards[column], name=name, marker_color=colour)
+    fig.update_layout(
+        title="Segments at a glance: share of customers and of revenue",
+        barmode="group",
+        yaxis={"tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2},
+        **_LAYOUT,
+    )
+    return fig
+
+
 def contrast(frame: pd.DataFrame, label: str, top: int = 12) -> go.Figure:
     """Standardised difference of the segment's mean from all customers', per feature (largest first)."""
     shown = frame.dropna(subset=["SD_DIFF"]).head(top).iloc[::-1]

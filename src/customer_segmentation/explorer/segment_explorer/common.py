@@ -48,7 +48,7 @@ class Settings:
     SEGMENT_EXPLORER_* variables; in Streamlit in Snowflake the defaults apply."""
 
     max_download_rows: int = 100_000
-    table_rows: int = 1_000
+    table_rows: int = 500
     location: str | None = None  # DATABASE.SCHEMA of the tables; None = the session's current schema
     pinned_model: str | None = None  # prediction.model_version as configured, when known
     psi_watch: float = 0.1

@@ -77,9 +77,6 @@ VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
 SEGMENT_VALUE_COLUMNS = ("MEDIAN_P_ALIVE", "TOTAL_CLV", "MEDIAN_CLV", "EXPECTED_REVENUE_SHARE")
 #: Numeric columns of PROCESSED_DATA that are not customer features (left out of the contrast).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
-#: Values one MEDIAN query may hold (rows x features): exact medians keep every value of their
-#: group, and the embedded warehouse cannot spill that state (the monitoring pipeline's limit).
-MEDIAN_VALUES_PER_QUERY = 20_000_000
 ORDER_EVENTS = ("ORDER_CREATED", "ORDER_CANCELLED", "ORDER_RETURNED")
 NUMERIC_TYPES = {"NUMBER", "FLOAT", "DECIMAL", "NUMERIC", "INT", "INTEGER", "BIGINT", "DOUBLE", "REAL"}
 
@@ -229,7 +226,6 @@ _RUN_MARKS = {
     MODELS: "MAX(REGISTERED_AT)",
     PROFILES: "MAX(SNAPSHOT_DATE)",
     FLOWS: "MAX(SNAPSHOT_DATE)",
-    PROCESSED: "MAX(RUN_ID)",
     VALUE_MODELS: "MAX(VERSION)",
 }
 _MARK_COLUMNS = {
@@ -238,7 +234,6 @@ _MARK_COLUMNS = {
     MODELS: "REGISTERED_AT",
     PROFILES: "SNAPSHOT_DATE",
     FLOWS: "SNAPSHOT_DATE",
-    PROCESSED: "RUN_ID",
     VALUE_MODELS: "VERSION",
 }
 
@@ -506,6 +501,8 @@ def segment_cards(session: Any, cat: Catalog) -> pd.DataFrame:
         *SEGMENT_VALUE_COLUMNS,
     )
     columns = cat.pick(PROFILES, wanted)
+    # every feature's median (MEDIAN_<feature>): the segment page's contrast shows them
+    columns += [c for c in cat.columns.get(PROFILES, ()) if c.startswith("MEDIAN_") and c not in columns]
     order = "REVENUE_SHARE DESC NULLS LAST, " if "REVENUE_SHARE" in columns else ""
     frame = _rows(
         session,
@@ -603,64 +600,71 @@ def feature_columns(cat: Catalog) -> list[str]:
     return [c for c in cat.numeric(PROCESSED) if c not in NOT_FEATURES]
 
 
-def _median_chunks(features: list[str], rows: int) -> list[list[str]]:
-    per_query = max(1, MEDIAN_VALUES_PER_QUERY // max(rows, 1))
-    return [features[i : i + per_query] for i in range(0, len(features), per_query)]
+def feature_stats(session: Any, cat: Catalog) -> pd.DataFrame:
+    """Per segment and feature: values (non-null), mean and population variance, in one grouped scan.
 
-
-def base_feature_stats(session: Any, cat: Catalog) -> pd.DataFrame:
-    """Per feature over all customers: mean, population standard deviation and exact median."""
+    Every segment's contrast and the whole base's mean and standard deviation come from these few
+    rows (``base_stats``), so one scan of PROCESSED_DATA serves the segment page for every segment.
+    """
     features = feature_columns(cat)
+    columns = ["SEGMENT_ID", "FEATURE", "N", "MEAN", "VAR"]
     if not features:
-        return pd.DataFrame(columns=["FEATURE", "ALL_MEAN", "ALL_SD", "ALL_MEDIAN"])
-    out: dict[str, dict[str, float]] = {f: {} for f in features}
-    for chunk in _median_chunks(features, cat.rows(PROCESSED)):
-        aggs = []
-        for i, f in enumerate(chunk):
-            value = f"CAST({f} AS DOUBLE)"
-            aggs += [f"AVG({value}) AS A{i}", f"STDDEV_POP({value}) AS S{i}", f"MEDIAN({value}) AS M{i}"]
-        row = _rows(session, f"SELECT {', '.join(aggs)} FROM {cat.table(PROCESSED)}").iloc[0]
-        for i, f in enumerate(chunk):
-            out[f] = {"ALL_MEAN": row[f"A{i}"], "ALL_SD": row[f"S{i}"], "ALL_MEDIAN": row[f"M{i}"]}
-    frame = pd.DataFrame.from_dict(out, orient="index").rename_axis("FEATURE").reset_index()
-    return frame.astype({c: float for c in ("ALL_MEAN", "ALL_SD", "ALL_MEDIAN")})
+        return pd.DataFrame(columns=columns)
+    aggs = []
+    for i, f in enumerate(features):
+        value = f"CAST({f} AS DOUBLE)"
+        aggs += [f"COUNT({value}) AS N{i}", f"AVG({value}) AS A{i}", f"VAR_POP({value}) AS V{i}"]
+    wide = _rows(
+        session,
+        f"SELECT SEGMENT_ID, {', '.join(aggs)} FROM {cat.table(PROCESSED)} GROUP BY SEGMENT_ID LIMIT 10000",
+    )
+    rows = [
+        (int(r["SEGMENT_ID"]), f, int(r[f"N{i}"] or 0), r[f"A{i}"], r[f"V{i}"])
+        for _, r in wide.iterrows()
+        for i, f in enumerate(features)
+    ]
+    return pd.DataFrame(rows, columns=columns).astype({"MEAN": float, "VAR": float})
 
 
-def segment_feature_stats(session: Any, cat: Catalog, segment_id: int) -> pd.DataFrame:
-    """Per feature over one segment's members: mean and exact median."""
-    features = feature_columns(cat)
-    if not features:
-        return pd.DataFrame(columns=["FEATURE", "SEGMENT_MEAN", "SEGMENT_MEDIAN"])
-    out: dict[str, dict[str, float]] = {}
-    for chunk in _median_chunks(features, cat.rows(PROCESSED)):
-        aggs = []
-        for i, f in enumerate(chunk):
-            aggs += [f"AVG(CAST({f} AS DOUBLE)) AS A{i}", f"MEDIAN(CAST({f} AS DOUBLE)) AS M{i}"]
-        row = _rows(
-            session,
-            f"SELECT {', '.join(aggs)} FROM {cat.table(PROCESSED)} WHERE SEGMENT_ID = ?",
-            [int(segment_id)],
-        ).iloc[0]
-        for i, f in enumerate(chunk):
-            out[f] = {"SEGMENT_MEAN": row[f"A{i}"], "SEGMENT_MEDIAN": row[f"M{i}"]}
-    frame = pd.DataFrame.from_dict(out, orient="index").rename_axis("FEATURE").reset_index()
-    return frame.astype({c: float for c in ("SEGMENT_MEAN", "SEGMENT_MEDIAN")})
+def base_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """All customers' mean and population standard deviation per feature, from the segments' ones.
+
+    Law of total variance: var = sum(n_k * (var_k + mean_k^2)) / N - mean^2, mean = sum(n_k * mean_k) / N.
+    """
+    frame = stats[stats["N"] > 0].copy()
+    frame["SUM"] = frame["N"] * frame["MEAN"]
+    frame["SQUARES"] = frame["N"] * (frame["VAR"].fillna(0.0) + frame["MEAN"] ** 2)
+    total = frame.groupby("FEATURE", sort=False)[["N", "SUM", "SQUARES"]].sum()
+    mean = total["SUM"] / total["N"]
+    variance = (total["SQUARES"] / total["N"] - mean**2).clip(lower=0.0)
+    out = pd.DataFrame({"ALL_MEAN": mean, "ALL_SD": variance**0.5}).rename_axis("FEATURE").reset_index()
+    order = list(dict.fromkeys(stats["FEATURE"]))
+    return out.set_index("FEATURE").reindex(order).rename_axis("FEATURE").reset_index()
 
 
-def contrast(base: pd.DataFrame, segment: pd.DataFrame) -> pd.DataFrame:
-    """What sets a segment apart: per feature, its median and mean against all customers.
+def contrast(
+    stats: pd.DataFrame, segment_id: int, profile: pd.Series | dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """What sets a segment apart: per feature, its mean against all customers' (and its median).
 
     ``SD_DIFF`` = (segment mean - all customers' mean) / all customers' standard deviation: the
     standardised difference SEGMENT_PROFILES names its top features by. Largest |SD_DIFF| first.
+    The segment's medians are SEGMENT_PROFILES' (``MEDIAN_<feature>``, exact, computed by the
+    monitoring pipeline), so the app computes no median over the whole table.
     """
-    merged = segment.merge(base, on="FEATURE", how="inner")
-    sd = merged["ALL_SD"].where(merged["ALL_SD"] > 0)
-    merged["SD_DIFF"] = (merged["SEGMENT_MEAN"] - merged["ALL_MEAN"]) / sd
-    merged["_ORDER"] = merged["SD_DIFF"].abs().fillna(-1.0)
-    merged = merged.sort_values(["_ORDER", "FEATURE"], ascending=[False, True]).drop(columns="_ORDER")
-    return merged[
-        ["FEATURE", "SEGMENT_MEDIAN", "ALL_MEDIAN", "SEGMENT_MEAN", "ALL_MEAN", "SD_DIFF"]
-    ].reset_index(drop=True)
+    frame = base_stats(stats)
+    mine = stats[stats["SEGMENT_ID"] == int(segment_id)].set_index("FEATURE")["MEAN"]
+    frame["SEGMENT_MEAN"] = [float(mine.get(f, math.nan)) for f in frame["FEATURE"]]
+    profile = profile if profile is not None else {}
+    frame["SEGMENT_MEDIAN"] = [
+        float(profile.get(f"MEDIAN_{f}")) if _none(profile.get(f"MEDIAN_{f}")) is not None else math.nan
+        for f in frame["FEATURE"]
+    ]
+    sd = frame["ALL_SD"].where(frame["ALL_SD"] > 0)
+    frame["SD_DIFF"] = (frame["SEGMENT_MEAN"] - frame["ALL_MEAN"]) / sd
+    frame["_ORDER"] = frame["SD_DIFF"].abs().fillna(-1.0)
+    frame = frame.sort_values(["_ORDER", "FEATURE"], ascending=[False, True]).drop(columns="_ORDER")
+    return frame[["FEATURE", "SEGMENT_MEDIAN", "SEGMENT_MEAN", "ALL_MEAN", "SD_DIFF"]].reset_index(drop=True)
 
 
 # --- members -------------------------------------------------------------------------------------------
