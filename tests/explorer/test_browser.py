@@ -29,7 +29,7 @@ from tests.explorer.conftest import AS_OF, SIMULATED_DAYS, copy_project, point_w
 
 pytest.importorskip("streamlit", reason="the explorer extra: pip install -e '.[explorer]'")
 pytest.importorskip("websockets.sync.client")
-pytestmark = [pytest.mark.integration, pytest.mark.browser, requires_chromium]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, requires_chromium]
 
 #: Where the Overview screenshot is also copied (the README picture), when set.
 README_IMAGES_DIR = os.environ.get("README_IMAGES_DIR")

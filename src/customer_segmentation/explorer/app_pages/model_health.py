@@ -126,6 +126,20 @@ def _scalars(doc: dict[str, Any]) -> pd.DataFrame:
 
 
 def _holdout(report: dict[str, Any]) -> None:
+    if report.get("skipped"):
+        st.info(f"No holdout check for this version: {escape(report['skipped'], 400)}")
+    if report.get("large_error"):
+        st.warning("Large holdout error: read docs/customer-value.md before acting on CLV.")
+    headline = [
+        ("Predicted repeat purchases", num(report.get("predicted_purchases"))),
+        ("Actual repeat purchases", num(report.get("actual_purchases"))),
+        ("Total error", pct(report.get("total_error"), 1)),
+        ("Per-customer correlation", num(report.get("correlation"), 2)),
+        ("Mean absolute error", num(report.get("mae"), 3)),
+    ]
+    if any(report.get(k) is not None for k in ("predicted_purchases", "actual_purchases", "correlation")):
+        for col, (label, value) in zip(st.columns(len(headline)), headline, strict=True):
+            col.metric(label, value)
     scalars = _scalars(report)
     if not scalars.empty:
         st.dataframe(scalars, hide_index=True)
@@ -136,7 +150,11 @@ def _holdout(report: dict[str, Any]) -> None:
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             st.markdown(f"**{common.words(name)}**")
             x = next(iter(value[0]))
-            ys = [k for k in value[0] if k != x and any(t in k.lower() for t in ("pred", "actual", "rate"))]
+            ys = [
+                k
+                for k in value[0]
+                if k != x and any(t in k.lower() for t in ("pred", "actual", "rate", "share"))
+            ]
             figure = charts.series(value, x, ys, common.words(name)) if ys else None
             if figure is not None:
                 st.plotly_chart(figure, key=f"health.holdout.{name}")
