@@ -62,8 +62,10 @@ def test_every_page_renders_on_the_demo(two_snapshots: Path, app: Any) -> None:
 
     open_page(at, "movements")
     text = _plain(page_text(at))
-    changed = rows("SELECT COUNT(*) FROM SEGMENT_CHANGES")[0][0]
-    assert changed > 0 and f"{changed:,} customers changed segment" in text
+    latest, changed = rows(
+        "SELECT SNAPSHOT_DATE, COUNT(*) FROM SEGMENT_CHANGES GROUP BY 1 ORDER BY 1 DESC LIMIT 1"
+    )[0]
+    assert changed > 0 and f"{changed:,} changes published at {latest}" in text
     both = rows(
         "SELECT COUNT(DISTINCT CUSTOMER_ID) FROM SEGMENT_HISTORY WHERE SNAPSHOT_DATE IN "
         "(SELECT DISTINCT SNAPSHOT_DATE FROM SEGMENT_HISTORY ORDER BY 1 DESC LIMIT 2)",
@@ -199,7 +201,8 @@ def test_customer_page_shows_segment_history_and_orders(two_snapshots: Path, app
     at = app(two_snapshots)
     # a customer who changed segment at the latest snapshot: two different labels in the history
     customer, before, after = rows(
-        "SELECT CUSTOMER_ID, FROM_SEGMENT, TO_SEGMENT FROM SEGMENT_CHANGES ORDER BY CUSTOMER_ID LIMIT 1"
+        "SELECT CUSTOMER_ID, FROM_SEGMENT, TO_SEGMENT FROM SEGMENT_CHANGES "
+        "WHERE SNAPSHOT_DATE = (SELECT MAX(SNAPSHOT_DATE) FROM SEGMENT_CHANGES) ORDER BY CUSTOMER_ID LIMIT 1"
     )[0]
     at.switch_page(PAGES["customer"]).run()
     at.text_input(key="customer.id").set_value(f"  {customer} ").run()

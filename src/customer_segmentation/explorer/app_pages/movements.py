@@ -30,7 +30,9 @@ def _sankey(data: common.Data, dates: list) -> None:
     gone = moves["TO_SEGMENT"].eq("gone") & moves["TO_SEGMENT_ID"].lt(0)
     cols = st.columns(4)
     cols[0].metric("Stayed in their segment", num(moves.loc[same, "CUSTOMERS"].sum()))
-    cols[1].metric("Changed segment", num(moves.loc[~same & ~new & ~gone, "CUSTOMERS"].sum()))
+    cols[1].metric(
+        "Changed segment", num(moves.loc[~same & ~new & ~gone, "CUSTOMERS"].sum())
+    )  # ids or labels
     cols[2].metric("New", num(moves.loc[new, "CUSTOMERS"].sum()))
     cols[3].metric("Gone", num(moves.loc[gone, "CUSTOMERS"].sum()))
     st.plotly_chart(charts.sankey(moves, before, after), key="movements.sankey")
@@ -57,7 +59,15 @@ def _feed(data: common.Data) -> None:
     if not data.catalog.has(queries.CHANGES):
         st.info("No activation feed yet: the monitoring pipeline of `kedro run` writes SEGMENT_CHANGES.")
         return
-    segments = data.read("change_segments")
+    st.caption(
+        "Each row: a customer whose segment differs from the one last sent to the CRM (the table a "
+        "reverse-ETL sync reads; apply a customer's rows in CHANGE_SEQ order)."
+    )
+    published: list = data.read("change_snapshots")
+    snapshot = None
+    if published:
+        snapshot = st.selectbox("Published at snapshot", published, index=0, key="movements.feed.snapshot")
+    segments = data.read("change_segments", snapshot)
     from_keys, from_labels = _options(segments, "FROM")
     to_keys, to_labels = _options(segments, "TO")
     left, right = st.columns(2)
@@ -67,35 +77,29 @@ def _feed(data: common.Data) -> None:
     chosen_to = right.multiselect(
         "To segment", to_keys, format_func=lambda k: to_labels.get(k, k), key="movements.feed.to"
     )
-    count = data.read("change_count", tuple(chosen_from), tuple(chosen_to))
-    shown = data.read("changes", tuple(chosen_from), tuple(chosen_to), data.settings.table_rows)
+    picked = (tuple(chosen_from), tuple(chosen_to))
+    count = data.read("change_count", *picked, snapshot)
+    shown = data.read("changes", *picked, data.settings.table_rows, snapshot)
     if count == 0:
         st.info(
-            "No customer changed segment at the latest snapshot"
+            "No customer changed segment"
+            + (f" at {snapshot}" if snapshot else " at the latest snapshot")
             + (" between the chosen segments." if chosen_from or chosen_to else ".")
         )
         return
-    first = shown.iloc[0]
-    when = (
-        f" at {first['SNAPSHOT_DATE']} (against {first['PREVIOUS_SNAPSHOT_DATE']})"
-        if "SNAPSHOT_DATE" in shown and "PREVIOUS_SNAPSHOT_DATE" in shown
-        else ""
-    )
     st.markdown(
-        f"**{count:,} customers** changed segment{when}"
+        f"**{count:,} changes** published at {snapshot}"
         + (f"; the first {len(shown):,} are shown." if count > len(shown) else ".")
     )
     st.dataframe(shown, hide_index=True)
     common.download(
         data,
         key="movements.feed",
-        signature=repr((tuple(chosen_from), tuple(chosen_to))),
-        file_name=f"segment_changes_{first.get('SNAPSHOT_DATE', 'latest')}.csv",
+        signature=repr((snapshot, *picked)),
+        file_name=f"segment_changes_{snapshot or 'all'}.csv",
         count=count,
         shown=shown,
-        load_all=lambda: data.read(
-            "changes", tuple(chosen_from), tuple(chosen_to), data.settings.max_download_rows
-        ),
+        load_all=lambda: data.read("changes", *picked, data.settings.max_download_rows, snapshot),
         too_many=FEED_TOO_MANY,
     )
 

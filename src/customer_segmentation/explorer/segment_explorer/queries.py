@@ -916,10 +916,11 @@ def _typed_moves(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-#: SEGMENT_CHANGES columns shown first (any further column, e.g. a CHANGE_ID, follows).
+#: SEGMENT_CHANGES columns shown first (any further column follows).
 CHANGE_COLUMNS = (
     "CHANGE_ID",
     "CUSTOMER_ID",
+    "CHANGE_SEQ",
     "FROM_SEGMENT_ID",
     "FROM_SEGMENT",
     "TO_SEGMENT_ID",
@@ -944,11 +945,28 @@ def _change_key(cat: Catalog, side: str) -> str:
     return f"{side}_SEGMENT_ID" if cat.has(CHANGES, f"{side}_SEGMENT_ID") else f"{side}_SEGMENT"
 
 
+def change_snapshots(session: Any, cat: Catalog) -> list[date]:
+    """The snapshots the activation feed holds changes of, newest first (the feed is appended to)."""
+    if not cat.has(CHANGES, "SNAPSHOT_DATE"):
+        return []
+    frame = _rows(
+        session,
+        f"SELECT DISTINCT SNAPSHOT_DATE FROM {cat.table(CHANGES)} ORDER BY SNAPSHOT_DATE DESC LIMIT 5000",
+    )
+    return [pd.Timestamp(d).date() for d in frame["SNAPSHOT_DATE"] if _none(d) is not None]
+
+
 def change_where(
-    cat: Catalog, from_segments: tuple[Any, ...], to_segments: tuple[Any, ...]
+    cat: Catalog,
+    from_segments: tuple[Any, ...],
+    to_segments: tuple[Any, ...],
+    snapshot: date | None = None,
 ) -> tuple[str, list[Any]]:
-    """WHERE clause of the activation feed filtered by from / to segment, with bound values."""
+    """WHERE clause of the activation feed by snapshot and from / to segment, with bound values."""
     clauses, params = ["1 = 1"], []
+    if snapshot is not None and cat.has(CHANGES, "SNAPSHOT_DATE"):
+        clauses.append("SNAPSHOT_DATE = TO_DATE(?)")
+        params.append(date.fromisoformat(str(snapshot)).isoformat())
     for side, chosen in (("FROM", from_segments), ("TO", to_segments)):
         if chosen:
             key = _change_key(cat, side)
@@ -965,11 +983,16 @@ def _segment_id(value: Any) -> int:
 
 
 def change_count(
-    session: Any, cat: Catalog, from_segments: tuple[Any, ...], to_segments: tuple[Any, ...]
+    session: Any,
+    cat: Catalog,
+    from_segments: tuple[Any, ...],
+    to_segments: tuple[Any, ...],
+    snapshot: date | None = None,
 ) -> int:
+    """How many feed rows pass the filters."""
     if not cat.has(CHANGES):
         return 0
-    where, params = change_where(cat, from_segments, to_segments)
+    where, params = change_where(cat, from_segments, to_segments, snapshot)
     return int(
         _rows(session, f"SELECT COUNT(*) AS N FROM {cat.table(CHANGES)} WHERE {where}", params).iloc[0]["N"]
     )
@@ -981,13 +1004,14 @@ def changes(
     from_segments: tuple[Any, ...],
     to_segments: tuple[Any, ...],
     limit: int,
+    snapshot: date | None = None,
 ) -> pd.DataFrame:
-    """The activation feed (SEGMENT_CHANGES) filtered by from / to segment, at most ``limit`` rows."""
+    """The activation feed (SEGMENT_CHANGES) by snapshot and from / to segment, at most ``limit`` rows."""
     if not cat.has(CHANGES):
         return pd.DataFrame()
-    where, params = change_where(cat, from_segments, to_segments)
+    where, params = change_where(cat, from_segments, to_segments, snapshot)
     columns = change_columns(cat)
-    order = "CUSTOMER_ID" if "CUSTOMER_ID" in columns else columns[0]
+    order = ", ".join(c for c in ("CUSTOMER_ID", "CHANGE_SEQ") if c in columns) or columns[0]
     return _rows(
         session,
         f"SELECT {', '.join(columns)} FROM {cat.table(CHANGES)} WHERE {where} "
@@ -996,19 +1020,20 @@ def changes(
     )
 
 
-def change_segments(session: Any, cat: Catalog) -> pd.DataFrame:
-    """The feed's segments on each side (id or label, label, customers), for its filters."""
+def change_segments(session: Any, cat: Catalog, snapshot: date | None = None) -> pd.DataFrame:
+    """The feed's segments on each side (id or label, label, rows), for its filters."""
     if not cat.has(CHANGES):
         return pd.DataFrame(columns=["SIDE", "KEY", "LABEL", "N"])
+    where, params = change_where(cat, (), (), snapshot)
     parts = []
     for side in ("FROM", "TO"):
         key = _change_key(cat, side)
         label = f"{side}_SEGMENT" if cat.has(CHANGES, f"{side}_SEGMENT") else key
         parts.append(
             f"SELECT '{side}' AS SIDE, CAST({key} AS VARCHAR) AS KEY, MAX({label}) AS LABEL, COUNT(*) AS N "
-            f"FROM {cat.table(CHANGES)} GROUP BY {key}"
+            f"FROM {cat.table(CHANGES)} WHERE {where} GROUP BY {key}"
         )
-    return _rows(session, " UNION ALL ".join(parts) + " ORDER BY SIDE, N DESC LIMIT 2000")
+    return _rows(session, " UNION ALL ".join(parts) + " ORDER BY SIDE, N DESC LIMIT 2000", params * 2)
 
 
 # --- one customer --------------------------------------------------------------------------------------
