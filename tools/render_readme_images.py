@@ -8,7 +8,8 @@ Reads the latest versions of the plotly charts the pipelines saved under data/08
 network) and screenshots it with `chromium --headless`. Does not touch the warehouse.
 The browser is $CHROMIUM if set, else the first of chromium, chromium-browser, google-chrome
 found on PATH. With --kedro-viz it also writes the kedro-viz pictures (kedro-viz*.png), taken by
-the browser test of tests/test_viz.py on a throw-away project copy.
+the browser test of tests/test_viz.py on a throw-away project copy; with --explorer the segment
+explorer's Overview (explorer-overview.png), taken by tests/explorer/test_browser.py.
 A docs tool: not part of the package, not run by `kedro run`.
 """
 
@@ -105,6 +106,14 @@ def render_kedro_viz(out: Path) -> int:
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode
 
 
+def render_explorer(out: Path) -> int:
+    """The segment explorer's Overview: the browser test that serves `kedro explorer` on the demo."""
+    test = "tests/explorer/test_browser.py::test_overview_shows_every_segment"
+    env = {**os.environ, "README_IMAGES_DIR": str(out)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "browser", "-p", "no:cacheprovider", test]
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -116,12 +125,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also the kedro-viz pictures (runs the pipelines on a project copy; needs requirements-dev.txt)",
     )
+    parser.add_argument(
+        "--explorer",
+        action="store_true",
+        help="also the segment explorer's Overview (runs the pipelines on a project copy; needs the explorer extra)",
+    )
     args = parser.parse_args(argv)
     for png in render(args.project.resolve(), args.out.resolve()):
         print(f"wrote {png} ({png.stat().st_size} bytes)")
+    code = 0
     if args.kedro_viz:
-        return render_kedro_viz(args.out.resolve())
-    return 0
+        code = render_kedro_viz(args.out.resolve()) or code
+    if args.explorer:
+        code = render_explorer(args.out.resolve()) or code
+    return code
 
 
 if __name__ == "__main__":

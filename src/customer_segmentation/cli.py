@@ -1,4 +1,4 @@
-"""Project commands: Kedro's own, plus ``kedro warehouse status|stop|import``."""
+"""Project commands: Kedro's own, plus ``kedro warehouse status|stop|import`` and ``kedro explorer``."""
 
 from __future__ import annotations
 
@@ -132,3 +132,30 @@ def import_(  # noqa: PLR0913 - one option per reading choice
     )
     if result.renamed:
         click.echo("Renamed: " + ", ".join(f"{a!r} -> {b}" for a, b in result.renamed.items()))
+
+
+@cli.command()
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to serve on."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (0.0.0.0 serves other machines too: the app shows customer data).",
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--env", "-e", default=None, help="Kedro configuration environment.")
+@click.pass_obj
+def explorer(metadata: Any, port: int, host: str, no_browser: bool, env: str | None) -> None:
+    """Serve the segment explorer (Streamlit) on http://127.0.0.1:8501 (or --port)."""
+    from customer_segmentation.errors import SegmentationError
+    from customer_segmentation.explorer_launcher import serve
+
+    project = Path(getattr(metadata, "project_path", None) or Path.cwd()).resolve()
+    try:
+        code = serve(project, host=host, port=port, open_browser=not no_browser, env=env, echo=click.echo)
+    except SegmentationError as exc:  # missing extra, busy port, bad parameter, Streamlit exited
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code)

@@ -23,6 +23,10 @@ each step in a FRESH subprocess (so that peak RSS belongs to that step alone):
 6. ``append`` + ``daily``: 1% new events of the same customers (``DAILY_BATCH``), then
    ``kedro run --pipeline daily``, timed like the full run.
 
+7. ``explorer`` (with ``--explorer``): the segment explorer's page loads after the daily run (two
+   snapshots), server-side cold and warm and in headless Chromium (``tests/benchmarks/explorer_pages.py``);
+   ``--explorer-demo`` measures them on the 2,000-customer demo too.
+
 Both feature baselines are checked against CUSTOMER_FEATURES (customers, sum of FREQUENCY,
 MONETARY, RECENCY_DAYS). Results: tables on stdout (each pipeline's share, and issue 13's
 targets with PASS/MISS), JSON in ``<workdir>/results.json``; docs/benchmarks.md records runs.
@@ -672,7 +676,16 @@ def worker_pandas(project: Path) -> dict[str, Any]:
     }
 
 
-WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas", "append", "daily"}
+def worker_explorer(project: Path) -> dict[str, Any]:
+    """The explorer's page loads on the shared embedded server, as `kedro explorer` uses it."""
+    os.environ.pop("SEGMENTATION_EMBEDDED_IN_PROCESS", None)
+    sys.path.insert(0, str(REPO))
+    from tests.benchmarks import explorer_pages
+
+    return explorer_pages.measure(project)
+
+
+WORKERS = {"generate", "kedro", "duckdb", "duckdb_ingestion", "pandas", "append", "daily", "explorer"}
 
 # --------------------------------------------------------------------------------- driver
 
@@ -837,6 +850,9 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "status": "reported",
                     }
                 )
+        explorer = r.get("explorer", {})
+        if "pages" in explorer:
+            _explorer_targets(add, size, explorer)
         if size >= 100_000_000:
             add("peak RSS", size, k.get("peak_rss_mb"), 1536.0, "MB")
             ten = by_size.get(10_000_000, {}).get("kedro", {}).get("total_seconds")
@@ -848,6 +864,28 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "x",
             )
     return rows
+
+
+def _explorer_targets(add: Any, size: int, explorer: dict[str, Any]) -> None:
+    """Issue 22: every explorer page within 2 s on the demo, 3 s at 1M customers (the slowest page)."""
+    from tests.benchmarks import explorer_pages
+
+    limit = explorer_pages.LIMIT_DEMO if explorer["customers"] < 100_000 else explorer_pages.LIMIT_1M
+    worst = explorer_pages.slowest(explorer)
+    add(
+        f"explorer slowest page, server cold ({explorer['customers']:,} customers)",
+        size,
+        worst["server_cold"],
+        limit,
+        "s",
+    )
+    add(
+        f"explorer slowest page, browser first view ({explorer['customers']:,} customers)",
+        size,
+        worst["browser_first"],
+        limit,
+        "s",
+    )
 
 
 def render_ingestion(results: list[dict[str, Any]]) -> str:
@@ -945,6 +983,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also measure target 5, `kedro run --pipeline prediction` on the demo (tests/benchmarks/overhead.py)",
     )
+    parser.add_argument(
+        "--explorer",
+        action="store_true",
+        help="also the segment explorer's page loads after the daily run (tests/benchmarks/explorer_pages.py)",
+    )
+    parser.add_argument(
+        "--explorer-demo",
+        action="store_true",
+        help="also the segment explorer's page loads on the 2,000-customer demo",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -966,12 +1014,14 @@ def main(argv: list[str] | None = None) -> int:
             result = worker_kedro(args.project, params, args.duckdb, "daily")
         elif args.worker == "duckdb_ingestion":
             result = worker_duckdb_ingestion(args.project)
+        elif args.worker == "explorer":
+            result = worker_explorer(args.project)
         else:
             result = worker_pandas(args.project)
         args.out.write_text(json.dumps(result, default=str))
         return 0
 
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip() and int(s.replace("_", ""))]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="segmentation-benchmark-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -991,6 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = ["generate", "kedro"] + ([] if args.no_baselines else baselines)
         if args.pipeline is None and not args.no_daily:
             steps += ["append", "daily"]  # after the baselines: they read the full run's tables
+            if args.explorer:
+                steps.append("explorer")  # two snapshots now: every page has its data
         for kind in steps:
             print(f"[{time.strftime('%H:%M:%S')}] {size:,} events: {kind} ...", flush=True)
             try:
@@ -1026,7 +1078,33 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"size": 0, "overhead": overhead_result})
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         overhead_report = overhead.render(overhead_result)
-    measured = [r for r in results if r["size"]]  # the overhead entry has no size
+    explorer_report = None
+    if args.explorer_demo:
+        sys.path.insert(0, str(REPO))
+        from tests.benchmarks import explorer_pages
+
+        print(f"[{time.strftime('%H:%M:%S')}] explorer: page loads on the demo ...", flush=True)
+        os.environ.pop("SEGMENTATION_EMBEDDED_IN_PROCESS", None)
+        demo = explorer_pages.demo_project(workdir)
+        explorer_result = explorer_pages.measure(demo)
+        if not args.keep:
+            shutil.rmtree(demo, ignore_errors=True)
+        results.append({"size": 0, "explorer_demo": explorer_result})
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        explorer_report = explorer_pages.render(explorer_result, explorer_pages.LIMIT_DEMO)
+    for r in results:
+        if "pages" in r.get("explorer", {}):
+            sys.path.insert(0, str(REPO))
+            from tests.benchmarks import explorer_pages
+
+            page_loads = r["explorer"]
+            limit = (
+                explorer_pages.LIMIT_DEMO if page_loads["customers"] < 100_000 else explorer_pages.LIMIT_1M
+            )
+            explorer_report = "\n\n".join(
+                filter(None, [explorer_report, explorer_pages.render(page_loads, limit)])
+            )
+    measured = [r for r in results if r["size"]]  # the overhead and demo entries have no size
     report = "\n\n".join(
         [
             render(measured, machine_description()),
@@ -1034,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
             "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(measured),
             "Targets (issue 13):\n\n" + render_targets(measured),
             *(["Target 5, fixed overhead (issue 13):\n\n" + overhead_report] if overhead_report else []),
+            *(["Segment explorer page loads (issue 22):\n\n" + explorer_report] if explorer_report else []),
         ]
     )
     print()

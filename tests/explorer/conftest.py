@@ -1,0 +1,132 @@
+"""Fixtures of the segment explorer's tests: warehouses with two snapshots, one snapshot and nothing.
+
+Every fixture reads; the one that writes (the browser test's run while the app is open) copies
+first. ``two_snapshots`` is ``trained_project`` (one ``kedro run``) copied, plus a week of
+simulated demo days and the morning job: a second snapshot, movements and an activation feed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import run_pipeline
+
+APP = Path(__file__).resolve().parents[2] / "src" / "customer_segmentation" / "explorer" / "streamlit_app.py"
+PAGES = {
+    "overview": "app_pages/overview.py",
+    "segment": "app_pages/segment.py",
+    "movements": "app_pages/movements.py",
+    "customer": "app_pages/customer.py",
+    "model_health": "app_pages/model_health.py",
+}
+#: Simulated days may lie after the machine's clock: ingestion must not reject them as future events.
+AS_OF = {"ingestion.as_of": "2030-01-01"}
+SIMULATED_DAYS = 7
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project with its warehouse files (the source's server is stopped first: DuckDB files)."""
+    from customer_segmentation.warehouse import embedded
+
+    embedded.stop_server(source / "data" / "warehouse")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("server.json", "*.lock", "server.log*"))
+    return target
+
+
+def add_snapshot(project: Path, days: int = SIMULATED_DAYS) -> None:
+    """A week of demo life, then the morning job: one more snapshot in the history."""
+    run_pipeline(project, "simulate_days", {"simulate_days.days": days})
+    run_pipeline(project, "daily", AS_OF)
+
+
+@pytest.fixture(scope="session")
+def two_snapshots(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo after `kedro run`, a week of simulated days and `daily` (read-only for tests)."""
+    project = copy_project(trained_project, tmp_path_factory.mktemp("explorer") / "project")
+    add_snapshot(project)
+    return project
+
+
+def point_warehouse_at(project: Path) -> Any:
+    """Make the app's local session (the project's warehouse module) use ``project``'s embedded warehouse."""
+    import streamlit as st
+
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse.config import WarehouseSettings
+
+    # the project's own warehouse parameters (the server's memory limit included), as `kedro run` reads them
+    params = yaml.safe_load((project / "conf" / "base" / "parameters.yml").read_text())["warehouse"]
+    settings = WarehouseSettings.from_config({}, params, project)
+    if not (warehouse.is_open() and warehouse.current_settings().key == settings.key):
+        warehouse.close()
+        warehouse.configure(settings)
+        st.cache_data.clear()  # caches are keyed on the data version, which another warehouse may share
+    return warehouse.get_session()
+
+
+@pytest.fixture(scope="module")
+def _warehouse_closed_after_module() -> Iterator[None]:
+    """The session the AppTests share (one per project) is closed when the module is done."""
+    from customer_segmentation import warehouse
+
+    yield
+    warehouse.close()
+
+
+@pytest.fixture
+def app(
+    monkeypatch: pytest.MonkeyPatch, _warehouse_closed_after_module: None
+) -> Callable[[Path | None], Any]:
+    """``app(project)``: an AppTest of the explorer on ``project``'s warehouse (first page not run yet);
+    ``rows()`` then queries the same warehouse. ``app(None)`` leaves the warehouse as configured."""
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("TABLE_ROWS", "MAX_DOWNLOAD_ROWS", "SCHEMA", "PINNED_MODEL"):
+        monkeypatch.delenv(f"SEGMENT_EXPLORER_{name}", raising=False)
+
+    def make(project: Path | None) -> Any:
+        if project is not None:
+            point_warehouse_at(project)
+        return AppTest.from_file(str(APP), default_timeout=90)
+
+    return make
+
+
+def page_text(at: Any) -> str:
+    """Everything an AppTest page wrote as text (markdown, captions, titles, alerts, metrics)."""
+    parts: list[str] = []
+    for kind in (
+        "title",
+        "header",
+        "subheader",
+        "markdown",
+        "caption",
+        "info",
+        "warning",
+        "success",
+        "error",
+    ):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label}: {m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+def open_page(at: Any, page: str) -> Any:
+    """Run ``page`` (a key of PAGES) and check it neither raised nor showed an error."""
+    at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def rows(sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """An independent look at the warehouse the app reads (plain SQL written in the test)."""
+    from customer_segmentation import warehouse
+
+    return [tuple(r) for r in warehouse.get_session().sql(sql, params=params).collect()]
