@@ -84,7 +84,9 @@ def test_the_clock_is_read_for_a_demo_only_raw_data_and_replaced_on_save(
         _clock(names).save("2026-12-01")
 
 
-def test_the_clock_is_never_behind_the_latest_demo_load(warehouse_session: Any, names: tuple[str, str]) -> None:
+def test_the_clock_is_never_behind_the_latest_demo_load(
+    warehouse_session: Any, names: tuple[str, str]
+) -> None:
     """A simulate_days stopped between its two writes: the events landed, the clock did not move."""
     _demo_raw(warehouse_session, names)
     _clock(names).save(DemoClock(today=SEEDED - timedelta(days=3), set_by="demo seed"))
