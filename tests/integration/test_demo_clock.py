@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
+from tests.conftest import make_project_copy, run_pipeline, stop_embedded_servers, warehouse_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,12 +30,15 @@ def expected_recency(events: pd.DataFrame, reference: pd.Timestamp) -> pd.Series
 @pytest.fixture(scope="module")
 def demo_sequence(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     project = make_project_copy(tmp_path_factory.mktemp("clock") / "p")
-    run_pipeline(project)
-    clocks = [warehouse_rows(project, "SELECT TODAY, SET_BY FROM PUBLIC.DEMO_CLOCK")]
-    for _ in range(2):
-        run_pipeline(project, "simulate_days", {"simulate_days.days": DAYS})
-        run_pipeline(project, "daily")  # no ingestion.as_of: the demo clock is "now"
-        clocks.append(warehouse_rows(project, "SELECT TODAY, SET_BY FROM PUBLIC.DEMO_CLOCK"))
+    try:
+        run_pipeline(project)
+        clocks = [warehouse_rows(project, "SELECT TODAY, SET_BY FROM PUBLIC.DEMO_CLOCK")]
+        for _ in range(2):
+            run_pipeline(project, "simulate_days", {"simulate_days.days": DAYS})
+            run_pipeline(project, "daily")  # no ingestion.as_of: the demo clock is "now"
+            clocks.append(warehouse_rows(project, "SELECT TODAY, SET_BY FROM PUBLIC.DEMO_CLOCK"))
+    finally:
+        stop_embedded_servers(project)
     return {"project": project, "clocks": clocks}
 
 

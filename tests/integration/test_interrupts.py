@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_project_copy, warehouse_rows
+from tests.conftest import make_project_copy, stop_embedded_servers, warehouse_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,9 +68,12 @@ def key_tables(project: Path) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:
     project = make_project_copy(tmp_path_factory.mktemp("uninterrupted") / "p")
-    result = kedro_run(project)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return key_tables(project)
+    try:
+        result = kedro_run(project)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return key_tables(project)
+    finally:
+        stop_embedded_servers(project)
 
 
 def interrupt(project: Path, signum: int, when: str, timeout: float = 600) -> dict[str, Any]:
@@ -115,9 +118,18 @@ def interrupt(project: Path, signum: int, when: str, timeout: float = 600) -> di
 def test_an_interrupted_run_stops_cleanly_and_a_rerun_equals_an_uninterrupted_one(
     tmp_path: Path, uninterrupted: dict[str, list[tuple]], signum: int, code: int, name: str, when: str
 ) -> None:
+    project = make_project_copy(tmp_path / "p")
+    try:
+        check_interrupted_run(project, signum, code, name, when, uninterrupted)
+    finally:
+        stop_embedded_servers(project)
+
+
+def check_interrupted_run(
+    project: Path, signum: int, code: int, name: str, when: str, uninterrupted: dict[str, list[tuple]]
+) -> None:
     from customer_segmentation.warehouse import embedded
 
-    project = make_project_copy(tmp_path / "p")
     folder = project / "data" / "warehouse"
     run = interrupt(project, signum, when)
     output = run["stdout"] + run["stderr"]
