@@ -151,6 +151,10 @@ def check_interrupted_run(
         fcntl.flock(lock, fcntl.LOCK_UN)
     status = embedded.server_status(folder)
     assert status is None or status["open_sessions"] == 0, status
+    # and the run's per-session scratch tables (INGESTION_TYPED, INGESTION_REPEATS, stored by the
+    # emulator as tables of the schema) are gone from the database files
+    scratch = "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'INGESTION_TYPED%' OR table_name LIKE 'INGESTION_REPEATS%'"
+    assert warehouse_rows(project, scratch) == []
 
     rerun = kedro_run(project)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
