@@ -62,11 +62,22 @@ def _demo_raw(session: Any, names: tuple[str, str], n_customers: int = 15) -> in
     return len(events)
 
 
-def test_no_table_no_clock(warehouse_session: Any, names: tuple[str, str]) -> None:
+def test_without_the_table_a_demo_only_raw_data_runs_on_its_latest_load(
+    warehouse_session: Any, names: tuple[str, str]
+) -> None:
+    """A demo seeded by a version without the clock: its today is the morning of its latest load."""
+    assert _clock(names).load() == DemoClock()  # no RAW_DATA
     _demo_raw(warehouse_session, names)
-    assert _clock(names).load() == DemoClock()
+    assert _clock(names).load() == DemoClock(today=SEEDED, set_by="the latest demo load")
     _clock(names).save(DemoClock())  # no today: nothing written, not even the table
-    assert _clock(names).load() == DemoClock()
+    tables = warehouse_session.sql(
+        f"SELECT COUNT(*) FROM {DB}.INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = '{names[1]}'"
+    ).collect()
+    assert tables[0][0] == 0
+    warehouse_session.sql(
+        f"INSERT INTO {names[0]} (EVENT_ID, EVENT_TYPE, CUSTOMER_ID, SOURCE_FILE) VALUES ('U-1', 'PAGE_VIEW', 'U1', NULL)"
+    ).collect()
+    assert _clock(names).load() == DemoClock()  # a row of yours: the wall clock
 
 
 def test_the_clock_is_read_for_a_demo_only_raw_data_and_replaced_on_save(

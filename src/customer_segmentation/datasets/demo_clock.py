@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 class DemoClockDataset(SnowparkTableDataset):
     """Table DEMO_CLOCK (one row) read together with RAW_DATA (``raw_table``).
 
-    ``load()`` returns a :class:`DemoClock`: its ``today`` is the latest of the stored clock and
-    the latest ``LOADED_AT`` of the demo rows, when the table exists and RAW_DATA holds demo rows
-    only; otherwise ``DemoClock()`` (no clock: the wall clock applies).
+    ``load()`` returns a :class:`DemoClock`: when RAW_DATA holds demo rows and no other row, its
+    ``today`` is the latest of the stored clock (if the table exists) and the latest ``LOADED_AT``
+    of the demo rows; otherwise ``DemoClock()`` (no clock: the wall clock applies). Without the
+    table, a RAW_DATA of yours costs one ``LIMIT 1`` probe, never a scan.
 
     ``save(DemoClock)`` replaces the row in one transaction (the table is created first, outside
     it: DDL commits on Snowflake); a ``DemoClock()`` without ``today`` writes nothing.
@@ -39,18 +40,23 @@ class DemoClockDataset(SnowparkTableDataset):
 
     def load(self) -> DemoClock:  # type: ignore[override]
         session = self.session
-        if not table_columns(session, self._database, self._schema, self._table_name):
-            return DemoClock()
         raw_columns = table_columns(session, self._database, self._schema, self._raw_table)
         if "SOURCE_FILE" not in raw_columns or "LOADED_AT" not in raw_columns:
-            return DemoClock()  # not a RAW_DATA the demo wrote
-        stored = session.sql(f"SELECT MAX(TODAY), MAX(SET_BY) FROM {self.fqn}").collect()[0]
-        # one scan: rows that are not the demo's (NULL SOURCE_FILE counts as yours), latest demo load
+            return DemoClock()  # no RAW_DATA, or not one the demo wrote
+        raw = self._fqn(self._raw_table)
+        demo = [DEMO_SOURCE_PREFIX + "%"]
+        stored: tuple[Any, Any] = (None, None)
+        if table_columns(session, self._database, self._schema, self._table_name):
+            stored = tuple(session.sql(f"SELECT MAX(TODAY), MAX(SET_BY) FROM {self.fqn}").collect()[0])
+        elif session.sql(
+            f"SELECT 1 FROM {raw} WHERE SOURCE_FILE IS NULL OR NOT SOURCE_FILE LIKE ? LIMIT 1", params=demo
+        ).collect():
+            return DemoClock()  # your data and no clock: the first row answers, nothing is scanned
+        # rows that are not the demo's (NULL SOURCE_FILE counts as yours), and the latest demo load
         foreign, latest = session.sql(
             "SELECT COALESCE(SUM(CASE WHEN SOURCE_FILE LIKE ? THEN 0 ELSE 1 END), 0), "
-            "MAX(CASE WHEN SOURCE_FILE LIKE ? THEN LOADED_AT END) "
-            f"FROM {self._fqn(self._raw_table)}",
-            params=[DEMO_SOURCE_PREFIX + "%", DEMO_SOURCE_PREFIX + "%"],
+            f"MAX(CASE WHEN SOURCE_FILE LIKE ? THEN LOADED_AT END) FROM {raw}",
+            params=demo * 2,
         ).collect()[0]
         if int(foreign or 0) > 0:
             logger.info(
@@ -61,10 +67,11 @@ class DemoClockDataset(SnowparkTableDataset):
             )
             return DemoClock()
         today, loaded = as_datetime(stored[0]), as_datetime(latest)
-        if today is None and loaded is None:
-            return DemoClock()
         candidates = [t for t in (today, loaded) if t is not None]
+        if not candidates:
+            return DemoClock()
         newest = max(candidates)
+        # a demo seeded before the clock existed, or a simulate_days stopped between its two writes
         set_by = str(stored[1] or "") if today is not None and newest == today else "the latest demo load"
         return DemoClock(today=newest, set_by=set_by)
 
