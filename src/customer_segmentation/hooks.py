@@ -31,6 +31,19 @@ def declared_sources(context: Any) -> dict[str, Any]:
     return config
 
 
+def pipeline_label(run_params: dict[str, Any]) -> str:
+    """The run's pipeline name(s) for QUERY_TAG and the run lock: ``daily``, ``a,b``, or ``__default__``.
+
+    Kedro 1.x passes the requested pipelines as ``run_params["pipeline_names"]`` (a list; empty or
+    None for the default pipeline, ``--pipeline X`` gives ``[X]``); ``pipeline_name`` is the key of
+    Kedro 0.19 and is read only when the list is absent.
+    """
+    names = run_params.get("pipeline_names")
+    if names is None and run_params.get("pipeline_name"):
+        names = [run_params["pipeline_name"]]
+    return ",".join(str(n) for n in names or []) or "__default__"
+
+
 class WarehouseHooks:
     """Configure the one warehouse session per run; open it before the run, close it after."""
 
@@ -60,7 +73,7 @@ class WarehouseHooks:
         metadata = {
             "run_id": run_params.get("session_id") or run_params.get("run_id"),
             "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
-            "pipeline": run_params.get("pipeline_name") or "__default__",
+            "pipeline": pipeline_label(run_params),
             # the demo seed (unless demo_data.seed_snowflake) and simulate_days write to the embedded warehouse only
             "embedded_warehouse": warehouse.current_settings().is_embedded,
         }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX, generate_events
 from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.demo.seeding import seed_demo_events, should_seed
@@ -27,7 +29,10 @@ def _raw(session: Any, rows: int) -> Any:
 
 
 def test_seeds_an_empty_raw_data_of_the_embedded_warehouse(warehouse_session: Any) -> None:
-    events = seed_demo_events(_raw(warehouse_session, 0), DEMO, EMBEDDED)
+    events, clock = seed_demo_events(_raw(warehouse_session, 0), DEMO, EMBEDDED)
+    # the demo clock starts the morning the seeded history is stamped as loaded
+    assert clock == DemoClock(today=datetime(2026, 11, 1, 6), set_by="demo seed", run_id="r")
+    assert (events["LOADED_AT"].astype(str) == "2026-11-01 06:00:00").all()
     assert list(events.columns) == list(RAW_COLUMNS)
     assert len(events) == len(generate_events(n_customers=30, seed=11)) > 0
     assert events["SOURCE_FILE"].str.startswith(DEMO_SOURCE_PREFIX).all()
@@ -49,8 +54,9 @@ def test_seeds_only_when_allowed(
 ) -> None:
     raw = _raw(warehouse_session, rows)
     assert should_seed(raw, demo, run) is expected
-    events = seed_demo_events(raw, demo, run)
+    events, clock = seed_demo_events(raw, demo, run)
     assert (len(events) > 0) is expected
+    assert (clock.today is not None) is expected  # DemoClock() writes nothing
     assert list(events.columns) == list(RAW_COLUMNS)
 
 

@@ -25,8 +25,6 @@ PAGES = {
     "customer": "app_pages/customer.py",
     "model_health": "app_pages/model_health.py",
 }
-#: Simulated days may lie after the machine's clock: ingestion must not reject them as future events.
-AS_OF = {"ingestion.as_of": "2030-01-01"}
 SIMULATED_DAYS = 7
 
 
@@ -42,7 +40,7 @@ def copy_project(source: Path, target: Path) -> Path:
 def add_snapshot(project: Path, days: int = SIMULATED_DAYS) -> None:
     """A week of demo life, then the morning job: one more snapshot in the history."""
     run_pipeline(project, "simulate_days", {"simulate_days.days": days})
-    run_pipeline(project, "daily", AS_OF)
+    run_pipeline(project, "daily")  # on the demo clock: simulated days are not future events
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import DevTools, requires_chromium, wait_for_file
-from tests.explorer.conftest import AS_OF, SIMULATED_DAYS, copy_project, point_warehouse_at, rows
+from tests.explorer.conftest import SIMULATED_DAYS, copy_project, point_warehouse_at, rows
 
 pytest.importorskip("streamlit", reason="the explorer extra: pip install -e '.[explorer]'")
 pytest.importorskip("websockets.sync.client")
@@ -259,7 +259,7 @@ def test_a_run_while_the_app_is_open_shows_its_new_snapshot(
     browser.navigate(explorer.url)
     browser.wait_for_text(f"Snapshot {before[0]}", timeout=90)
     _kedro(project, "run", "--pipelines", "simulate_days", f"--params=simulate_days.days={SIMULATED_DAYS}")
-    _kedro(project, "run", "--pipelines", "daily", f"--params=ingestion.as_of={AS_OF['ingestion.as_of']}")
+    _kedro(project, "run", "--pipelines", "daily")
     after = rows("SELECT MAX(SNAPSHOT_DATE), COUNT(DISTINCT SNAPSHOT_DATE) FROM SEGMENT_HISTORY")[0]
     assert after[0] > before[0] and after[1] == before[1] + 1
     browser.navigate(explorer.url)  # a new page view, no restart: the caches follow the data version

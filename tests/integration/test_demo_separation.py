@@ -8,7 +8,7 @@ are recomputed independently with pandas.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,8 @@ DERIVED = (
     "CUSTOMER_AGGREGATES",
     "CUSTOMER_DAILY_SPEND",
     "CUSTOMER_AGGREGATES_STATE",
+    # the demo's own "today": your data runs on the wall clock
+    "DEMO_CLOCK",
 )
 
 
@@ -203,6 +205,10 @@ def test_first_user_load_removes_the_demo_and_everything_built_on_it(
     assert "LOAD_HISTORY" in existing_tables(project)
 
     run(project)
+    assert "DEMO_CLOCK" not in existing_tables(project)
+    # ingestion's "now" is the wall clock again (UTC), not the demo's today
+    stamp = scalar(project, "SELECT MAX(UPDATED_AT) FROM PUBLIC.INGESTION_STATE")
+    assert abs(stamp - datetime.now(UTC).replace(tzinfo=None)) < timedelta(hours=1)
     assert (
         scalar(project, "SELECT COUNT(*) FROM PUBLIC.TRANSFORMED_DATA WHERE SOURCE_FILE LIKE 'demo://%'") == 0
     )

@@ -16,8 +16,6 @@ from tests.integration.test_ingestion import event, write_events
 
 pytestmark = pytest.mark.integration
 
-#: Simulated days lie after the machine's clock: ingestion must not reject them as future events.
-AS_OF = {"ingestion.as_of": "2030-01-01"}
 MONITORING_TABLES = (
     "SEGMENT_HISTORY",
     "SEGMENT_MIGRATIONS",
@@ -83,7 +81,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     facts["same_data_other_seed"] = same_segment_share(first, segments(project))
 
     run_pipeline(project, "simulate_days", {"simulate_days.days": 30})
-    run_pipeline(project, "daily", AS_OF)  # snapshot 2, scored with the active model
+    run_pipeline(project, "daily")  # snapshot 2, scored with the active model
     old_model = segments(project)
     # a retrain after 30 simulated days, compared on the same customers and features
     run_pipeline(project, "training")
@@ -91,7 +89,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     facts["after_30_days"] = same_segment_share(old_model, segments(project))
 
     run_pipeline(project, "simulate_days", {"simulate_days.days": 30})
-    run_pipeline(project, "daily", AS_OF)  # snapshot 3
+    run_pipeline(project, "daily")  # snapshot 3
     return facts
 
 
@@ -209,7 +207,7 @@ def test_profiles_and_normal_drift(lifecycle: dict[str, Any]) -> None:
 def test_rerunning_daily_changes_no_row_count(lifecycle: dict[str, Any]) -> None:
     project = lifecycle["project"]
     before = counts(project)
-    run_pipeline(project, "daily", AS_OF)
+    run_pipeline(project, "daily")
     assert counts(project) == before
 
 
@@ -256,7 +254,7 @@ def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) 
             "simulate_days.arrival_multiplier": 5,
         },
     )
-    run_pipeline(project, "daily", AS_OF)  # retrain_policy: never
+    run_pipeline(project, "daily")  # retrain_policy: never
     status = warehouse_rows(
         project,
         "SELECT STATUS, MAX_SHARE_SHIFT, MODEL_VERSION FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1",
@@ -264,7 +262,7 @@ def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) 
     assert status[0] == "retrain_recommended" and status[1] >= 0.10 and status[2] == trained.version
     assert latest_model(project).version == trained.version  # never: no retrain
 
-    run_pipeline(project, "daily", {**AS_OF, "training.retrain_policy": "on_drift"})
+    run_pipeline(project, "daily", {"training.retrain_policy": "on_drift"})
     retrained = latest_model(project)
     assert retrained.version != trained.version
     assert "retrain_recommended" in retrained.metrics["retrained_because"]
@@ -278,7 +276,7 @@ def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) 
         project, "SELECT COUNT(*) = COUNT(DISTINCT SNAPSHOT_DATE || CUSTOMER_ID) FROM PUBLIC.SEGMENT_HISTORY"
     ) == [(True,)]
     # the retrained model fits today's customers: the next morning keeps it
-    run_pipeline(project, "daily", {**AS_OF, "training.retrain_policy": "on_drift"})
+    run_pipeline(project, "daily", {"training.retrain_policy": "on_drift"})
     assert latest_model(project).version == retrained.version
     assert (
         warehouse_rows(project, "SELECT STATUS FROM PUBLIC.SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1")[

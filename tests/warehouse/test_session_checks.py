@@ -154,7 +154,7 @@ def test_a_run_tags_its_statements_with_pipeline_and_run_id(tmp_path: Any) -> No
     catalog: dict[str, Any] = {}
     try:
         WarehouseHooks().before_pipeline_run(
-            {"session_id": "2026-11-25T10.00.00.000Z", "pipeline_name": "daily"}, None, catalog
+            {"session_id": "2026-11-25T10.00.00.000Z", "pipeline_names": ["daily"]}, None, catalog
         )
         session = warehouse.get_session()
         with session.query_history() as history:

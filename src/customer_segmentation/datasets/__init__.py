@@ -6,6 +6,7 @@ from customer_segmentation.datasets.customer_aggregates import (
     CustomerAggregates,
     CustomerAggregatesDataset,
 )
+from customer_segmentation.datasets.demo_clock import DemoClockDataset
 from customer_segmentation.datasets.event_files import EventFileLoad, EventFileLoadDataset
 from customer_segmentation.datasets.export import SegmentExportDataset
 from customer_segmentation.datasets.model import SegmentationModelDataset
@@ -36,6 +37,7 @@ __all__ = [
     "AggregatesUpdate",
     "CustomerAggregates",
     "CustomerAggregatesDataset",
+    "DemoClockDataset",
     "EventFileLoad",
     "EventFileLoadDataset",
     "EvidenceTableDataset",

@@ -176,7 +176,8 @@ def generate_events(
                 rows.append(
                     (
                         "ORDER_CANCELLED",
-                        ts + timedelta(hours=int(rng.integers(1, 48))),
+                        # within the history, as returns are: no event after the day it is loaded
+                        min(ts + timedelta(hours=int(rng.integers(1, 48))), end - timedelta(seconds=1)),
                         customer,
                         order_id,
                         None,

@@ -37,6 +37,7 @@ DEFAULT_DERIVED_TABLES = (
     "CUSTOMER_AGGREGATES",
     "CUSTOMER_DAILY_SPEND",
     "CUSTOMER_AGGREGATES_STATE",
+    "DEMO_CLOCK",
 )
 #: The fields that shape the generated events (keyword arguments of ``generate_events``).
 GENERATOR_FIELDS = ("n_customers", "end_date", "history_days", "defect_rate", "seed", "loaded_at", "source")

@@ -9,7 +9,9 @@ It returns demo events for the ``raw_data`` dataset to append only when all of t
   seeded).
 
 Otherwise it returns no row and the dataset writes nothing. The node is not part of the
-``load_events`` pipeline: loading a file never seeds.
+``load_events`` pipeline: loading a file never seeds. With the events, it sets the demo clock
+(``demo/clock.py``) to ``demo_data.loaded_at``, the morning the seeded history was "loaded";
+the clock is saved after the events (the node's second output).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from customer_segmentation.demo.clock import DemoClock, as_datetime
 from customer_segmentation.demo.generator import DEMO_SOURCE_PREFIX, generate_events
 from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
@@ -47,14 +50,15 @@ def seed_demo_events(
     demo: DemoDataParams,
     run_metadata: dict[str, Any],
     source_pulls: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Demo events to append to an empty RAW_DATA (embedded warehouse by default); no row otherwise.
+) -> tuple[pd.DataFrame, DemoClock]:
+    """Demo events to append to an empty RAW_DATA (embedded warehouse by default), and the demo clock.
 
+    No row and no clock (``DemoClock()``, which writes nothing) when the demo is not seeded.
     ``source_pulls`` (the report of the declared sources' pull) only orders this node after the
     pull: RAW_DATA is read when the node runs, so rows a source just landed prevent the seed.
     """
     if not should_seed(raw_data, demo, dict(run_metadata or {})):
-        return no_events()
+        return no_events(), DemoClock()
     events = generate_events(**demo.generator_args())
     logger.info(
         "RAW_DATA is empty: seeding %s demo events of %s customers (SOURCE_FILE %s...; they are removed when "
@@ -63,4 +67,7 @@ def seed_demo_events(
         f"{events['CUSTOMER_ID'].nunique():,}",
         DEMO_SOURCE_PREFIX,
     )
-    return events
+    today = as_datetime(demo.loaded_at)
+    return events, DemoClock(
+        today=today, set_by="demo seed", run_id=str((run_metadata or {}).get("run_id") or "")
+    )

@@ -102,6 +102,11 @@ def _arrival_date(customer_id: str) -> date | None:
         return None
 
 
+def batch_loaded_at(start: date, days: int) -> datetime:
+    """The stamp of a batch of ``days`` days from ``start``: 06:00 the morning after its last day."""
+    return datetime.combine(start + timedelta(days=days), datetime.min.time()) + timedelta(hours=6)
+
+
 def simulate_events(  # noqa: PLR0913
     start: date,
     days: int,
@@ -145,6 +150,7 @@ def simulate_events(  # noqa: PLR0913
         customers.append((cid, persona, _lapse_date(seed, cid, persona, arrival)))
 
     end = start + timedelta(days=days)
+    last_moment = datetime.combine(end, datetime.min.time()) - timedelta(seconds=1)
     rows: list[tuple] = []
     order_seq = 0
     arrivals_per_day = DAILY_ARRIVAL_RATE * max(len(population.customer_ids), 1) * float(arrival_multiplier)
@@ -190,7 +196,8 @@ def simulate_events(  # noqa: PLR0913
             rows.append(
                 (
                     "ORDER_CANCELLED",
-                    ts + timedelta(hours=int(rng.integers(1, 48))),
+                    # within the batch, as returns are: no event after the day the batch is loaded
+                    min(ts + timedelta(hours=int(rng.integers(1, 48))), last_moment),
                     cid,
                     order_id,
                     None,
@@ -203,10 +210,7 @@ def simulate_events(  # noqa: PLR0913
             return
         for line in lines:
             if rng.random() < 0.05:
-                ret_ts = min(
-                    ts + timedelta(days=int(rng.integers(3, 25))),
-                    datetime.combine(end, datetime.min.time()) - timedelta(seconds=1),
-                )
+                ret_ts = min(ts + timedelta(days=int(rng.integers(3, 25))), last_moment)
                 rows.append(
                     ("ORDER_RETURNED", ret_ts, cid, order_id, line[4], line[5], line[6], line[7], channel)
                 )
@@ -233,7 +237,7 @@ def simulate_events(  # noqa: PLR0913
     frame.insert(0, "EVENT_ID", [f"E-S{start:%Y%m%d}-{i:07d}" for i in range(1, len(frame) + 1)])
     frame = as_landed_text(frame)
     # Stamped as one load, the morning after the last simulated day (after every event of the batch).
-    frame["LOADED_AT"] = pd.Timestamp(datetime.combine(end, datetime.min.time()) + timedelta(hours=6))
+    frame["LOADED_AT"] = pd.Timestamp(batch_loaded_at(start, days))
     frame["SOURCE_FILE"] = f"{SIMULATION_SOURCE_PREFIX}seed-{seed}/{start.isoformat()}/{days}d"
     frame["SOURCE_ROW"] = np.arange(1, len(frame) + 1, dtype="int64")
     return frame[list(RAW_COLUMNS)]

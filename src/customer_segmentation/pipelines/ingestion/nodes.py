@@ -20,6 +20,7 @@ from snowflake.snowpark.types import DataType, DateType, TimestampType
 from customer_segmentation.clock import now_utc as _now_utc
 from customer_segmentation.datasets import REBUILD_MARKER
 from customer_segmentation.datasets.sources import SourcePull, SourceReader
+from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.errors import MissingColumnsError, SegmentationError
 from customer_segmentation.event_checks import as_utc_ntz, is_zoned, timestamp_text, with_checks
@@ -129,12 +130,15 @@ def select_new_events(
     ingestion_state: DataFrame,
     params: IngestionParams,
     load_history: DataFrame | None = None,
+    demo_clock: DemoClock | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Raw events loaded after the last successful run's watermark (all of them on full refresh).
 
     Never past a file load that is still running (see ``_in_flight_floor``): on Snowflake a load
     can commit its rows after this run has read RAW_DATA, and a watermark above its stamp would
-    skip them for good.
+    skip them for good. "Now" (``as_of``: future timestamps, the rows' stamps) is
+    ``ingestion.as_of`` when set, else the demo clock while RAW_DATA holds only the demo
+    (demo/clock.py), else the wall clock (UTC).
     """
     params = IngestionParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
     missing = [c for c in RAW_EVENT_COLUMNS if c not in raw_data.columns]
@@ -158,7 +162,14 @@ def select_new_events(
             .collect()
         )
         watermark = rows[0][0] if rows else None
-    as_of = (params.as_of or _now_utc()).isoformat(sep=" ")
+    clock = demo_clock.today if demo_clock is not None else None
+    as_of = (params.as_of or clock or _now_utc()).isoformat(sep=" ")
+    if params.as_of is None and clock is not None:
+        logger.info(
+            "Demo clock: now is %s in the demo world (RAW_DATA holds only the demo); "
+            "--params=ingestion.as_of=... overrides it",
+            as_of,
+        )
     floor = _in_flight_floor(load_history, datetime.fromisoformat(as_of), params.load_wait_hours)
     settled = (
         frame

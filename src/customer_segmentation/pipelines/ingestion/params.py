@@ -42,6 +42,7 @@ class IngestionParams(Parameters):
     future_tolerance_hours: Annotated[float, Field(ge=0)] = 24
     max_rejection_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     load_wait_hours: Annotated[float, Field(gt=0)] = 6
-    as_of: datetime | None = None  # "now" for validation; None = the run's start time (UTC)
+    # "now" for validation; None = the demo clock on the demo (demo/clock.py), else the run's start (UTC)
+    as_of: datetime | None = None
     # read the new rows of every declared source (conf/*/sources.yml) into RAW_DATA first
     pull_sources: Annotated[bool, Field(strict=True)] = True

@@ -43,12 +43,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 seed_demo_events,
                 inputs=["raw_data_before_seed", "params:demo_data", "run_metadata", "source_pull_report"],
-                outputs="raw_data",
+                # saved in this order: the events first, then the clock that dates them
+                outputs=["raw_data", "demo_clock"],
                 name="seed_demo_events",
             ),
             Node(
                 select_new_events,
-                inputs=["raw_data", "ingestion_state_previous", "params:ingestion", "load_history"],
+                inputs=[
+                    "raw_data",
+                    "ingestion_state_previous",
+                    "params:ingestion",
+                    "load_history",
+                    "demo_clock",
+                ],
                 outputs=["raw_batch", "batch_info"],
                 name="select_new_events",
             ),

@@ -26,6 +26,7 @@ from customer_segmentation.datasets.customer_aggregates import (
     AggregatesUpdate,
     CustomerAggregates,
 )
+from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.errors import MissingTableError
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
@@ -389,9 +390,17 @@ def update_customer_aggregates(
 
 
 def customer_features_from_aggregates(
-    transformed_data: DataFrame, customer_aggregates: CustomerAggregates, params: RfmFeaturesParams
+    transformed_data: DataFrame,
+    customer_aggregates: CustomerAggregates,
+    params: RfmFeaturesParams,
+    demo_clock: DemoClock | None = None,
 ) -> DataFrame:
-    """CUSTOMER_FEATURES from the aggregates (all events instead when the reference date is not after the last one)."""
+    """CUSTOMER_FEATURES from the aggregates (all events instead when the reference date is not after the last one).
+
+    The reference date is ``rfm_features.reference_date`` when set, else the demo clock's date while
+    RAW_DATA holds only the demo (demo/clock.py: recency counts days before the demo's today), else
+    the day after the latest valid event.
+    """
     state = customer_aggregates.state
     if state is None or customer_aggregates.customers is None or customer_aggregates.daily_spend is None:
         raise MissingTableError(
@@ -401,6 +410,9 @@ def customer_features_from_aggregates(
     if latest is None:
         raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
     params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
+    if params.reference_date is None and demo_clock is not None and demo_clock.reference_date is not None:
+        params = params.model_copy(update={"reference_date": demo_clock.reference_date})
+        logger.info("Reference date %s: the demo clock's today", params.reference_date)
     ref = params.reference_date or latest.date() + timedelta(days=1)
     if latest >= datetime.combine(ref, time()):
         # the aggregates hold events on or after the reference date, which the features must not see

@@ -15,6 +15,7 @@ class RfmFeaturesParams(Parameters):
 
     section = "rfm_features"
 
-    reference_date: date | None = None  # None = the day after the latest valid event
+    # None = the demo clock's date on the demo (demo/clock.py), else the day after the latest valid event
+    reference_date: date | None = None
     trend_window_days: Annotated[int, Field(ge=1)] = 90
     channels: list[str] = ["web", "app", "store", "marketplace"]

@@ -24,7 +24,7 @@ def create_pipeline(incremental: bool = False, **kwargs) -> Pipeline:
             ),
             Node(
                 customer_features_from_aggregates,
-                inputs=["transformed_data", "customer_aggregates", "params:rfm_features"],
+                inputs=["transformed_data", "customer_aggregates", "params:rfm_features", "demo_clock"],
                 outputs="customer_features",
                 name="compute_customer_features",
             ),

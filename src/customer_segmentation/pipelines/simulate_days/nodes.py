@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation.demo.clock import DemoClock, as_datetime
 from customer_segmentation.demo.params import DemoDataParams
 from customer_segmentation.demo.simulation import (
     NEW_CUSTOMER_PREFIX,
     SIMULATION_SOURCE_PREFIX,
+    batch_loaded_at,
     demo_population,
     simulate_events,
 )
@@ -57,20 +58,27 @@ def simulate_demo_days(
     params: SimulateDaysParams,
     demo_params: DemoDataParams,
     run_metadata: dict[str, Any],
-) -> pd.DataFrame:
-    """N more days of demo events, starting the day of the latest demo load (appended to RAW_DATA)."""
+    demo_clock: DemoClock | None = None,
+) -> tuple[pd.DataFrame, DemoClock]:
+    """N more days of demo events from the demo's today (appended to RAW_DATA), and the clock moved N days on.
+
+    The demo's today is the demo clock (demo/clock.py), never behind the latest demo load. The
+    events are saved first, then the clock (the node's two outputs, in that order): a run stopped
+    between the two leaves the clock behind the events it dates, which the clock's reader makes up
+    for, and a rerun continues after them.
+    """
     days = params.days
     check_demo_only(raw_data, run_metadata)
-    latest = raw_data.agg(F.max("LOADED_AT").alias("L")).collect()[0][0]
+    latest = as_datetime(raw_data.agg(F.max("LOADED_AT").alias("L")).collect()[0][0])
     if latest is None:
         raise SimulationRefusedError(
             "RAW_DATA holds no demo events to continue: enable the demo (demo_data.enabled: true) and run "
             "`kedro run` once first."
         )
-    latest = latest if isinstance(latest, datetime) else datetime.fromisoformat(str(latest))
+    today = max(latest, demo_clock.today) if demo_clock is not None and demo_clock.today else latest
     # Every batch is stamped the morning after its last day, and the seeded demo the morning after
-    # end_date: the day of the latest stamp is the first day without events.
-    start = latest.date()
+    # end_date: the day of the demo's today is the first day without events.
+    start = today.date()
     newcomers = [
         r[0]
         for r in raw_data.filter(
@@ -102,4 +110,9 @@ def simulate_demo_days(
         events.loc[events["CUSTOMER_ID"].str.startswith(NEW_CUSTOMER_PREFIX), "CUSTOMER_ID"].nunique(),
         events["LOADED_AT"].iloc[0] if len(events) else None,
     )
-    return events
+    # the morning after the last simulated day, as the batch is stamped (also when it holds no event)
+    moved = batch_loaded_at(start, days)
+    clock = DemoClock(
+        today=moved, set_by=f"simulate_days ({days} day(s))", run_id=str(run_metadata.get("run_id") or "")
+    )
+    return events, clock

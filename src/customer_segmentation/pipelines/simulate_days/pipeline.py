@@ -10,8 +10,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 simulate_demo_days,
-                inputs=["raw_data", "params:simulate_days", "params:demo_data", "run_metadata"],
-                outputs="simulated_events",
+                inputs=[
+                    "raw_data",
+                    "params:simulate_days",
+                    "params:demo_data",
+                    "run_metadata",
+                    "demo_clock_previous",
+                ],
+                # saved in this order: the events first, then the clock moved past them
+                outputs=["simulated_events", "demo_clock"],
                 name="simulate_demo_days",
             )
         ]
