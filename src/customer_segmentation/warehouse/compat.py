@@ -319,7 +319,7 @@ TEMPORARY_SCHEMA_PREFIX = "_SEGMENTATION_TEMP_"
 TEMPORARY_TABLE_MARKER = "segmentation-emulator: temporary table of session "
 _SESSION_ID = "_segmentation_session_id"
 _TEMPORARY_TABLES = "_segmentation_temporary_tables"
-_META = "segmentation_temporary_table"
+_PENDING = "_segmentation_pending_temporary"
 _SID_LENGTH = 32
 
 
@@ -377,6 +377,10 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
     evictable) table, and every later reference of that session to ``[db.][schema.]name`` is
     mapped there: the temporary table shadows a permanent table of the same name, as on
     Snowflake, and another session's temporary table of the same name is another table.
+
+    Runs before fakesnow's own transform (whose CTAS DESCRIBE must already see the mapped names)
+    and again after it (``identifier(?)`` is resolved there); a mapped reference is not mapped
+    again. What to remember once the statement ran is noted on the connection (``_note``).
     """
     from sqlglot import exp
 
@@ -392,7 +396,7 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
             conn._duck_conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(key[0], shadow)}")  # noqa: SLF001
             _retarget(target, key[0], shadow)
             temporary.pop()
-            transformed.meta[_META] = ("create", key, shadow)
+            _pending(conn).append(("create", key, shadow))
     if not registry:
         return transformed
     dropped = []
@@ -407,21 +411,28 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
         if key is not None and key in registry:
             _retarget(table, key[0], registry[key])
     if dropped:
-        transformed.meta[_META] = ("drop", dropped, None)
+        _pending(conn).extend(("drop", key, None) for key in dropped)
     return transformed
 
 
-def _note_temporary_table(conn: Any, transformed: Any) -> None:
-    """After a statement ran: remember a created temporary table, forget a dropped one."""
-    noted = getattr(transformed, "meta", {}).get(_META)
-    if noted is None:
-        return
-    action, key, shadow = noted
-    if action == "create":
-        temporary_tables(conn)[key] = shadow
-    else:
-        for dropped in key:
-            temporary_tables(conn).pop(dropped, None)
+def _pending(conn: Any) -> list[tuple[str, tuple[str, str, str], str | None]]:
+    pending = getattr(conn, _PENDING, None)
+    if pending is None:
+        pending = []
+        setattr(conn, _PENDING, pending)
+    return pending
+
+
+def _note_temporary_tables(conn: Any, ran: bool) -> None:
+    """After a statement: if it ran, remember a created temporary table, forget a dropped one."""
+    pending = _pending(conn)
+    if ran:
+        for action, key, shadow in pending:
+            if action == "create" and shadow is not None:
+                temporary_tables(conn)[key] = shadow
+            else:
+                temporary_tables(conn).pop(key, None)
+    pending.clear()
 
 
 def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
@@ -500,11 +511,17 @@ def _patch_temporary_tables() -> None:
         return
 
     def _transform(self: Any, expression: Any, params: Any) -> Any:
-        return map_temporary_tables(self._conn, transform(self, expression, params))  # noqa: SLF001
+        conn = self._conn  # noqa: SLF001
+        _pending(conn).clear()
+        return map_temporary_tables(conn, transform(self, map_temporary_tables(conn, expression), params))
 
     def _execute(self: Any, transformed: Any, params: Any = None) -> None:
-        execute(self, transformed, params)
-        _note_temporary_table(self._conn, transformed)  # noqa: SLF001
+        try:
+            execute(self, transformed, params)
+        except BaseException:
+            _note_temporary_tables(self._conn, ran=False)  # noqa: SLF001
+            raise
+        _note_temporary_tables(self._conn, ran=True)  # noqa: SLF001
 
     _transform._segmentation_patch = True  # type: ignore[attr-defined]
     _execute._segmentation_patch = True  # type: ignore[attr-defined]
