@@ -565,7 +565,13 @@ class _Server:
                     loop.call_soon_threadsafe(event.set)
 
             def handle_exit(self, sig: int, frame: Any) -> None:
-                super().handle_exit(sig, frame)
+                # as uvicorn's, without noting the signal: uvicorn raises noted signals again once
+                # it has shut down, which killed the process before it closed DuckDB and removed
+                # its record (the ``finally`` of ``serve``)
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                else:
+                    self.should_exit = True
                 self.wake()
 
         return Server()
