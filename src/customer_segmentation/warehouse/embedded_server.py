@@ -14,6 +14,16 @@ warehouse stop``) and on SIGTERM/SIGINT; each way it closes DuckDB (checkpoint) 
 record while holding ``<path>/server.lock``, so that a client starting a new server at that moment
 waits until the files are free.
 
+Owner only: the server starts with a random secret, written only to ``server.json`` (0600, in a
+0700 folder; the process's umask is 077); every login must give it as password, and the status
+and stop endpoints as the ``X-Segmentation-Secret`` header (constant-time compare). Clients of
+the project read it through ``embedded.server_connection_parameters``.
+
+Dead clients: each login declares its client's pid and start time; the server watches that
+process with a pidfd and, when it exits without logging out, rolls back the session's open
+transaction, drops its temporary tables and closes it (``SessionWatch``). Idle, the server does
+not wake up: no polling loop, a timer for the idle stop.
+
 Concurrency (fakesnow 0.12.1): every login gets its own DuckDB cursor (a connection of the one
 database instance), and statements run in Starlette's thread pool. DuckDB connections are safe to
 use from different threads, but one connection must not run two statements at once, and fakesnow
