@@ -263,3 +263,51 @@ def test_a_stop_signal_or_idle_timeout_still_stops_it(tmp_path: Path) -> None:
     while embedded._pid_alive(second.pid):  # noqa: SLF001
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_client_the_server_cannot_see_gets_a_lease(tmp_path: Path) -> None:
+    """A session whose client pid is not visible (another pid namespace) ends after its lease without requests."""
+    from snowflake.snowpark import Session
+
+    path = tmp_path / "wh"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "customer_segmentation.warehouse.embedded_server", "--path", str(path)]
+        + ["--idle-timeout", "60", "--session-lease", "1.5"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while embedded.server_status(path) is None:
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.05)
+        params = embedded.server_connection_parameters(embedded.ensure_server(path), "SEGMENTATION", "PUBLIC")
+        params["session_parameters"] = {
+            **params["session_parameters"],
+            "SEGMENTATION_CLIENT_PID": 2**22 + 7,  # above pid_max's default: no such process here
+            "SEGMENTATION_CLIENT_START": 1,
+        }
+        session = Session.builder.configs(params).create()
+        session.sql("CREATE TEMPORARY TABLE LEASED (N INT)").collect()
+        (listed,) = embedded.server_status(path)["sessions"]
+        assert listed["watched_by"] == "lease" and listed["temporary_tables"] == 1
+        for _ in range(3):  # requests renew the lease
+            time.sleep(0.8)
+            session.sql("SELECT COUNT(*) FROM LEASED").collect()
+        assert len(embedded.server_status(path)["sessions"]) == 1
+        deadline = time.monotonic() + 10
+        while embedded.server_status(path)["sessions"]:  # then 1.5 s without a request: ended
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (ended,) = embedded.server_status(path)["ended_abandoned_sessions"]
+        assert "lease" in ended["reason"]
+        with pytest.raises(Exception, match="401 Unauthorized"):  # an ended session must log in again
+            session.sql("SELECT 1").collect()
+        try:
+            session.close()
+        except Exception:  # noqa: BLE001 - the server forgot the session already
+            pass
+    finally:
+        embedded.stop_server(path)
+        server.wait(timeout=60)
