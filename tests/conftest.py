@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,12 @@ DATA_LAYERS = (
 SMALL_DEMO = {"demo_data.n_customers": 400}
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+#: Marks every process this pytest process (one xdist worker) starts, servers included (they
+#: inherit the environment): the session-end check finds the servers its tests started, and only
+#: those, wherever their folder is. Assigned, not defaulted: each worker has its own.
+TEST_RUN_ENV = "SEGMENTATION_TEST_RUN"
+TEST_RUN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+os.environ[TEST_RUN_ENV] = TEST_RUN
 
 
 def make_project_copy(target: Path) -> Path:
@@ -107,6 +115,38 @@ def embedded_server_pids(under: Path) -> list[int]:
     return pids
 
 
+def servers_started_by_this_run() -> dict[int, str]:
+    """Live embedded warehouse servers started by this pytest process or its children: pid -> folder."""
+    marker = f"{TEST_RUN_ENV}={TEST_RUN}".encode()
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
+            if not any(a.endswith("embedded_server") for a in argv) or "--path" not in argv:
+                continue
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if state != "Z" and marker in environ:
+            found[int(proc.name)] = argv[argv.index("--path") + 1]
+    return found
+
+
+def stop_server_of(project_or_folder: Path) -> None:
+    """Stop the embedded server of a project copy (or of a warehouse folder), if one runs."""
+    from customer_segmentation import warehouse
+    from customer_segmentation.warehouse import embedded
+
+    folder = project_or_folder / "data" / "warehouse"
+    folder = folder if folder.is_dir() else project_or_folder
+    if warehouse.is_open() and warehouse.current_settings().embedded_dir == folder:
+        warehouse.close()
+    embedded.stop_server(folder)
+
+
 def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
     """Stop every embedded warehouse server of a folder tree (recorded or not); returns the pids found."""
     import signal
@@ -133,14 +173,46 @@ def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
     return found
 
 
+#: How long a server that was asked to stop (``stop_server(wait=False)``) may take to exit.
+_STOP_GRACE_SECONDS = 20.0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_embedded_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every test's project copy has its own warehouse folder, hence server: none may outlive the session.
+    """Every fixture that starts a server stops it: at the end of the session none may be alive.
 
-    Under pytest-xdist each worker has its own session and base folder, so this stops only its own.
+    Under pytest-xdist each worker has its own session: it checks the servers that it (or a
+    process it started) launched, found by the environment marker they inherit. A server still
+    alive here (idle, not stopping) fails the run, naming its folder; it is stopped either way.
     """
     yield
+    from customer_segmentation.warehouse import embedded
+
+    deadline = time.monotonic() + _STOP_GRACE_SECONDS
+    while (left := servers_started_by_this_run()) and time.monotonic() < deadline:
+        if all(embedded.server_status(Path(folder)) is not None for folder in left.values()):
+            break  # all of them serving, none stopping: left behind
+        time.sleep(0.2)  # servers asked to stop without waiting are exiting
     stop_embedded_servers(tmp_path_factory.getbasetemp())
+    for pid in left:
+        if pid in servers_started_by_this_run():
+            os.kill(pid, 15)
+    if left:
+        pytest.fail(
+            f"{len(left)} embedded warehouse server(s) started by tests were still running at the end of "
+            f"the session (a fixture did not stop its server at teardown): "
+            + "; ".join(f"pid {pid} for {folder}" for pid, folder in sorted(left.items())),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _servers_of_the_test_folder_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's own folder (``tmp_path``) is gone after it: so is any server of a warehouse in it."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None:
+        stop_embedded_servers(folder)
 
 
 @pytest.fixture(autouse=True)
@@ -152,16 +224,19 @@ def _no_real_snowflake(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def project_copy(tmp_path: Path) -> Path:
-    return make_project_copy(tmp_path / "project")
+def project_copy(tmp_path: Path) -> Iterator[Path]:
+    project = make_project_copy(tmp_path / "project")
+    yield project
+    stop_server_of(project)
 
 
 @pytest.fixture(scope="session")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project copy on which the full default pipeline has run once (shared, treat as read-only)."""
     path = make_project_copy(tmp_path_factory.mktemp("trained") / "project")
     run_pipeline(path)
-    return path
+    yield path
+    stop_server_of(path)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import run_pipeline
+from tests.conftest import run_pipeline, stop_server_of
 
 APP = Path(__file__).resolve().parents[2] / "src" / "customer_segmentation" / "explorer" / "streamlit_app.py"
 PAGES = {
@@ -44,11 +44,12 @@ def add_snapshot(project: Path, days: int = SIMULATED_DAYS) -> None:
 
 
 @pytest.fixture(scope="session")
-def two_snapshots(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_snapshots(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The demo after `kedro run`, a week of simulated days and `daily` (read-only for tests)."""
     project = copy_project(trained_project, tmp_path_factory.mktemp("explorer") / "project")
     add_snapshot(project)
-    return project
+    yield project
+    stop_server_of(project)
 
 
 def point_warehouse_at(project: Path) -> Any:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import DevTools, requires_chromium, wait_for_file
+from tests.conftest import stop_server_of
 from tests.explorer.conftest import SIMULATED_DAYS, copy_project, point_warehouse_at, rows
 
 pytest.importorskip("streamlit", reason="the explorer extra: pip install -e '.[explorer]'")
@@ -121,6 +122,7 @@ def project(two_snapshots: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     copy = copy_project(two_snapshots, tmp_path_factory.mktemp("explorer-browser") / "project")
     yield copy
     warehouse.close()
+    stop_server_of(copy)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ then reads the warehouse files directly.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from customer_segmentation.pipelines.ingestion import pipeline as ingestion_pipeline
-from tests.conftest import PROJECT_ROOT, make_project_copy, run_pipeline, warehouse_rows
+from tests.conftest import PROJECT_ROOT, make_project_copy, run_pipeline, stop_server_of, warehouse_rows
 
 pytestmark = pytest.mark.integration
 
@@ -91,11 +92,12 @@ def table_snapshot(project: Path) -> dict[str, set]:
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Demo events seeded and ingested once (read-only for the tests that use it)."""
     project = make_project_copy(tmp_path_factory.mktemp("ingested") / "project")
     run(project, "ingestion")
-    return project
+    yield project
+    stop_server_of(project)
 
 
 def load_history(project: Path, folder: Path) -> int:

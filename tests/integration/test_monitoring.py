@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.conftest import make_project_copy, warehouse_rows
+from tests.conftest import make_project_copy, stop_server_of, warehouse_rows
 from tests.conftest import run_pipeline as run_in_project
 from tests.integration.test_ingestion import event, write_events
 
@@ -69,7 +70,7 @@ def rescore(project: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """kedro run, simulate 30, daily, simulate 30, daily (with two retrains measured on the way)."""
     project = make_project_copy(tmp_path_factory.mktemp("monitoring") / "project")
     facts: dict[str, Any] = {"project": project}
@@ -90,7 +91,8 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     run_pipeline(project, "simulate_days", {"simulate_days.days": 30})
     run_pipeline(project, "daily")  # snapshot 3
-    return facts
+    yield facts
+    stop_server_of(project)
 
 
 def test_three_snapshots_without_duplicates(lifecycle: dict[str, Any]) -> None:

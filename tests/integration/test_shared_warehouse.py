@@ -19,7 +19,10 @@ import pytest
 
 from customer_segmentation.warehouse import embedded
 from tests.conftest import SMALL_DEMO, make_project_copy, warehouse_rows
-from tests.test_notebooks import _execute, _outputs
+
+# the kernel first loads the repository's project, which starts the repository's server: that
+# module's fixture stops it after this module too
+from tests.test_notebooks import _execute, _outputs, _repository_server_stopped_afterwards  # noqa: F401
 from tests.test_viz import VizServer, _free_port
 
 pytestmark = pytest.mark.integration

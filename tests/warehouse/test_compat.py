@@ -188,34 +188,41 @@ def in_process_warehouse(tmp_path: Any, monkeypatch: Any) -> Any:
 
 
 def test_11_temporary_tables_are_stored_in_the_warehouse_file(in_process_warehouse: Any) -> None:
-    """A temporary table is a table of its schema (not DuckDB memory), for its session only, dropped at logout."""
+    """A temporary table is a table of its session's own schema (not DuckDB memory), dropped at logout."""
     session = in_process_warehouse.get_session()
     frame = session.sql("SELECT * FROM VALUES (1, 'a'), (2, 'b') AS v (N, S)")
     frame.write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
     assert sorted(tuple(r) for r in session.table("SCRATCH_T").collect()) == [(1, "a"), (2, "b")]
-    ((schema, temporary, comment),) = _table_rows(session, "SCRATCH_T")
-    assert (schema, temporary) == ("PUBLIC", False)
-    assert comment.startswith(compat.TEMPORARY_TABLE_MARKER)
+    ((schema, temporary, _),) = _table_rows(session, "SCRATCH_T")
+    assert schema.startswith(compat.TEMPORARY_SCHEMA_PREFIX) and schema.endswith("_PUBLIC")
+    assert temporary is False  # in the warehouse file: compressed, evictable
     # replaced by the same session, as CREATE OR REPLACE TEMPORARY TABLE does on Snowflake
     frame.limit(1).write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
     assert session.table("SCRATCH_T").count() == 1
-    # a permanent table of the same name is never replaced by a temporary one
+    # a temporary table shadows a permanent table of the same name, for its session only
     session.sql("CREATE TABLE KEEP_ME (N INT)").collect()
     session.sql("INSERT INTO KEEP_ME VALUES (7)").collect()
-    with pytest.raises(SnowparkSQLException, match="permanent table of that name"):
-        frame.write.save_as_table("KEEP_ME", mode="overwrite", table_type="temporary")
+    session.sql("SELECT 8 AS N").write.save_as_table("KEEP_ME", mode="overwrite", table_type="temporary")
+    assert [tuple(r) for r in session.table("KEEP_ME").collect()] == [(8,)]
+    assert [tuple(r) for r in session.sql("SELECT KEEP_ME.N FROM SEGMENTATION.PUBLIC.KEEP_ME").collect()] == [
+        (8,)
+    ]
+    # a CTE of that name is the CTE; DROP TABLE drops the temporary table, then the permanent one shows
+    assert session.sql("WITH KEEP_ME AS (SELECT 9 AS N) SELECT N FROM KEEP_ME").collect()[0][0] == 9
+    session.sql("DROP TABLE KEEP_ME").collect()
     assert [tuple(r) for r in session.table("KEEP_ME").collect()] == [(7,)]
     in_process_warehouse.close()  # logout: the session's temporary tables go
     session = in_process_warehouse.get_session()
     assert _table_rows(session, "SCRATCH_T") == []
-    assert len(_table_rows(session, "KEEP_ME")) == 1
+    assert [r[0] for r in _table_rows(session, "KEEP_ME")] == ["PUBLIC"]
 
 
-def test_11_logout_drops_the_sessions_temporary_tables_only(in_process_warehouse: Any) -> None:
-    """Two sessions: the other's temporary table cannot be replaced; at its logout it goes, ours stays."""
+def test_11_two_sessions_hold_temporary_tables_of_the_same_name(in_process_warehouse: Any) -> None:
+    """Each session sees its own; at one's logout only its table goes (Snowflake's session scope)."""
     from snowflake.snowpark import Session
 
     from customer_segmentation.warehouse import embedded
+    from customer_segmentation.warehouse.tables import append_pandas
 
     first = in_process_warehouse.get_session()
     settings = in_process_warehouse.current_settings()
@@ -224,28 +231,44 @@ def test_11_logout_drops_the_sessions_temporary_tables_only(in_process_warehouse
         server.connection_parameters(settings.database, settings.schema)
     ).create()
     try:
-        first.sql("SELECT 1 AS N").write.save_as_table("MINE", mode="overwrite", table_type="temporary")
-        second.sql("SELECT 2 AS N").write.save_as_table("THEIRS", mode="overwrite", table_type="temporary")
-        with pytest.raises(SnowparkSQLException, match="another session's temporary table"):
-            first.sql("SELECT 3 AS N").write.save_as_table("THEIRS", mode="overwrite", table_type="temporary")
+        first.sql("SELECT 1 AS N").write.save_as_table("SAME", mode="overwrite", table_type="temporary")
+        second.sql("SELECT 2 AS N").write.save_as_table("SAME", mode="overwrite", table_type="temporary")
+        # write_pandas (PUT + COPY INTO) into a session's temporary table, fully qualified reads
+        second.sql("CREATE TEMPORARY TABLE STAGED (A VARCHAR, B NUMBER(38,0))").collect()
+        append_pandas(second, "STAGED", pd.DataFrame({"A": ["x", "y"], "B": [1, 2]}))
+        assert [tuple(r) for r in first.table("SAME").collect()] == [(1,)]
+        assert [tuple(r) for r in second.sql("SELECT N FROM SEGMENTATION.PUBLIC.SAME").collect()] == [(2,)]
+        assert [
+            tuple(r) for r in second.sql("SELECT STAGED.A, B FROM PUBLIC.STAGED ORDER BY B").collect()
+        ] == [
+            ("x", 1),
+            ("y", 2),
+        ]
+        with pytest.raises(SnowparkSQLException):
+            first.table("STAGED").collect()  # another session's temporary table is not visible
+        assert len(_table_rows(first, "SAME")) == 2
     finally:
         second.close()
-    assert _table_rows(first, "THEIRS") == []
-    assert [tuple(r) for r in first.table("MINE").collect()] == [(1,)]
+    assert [tuple(r) for r in first.table("SAME").collect()] == [(1,)]
+    assert len(_table_rows(first, "SAME")) == 1 and _table_rows(first, "STAGED") == []
 
 
 def test_11_a_crashed_sessions_temporary_tables_go_at_the_next_login(in_process_warehouse: Any) -> None:
-    """A table marked for a session that no longer exists (a crash) is dropped when a session logs in."""
+    """Temporary schemas of sessions that no longer exist (a server crash), and tables an older
+    server marked as temporary, are dropped when a session logs in; nothing else is."""
     import fakesnow.server
 
     warehouse_session = in_process_warehouse.get_session()
     warehouse_session.sql("CREATE TABLE LEFT_OVER (N INT)").collect()
     warehouse_session.sql("CREATE TABLE NOT_MINE (N INT)").collect()
     marker = compat.TEMPORARY_TABLE_MARKER + "0123456789abcdef"
-    fakesnow.server.shared_fs.duck_conn.execute(
-        f"COMMENT ON TABLE SEGMENTATION.PUBLIC.LEFT_OVER IS '{marker}'"
-    )
+    stale = compat.temporary_schema("f" * 32, "PUBLIC")
+    duck = fakesnow.server.shared_fs.duck_conn
+    duck.execute(f"COMMENT ON TABLE SEGMENTATION.PUBLIC.LEFT_OVER IS '{marker}'")
+    duck.execute(f'CREATE SCHEMA SEGMENTATION."{stale}"')
+    duck.execute(f'CREATE TABLE SEGMENTATION."{stale}".INGESTION_TYPED (N INT)')
     in_process_warehouse.close()
     session = in_process_warehouse.get_session()
     assert _table_rows(session, "LEFT_OVER") == []
+    assert _table_rows(session, "INGESTION_TYPED") == []
     assert len(_table_rows(session, "NOT_MINE")) == 1

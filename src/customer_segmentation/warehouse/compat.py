@@ -47,13 +47,15 @@ Patched cases:
     them to its temporary directory only under pressure. A 100M-event ingestion batch is 16 GB
     there (753 MB pinned at the 768 MB cap), and the next statement fails with "Out of Memory:
     could not allocate block". On Snowflake a temporary table is stored like any other table
-    (https://docs.snowflake.com/en/user-guide/tables-temp-transient). Fix: the emulator stores it
-    as an ordinary table of the same schema, in the warehouse file (compressed, evictable),
-    marked with a comment naming its session, and drops it when that session logs out (or, after
-    a crash, at the next login). What a client sees is unchanged: the table exists for its
-    session, under the same name. One difference is refused rather than emulated: Snowflake lets
-    a temporary table shadow a permanent table (or another session's temporary table) of the same
-    name; here that CREATE fails with a message naming the table.
+    (https://docs.snowflake.com/en/user-guide/tables-temp-transient) and belongs to its session:
+    another session may hold one of the same name, and it shadows a permanent table of that name.
+    Fix: the emulator stores a session's temporary table as an ordinary table (compressed,
+    evictable) of the same name in a schema of its own, ``_SEGMENTATION_TEMP_<session>_<schema>``
+    of the same database, and maps that session's references to the table there. The schema is
+    dropped when the session logs out or is ended by the server (its client died), when the
+    server stops, or (after a crash) at the next login. Differences left: SHOW TABLES and
+    INFORMATION_SCHEMA do not list a temporary table under its schema (they list the session's
+    schema while it lives).
 """
 
 from __future__ import annotations
@@ -310,11 +312,15 @@ def _patch_insert_only_merge() -> None:
     fs_cursor.FakeSnowflakeCursor._transform_explode = _transform_explode  # noqa: SLF001
 
 
-#: Comment on an emulated temporary table (11 above); the session id follows it.
+#: Schema prefix of the emulated temporary tables (11 above): ``<prefix><session id>_<schema>``.
+TEMPORARY_SCHEMA_PREFIX = "_SEGMENTATION_TEMP_"
+#: Comment that marked a temporary table stored in its own schema (before the per-session schemas):
+#: such leftovers of an older server are still dropped at the next login.
 TEMPORARY_TABLE_MARKER = "segmentation-emulator: temporary table of session "
 _SESSION_ID = "_segmentation_session_id"
 _TEMPORARY_TABLES = "_segmentation_temporary_tables"
-_META = "segmentation_temporary_table"
+_PENDING = "_segmentation_pending_temporary"
+_SID_LENGTH = 32
 
 
 def _session_id(conn: Any) -> str:
@@ -323,8 +329,19 @@ def _session_id(conn: Any) -> str:
 
     if not getattr(conn, _SESSION_ID, None):
         setattr(conn, _SESSION_ID, uuid.uuid4().hex)
-        setattr(conn, _TEMPORARY_TABLES, set())
+        setattr(conn, _TEMPORARY_TABLES, {})
     return getattr(conn, _SESSION_ID)
+
+
+def temporary_tables(conn: Any) -> dict[tuple[str, str, str], str]:
+    """A session's temporary tables: (DATABASE, SCHEMA, NAME) as the client names them -> physical schema."""
+    _session_id(conn)
+    return getattr(conn, _TEMPORARY_TABLES)
+
+
+def temporary_schema(session_id: str, schema: str) -> str:
+    """The schema that holds a session's temporary tables of ``schema`` (same database, same table name)."""
+    return f"{TEMPORARY_SCHEMA_PREFIX}{session_id}_{schema}"
 
 
 def _live_session_ids() -> set[str]:
@@ -337,71 +354,91 @@ def _quoted(*parts: str) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
 
 
-def temporary_table_as_table(conn: Any, transformed: Any) -> Any:
-    """Strip TEMPORARY from a CREATE TABLE (see 11 above) and note the table for ``_execute``.
+def _table_key(conn: Any, table: Any) -> tuple[str, str, str] | None:
+    """(DATABASE, SCHEMA, NAME) a table reference resolves to in ``conn``'s session (upper case)."""
+    name, schema, catalog = table.name, table.db or conn.schema, table.catalog or conn.database
+    if not (name and schema and catalog):
+        return None
+    return (catalog.upper(), schema.upper(), name.upper())
 
-    Refuses to replace a permanent table, or another live session's temporary table, of the
-    same name: Snowflake would shadow it, the emulator cannot.
+
+def _retarget(table: Any, catalog: str, schema: str) -> None:
+    from sqlglot import exp
+
+    table.set("catalog", exp.Identifier(this=catalog, quoted=True))
+    table.set("db", exp.Identifier(this=schema, quoted=True))
+
+
+def map_temporary_tables(conn: Any, transformed: Any) -> Any:
+    """Session-scoped temporary tables (11 above): each session's live in its own schemas.
+
+    ``CREATE [OR REPLACE] TEMPORARY TABLE [db.][schema.]name`` creates ``name`` in the schema
+    ``_SEGMENTATION_TEMP_<session>_<schema>`` of the same database, as an ordinary (compressed,
+    evictable) table, and every later reference of that session to ``[db.][schema.]name`` is
+    mapped there: the temporary table shadows a permanent table of the same name, as on
+    Snowflake, and another session's temporary table of the same name is another table.
+
+    Runs before fakesnow's own transform (whose CTAS DESCRIBE must already see the mapped names)
+    and again after it (``identifier(?)`` is resolved there); a mapped reference is not mapped
+    again. What to remember once the statement ran is noted on the connection (``_note``).
     """
     from sqlglot import exp
 
-    if not (isinstance(transformed, exp.Create) and (transformed.kind or "").upper() == "TABLE"):
+    registry = temporary_tables(conn)
+    created = None
+    if isinstance(transformed, exp.Create) and (transformed.kind or "").upper() == "TABLE":
+        target = transformed.this.this if isinstance(transformed.this, exp.Schema) else transformed.this
+        created = target
+        temporary = transformed.find(exp.TemporaryProperty)
+        key = _table_key(conn, target) if isinstance(target, exp.Table) else None
+        if temporary is not None and key is not None:
+            shadow = temporary_schema(_session_id(conn), key[1])
+            conn._duck_conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(key[0], shadow)}")  # noqa: SLF001
+            _retarget(target, key[0], shadow)
+            temporary.pop()
+            _pending(conn).append(("create", key, shadow))
+    if not registry:
         return transformed
-    temporary = transformed.find(exp.TemporaryProperty)
-    if temporary is None:
-        return transformed
-    table = transformed.this.this if isinstance(transformed.this, exp.Schema) else transformed.this
-    if not isinstance(table, exp.Table):  # pragma: no cover - a CREATE TABLE always names its table
-        return transformed
-    catalog, schema, name = table.catalog or conn.database, table.db or conn.schema, table.name
-    if not (catalog and schema and name):  # pragma: no cover - fakesnow refuses these earlier
-        return transformed
-    owner = _temporary_table_owner(conn, catalog, schema, name)
-    own = _session_id(conn)
-    if owner is not None and owner != own and (owner == "" or owner in _live_session_ids()):
-        import snowflake.connector.errors as sf_errors
-
-        what = "a permanent table" if owner == "" else "another session's temporary table"
-        raise sf_errors.ProgrammingError(
-            msg=(
-                f"The embedded warehouse stores temporary table {catalog}.{schema}.{name} as a table of its "
-                f"schema, and {what} of that name exists there (Snowflake would shadow it; the emulator "
-                "cannot). Give the temporary table another name."
-            ),
-            errno=2002,
-            sqlstate="42710",
-        )
-    temporary.pop()
-    transformed.meta[_META] = (catalog, schema, name)
+    dropped = []
+    if isinstance(transformed, exp.Drop) and (transformed.kind or "").upper() == "TABLE":
+        targets = transformed.args.get("tables") or [transformed.this]
+        dropped = [k for t in targets if isinstance(t, exp.Table) and (k := _table_key(conn, t)) in registry]
+    ctes = {cte.alias_or_name.upper() for cte in transformed.find_all(exp.CTE)}
+    for table in list(transformed.find_all(exp.Table)):
+        if table is created or (not table.args.get("db") and table.name.upper() in ctes):
+            continue
+        key = _table_key(conn, table)
+        if key is not None and key in registry:
+            _retarget(table, key[0], registry[key])
+    if dropped:
+        _pending(conn).extend(("drop", key, None) for key in dropped)
     return transformed
 
 
-def _temporary_table_owner(conn: Any, catalog: str, schema: str, name: str) -> str | None:
-    """None if no such table; its session id if it is an emulated temporary table; else ''."""
-    cur = conn._duck_conn.cursor()  # noqa: SLF001
-    try:
-        row = cur.execute(
-            "SELECT comment FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
-            "AND table_name = ? AND NOT temporary",
-            [catalog, schema, name],
-        ).fetchone()
-    finally:
-        cur.close()
-    if row is None:
-        return None
-    comment = row[0] or ""
-    return comment[len(TEMPORARY_TABLE_MARKER) :] if comment.startswith(TEMPORARY_TABLE_MARKER) else ""
+def _pending(conn: Any) -> list[tuple[str, tuple[str, str, str], str | None]]:
+    pending = getattr(conn, _PENDING, None)
+    if pending is None:
+        pending = []
+        setattr(conn, _PENDING, pending)
+    return pending
 
 
-def _mark_temporary_table(conn: Any, catalog: str, schema: str, name: str) -> None:
-    marker = (TEMPORARY_TABLE_MARKER + _session_id(conn)).replace("'", "''")
-    conn._duck_conn.execute(f"COMMENT ON TABLE {_quoted(catalog, schema, name)} IS '{marker}'")  # noqa: SLF001
-    getattr(conn, _TEMPORARY_TABLES).add((catalog, schema, name))
+def _note_temporary_tables(conn: Any, ran: bool) -> None:
+    """After a statement: if it ran, remember a created temporary table, forget a dropped one."""
+    pending = _pending(conn)
+    if ran:
+        for action, key, shadow in pending:
+            if action == "create" and shadow is not None:
+                temporary_tables(conn)[key] = shadow
+            else:
+                temporary_tables(conn).pop(key, None)
+    pending.clear()
 
 
 def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
-    """Drop the emulated temporary tables of ``conn``'s session, or (``stale_only``) those in its
-    database left by sessions that are gone (a crash, or a server stopped mid-run). Returns how many."""
+    """Drop the temporary tables of ``conn``'s session (its temporary schemas), or (``stale_only``)
+    those in its database left by sessions that are gone (a server crash). Returns how many schemas
+    or tables were dropped. Never raises: cleanup must not fail a login or a logout."""
     dropped = 0
     cur = conn._duck_conn.cursor()  # noqa: SLF001
     try:
@@ -409,6 +446,15 @@ def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
             if not conn.database:
                 return 0
             live = _live_session_ids()
+            schemas = [
+                (database, schema)
+                for database, schema in cur.execute(
+                    "SELECT database_name, schema_name FROM duckdb_schemas() "
+                    "WHERE database_name = ? AND starts_with(schema_name, ?)",
+                    [conn.database, TEMPORARY_SCHEMA_PREFIX],
+                ).fetchall()
+                if schema[len(TEMPORARY_SCHEMA_PREFIX) :][:_SID_LENGTH] not in live
+            ]
             rows = cur.execute(
                 "SELECT database_name, schema_name, table_name, comment FROM duckdb_tables() "
                 "WHERE database_name = ? AND NOT temporary AND starts_with(comment, ?)",
@@ -416,7 +462,12 @@ def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
             ).fetchall()
             tables = [r[:3] for r in rows if r[3][len(TEMPORARY_TABLE_MARKER) :] not in live]
         else:
-            tables = sorted(getattr(conn, _TEMPORARY_TABLES, set()))
+            registry = temporary_tables(conn)
+            schemas = sorted({(key[0], shadow) for key, shadow in registry.items()})
+            tables = []
+        for database, schema in schemas:
+            cur.execute(f"DROP SCHEMA IF EXISTS {_quoted(database, schema)} CASCADE")
+            dropped += 1
         for catalog, schema, name in tables:
             cur.execute(f"DROP TABLE IF EXISTS {_quoted(catalog, schema, name)}")
             dropped += 1
@@ -425,7 +476,7 @@ def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
     finally:
         cur.close()
     if not stale_only:
-        getattr(conn, _TEMPORARY_TABLES, set()).clear()
+        temporary_tables(conn).clear()
     return dropped
 
 
@@ -460,13 +511,17 @@ def _patch_temporary_tables() -> None:
         return
 
     def _transform(self: Any, expression: Any, params: Any) -> Any:
-        return temporary_table_as_table(self._conn, transform(self, expression, params))  # noqa: SLF001
+        conn = self._conn  # noqa: SLF001
+        _pending(conn).clear()
+        return map_temporary_tables(conn, transform(self, map_temporary_tables(conn, expression), params))
 
     def _execute(self: Any, transformed: Any, params: Any = None) -> None:
-        execute(self, transformed, params)
-        target = getattr(transformed, "meta", {}).get(_META)
-        if target is not None:
-            _mark_temporary_table(self._conn, *target)  # noqa: SLF001
+        try:
+            execute(self, transformed, params)
+        except BaseException:
+            _note_temporary_tables(self._conn, ran=False)  # noqa: SLF001
+            raise
+        _note_temporary_tables(self._conn, ran=True)  # noqa: SLF001
 
     _transform._segmentation_patch = True  # type: ignore[attr-defined]
     _execute._segmentation_patch = True  # type: ignore[attr-defined]

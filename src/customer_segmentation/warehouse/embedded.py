@@ -54,6 +54,7 @@ class EmbeddedWarehouse:
         self.path = Path(path).resolve()
         self.memory_limit = memory_limit
         self.port: int | None = None
+        self.secret = ""
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._instance: Any = None
@@ -102,9 +103,18 @@ class EmbeddedWarehouse:
         fakesnow.server.shared_fs = self._instance
         fakesnow.server.sessions.clear()
         self.port = _free_port()
-        config = uvicorn.Config(
-            fakesnow.server.app, host="127.0.0.1", port=self.port, log_level="error", access_log=False
+        import secrets
+
+        from customer_segmentation.warehouse import embedded_server
+
+        # owner-only here too: the secret lives in this process's memory only
+        self.secret = secrets.token_urlsafe(32)
+        upload_key = secrets.token_urlsafe(24)
+        embedded_server._patch_upload_url(upload_key)  # noqa: SLF001
+        app = embedded_server.SegmentationServerApp(
+            fakesnow.server.app, embedded_server.ServerState(0), None, None, self.secret, upload_key
         )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="embedded-warehouse", daemon=True)
         self._thread.start()
@@ -116,10 +126,10 @@ class EmbeddedWarehouse:
         logger.info("Embedded warehouse started at %s (127.0.0.1:%s)", self.path, self.port)
 
     def connection_parameters(self, database: str, schema: str) -> dict[str, Any]:
-        """Snowpark/connector parameters that reach this emulator (dummy, non-secret login)."""
+        """Snowpark/connector parameters that reach this emulator (its secret as password)."""
         return {
             "user": "embedded",
-            "password": "embedded",
+            "password": self.secret,
             "account": "embedded",
             "host": "127.0.0.1",
             "port": self.port,
@@ -202,11 +212,20 @@ class ServerHandle:
     pid: int
     record: dict[str, Any]
 
+    @property
+    def secret(self) -> str:
+        """The server's secret (from ``server.json``, readable by its owner only)."""
+        return str(self.record.get("secret") or "")
 
-def _http(method: str, url: str, timeout: float) -> dict[str, Any] | None:
+
+def _http(method: str, url: str, timeout: float, secret: str = "") -> dict[str, Any] | None:
     """JSON from a local URL, or None if nothing usable answered (no proxy: it is loopback)."""
+    from customer_segmentation.warehouse.embedded_server import SECRET_HEADER
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    request = urllib.request.Request(
+        url, method=method, data=b"" if method == "POST" else None, headers={SECRET_HEADER: secret}
+    )
     try:
         with opener.open(request, timeout=timeout) as response:
             return json.loads(response.read() or b"{}")
@@ -248,7 +267,10 @@ def _is_our_server_process(pid: int, path: Path) -> bool:
 
 def _status(record: dict[str, Any], timeout: float) -> dict[str, Any] | None:
     return _http(
-        "GET", f"http://{record.get('host', '127.0.0.1')}:{record.get('port')}{STATUS_PATH}", timeout
+        "GET",
+        f"http://{record.get('host', '127.0.0.1')}:{record.get('port')}{STATUS_PATH}",
+        timeout,
+        str(record.get("secret") or ""),
     )
 
 
@@ -275,7 +297,7 @@ def _check(path: Path, record: dict[str, Any] | None, timeout: float) -> tuple[S
 @contextmanager
 def _flock(file: Path, timeout: float, what: str) -> Iterator[int]:
     """An exclusive ``fcntl.flock`` on ``file`` (released by the kernel if this process dies)."""
-    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -285,8 +307,9 @@ def _flock(file: Path, timeout: float, what: str) -> Iterator[int]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise EmbeddedWarehouseBusyError(
-                        f"Timed out after {timeout:g} s waiting for {file} ({what}). Another process holds it; "
-                        f"check `python -m customer_segmentation.warehouse status --path {file.parent}`."
+                        f"Timed out after {timeout:g} s waiting for {file} ({what}). Another process holds it: "
+                        "see `kedro warehouse status`; `kedro warehouse stop` stops the server (from the "
+                        f"project folder; or `python -m customer_segmentation.warehouse stop --path {file.parent}`)."
                     ) from None
                 time.sleep(0.02)
         yield fd
@@ -316,7 +339,7 @@ def _start_server(path: Path, memory_limit: str | None, idle_timeout: float, tim
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     started = time.monotonic()
-    with log.open("ab") as log_file:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log_file:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -363,7 +386,7 @@ def ensure_server(
 ) -> ServerHandle:
     """The server of ``path``: the running one if its record checks out, else a new one (race-free)."""
     path = Path(path).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    _owned_folder(path)
     handle, _ = _check(path, read_record(path), timeout=5)
     if handle is None:
         # slow path, under the start lock: two clients starting at once make one server
@@ -380,8 +403,8 @@ def ensure_server(
                 ):
                     raise EmbeddedWarehouseBusyError(
                         f"The embedded warehouse server for {path} (pid {pid}) is running but {why}. "
-                        f"Stop it (`kill {pid}`, or `kill -9 {pid}` if it does not exit) and run again; "
-                        f"its log is {path / LOG_NAME}."
+                        f"Stop it with `kedro warehouse stop` (or `kill {pid}`, `kill -9 {pid}` if it does "
+                        f"not exit) and run again; its log is {path / LOG_NAME}."
                     )
                 logger.warning(
                     "Removing the stale embedded warehouse record %s (%s)", path / RECORD_NAME, why
@@ -391,6 +414,21 @@ def ensure_server(
                 handle = _start_server(path, memory_limit, idle_timeout, start_timeout)
     _warn_if_different(handle, memory_limit)
     return handle
+
+
+def _owned_folder(path: Path) -> None:
+    """Create the warehouse folder owner-only (0700, whatever the umask); refuse another account's."""
+    from customer_segmentation.warehouse.embedded_server import FOLDER_MODE
+
+    path.mkdir(parents=True, exist_ok=True)
+    owner = path.stat().st_uid
+    if owner != os.getuid() and os.getuid() != 0:
+        raise WarehouseConnectionError(
+            f"The embedded warehouse folder {path} belongs to another account (uid {owner}): only its "
+            "owner may use it. Use a folder of your own (parameter warehouse.embedded_dir)."
+        )
+    if path.stat().st_mode & 0o777 != FOLDER_MODE:
+        os.chmod(path, FOLDER_MODE)
 
 
 _warned: set[tuple[Any, ...]] = set()
@@ -451,7 +489,7 @@ def stop_server(path: Path, timeout: float = 60.0, wait: bool = True) -> bool:
                     logger.info("Removing the stale embedded warehouse record (%s)", why)
                     (path / RECORD_NAME).unlink(missing_ok=True)
         return False
-    _http("POST", f"http://{handle.host}:{handle.port}{STOP_PATH}", timeout=10)
+    _http("POST", f"http://{handle.host}:{handle.port}{STOP_PATH}", timeout=10, secret=handle.secret)
     if not wait:
         return True
     deadline = time.monotonic() + timeout
@@ -472,11 +510,27 @@ def stop_server(path: Path, timeout: float = 60.0, wait: bool = True) -> bool:
 SERVER_RETRY_SECONDS = 20
 
 
+def client_identity() -> dict[str, Any]:
+    """The session parameters by which the server watches this process (its pid and start time)."""
+    from customer_segmentation.warehouse.embedded_server import (
+        CLIENT_PID_PARAMETER,
+        CLIENT_START_PARAMETER,
+        process_start_time,
+    )
+
+    pid = os.getpid()
+    return {CLIENT_PID_PARAMETER: pid, CLIENT_START_PARAMETER: process_start_time(pid)}
+
+
 def server_connection_parameters(handle: ServerHandle, database: str, schema: str) -> dict[str, Any]:
-    """Snowpark/connector parameters that reach the server (dummy, non-secret login)."""
+    """Snowpark/connector parameters that reach the server: its secret as password, this process as client.
+
+    The server ends the session when this process exits without logging out; parameters used in
+    another process tie that process's session to this one's life.
+    """
     return {
         "user": "embedded",
-        "password": "embedded",
+        "password": handle.secret,
         "account": "embedded",
         "host": handle.host,
         "port": handle.port,
@@ -486,7 +540,7 @@ def server_connection_parameters(handle: ServerHandle, database: str, schema: st
         "socket_timeout": 3600,  # statements may run longer than the connector's 60 s default
         "network_timeout": SERVER_RETRY_SECONDS,
         "login_timeout": SERVER_RETRY_SECONDS,
-        "session_parameters": {"nop_regexes": compat.NOP_REGEXES},
+        "session_parameters": {"nop_regexes": compat.NOP_REGEXES, **client_identity()},
     }
 
 
@@ -511,7 +565,7 @@ class RunLock:
         if self._fd is not None:
             return
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + timeout
         announced = False
         while True:
@@ -524,8 +578,9 @@ class RunLock:
                     os.close(fd)
                     raise EmbeddedWarehouseBusyError(
                         f"Another pipeline run is writing to the embedded warehouse at {self.file.parent} "
-                        f"({holder}); waited {timeout:g} s. Run again when it has finished, or raise "
-                        "warehouse.run_lock_timeout_seconds to wait longer."
+                        f"({holder}); waited {timeout:g} s. Run again when it has finished (a stopped run "
+                        "releases it at once: `kill <pid>` of that run leaves the warehouse consistent), "
+                        "or raise warehouse.run_lock_timeout_seconds to wait longer."
                     ) from None
                 if not announced:
                     logger.warning(
