@@ -51,6 +51,7 @@ __all__ = [
     "alive_purchase_curve",
     "alive_value_lookup",
     "clv",
+    "check_clv_settings",
     "discount_schedule",
     "expected_order_value",
     "expected_purchases",
@@ -533,7 +534,7 @@ def expected_order_value(g: GammaGammaParams, x: Any, mean_value: Any) -> np.nda
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_clv_settings(horizon_days: Any, annual_discount_rate: Any, margin: Any) -> None:
+def check_clv_settings(horizon_days: Any, annual_discount_rate: Any, margin: Any) -> None:
     if not isinstance(horizon_days, (int, np.integer)) or isinstance(horizon_days, bool) or horizon_days < 1:
         raise ValueFitError(
             f"customer_value.horizon_days must be a whole number of days >= 1, not {horizon_days!r}."
@@ -550,7 +551,7 @@ def _check_clv_settings(horizon_days: Any, annual_discount_rate: Any, margin: An
 def discount_schedule(horizon_days: int, annual_discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """Period ends t_k = min(k PERIOD_DAYS, horizon), k = 1..ceil(horizon / PERIOD_DAYS), and their
     discount factors (1 + annual_discount_rate) ** (-t_k / DAYS_PER_YEAR)."""
-    _check_clv_settings(horizon_days, annual_discount_rate, 1.0)
+    check_clv_settings(horizon_days, annual_discount_rate, 1.0)
     periods = -(-int(horizon_days) // PERIOD_DAYS)
     ends = np.minimum(np.arange(1, periods + 1) * PERIOD_DAYS, int(horizon_days)).astype(float)
     return ends, (1.0 + float(annual_discount_rate)) ** (-ends / DAYS_PER_YEAR)
@@ -588,7 +589,7 @@ def clv(
     margin * E[order value] * P(alive) * sum_k (U(t_k) - U(t_{k-1})) (1 + d)^(-t_k / 365),
     i.e. the expected-purchase curve E[Y(t) | x, t_x, T] cut into PERIOD_DAYS periods, each period's
     purchases discounted from its end (as lifetimes' customer_lifetime_value, in days)."""
-    _check_clv_settings(horizon_days, annual_discount_rate, margin)
+    check_clv_settings(horizon_days, annual_discount_rate, margin)
     x, t_x, T = (np.asarray(v, dtype=float).reshape(-1) for v in np.broadcast_arrays(x, t_x, T))
     _, discounted = alive_value_lookup(m, x, T, horizon_days, annual_discount_rate)
     value = expected_order_value(g, x, np.broadcast_to(np.asarray(mean_value, dtype=float), x.shape))
