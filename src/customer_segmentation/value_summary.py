@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DecimalType
@@ -142,3 +143,32 @@ def rollup_from_aggregates(aggregates: DataFrame) -> DataFrame:
 def days_before(daily_rows: DataFrame, cutoff: date) -> DataFrame:
     """The order-day rows strictly before ``cutoff`` (the history a summary at ``cutoff`` may see)."""
     return daily_rows.filter(F.col("ORDER_DAY") < F.lit(cutoff.isoformat()).cast("date"))
+
+
+# --- per segment (SEGMENT_SUMMARY, SEGMENT_PROFILES) ---------------------------------------------------
+
+
+def segment_value_aggregates() -> list[Any]:
+    """MEDIAN_P_ALIVE, TOTAL_CLV and MEDIAN_CLV, inside a GROUP BY segment (NULL values ignored)."""
+    return [
+        F.median(F.col("P_ALIVE").cast("double")).alias("MEDIAN_P_ALIVE"),
+        F.sum(F.col("CLV").cast("double")).alias("TOTAL_CLV"),
+        F.median(F.col("CLV").cast("double")).alias("MEDIAN_CLV"),
+    ]
+
+
+def add_value_shares(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-segment value columns as floats, and EXPECTED_REVENUE_SHARE: the segment's share of total CLV.
+
+    A SUM of doubles may differ in its last bits with the order rows are added in, so the money
+    totals are rounded to cents (and the medians to far below display precision): reruns agree.
+    """
+    frame = frame.copy()
+    for column in ("MEDIAN_P_ALIVE", "TOTAL_CLV", "MEDIAN_CLV"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    frame["TOTAL_CLV"] = frame["TOTAL_CLV"].round(2)
+    frame["MEDIAN_P_ALIVE"] = frame["MEDIAN_P_ALIVE"].round(10)
+    frame["MEDIAN_CLV"] = frame["MEDIAN_CLV"].round(6)
+    total = frame["TOTAL_CLV"].clip(lower=0).sum()
+    frame["EXPECTED_REVENUE_SHARE"] = frame["TOTAL_CLV"].clip(lower=0) / total if total else 0.0
+    return frame

@@ -28,6 +28,7 @@ from customer_segmentation.datasets.sources import (
     SourceReader,
     SourceReaderDataset,
 )
+from customer_segmentation.datasets.value_model_table import ValueModelTableDataset, ValueModelWrite
 
 __all__ = [
     "REBUILD_MARKER",
@@ -51,5 +52,7 @@ __all__ = [
     "SourcePullDataset",
     "SourceReader",
     "SourceReaderDataset",
+    "ValueModelTableDataset",
+    "ValueModelWrite",
     "WarehouseTableDataset",
 ]

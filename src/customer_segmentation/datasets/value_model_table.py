@@ -115,10 +115,14 @@ class ValueModelTableDataset(SnowparkTableDataset):
         row = {
             "VERSION": version,
             "TRAINED_AT": _ts_text(record["TRAINED_AT"]),
-            "REGISTERED_AT": _ts_text(data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat()),
+            "REGISTERED_AT": _ts_text(
+                data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat()
+            ),
             "RUN_ID": data.run_id,
             "SEGMENTATION_MODEL_VERSION": (
-                None if record.get("SEGMENTATION_MODEL_VERSION") is None else str(record["SEGMENTATION_MODEL_VERSION"])
+                None
+                if record.get("SEGMENTATION_MODEL_VERSION") is None
+                else str(record["SEGMENTATION_MODEL_VERSION"])
             ),
             "STATUS": str(record.get("STATUS") or "READY"),
             "PARAMS": _document(record.get("PARAMS")),

@@ -85,11 +85,20 @@ def summarise_customers(
         raise ValueError("CUSTOMER_FEATURES is empty: no customer to value. Run `kedro run` first.")
     ref = _as_date(found)
     state = customer_aggregates.state
-    if state is not None and state.max_event_ts is not None and state.max_event_ts < datetime.combine(ref, time()):
+    if (
+        state is not None
+        and state.max_event_ts is not None
+        and state.max_event_ts < datetime.combine(ref, time())
+    ):
         rollup = value_summary.rollup_from_aggregates(customer_aggregates.customers)
     else:
-        logger.info("Customer value: reference date %s is not after the latest event; summarised from the order days before it", ref)
-        rollup = value_summary.transaction_rollup(value_summary.days_before(customer_aggregates.daily_spend, ref))
+        logger.info(
+            "Customer value: reference date %s is not after the latest event; summarised from the order days before it",
+            ref,
+        )
+        rollup = value_summary.transaction_rollup(
+            value_summary.days_before(customer_aggregates.daily_spend, ref)
+        )
     return value_summary.summary_at(rollup, ref), ref.isoformat()
 
 
@@ -129,7 +138,10 @@ def fit_models(sample: pd.DataFrame) -> tuple[vm.FitResult, vm.FitResult]:
     """BG/NBD on (X, T_X, T) and Gamma-Gamma on the repeat customers' (X, MEAN_VALUE), both weighted."""
     rows = grouped(sample, ["X", "T_X", "T"])
     bgnbd = vm.fit_bgnbd(
-        rows["X"].to_numpy(float), rows["T_X"].to_numpy(float), rows["T"].to_numpy(float), rows["WEIGHT"].to_numpy(float)
+        rows["X"].to_numpy(float),
+        rows["T_X"].to_numpy(float),
+        rows["T"].to_numpy(float),
+        rows["WEIGHT"].to_numpy(float),
     )
     repeat = sample[(sample["X"] > 0) & (sample["MEAN_VALUE"] > 0)]
     spend = grouped(repeat, ["X", "MEAN_VALUE"])
@@ -139,7 +151,9 @@ def fit_models(sample: pd.DataFrame) -> tuple[vm.FitResult, vm.FitResult]:
     return bgnbd, gamma_gamma
 
 
-def active_segmentation_version(segmentation_models: pd.DataFrame, prediction: PredictionParams) -> str | None:
+def active_segmentation_version(
+    segmentation_models: pd.DataFrame, prediction: PredictionParams
+) -> str | None:
     """The segmentation model version prediction scores with (None before the first training)."""
     try:
         return active_version(segmentation_models, prediction.model_version)
@@ -161,9 +175,7 @@ def refit_reason(
     if active is None:
         return "no customer-value model in the warehouse yet"
     if segmentation_version is not None and active.segmentation_model_version != segmentation_version:
-        return (
-            f"the segmentation model changed ({active.segmentation_model_version or 'none'} -> {segmentation_version})"
-        )
+        return f"the segmentation model changed ({active.segmentation_model_version or 'none'} -> {segmentation_version})"
     _, max_age = training.retrain_rule()
     age = (today - _as_date(active.trained_at)).days
     if max_age is not None and age >= max_age:
@@ -246,7 +258,10 @@ def _log_fit(model: vm.ValueModel) -> None:
 
 
 def register_value_model(
-    value_model: vm.ValueModel, value_models: pd.DataFrame, params: CustomerValueParams, run_metadata: dict[str, Any]
+    value_model: vm.ValueModel,
+    value_models: pd.DataFrame,
+    params: CustomerValueParams,
+    run_metadata: dict[str, Any],
 ) -> ValueModelWrite:
     """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS; nothing when the active one was kept."""
     stored = {str(v) for v in value_models["VERSION"]} if len(value_models) else set()
@@ -279,10 +294,15 @@ def score_customer_value(
         F.col("CUSTOMER_ID").alias("_SCORED_ID"),
         *[F.col(c) for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")],
     )
-    joined = value_summary_frame.join(scores, value_summary_frame["CUSTOMER_ID"] == scores["_SCORED_ID"], how="inner")
+    joined = value_summary_frame.join(
+        scores, value_summary_frame["CUSTOMER_ID"] == scores["_SCORED_ID"], how="inner"
+    )
     return joined.select(
         *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
-        *[F.col(c).cast("double").alias(c) for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")],
+        *[
+            F.col(c).cast("double").alias(c)
+            for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
+        ],
         F.lit(value_model.version).alias("VALUE_MODEL_VERSION"),
     )
 
@@ -313,9 +333,13 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
     )
     sample, population = fit_sample(calibration, params)
     if population == 0:
-        return _skipped(f"no order before {cutoff} (the history is shorter than holdout_days)", cutoff, ref, params)
+        return _skipped(
+            f"no order before {cutoff} (the history is shorter than holdout_days)", cutoff, ref, params
+        )
     if not (sample["X"] > 0).any():
-        return _skipped(f"no repeat customer before {cutoff}: nothing to fit a holdout model on", cutoff, ref, params)
+        return _skipped(
+            f"no repeat customer before {cutoff}: nothing to fit a holdout model on", cutoff, ref, params
+        )
     try:
         bgnbd, gamma_gamma = fit_models(sample)
     except vm.ValueFitError as exc:
@@ -338,7 +362,9 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
         margin=params.margin,
     ).select(F.col("CUSTOMER_ID").alias("_PID"), "P_ALIVE", "EXPECTED_PURCHASES")
     period = daily_spend.filter(
-        (F.col("ORDER_DAY") >= _lit_date(cutoff)) & (F.col("ORDER_DAY") < _lit_date(ref)) & (F.col("KEPT_ORDERS") > 0)
+        (F.col("ORDER_DAY") >= _lit_date(cutoff))
+        & (F.col("ORDER_DAY") < _lit_date(ref))
+        & (F.col("KEPT_ORDERS") > 0)
     )
     actual = period.group_by(F.col("CUSTOMER_ID").alias("_AID")).agg(F.count(F.lit(1)).alias("ACTUAL"))
     per_customer = (
@@ -407,7 +433,9 @@ def _by_frequency(per_customer: DataFrame) -> list[dict[str, Any]]:
     )
     return [
         {
-            "frequency": f"{int(r.FREQUENCY)}+" if int(r.FREQUENCY) == MAX_FREQUENCY_ROW else str(int(r.FREQUENCY)),
+            "frequency": f"{int(r.FREQUENCY)}+"
+            if int(r.FREQUENCY) == MAX_FREQUENCY_ROW
+            else str(int(r.FREQUENCY)),
             "actual": round(float(r.ACTUAL), 6),
             "predicted": round(float(r.PREDICTED), 6),
             "customers": int(r.CUSTOMERS),
@@ -456,7 +484,9 @@ def _tracking(
     row per first-purchase day and one per order day come to pandas.
     """
     cohorts = calibration.group_by("FIRST_PURCHASE_DATE").agg(F.count(F.lit(1)).alias("N")).to_pandas()
-    first = calibration.select(F.col("CUSTOMER_ID").alias("_CID"), F.col("FIRST_PURCHASE_DATE").alias("_FIRST"))
+    first = calibration.select(
+        F.col("CUSTOMER_ID").alias("_CID"), F.col("FIRST_PURCHASE_DATE").alias("_FIRST")
+    )
     repeat_days = (
         daily_spend.filter((F.col("KEPT_ORDERS") > 0) & (F.col("ORDER_DAY") < _lit_date(ref)))
         .join(first, F.col("CUSTOMER_ID") == F.col("_CID"))

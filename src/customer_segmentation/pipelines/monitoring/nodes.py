@@ -27,6 +27,7 @@ from snowflake.snowpark.types import (
     ShortType,
 )
 
+from customer_segmentation import value_summary
 from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
@@ -40,6 +41,11 @@ GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
 HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
+#: Customer-value predictions in PROCESSED_DATA (docs/customer-value.md): reported per segment by their own
+#: columns (MEDIAN_P_ALIVE, TOTAL_CLV, MEDIAN_CLV, EXPECTED_REVENUE_SHARE), not profiled as features.
+VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
+#: The value predictions each SEGMENT_HISTORY snapshot keeps (SEGMENT_OUTCOMES compares them with what happened).
+HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
@@ -124,6 +130,11 @@ def snapshot_segments(
         F.col("RECENCY_DAYS").cast("int").alias("RECENCY_DAYS"),
         F.col("FREQUENCY").cast("int").alias("FREQUENCY"),
         F.col("MONETARY").cast("double").alias("MONETARY"),
+        # NULL when PROCESSED_DATA has no customer value (prediction ran without it)
+        *[
+            (F.col(c) if c in processed_data.columns else F.lit(None)).cast("double").alias(c)
+            for c in HISTORY_VALUE_COLUMNS
+        ],
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:
@@ -313,7 +324,9 @@ def profile_features(processed_data: DataFrame) -> list[str]:
     return [
         f.name.strip('"')
         for f in processed_data.schema.fields
-        if isinstance(f.datatype, NUMERIC_TYPES) and f.name.strip('"') not in NOT_FEATURES
+        if isinstance(f.datatype, NUMERIC_TYPES)
+        and f.name.strip('"') not in NOT_FEATURES
+        and f.name.strip('"') not in VALUE_COLUMNS
     ]
 
 
@@ -423,6 +436,14 @@ def _segment_medians(processed_data: DataFrame, features: list[str], rows: int) 
     return merged if merged is not None else pd.DataFrame({"SEGMENT_ID": []})
 
 
+def _segment_value(processed_data: DataFrame) -> pd.DataFrame:
+    """MEDIAN_P_ALIVE, TOTAL_CLV, MEDIAN_CLV and EXPECTED_REVENUE_SHARE (share of total CLV) per SEGMENT_ID."""
+    frame = processed_data.group_by("SEGMENT_ID").agg(*value_summary.segment_value_aggregates()).to_pandas()
+    frame = value_summary.add_value_shares(frame)
+    frame["SEGMENT_ID"] = frame["SEGMENT_ID"].astype(int)
+    return frame
+
+
 def profile_segments(
     processed_data: DataFrame, snapshot_info: dict[str, Any], params: MonitoringParams
 ) -> pd.DataFrame:
@@ -466,6 +487,8 @@ def profile_segments(
         dict(params.playbook),
         params.profile_top_features,
     )
+    if all(c in processed_data.columns for c in ("P_ALIVE", "CLV")):
+        profiles = profiles.merge(_segment_value(processed_data), on="SEGMENT_ID", how="left")
     profiles.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
     profiles["MODEL_VERSION"] = snapshot_info["model_version"]
     return profiles

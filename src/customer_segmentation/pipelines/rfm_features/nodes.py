@@ -21,12 +21,12 @@ from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DecimalType
 
+from customer_segmentation import value_summary
 from customer_segmentation.datasets.customer_aggregates import (
     AggregatesState,
     AggregatesUpdate,
     CustomerAggregates,
 )
-from customer_segmentation import value_summary
 from customer_segmentation.errors import MissingTableError
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
