@@ -566,6 +566,9 @@ def segment_outcomes(
 ) -> DataFrame:
     """SEGMENT_OUTCOMES rows of the snapshots that became ``holdout_days`` old and are not recorded yet.
 
+    ``segment_history`` is SEGMENT_HISTORY as stored before this run: a snapshot old enough was
+    written by an earlier run (today's never is).
+
     Per segment of such a snapshot: the customers, what the model predicted for them then (mean
     P(alive), expected purchases over the prediction horizon, CLV) and what they did in the
     ``holdout_days`` after it (repeat purchases = transaction days, net revenue, the share who
@@ -573,6 +576,13 @@ def segment_outcomes(
     """
     ref = date.fromisoformat(reference_date)
     period = int(params.holdout_days)
+    # no SEGMENT_HISTORY yet (the value pipeline run alone): the same query over no row
+    needed = {"SNAPSHOT_DATE": "date", "CUSTOMER_ID": "string", "SEGMENT_ID": "int", "SEGMENT_LABEL": "string"}
+    absent = [name for name in needed if name not in segment_history.columns]
+    if absent:
+        segment_history = segment_history.with_columns(
+            absent, [F.lit(None).cast(needed[name]) for name in absent]
+        )
     latest_start = ref - timedelta(days=period)
     recorded = segment_outcomes_previous.select(F.col("SNAPSHOT_DATE").alias("_DONE")).distinct()
     due = (

@@ -50,11 +50,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "customer_value",
                 name="score_customer_value_in_warehouse",
             ),
-            # what past segments realised once a snapshot is holdout_days old (after monitoring's snapshot)
+            # what past segments realised once a snapshot is holdout_days old (written by an earlier run)
             Node(
                 segment_outcomes,
                 [
-                    "segment_history",
+                    "segment_history_previous",
                     "customer_aggregates",
                     "segment_outcomes_previous",
                     "customer_value_reference_date",
