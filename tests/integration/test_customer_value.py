@@ -70,8 +70,10 @@ def expected_summary(events: pd.DataFrame, reference: date) -> pd.DataFrame:
         AMT=pd.to_numeric(events["AMOUNT"], errors="coerce").fillna(0.0),
     )
     ev = ev[ev["TS"] < pd.Timestamp(reference)]
-    created = ev[ev["EVENT_TYPE"] == "ORDER_CREATED"].groupby("ORDER_ID").agg(
-        CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("TS", "min"), GROSS=("AMT", "sum")
+    created = (
+        ev[ev["EVENT_TYPE"] == "ORDER_CREATED"]
+        .groupby("ORDER_ID")
+        .agg(CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("TS", "min"), GROSS=("AMT", "sum"))
     )
     cancelled = ev[ev["EVENT_TYPE"] == "ORDER_CANCELLED"].groupby("ORDER_ID")["AMT"].sum()
     returned = ev[ev["EVENT_TYPE"] == "ORDER_RETURNED"].groupby("ORDER_ID")["AMT"].sum()
@@ -153,7 +155,8 @@ def test_every_customer_with_an_order_has_a_value(demo: Path) -> None:
     assert (value["EXPECTED_PURCHASES"] >= 0).all() and (value["EXPECTED_ORDER_VALUE"] >= 0).all()
     assert value["MEAN_VALUE"].isna().equals(value["X"] == 0)
     processed = frame(
-        demo, "SELECT CUSTOMER_ID, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, CLV FROM PUBLIC.PROCESSED_DATA"
+        demo,
+        "SELECT CUSTOMER_ID, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, CLV FROM PUBLIC.PROCESSED_DATA",
     )
     merged = processed.merge(value, on="CUSTOMER_ID", suffixes=("", "_V"))
     assert len(merged) == len(processed) == customers
@@ -184,7 +187,9 @@ def test_segments_carry_their_value(demo: Path) -> None:
         )
         assert sorted(rows.index) == sorted(expected.index), table
         for column in ("MEDIAN_P_ALIVE", "MEDIAN_CLV"):
-            np.testing.assert_allclose(rows[column], expected.loc[rows.index, column], rtol=1e-6, err_msg=table)
+            np.testing.assert_allclose(
+                rows[column], expected.loc[rows.index, column], rtol=1e-6, err_msg=table
+            )
         np.testing.assert_allclose(rows["TOTAL_CLV"], expected.loc[rows.index, "TOTAL_CLV"], atol=0.01)
         np.testing.assert_allclose(
             rows["EXPECTED_REVENUE_SHARE"], expected.loc[rows.index, "TOTAL_CLV"] / total, rtol=1e-6
@@ -200,7 +205,14 @@ def test_segments_carry_their_value(demo: Path) -> None:
 def test_the_holdout_report_is_stored_with_the_version(demo: Path) -> None:
     report = holdout(demo)
     assert not report.get("skipped")
-    for key in ("predicted_purchases", "actual_purchases", "total_error", "correlation", "mae", "large_error"):
+    for key in (
+        "predicted_purchases",
+        "actual_purchases",
+        "total_error",
+        "correlation",
+        "mae",
+        "large_error",
+    ):
         assert key in report, key
     assert report["actual_purchases"] > 0 and report["predicted_purchases"] > 0
     assert -1 <= report["correlation"] <= 1 and report["mae"] >= 0
@@ -214,9 +226,13 @@ def test_the_holdout_report_is_stored_with_the_version(demo: Path) -> None:
     ref = date.fromisoformat(report["holdout_end"])
     cutoff = date.fromisoformat(report["calibration_end"])
     assert (ref - cutoff).days == 180
-    events = frame(demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA")
-    created = events[events["EVENT_TYPE"] == "ORDER_CREATED"].groupby("ORDER_ID").agg(
-        CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("EVENT_TS", "min")
+    events = frame(
+        demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA"
+    )
+    created = (
+        events[events["EVENT_TYPE"] == "ORDER_CREATED"]
+        .groupby("ORDER_ID")
+        .agg(CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("EVENT_TS", "min"))
     )
     cancelled = set(events.loc[events["EVENT_TYPE"] == "ORDER_CANCELLED", "ORDER_ID"])
     kept = created[~created.index.isin(cancelled)].assign(DAY=lambda f: pd.to_datetime(f["TS"]).dt.date)
@@ -234,7 +250,10 @@ def test_the_holdout_report_is_stored_with_the_version(demo: Path) -> None:
     assert all(0 <= r["actual_purchase_rate"] <= 1 for r in deciles)
     tracking = report["tracking"]
     assert tracking[-1]["day"] == ref.isoformat() and tracking[-1]["period"] == "holdout"
-    assert all(a["actual"] <= b["actual"] and a["predicted"] <= b["predicted"] for a, b in zip(tracking, tracking[1:]))
+    assert all(
+        a["actual"] <= b["actual"] and a["predicted"] <= b["predicted"]
+        for a, b in zip(tracking, tracking[1:])
+    )
 
 
 def test_segment_outcomes_of_the_first_snapshot_match_the_events(demo: Path) -> None:
@@ -247,15 +266,25 @@ def test_segment_outcomes_of_the_first_snapshot_match_the_events(demo: Path) -> 
         demo,
         f"SELECT CUSTOMER_ID, SEGMENT_ID, P_ALIVE, CLV FROM PUBLIC.SEGMENT_HISTORY WHERE SNAPSHOT_DATE = '{FIRST_REFERENCE}'",
     )
-    events = frame(demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA")
+    events = frame(
+        demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA"
+    )
     events["AMOUNT"] = events["AMOUNT"].astype(float).fillna(0.0)
-    orders = events[events["EVENT_TYPE"] == "ORDER_CREATED"].groupby("ORDER_ID").agg(
-        CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("EVENT_TS", "min"), GROSS=("AMOUNT", "sum")
+    orders = (
+        events[events["EVENT_TYPE"] == "ORDER_CREATED"]
+        .groupby("ORDER_ID")
+        .agg(CUSTOMER_ID=("CUSTOMER_ID", "first"), TS=("EVENT_TS", "min"), GROSS=("AMOUNT", "sum"))
     )
     per_type = events.pivot_table(index="ORDER_ID", columns="EVENT_TYPE", values="AMOUNT", aggfunc="sum")
-    orders["CANCELLED"] = per_type.get("ORDER_CANCELLED", pd.Series(dtype=float)).reindex(orders.index).fillna(0)
-    orders["RETURNED"] = per_type.get("ORDER_RETURNED", pd.Series(dtype=float)).reindex(orders.index).fillna(0)
-    orders["IS_CANCELLED"] = orders.index.isin(events.loc[events["EVENT_TYPE"] == "ORDER_CANCELLED", "ORDER_ID"])
+    orders["CANCELLED"] = (
+        per_type.get("ORDER_CANCELLED", pd.Series(dtype=float)).reindex(orders.index).fillna(0)
+    )
+    orders["RETURNED"] = (
+        per_type.get("ORDER_RETURNED", pd.Series(dtype=float)).reindex(orders.index).fillna(0)
+    )
+    orders["IS_CANCELLED"] = orders.index.isin(
+        events.loc[events["EVENT_TYPE"] == "ORDER_CANCELLED", "ORDER_ID"]
+    )
     orders["NET"] = orders["GROSS"] - np.minimum(orders["CANCELLED"], orders["GROSS"]) - orders["RETURNED"]
     orders["DAY"] = pd.to_datetime(orders["TS"]).dt.date
     window = orders[(orders["DAY"] >= start) & (orders["DAY"] < end)]

@@ -577,7 +577,12 @@ def segment_outcomes(
     ref = date.fromisoformat(reference_date)
     period = int(params.holdout_days)
     # no SEGMENT_HISTORY yet (the value pipeline run alone): the same query over no row
-    needed = {"SNAPSHOT_DATE": "date", "CUSTOMER_ID": "string", "SEGMENT_ID": "int", "SEGMENT_LABEL": "string"}
+    needed = {
+        "SNAPSHOT_DATE": "date",
+        "CUSTOMER_ID": "string",
+        "SEGMENT_ID": "int",
+        "SEGMENT_LABEL": "string",
+    }
     absent = [name for name in needed if name not in segment_history.columns]
     if absent:
         segment_history = segment_history.with_columns(
