@@ -38,6 +38,7 @@ VALUE_COLUMNS = (
     "EXPECTED_PURCHASES",
     "EXPECTED_ORDER_VALUE",
     "CLV",
+    "HORIZON_DAYS",
     "VALUE_MODEL_VERSION",
 )
 #: Calibration frequencies shown one by one in the holdout's conditional-expectation table; higher ones are pooled.
@@ -303,6 +304,7 @@ def score_customer_value(
             F.col(c).cast("double").alias(c)
             for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
         ],
+        F.lit(int(params.horizon_days)).cast("int").alias("HORIZON_DAYS"),
         F.lit(value_model.version).alias("VALUE_MODEL_VERSION"),
     )
 
