@@ -12,15 +12,14 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 
-from customer_segmentation import value_model as vm
-from customer_segmentation import value_sql, value_summary
+from customer_segmentation import value_summary
 from customer_segmentation.datasets.customer_aggregates import CustomerAggregates
 from customer_segmentation.datasets.value_model_table import ValueModelWrite
 from customer_segmentation.errors import MissingModelError, MissingTableError
@@ -28,6 +27,11 @@ from customer_segmentation.model import active_version
 from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 from customer_segmentation.pipelines.training.params import TrainingParams
+
+if (
+    TYPE_CHECKING
+):  # value_model loads scipy: imported where it is used, so registering the pipelines stays light
+    from customer_segmentation.value_model import FitResult, ValueModel
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +139,10 @@ def grouped(sample: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     )
 
 
-def fit_models(sample: pd.DataFrame) -> tuple[vm.FitResult, vm.FitResult]:
+def fit_models(sample: pd.DataFrame) -> tuple[FitResult, FitResult]:
     """BG/NBD on (X, T_X, T) and Gamma-Gamma on the repeat customers' (X, MEAN_VALUE), both weighted."""
+    from customer_segmentation import value_model as vm
+
     rows = grouped(sample, ["X", "T_X", "T"])
     bgnbd = vm.fit_bgnbd(
         rows["X"].to_numpy(float),
@@ -163,7 +169,7 @@ def active_segmentation_version(
 
 
 def refit_reason(
-    active: vm.ValueModel | None,
+    active: ValueModel | None,
     segmentation_version: str | None,
     training: TrainingParams,
     today: date,
@@ -194,8 +200,10 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     training: TrainingParams,
     prediction: PredictionParams,
     run_metadata: dict[str, Any],
-) -> vm.ValueModel:
-    """The value model to score with: the pinned one, the active one, or a new fit (with its holdout evidence)."""
+) -> Any:
+    """The value model (a ``value_model.ValueModel``) to score with: the pinned one, the active one, or a new fit (with its holdout evidence)."""
+    from customer_segmentation import value_model as vm
+
     pinned = params.model_version
     active = vm.active_value_model(value_models, pinned)
     if pinned is not None:
@@ -244,7 +252,7 @@ def _settings(params: CustomerValueParams, ref: date, population: int, sample: i
     }
 
 
-def _log_fit(model: vm.ValueModel) -> None:
+def _log_fit(model: ValueModel) -> None:
     b, g = model.bgnbd, model.gamma_gamma
     logger.info(
         "Customer-value model %s: BG/NBD %s (log-likelihood %.1f, %s customers, %.1f s); Gamma-Gamma %s (%s repeat customers)",
@@ -259,7 +267,7 @@ def _log_fit(model: vm.ValueModel) -> None:
 
 
 def register_value_model(
-    value_model: vm.ValueModel,
+    value_model: Any,
     value_models: pd.DataFrame,
     params: CustomerValueParams,
     run_metadata: dict[str, Any],
@@ -280,9 +288,11 @@ def register_value_model(
 
 
 def score_customer_value(
-    value_summary_frame: DataFrame, value_model: vm.ValueModel, params: CustomerValueParams
+    value_summary_frame: DataFrame, value_model: Any, params: CustomerValueParams
 ) -> DataFrame:
     """CUSTOMER_VALUE: every summarised customer with P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV (in SQL)."""
+    from customer_segmentation import value_sql
+
     scores = value_sql.score_customers(
         value_summary_frame.session,
         value_summary_frame,
@@ -329,6 +339,9 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
     The model that scores is the one fitted on the whole history; this fit is evidence only.
     Every per-customer comparison runs in the warehouse; the report holds aggregates.
     """
+    from customer_segmentation import value_model as vm
+    from customer_segmentation import value_sql
+
     cutoff = ref - timedelta(days=params.holdout_days)
     calibration = value_summary.summary_at(
         value_summary.transaction_rollup(value_summary.days_before(daily_spend, cutoff)), cutoff
@@ -476,7 +489,7 @@ def _by_decile(per_customer: DataFrame) -> list[dict[str, Any]]:
 
 
 def _tracking(
-    daily_spend: DataFrame, calibration: DataFrame, model: vm.ValueModel, cutoff: date, ref: date
+    daily_spend: DataFrame, calibration: DataFrame, model: ValueModel, cutoff: date, ref: date
 ) -> list[dict[str, Any]]:
     """Cumulative repeat transactions of the calibration customers, actual and predicted, week by week.
 
@@ -485,6 +498,8 @@ def _tracking(
     at day d; over the calibration period and the holdout period after ``cutoff``. Bounded: one
     row per first-purchase day and one per order day come to pandas.
     """
+    from customer_segmentation import value_model as vm
+
     cohorts = calibration.group_by("FIRST_PURCHASE_DATE").agg(F.count(F.lit(1)).alias("N")).to_pandas()
     first = calibration.select(
         F.col("CUSTOMER_ID").alias("_CID"), F.col("FIRST_PURCHASE_DATE").alias("_FIRST")

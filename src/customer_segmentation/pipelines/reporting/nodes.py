@@ -10,7 +10,6 @@ import pandas as pd
 from customer_segmentation.model import SegmentationModel
 from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.training.params import TrainingParams
-from customer_segmentation.value_model import active_value_model
 
 
 def plot_elbow(k_selection: pd.DataFrame, k_choice: dict[str, Any]) -> Any:
@@ -103,6 +102,8 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: Tra
 
 
 def _holdout(value_models: pd.DataFrame, params: CustomerValueParams) -> tuple[str, dict[str, Any]]:
+    from customer_segmentation.value_model import active_value_model  # loads scipy: only when drawing
+
     model = active_value_model(value_models, params.model_version)
     if model is None:
         return "none", {"skipped": "no customer-value model yet: run `kedro run`"}
