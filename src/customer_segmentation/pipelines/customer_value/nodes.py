@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ VALUE_COLUMNS = (
     "HORIZON_DAYS",
     "VALUE_MODEL_VERSION",
 )
+SCORE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
 #: Calibration frequencies shown one by one in the holdout's conditional-expectation table; higher ones are pooled.
 MAX_FREQUENCY_ROW = 7
 #: Points of the cumulative tracking series (one every TRACKING_STEP_DAYS days).
@@ -201,7 +203,12 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     prediction: PredictionParams,
     run_metadata: dict[str, Any],
 ) -> Any:
-    """The value model (a ``value_model.ValueModel``) to score with: the pinned one, the active one, or a new fit (with its holdout evidence)."""
+    """The value model (a ``value_model.ValueModel``) to score with: the pinned one, the active one, or a new fit (with its holdout evidence).
+
+    When a fit fails (``ValueFitError``: the data cannot identify the model) the active version keeps
+    scoring, or, without one, None: the value columns stay empty and the run log says why, rather
+    than the whole run (segments included) failing.
+    """
     from customer_segmentation import value_model as vm
 
     pinned = params.model_version
@@ -220,7 +227,23 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     logger.info("Fitting the customer-value model: %s", reason)
     ref = date.fromisoformat(reference_date)
     sample, population = fit_sample(value_summary_frame, params)
-    bgnbd, gamma_gamma = fit_models(sample)
+    try:
+        bgnbd, gamma_gamma = fit_models(sample)
+    except vm.ValueFitError as exc:
+        # the segments do not depend on the value model: the run goes on, saying loudly what is missing
+        if active is not None:
+            logger.warning(
+                "The customer-value fit failed, so the active version %s keeps scoring: %s",
+                active.version,
+                exc,
+            )
+            return active
+        logger.warning(
+            "The customer-value fit failed and no earlier version exists: P_ALIVE, EXPECTED_PURCHASES, "
+            "EXPECTED_ORDER_VALUE and CLV stay empty this run. %s",
+            exc,
+        )
+        return None
     model = vm.ValueModel(
         version=str(run_metadata.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")),
         trained_at=str(run_metadata["started_at"]),
@@ -272,7 +295,9 @@ def register_value_model(
     params: CustomerValueParams,
     run_metadata: dict[str, Any],
 ) -> ValueModelWrite:
-    """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS; nothing when the active one was kept."""
+    """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS; nothing when the active one was kept (or none fitted)."""
+    if value_model is None:
+        return ValueModelWrite(record=None)
     stored = {str(v) for v in value_models["VERSION"]} if len(value_models) else set()
     if value_model.version in stored:
         return ValueModelWrite(record=None)
@@ -293,6 +318,13 @@ def score_customer_value(
     """CUSTOMER_VALUE: every summarised customer with P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV (in SQL)."""
     from customer_segmentation import value_sql
 
+    if value_model is None:  # the fit failed and no version exists (logged): the table holds no customer
+        return value_summary_frame.filter(F.lit(False)).select(
+            *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
+            *[F.lit(None).cast("double").alias(c) for c in SCORE_COLUMNS],
+            F.lit(int(params.horizon_days)).cast("int").alias("HORIZON_DAYS"),
+            F.lit(None).cast("string").alias("VALUE_MODEL_VERSION"),
+        )
     scores = value_sql.score_customers(
         value_summary_frame.session,
         value_summary_frame,
@@ -322,6 +354,18 @@ def score_customer_value(
 # --- holdout evidence ---------------------------------------------------------------------------
 
 
+def _materialised(frame: DataFrame, name: str) -> DataFrame:
+    """``frame`` written once to a temporary table of this session (several queries then read it).
+
+    Temporary tables are this session's scratch: invisible to other sessions, dropped when it ends
+    (https://docs.snowflake.com/user-guide/tables-temp-transient). A DDL statement, never inside a
+    transaction (none is open in a node).
+    """
+    table = f"CUSTOMER_VALUE_{name}_{uuid.uuid4().hex[:10].upper()}"
+    frame.write.save_as_table(table, mode="overwrite", table_type="temporary")
+    return frame.session.table(table)
+
+
 def _skipped(reason: str, cutoff: date, ref: date, params: CustomerValueParams) -> dict[str, Any]:
     logger.warning("Customer-value holdout check skipped: %s", reason)
     return {
@@ -343,8 +387,13 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
     from customer_segmentation import value_sql
 
     cutoff = ref - timedelta(days=params.holdout_days)
-    calibration = value_summary.summary_at(
-        value_summary.transaction_rollup(value_summary.days_before(daily_spend, cutoff)), cutoff
+    # the order days before the cut-off rolled up once (a GROUP BY over CUSTOMER_DAILY_SPEND); the
+    # sample, the scoring and the comparisons below read the stored rows
+    calibration = _materialised(
+        value_summary.summary_at(
+            value_summary.transaction_rollup(value_summary.days_before(daily_spend, cutoff)), cutoff
+        ),
+        "CALIBRATION",
     )
     sample, population = fit_sample(calibration, params)
     if population == 0:
@@ -382,7 +431,7 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
         & (F.col("KEPT_ORDERS") > 0)
     )
     actual = period.group_by(F.col("CUSTOMER_ID").alias("_AID")).agg(F.count(F.lit(1)).alias("ACTUAL"))
-    per_customer = (
+    per_customer = _materialised(
         calibration.join(predicted, calibration["CUSTOMER_ID"] == predicted["_PID"])
         .join(actual, F.col("CUSTOMER_ID") == F.col("_AID"), how="left")
         .select(
@@ -391,7 +440,8 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
             F.col("P_ALIVE").cast("double").alias("P_ALIVE"),
             F.col("EXPECTED_PURCHASES").cast("double").alias("PREDICTED"),
             F.coalesce(F.col("ACTUAL"), F.lit(0)).cast("double").alias("ACTUAL"),
-        )
+        ),
+        "HOLDOUT",
     )
     report = _headline(per_customer, params)
     report.update(
