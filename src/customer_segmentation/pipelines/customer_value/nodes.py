@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,13 @@ SCORE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
 MAX_FREQUENCY_ROW = 7
 #: Points of the cumulative tracking series (one every TRACKING_STEP_DAYS days).
 TRACKING_STEP_DAYS = 7
+
+
+@dataclass(frozen=True)
+class NoValueModel:
+    """What the fit hands on when it failed and no version exists (a Kedro dataset refuses None)."""
+
+    reason: str
 
 
 def _as_date(value: Any) -> date:
@@ -206,7 +214,7 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     """The value model (a ``value_model.ValueModel``) to score with: the pinned one, the active one, or a new fit (with its holdout evidence).
 
     When a fit fails (``ValueFitError``: the data cannot identify the model) the active version keeps
-    scoring, or, without one, None: the value columns stay empty and the run log says why, rather
+    scoring, or, without one, a :class:`NoValueModel`: the value columns stay empty and the run log says why, rather
     than the whole run (segments included) failing.
     """
     from customer_segmentation import value_model as vm
@@ -243,7 +251,7 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
             "EXPECTED_ORDER_VALUE and CLV stay empty this run. %s",
             exc,
         )
-        return None
+        return NoValueModel(str(exc))
     model = vm.ValueModel(
         version=str(run_metadata.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")),
         trained_at=str(run_metadata["started_at"]),
@@ -296,7 +304,7 @@ def register_value_model(
     run_metadata: dict[str, Any],
 ) -> ValueModelWrite:
     """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS; nothing when the active one was kept (or none fitted)."""
-    if value_model is None:
+    if isinstance(value_model, NoValueModel):
         return ValueModelWrite(record=None)
     stored = {str(v) for v in value_models["VERSION"]} if len(value_models) else set()
     if value_model.version in stored:
@@ -318,7 +326,7 @@ def score_customer_value(
     """CUSTOMER_VALUE: every summarised customer with P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV (in SQL)."""
     from customer_segmentation import value_sql
 
-    if value_model is None:  # the fit failed and no version exists (logged): the table holds no customer
+    if isinstance(value_model, NoValueModel):  # the fit failed, no version exists (logged): no customer
         return value_summary_frame.filter(F.lit(False)).select(
             *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
             *[F.lit(None).cast("double").alias(c) for c in SCORE_COLUMNS],

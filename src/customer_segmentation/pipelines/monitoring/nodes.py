@@ -454,7 +454,8 @@ def profile_segments(
         processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL")
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
-            F.sum(F.col("MONETARY").cast("double")).alias("REVENUE"),
+            # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
+            F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
             *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
         )
         .to_pandas()
