@@ -31,8 +31,9 @@ from customer_segmentation import value_summary
 from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.monitoring.params import MonitoringParams
+from customer_segmentation.pipelines.prediction.params import PredictionParams
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ def _require(frame: DataFrame, columns: list[str], table: str, hint: str) -> Non
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise MissingColumnsError(f"{table} lacks column(s) {', '.join(missing)}: {hint}")
+
+
+# --- the monitored model -------------------------------------------------------------------------
+
+
+def select_monitored_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
+    """The model drift is measured against: the one prediction scores with (``prediction.model_version`` or the newest)."""
+    return select_active_model(model_versions, params.model_version)
 
 
 # --- history ------------------------------------------------------------------------------------

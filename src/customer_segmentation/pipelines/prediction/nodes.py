@@ -16,7 +16,7 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation import value_summary
 from customer_segmentation.errors import MissingColumnsError
-from customer_segmentation.model import SegmentationModel, active_version, load_version
+from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 
 logger = logging.getLogger(__name__)
@@ -200,17 +200,7 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
 
 def select_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
     """The stored model to score with: ``prediction.model_version`` if set, else the newest."""
-    pinned = params.model_version
-    version = active_version(model_versions, pinned)
-    model = load_version(model_versions, version)
-    logger.info(
-        "Scoring with model version %s (trained %s, k=%s)%s",
-        model.version,
-        model.trained_at,
-        model.k,
-        " pinned by prediction.model_version" if pinned is not None else ", the newest",
-    )
-    return model
+    return select_active_model(model_versions, params.model_version)
 
 
 def segment_summary_rows(segment_summary: pd.DataFrame, run_metadata: dict[str, Any]) -> pd.DataFrame:
