@@ -44,6 +44,10 @@ DERIVED = (
     "CUSTOMER_AGGREGATES",
     "CUSTOMER_DAILY_SPEND",
     "CUSTOMER_AGGREGATES_STATE",
+    # customer value (issue 21): a value model fitted on the demo never scores the user's customers
+    "CUSTOMER_VALUE",
+    "CUSTOMER_VALUE_MODELS",
+    "SEGMENT_OUTCOMES",
 )
 
 
