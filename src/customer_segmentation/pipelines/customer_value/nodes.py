@@ -48,6 +48,9 @@ VALUE_COLUMNS = (
     "VALUE_MODEL_VERSION",
 )
 SCORE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
+#: Beyond this, the fitted Beta(a, b) of the dropout probability has collapsed to one value: a boundary
+#: solution (homogeneous dropout) whose hypergeometric series would not be evaluated reliably.
+MAX_DROPOUT_SHAPE = 1.0e4
 #: Calibration frequencies shown one by one in the holdout's conditional-expectation table; higher ones are pooled.
 MAX_FREQUENCY_ROW = 7
 #: Points of the cumulative tracking series (one every TRACKING_STEP_DAYS days).
@@ -160,6 +163,15 @@ def fit_models(sample: pd.DataFrame) -> tuple[FitResult, FitResult]:
         rows["T"].to_numpy(float),
         rows["WEIGHT"].to_numpy(float),
     )
+    m = bgnbd.params
+    if max(m.a, m.b) > MAX_DROPOUT_SHAPE:
+        # the likelihood ran to its boundary: every customer drops out with the same probability
+        # (no spread between customers), a limit the closed forms are not evaluated at
+        raise vm.ValueFitError(
+            f"The BG/NBD fit ran to the edge of the model (dropout shapes a = {m.a:.3g}, b = {m.b:.3g}): the "
+            "history shows no difference in how likely customers are to stop buying, which the model "
+            "cannot estimate. Use a longer or more varied history."
+        )
     repeat = sample[(sample["X"] > 0) & (sample["MEAN_VALUE"] > 0)]
     spend = grouped(repeat, ["X", "MEAN_VALUE"])
     gamma_gamma = vm.fit_gamma_gamma(

@@ -23,7 +23,7 @@ class CustomerValueParams(Parameters):
     # the holdout check refits on the history up to this many days before the reference date
     holdout_days: Annotated[int, Field(ge=7, le=3650, strict=True)] = 180
     # customers drawn (deterministically) for a fit; only this bounded sample leaves the warehouse
-    sample_size: Annotated[int, Field(ge=100, strict=True)] = 200_000
+    sample_size: Annotated[int, Field(ge=100, strict=True)] = 50_000
     random_state: int = 11
     # the holdout's total error (|predicted - actual| / actual repeat purchases) above which the run warns
     holdout_warning_error: Annotated[float, Field(gt=0.0)] = 0.25
