@@ -126,7 +126,14 @@ def test_every_page_runs_with_only_an_active_snowpark_session(trained_project: P
                 hits = []
                 def find_spec(self, name, path=None, target=None):
                     if name.split(".")[0] in ("kedro", "customer_segmentation"):
-                        Blocked.hits.append(name)
+                        # Streamlit's component manifest scanner probes every installed distribution
+                        # with find_spec (the project is one here, not in Snowflake): not an import by the app
+                        frame, probe = sys._getframe(1), False
+                        while frame is not None and not probe:
+                            probe = "components/v2/manifest_scanner" in frame.f_code.co_filename
+                            frame = frame.f_back
+                        if not probe:
+                            Blocked.hits.append(name)
                         raise ImportError(f"{{name}} is not available in Streamlit in Snowflake")
                     return None
 

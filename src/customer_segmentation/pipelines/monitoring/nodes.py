@@ -42,9 +42,6 @@ GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
 HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
-#: Customer-value predictions in PROCESSED_DATA (docs/customer-value.md): reported per segment by their own
-#: columns (MEDIAN_P_ALIVE, TOTAL_CLV, MEDIAN_CLV, EXPECTED_REVENUE_SHARE), not profiled as features.
-VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
 #: The value predictions each SEGMENT_HISTORY snapshot keeps (SEGMENT_OUTCOMES compares them with what happened).
 HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
@@ -61,6 +58,11 @@ FEATURE_WORDS = {
     "SPEND_LAST_90D": "spend in the last 90 days",
     "SPEND_PREV_90D": "spend in the 90 days before",
     "SPEND_TREND": "spend trend",
+    # customer value (docs/customer-value.md): profiled like the features (MEDIAN_P_ALIVE, MEDIAN_CLV, ...)
+    "P_ALIVE": "probability of being active",
+    "EXPECTED_PURCHASES": "expected purchases",
+    "EXPECTED_ORDER_VALUE": "expected order value",
+    "CLV": "CLV",
 }
 
 
@@ -333,9 +335,7 @@ def profile_features(processed_data: DataFrame) -> list[str]:
     return [
         f.name.strip('"')
         for f in processed_data.schema.fields
-        if isinstance(f.datatype, NUMERIC_TYPES)
-        and f.name.strip('"') not in NOT_FEATURES
-        and f.name.strip('"') not in VALUE_COLUMNS
+        if isinstance(f.datatype, NUMERIC_TYPES) and f.name.strip('"') not in NOT_FEATURES
     ]
 
 
@@ -446,11 +446,15 @@ def _segment_medians(processed_data: DataFrame, features: list[str], rows: int) 
 
 
 def _segment_value(processed_data: DataFrame) -> pd.DataFrame:
-    """MEDIAN_P_ALIVE, TOTAL_CLV, MEDIAN_CLV and EXPECTED_REVENUE_SHARE (share of total CLV) per SEGMENT_ID."""
+    """TOTAL_CLV and EXPECTED_REVENUE_SHARE (share of total CLV) per SEGMENT_ID.
+
+    MEDIAN_P_ALIVE and MEDIAN_CLV come with the other medians: the value columns are profiled like
+    the features (the explorer contrasts them the same way).
+    """
     frame = processed_data.group_by("SEGMENT_ID").agg(*value_summary.segment_value_aggregates()).to_pandas()
     frame = value_summary.add_value_shares(frame)
     frame["SEGMENT_ID"] = frame["SEGMENT_ID"].astype(int)
-    return frame
+    return frame[["SEGMENT_ID", "TOTAL_CLV", "EXPECTED_REVENUE_SHARE"]]
 
 
 def profile_segments(
