@@ -398,7 +398,7 @@ def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
 
 
 def p_alive(m: BGNBDParams, x: Any, t_x: Any, T: Any) -> np.ndarray:
-    """P(alive | x, t_x, T) [FHL08 eq. 3; FHL05 appendix]:
+    """P(alive | x, t_x, T) [FHL08, its closed form for P(tau > T | r, alpha, a, b, x, t_x, T)]:
     1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x)), the ratio in log space
     (the power overflows for heavy buyers), as expit(-u), u = ln a - ln(b + x - 1) + (r + x) ln(...).
     """
@@ -431,8 +431,8 @@ def expected_purchases_unconditional(m: BGNBDParams, t: Any) -> np.ndarray:
 
 
 def _gg_terms(params: np.ndarray, x: np.ndarray, mv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row log density of the mean spend m_x of x transactions [FHLb05 eq. 3; Fader & Hardie 2013
-    eq. 3] and its gradient w.r.t. (p, q, gamma):
+    """Per-row log density of the mean spend m_x of x transactions (the marginal of m_x ~ Gamma(px, nu x),
+    nu ~ Gamma(q, gamma) [FHLb05; Fader & Hardie 2013]) and its gradient w.r.t. (p, q, gamma):
     ln G(px+q) - ln G(px) - ln G(q) + q ln gamma + (px-1) ln m_x + px ln x - (px+q) ln(gamma + x m_x).
     """
     p, q, g = params
@@ -519,7 +519,8 @@ def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
 
 
 def expected_order_value(g: GammaGammaParams, x: Any, mean_value: Any) -> np.ndarray:
-    """Gamma-Gamma conditional mean spend per transaction [FHLb05 eq. 5; Fader & Hardie 2013 eq. 5]:
+    """Gamma-Gamma conditional mean spend per transaction [FHLb05 eq. 4 (working-paper numbering);
+    Fader & Hardie 2013]:
     (q - 1) / (p x + q - 1) * p gamma / (q - 1) + p x / (p x + q - 1) * m_x
     = (p gamma + p x m_x) / (p x + q - 1). A NULL or negative m_x counts as 0 (net returns);
     at x = 0 it is the population mean p gamma / (q - 1)."""
