@@ -307,10 +307,16 @@ def test_analytic_gradients_match_finite_differences(cdnow: pd.DataFrame) -> Non
         down = vm._bgnbd_terms(point - step, x, t_x, T)[0].sum()
         numeric.append((up - down) / (2 * step[j]))
     assert analytic == pytest.approx(numeric, rel=1e-5)
+    grouped = vm._bgnbd_terms(point, x, t_x, T, np.unique(x, return_inverse=True))  # what the fit uses
+    for mine, theirs in zip(grouped, vm._bgnbd_terms(point, x, t_x, T)):
+        assert np.asarray(mine) == pytest.approx(np.asarray(theirs), rel=1e-13)
     keep = cdnow["x"] > 0
     gg_point = np.array([5.0, 3.0, 12.0])
     xs, ms = cdnow["x"][keep].to_numpy(float), cdnow["mean_value"][keep].to_numpy(float)
     grads = vm._gg_terms(gg_point, xs, ms)[1].sum(axis=1)
+    grouped = vm._gg_terms(gg_point, xs, ms, np.unique(xs, return_inverse=True))
+    assert grouped[0] == pytest.approx(vm._gg_terms(gg_point, xs, ms)[0], rel=1e-13)
+    assert grouped[1].sum(axis=1) == pytest.approx(grads, rel=1e-13)
     for j in range(3):
         step = np.zeros(3)
         step[j] = 1e-6 * gg_point[j]
