@@ -24,8 +24,6 @@ from customer_segmentation.errors import MissingColumnsError, TransactionStateEr
 from customer_segmentation.value_model import ValueFitError, ValueModel
 from customer_segmentation.value_sql import score_customers
 
-pytestmark = pytest.mark.integration
-
 HORIZON, RATE, MARGIN = 365, 0.1, 0.35
 COLUMNS = ["CUSTOMER_ID", "P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV"]
 

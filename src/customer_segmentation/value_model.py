@@ -5,6 +5,9 @@ forms used to score, and the registry record (one row of CUSTOMER_VALUE_MODELS p
 warehouse scoring (``value_sql.py``) compiles the same closed forms into SQL and joins the one part
 that SQL cannot evaluate exactly, the Gauss hypergeometric function, from a lookup computed here.
 
+scipy is imported inside the functions that need it (fits, special functions), so that importing this
+module (the pipeline registry does) stays light.
+
 Sources (docs/customer-value-formulas.md holds every formula with its source and equation number):
 
 - [FHL05] Fader, Hardie & Lee (2005), "'Counting Your Customers' the Easy Way: An Alternative to
@@ -34,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from customer_segmentation.errors import MissingModelError, SegmentationError, UnknownModelVersionError
 from customer_segmentation.model import json_safe
@@ -281,6 +283,8 @@ def _bgnbd_terms(
     ``groups`` = ``np.unique(x, return_inverse=True)``: the special functions of x are then evaluated
     once per distinct x (a few hundred) instead of once per row.
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     r, alpha, a, b = params
     ux, inverse = groups if groups is not None else (x, None)
     urepeat = ux > 0
@@ -331,6 +335,8 @@ def _minimise(
 ) -> tuple[np.ndarray, bool]:
     """Minimise ``objective`` (value, gradient) over log-parameters; the next start is tried only when the
     previous ones did not reach a small gradient inside the parameter limits (then the best is kept)."""
+    from scipy import optimize  # here, not at import: registering the pipelines must not load scipy
+
     best = None
     for start in starts:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -421,6 +427,8 @@ def p_alive(m: BGNBDParams, x: Any, t_x: Any, T: Any) -> np.ndarray:
     1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x)), the ratio in log space
     (the power overflows for heavy buyers), as expit(-u), u = ln a - ln(b + x - 1) + (r + x) ln(...).
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     x, t_x, T = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(x, t_x, T))
     repeat = x > 0
     safe = np.where(repeat, m.b + x - 1.0, 1.0)
@@ -457,6 +465,8 @@ def _gg_terms(
     ln G(px+q) - ln G(px) - ln G(q) + q ln gamma + (px-1) ln m_x + px ln x - (px+q) ln(gamma + x m_x).
     ``groups`` = ``np.unique(x, return_inverse=True)``: gamma/digamma once per distinct x.
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     p, q, g = params
     ux, inverse = groups if groups is not None else (x, None)
     psi = special.digamma
