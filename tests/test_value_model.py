@@ -457,3 +457,20 @@ def test_active_value_model_follows_the_segmentation_rule() -> None:
     assert vm.active_value_model(pd.DataFrame()) is None
     with pytest.raises(UnknownModelVersionError, match="v9"):
         vm.active_value_model(rows, pinned="v9")
+
+
+def test_a_fit_that_stops_early_is_refused_not_returned(
+    cdnow: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An optimiser stopped after 2 iterations (as on a hard likelihood surface) leaves a large gradient."""
+    import scipy.optimize
+
+    real = scipy.optimize.minimize
+
+    def stopped(*args: object, **kwargs: object) -> object:
+        kwargs["options"] = {**dict(kwargs.get("options") or {}), "maxiter": 2}
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", stopped)
+    with pytest.raises(ValueFitError, match="did not converge"):
+        vm.fit_bgnbd(cdnow["x"], cdnow["t_x"], cdnow["T"])
