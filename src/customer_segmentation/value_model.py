@@ -5,6 +5,9 @@ forms used to score, and the registry record (one row of CUSTOMER_VALUE_MODELS p
 warehouse scoring (``value_sql.py``) compiles the same closed forms into SQL and joins the one part
 that SQL cannot evaluate exactly, the Gauss hypergeometric function, from a lookup computed here.
 
+scipy is imported inside the functions that need it (fits, special functions), so that importing this
+module (the pipeline registry does) stays light.
+
 Sources (docs/customer-value-formulas.md holds every formula with its source and equation number):
 
 - [FHL05] Fader, Hardie & Lee (2005), "'Counting Your Customers' the Easy Way: An Alternative to
@@ -34,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from customer_segmentation.errors import MissingModelError, SegmentationError, UnknownModelVersionError
 from customer_segmentation.model import json_safe
@@ -271,36 +273,52 @@ def alive_purchase_curve(m: BGNBDParams, x: Any, T: Any, t: Any) -> np.ndarray:
 
 
 def _bgnbd_terms(
-    params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, groups: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-row log-likelihood [FHL05 eq. 6] and its gradient w.r.t. (r, alpha, a, b), in log space.
 
     ln L = ln G(r+x) - ln G(r) + r ln alpha
            + logsumexp( lnB(a, b+x) - lnB(a, b) - (r+x) ln(alpha+T),
                         [x>0] lnB(a+1, b+x-1) - lnB(a, b) - (r+x) ln(alpha+t_x) ).
+    ``groups`` = ``np.unique(x, return_inverse=True)``: the special functions of x are then evaluated
+    once per distinct x (a few hundred) instead of once per row.
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     r, alpha, a, b = params
-    repeat = x > 0
+    ux, inverse = groups if groups is not None else (x, None)
+    urepeat = ux > 0
+    usafe_b = np.where(urepeat, b + ux - 1.0, 1.0)
+    psi = special.digamma
     ln_b_ab = special.betaln(a, b)
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * math.log(alpha)
-    a2 = special.betaln(a, b + x) - ln_b_ab - (r + x) * np.log(alpha + T)
-    safe_b = np.where(repeat, b + x - 1.0, 1.0)
-    a3 = np.where(repeat, special.betaln(a + 1.0, safe_b) - ln_b_ab - (r + x) * np.log(alpha + t_x), -np.inf)
+    psi_abx = psi(a + b + ux)
+    by_x = [
+        special.gammaln(r + ux) - special.gammaln(r),  # ln G(r+x) - ln G(r)
+        special.betaln(a, b + ux) - ln_b_ab,
+        np.where(urepeat, special.betaln(a + 1.0, usafe_b) - ln_b_ab, 0.0),
+        psi(r + ux),
+        psi(a) - psi_abx,
+        psi(a + 1.0) - psi_abx,
+        psi(b + ux) - psi_abx,
+        np.where(urepeat, psi(usafe_b) - psi_abx, 0.0),
+    ]
+    if inverse is not None:
+        by_x = [v[inverse] for v in by_x]
+    g_r, b_2, b_3, psi_rx, da_2, da_3, db_2, db_3 = by_x
+    repeat = x > 0
+    ln_at, ln_atx = np.log(alpha + T), np.log(alpha + t_x)
+    a1 = g_r + r * math.log(alpha)
+    a2 = b_2 - (r + x) * ln_at
+    a3 = np.where(repeat, b_3 - (r + x) * ln_atx, -np.inf)
     mx = np.maximum(a2, a3)
     e2, e3 = np.exp(a2 - mx), np.exp(a3 - mx)
     ll = a1 + mx + np.log(e2 + e3)
     w2 = e2 / (e2 + e3)
     w3 = 1.0 - w2
-    psi = special.digamma
-    d_r = psi(r + x) - psi(r) + math.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + t_x)
+    d_r = psi_rx - psi(r) + math.log(alpha) - w2 * ln_at - w3 * ln_atx
     d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + t_x))
-    psi_abx = psi(a + b + x)
-    d_a = w2 * (psi(a) - psi_abx) + w3 * (psi(a + 1.0) - psi_abx) - (psi(a) - psi(a + b))
-    d_b = (
-        w2 * (psi(b + x) - psi_abx)
-        + np.where(repeat, w3 * (psi(safe_b) - psi_abx), 0.0)
-        - (psi(b) - psi(a + b))
-    )
+    d_a = w2 * da_2 + w3 * da_3 - (psi(a) - psi(a + b))
+    d_b = w2 * db_2 + w3 * db_3 - (psi(b) - psi(a + b))
     return ll, d_r, d_alpha, np.stack([d_a, d_b])
 
 
@@ -315,7 +333,10 @@ def bgnbd_log_likelihood(m: BGNBDParams, x: Any, t_x: Any, T: Any, weight: Any =
 def _minimise(
     objective: Any, starts: list[np.ndarray], names: tuple[str, ...], what: str
 ) -> tuple[np.ndarray, bool]:
-    """Minimise ``objective`` (value, gradient) over log-parameters from several starts; the best."""
+    """Minimise ``objective`` (value, gradient) over log-parameters; the next start is tried only when the
+    previous ones did not reach a small gradient inside the parameter limits (then the best is kept)."""
+    from scipy import optimize  # here, not at import: registering the pipelines must not load scipy
+
     best = None
     for start in starts:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -329,6 +350,9 @@ def _minimise(
                     result = polished
         if best is None or result.fun < best.fun:
             best = result
+        settled = np.max(np.abs(objective(best.x)[1])) < 1e-6 and np.all(np.abs(best.x) <= LOG_PARAM_LIMIT)
+        if settled:
+            break
     if best is None:
         raise ValueFitError(f"The {what} likelihood could not be evaluated at any starting point.")
     gradient = objective(best.x)[1]
@@ -378,10 +402,11 @@ def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
         raise ValueFitError("Every customer was first seen on the reference date (T = 0): nothing to fit.")
     scale = float(np.average(T, weights=w)) or 1.0
     xs, ts, Ts = x, t_x / scale, T / scale
+    groups = np.unique(x, return_inverse=True)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(theta)
-        ll, d_r, d_alpha, d_ab = _bgnbd_terms(params, xs, ts, Ts)
+        ll, d_r, d_alpha, d_ab = _bgnbd_terms(params, xs, ts, Ts, groups)
         value = -float(np.dot(w, ll)) / total
         grad = -np.array([np.dot(w, d_r), np.dot(w, d_alpha), np.dot(w, d_ab[0]), np.dot(w, d_ab[1])])
         grad = grad * params / total
@@ -398,10 +423,12 @@ def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
 
 
 def p_alive(m: BGNBDParams, x: Any, t_x: Any, T: Any) -> np.ndarray:
-    """P(alive | x, t_x, T) [FHL08 eq. 3; FHL05 appendix]:
+    """P(alive | x, t_x, T) [FHL08, its closed form for P(tau > T | r, alpha, a, b, x, t_x, T)]:
     1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x)), the ratio in log space
     (the power overflows for heavy buyers), as expit(-u), u = ln a - ln(b + x - 1) + (r + x) ln(...).
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     x, t_x, T = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(x, t_x, T))
     repeat = x > 0
     safe = np.where(repeat, m.b + x - 1.0, 1.0)
@@ -430,26 +457,30 @@ def expected_purchases_unconditional(m: BGNBDParams, t: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _gg_terms(params: np.ndarray, x: np.ndarray, mv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row log density of the mean spend m_x of x transactions [FHLb05 eq. 3; Fader & Hardie 2013
-    eq. 3] and its gradient w.r.t. (p, q, gamma):
+def _gg_terms(
+    params: np.ndarray, x: np.ndarray, mv: np.ndarray, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row log density of the mean spend m_x of x transactions (the marginal of m_x ~ Gamma(px, nu x),
+    nu ~ Gamma(q, gamma) [FHLb05; Fader & Hardie 2013]) and its gradient w.r.t. (p, q, gamma):
     ln G(px+q) - ln G(px) - ln G(q) + q ln gamma + (px-1) ln m_x + px ln x - (px+q) ln(gamma + x m_x).
+    ``groups`` = ``np.unique(x, return_inverse=True)``: gamma/digamma once per distinct x.
     """
+    from scipy import special  # here, not at import: registering the pipelines must not load scipy
+
     p, q, g = params
+    ux, inverse = groups if groups is not None else (x, None)
+    psi = special.digamma
+    upx = p * ux
+    by_x = [special.gammaln(upx + q) - special.gammaln(upx), psi(upx + q), psi(upx)]
+    if inverse is not None:
+        by_x = [v[inverse] for v in by_x]
+    g_ratio, psi_pxq, psi_px = by_x
     px = p * x
     ln_gxm = np.log(g + x * mv)
-    ll = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
-        - special.gammaln(q)
-        + q * math.log(g)
-        + (px - 1.0) * np.log(mv)
-        + px * np.log(x)
-        - (px + q) * ln_gxm
-    )
-    psi = special.digamma
-    d_p = x * (psi(px + q) - psi(px) + np.log(mv) + np.log(x) - ln_gxm)
-    d_q = psi(px + q) - psi(q) + math.log(g) - ln_gxm
+    ln_m, ln_x = np.log(mv), np.log(x)
+    ll = g_ratio - special.gammaln(q) + q * math.log(g) + (px - 1.0) * ln_m + px * ln_x - (px + q) * ln_gxm
+    d_p = x * (psi_pxq - psi_px + ln_m + ln_x - ln_gxm)
+    d_q = psi_pxq - psi(q) + math.log(g) - ln_gxm
     d_g = q / g - (px + q) / (g + x * mv)
     return ll, np.stack([d_p, d_q, d_g])
 
@@ -495,10 +526,11 @@ def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
         )
     scale = float(np.average(mv, weights=w))
     ms = mv / scale
+    groups = np.unique(x, return_inverse=True)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(theta)
-        ll, grads = _gg_terms(params, x, ms)
+        ll, grads = _gg_terms(params, x, ms, groups)
         value = -float(np.dot(w, ll)) / total
         grad = -(grads @ w) * params / total
         if not np.isfinite(value) or not np.isfinite(grad).all():
@@ -519,7 +551,8 @@ def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
 
 
 def expected_order_value(g: GammaGammaParams, x: Any, mean_value: Any) -> np.ndarray:
-    """Gamma-Gamma conditional mean spend per transaction [FHLb05 eq. 5; Fader & Hardie 2013 eq. 5]:
+    """Gamma-Gamma conditional mean spend per transaction [FHLb05 eq. 4 (working-paper numbering);
+    Fader & Hardie 2013]:
     (q - 1) / (p x + q - 1) * p gamma / (q - 1) + p x / (p x + q - 1) * m_x
     = (p gamma + p x m_x) / (p x + q - 1). A NULL or negative m_x counts as 0 (net returns);
     at x = 0 it is the population mean p gamma / (q - 1)."""
