@@ -14,6 +14,7 @@ from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.parameters import Parameters
 from customer_segmentation.pipeline_registry import register_pipelines
 from customer_segmentation.pipelines.check_source.params import CheckSourceParams
+from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.export_segments.params import ExportSegmentsParams
 from customer_segmentation.pipelines.ingestion.params import IngestionParams
 from customer_segmentation.pipelines.load_events.params import LoadEventsParams
@@ -35,6 +36,7 @@ MODELS: dict[str, type[Parameters]] = {
     "load_events": LoadEventsParams,
     "simulate_days": SimulateDaysParams,
     "check_source": CheckSourceParams,
+    "customer_value": CustomerValueParams,
 }
 
 
@@ -88,6 +90,13 @@ def test_defaults_are_the_configured_values(section: str) -> None:
         ),
         (SimulateDaysParams, {"arrival_multiplier": -1}, "simulate_days.arrival_multiplier"),
         (DemoDataParams, {"defect_rate": 2}, "demo_data.defect_rate"),
+        (CustomerValueParams, {"horizon_days": 0}, "customer_value.horizon_days"),
+        (CustomerValueParams, {"horizon_days": 365.5}, "customer_value.horizon_days"),
+        (CustomerValueParams, {"annual_discount_rate": -0.1}, "customer_value.annual_discount_rate"),
+        (CustomerValueParams, {"margin": 0}, "customer_value.margin"),
+        (CustomerValueParams, {"holdout_days": 3}, "customer_value.holdout_days"),
+        (CustomerValueParams, {"sample_size": 10}, "customer_value.sample_size"),
+        (CustomerValueParams, {"horizon": 365}, "customer_value.horizon: Extra inputs"),
         (DemoDataParams, {"end_date": "soon"}, "demo_data.end_date"),
     ],
 )
@@ -99,6 +108,8 @@ def test_errors_name_the_parameter(model: type[Parameters], values: dict, named:
 def test_values_are_parsed_once_into_their_types() -> None:
     assert PredictionParams.of(model_version=20261101).model_version == "20261101"
     assert PredictionParams.of(model_version="").model_version is None
+    assert CustomerValueParams.of(model_version=20261101).model_version == "20261101"
+    assert CustomerValueParams.of(model_version="").model_version is None
     assert str(RfmFeaturesParams.of(reference_date="2026-10-31").reference_date) == "2026-10-31"
     assert IngestionParams.of(as_of="2026-11-01").as_of.isoformat() == "2026-11-01T00:00:00"
     assert MonitoringParams.of(drift_thresholds={"psi_watch": 0.2}).drift_thresholds == DriftThresholds(

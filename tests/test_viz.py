@@ -40,6 +40,7 @@ PIPELINES = {
     "ingestion",
     "rfm_features",
     "training",
+    "customer_value",
     "reporting",
     "prediction",
     "store_results",
@@ -53,6 +54,8 @@ CHARTS = {
     "rfm_scatter_chart",
     "segment_sizes_chart",
     "rfm_segment_treemap",
+    "value_tracking_chart",
+    "value_by_frequency_chart",
 }
 SNOWPARK_PREVIEWS = {
     "raw_data",
@@ -60,6 +63,7 @@ SNOWPARK_PREVIEWS = {
     "customer_features",
     "scored_customers",
     "processed_data",
+    "customer_value",
 }
 START_TIMEOUT = 180
 STOP_TIMEOUT = 30

@@ -14,6 +14,7 @@ scikit-learn is imported inside ``kmeans`` only, so scoring never loads it.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation.errors import MissingModelError, UnknownModelVersionError
+
+logger = logging.getLogger(__name__)
 
 #: Record keys stored in their own column of SEGMENTATION_MODELS; any other dataclass field
 #: (added later, e.g. by a new naming scheme) travels in ``extra`` so that it needs no new column.
@@ -52,6 +55,7 @@ __all__ = [
     "json_safe",
     "load_version",
     "previous_version",
+    "select_active_model",
 ]
 
 
@@ -304,3 +308,20 @@ def active_model_or_none(versions: pd.DataFrame, pinned: str | None = None) -> S
         return load_version(versions, active_version(versions, pinned))
     except MissingModelError:
         return None
+
+
+def select_active_model(versions: pd.DataFrame, pinned: str | None = None) -> SegmentationModel:
+    """The stored model to score with: ``pinned`` if set, else the newest READY version (logged).
+
+    The one rule prediction, monitoring and the daily retrain decision share (each pipeline's node
+    wraps it). Raises MissingModelError / UnknownModelVersionError as ``active_version`` does.
+    """
+    model = load_version(versions, active_version(versions, pinned))
+    logger.info(
+        "Scoring with model version %s (trained %s, k=%s)%s",
+        model.version,
+        model.trained_at,
+        model.k,
+        " pinned by prediction.model_version" if pinned is not None else ", the newest",
+    )
+    return model

@@ -11,6 +11,7 @@ from kedro.pipeline import Pipeline
 from customer_segmentation.errors import SegmentationError
 from customer_segmentation.pipelines import (
     check_source,
+    customer_value,
     export_segments,
     ingestion,
     load_events,
@@ -30,6 +31,7 @@ FULL_RUN = (
     "ingestion",
     "rfm_features",
     "training",
+    "customer_value",
     "reporting",
     "prediction",
     "store_results",
@@ -37,7 +39,16 @@ FULL_RUN = (
 )
 #: The morning job: new events in, features refreshed, the model retrained and registered in the
 #: warehouse if training.retrain_policy says so (model_refresh), scored with the active model, stored, monitored.
-DAILY_RUN = ("ingestion", "rfm_features", "model_refresh", "prediction", "store_results", "monitoring")
+#: customer_value scores every day and refits when the segmentation model changed or its age says so.
+DAILY_RUN = (
+    "ingestion",
+    "rfm_features",
+    "model_refresh",
+    "customer_value",
+    "prediction",
+    "store_results",
+    "monitoring",
+)
 
 
 class UnknownPipelineError(SegmentationError, KeyError):
@@ -77,6 +88,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             "export_segments": export_segments.create_pipeline(),
             "reporting": reporting.create_pipeline(),
             "check_source": check_source.create_pipeline(),
+            "customer_value": customer_value.create_pipeline(),
         }
     )
     pipelines["__default__"] = sum((pipelines[name] for name in FULL_RUN), Pipeline([]))

@@ -49,12 +49,17 @@ def test_every_page_renders_on_the_demo(two_snapshots: Path, app: Any) -> None:
     assert f"Model {version}" in overview
     status = rows("SELECT STATUS FROM SEGMENT_DRIFT ORDER BY MEASURED_AT DESC LIMIT 1")[0][0]
     assert f"Drift status {status}" in overview
-    if rows(
+    # the customer-value pipeline runs in `kedro run` and `daily`: its figures are on every segment card
+    assert rows(
         "SELECT COUNT(*) FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'PROCESSED_DATA' AND COLUMN_NAME = 'CLV'"
-    )[0][0]:
-        assert "median CLV" in overview  # the value figures, once the customer-value pipeline exists
-    else:
-        assert "No customer value yet: run `kedro run`" in overview
+    )[0][0]
+    assert "No customer value yet" not in overview
+    assert overview.count("median CLV") == len(profiles)
+    for label, median_clv, share in rows(
+        "SELECT SEGMENT_LABEL, MEDIAN_CLV, EXPECTED_REVENUE_SHARE FROM SEGMENT_PROFILES"
+    ):
+        assert f"median CLV {float(median_clv):,.0f}" in overview, label
+        assert f"{100 * float(share):.1f}% of expected revenue" in overview, label
 
     for page in PAGES:
         open_page(at, page)
@@ -81,6 +86,18 @@ def test_every_page_renders_on_the_demo(two_snapshots: Path, app: Any) -> None:
     assert len(tables[0]) == versions and runs == 2
     assert any(len(t) == runs and "MAX_PSI" in t.columns for t in tables)
     assert "in use" in set(tables[0]["ROLE"])
+    # the customer-value model's holdout report (stored with its version by the customer_value pipeline)
+    health = _plain(page_text(at))
+    assert "Holdout report" in health and "No customer value model yet" not in health
+    import json
+
+    metrics_json = rows("SELECT METRICS FROM CUSTOMER_VALUE_MODELS ORDER BY TRAINED_AT DESC LIMIT 1")[0][0]
+    report = json.loads(metrics_json)["holdout"]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Predicted repeat purchases"] == f"{report['predicted_purchases']:,.0f}"
+    assert shown["Actual repeat purchases"] == f"{report['actual_purchases']:,.0f}"
+    assert shown["Per-customer correlation"] == f"{report['correlation']:,.2f}"
+    assert any("frequency" in t.columns and "predicted" in t.columns for t in tables)
 
 
 def test_segment_page_shows_the_segment_and_its_members(two_snapshots: Path, app: Any) -> None:

@@ -46,6 +46,10 @@ DERIVED = (
     "CUSTOMER_AGGREGATES_STATE",
     # the demo's own "today": your data runs on the wall clock
     "DEMO_CLOCK",
+    # customer value (issue 21): a value model fitted on the demo never scores the user's customers
+    "CUSTOMER_VALUE",
+    "CUSTOMER_VALUE_MODELS",
+    "SEGMENT_OUTCOMES",
 )
 
 

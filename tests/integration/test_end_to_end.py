@@ -89,6 +89,6 @@ def test_unknown_pipeline_lists_the_known_ones(tmp_path: Path) -> None:
     messages = [str(excinfo.value), str(excinfo.value.__cause__)]
     assert "Failed to find the pipeline named 'nope'" in messages[0]
     assert (
-        "Unknown pipeline 'nope'. Available pipelines: check_source, daily, export_segments, ingestion, load_events, model_refresh, monitoring, prediction"
+        "Unknown pipeline 'nope'. Available pipelines: check_source, customer_value, daily, export_segments, ingestion, load_events, model_refresh, monitoring, prediction"
         in messages[1]
     )

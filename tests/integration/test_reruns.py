@@ -52,7 +52,7 @@ def models(project: Path) -> list[tuple[str, str, str, str]]:
 
 #: Columns that name the run rather than describe the customers (they change with every run), and
 #: those that describe the previous run's result (all customers are new at the first run).
-RUN_COLUMNS = {"RUN_ID", "MODEL_VERSION", "SCORED_AT", "MEASURED_AT", "MODEL_AGE_DAYS"}
+RUN_COLUMNS = {"RUN_ID", "MODEL_VERSION", "SCORED_AT", "MEASURED_AT", "MODEL_AGE_DAYS", "VALUE_MODEL_VERSION"}
 RELATIVE_COLUMNS = {"IS_NEW_CUSTOMER", "PREVIOUS_SEGMENT_LABEL"}
 
 
@@ -70,6 +70,7 @@ def results(project: Path) -> dict[str, pd.DataFrame]:
             ("PROCESSED_DATA", "CUSTOMER_ID"),
             ("SEGMENT_PROFILES", "SEGMENT_ID"),
             ("SEGMENT_DRIFT", "MEASURED_AT DESC, RUN_ID DESC LIMIT 1"),
+            ("CUSTOMER_VALUE", "CUSTOMER_ID"),  # customer value (issue 21): the same scores, to the last bit
         ):
             frame = con.execute(f"SELECT * FROM PUBLIC.{table} ORDER BY {order}").df()
             if table == "PROCESSED_DATA" and "PREVIOUS_SEGMENT_LABEL" in frame:
@@ -78,6 +79,9 @@ def results(project: Path) -> dict[str, pd.DataFrame]:
                 assert (
                     frame.loc[came_back, "PREVIOUS_SEGMENT_LABEL"] == frame.loc[came_back, "SEGMENT_LABEL"]
                 ).all()
+            for column in [c for c in frame.columns if "CLV" in c]:
+                # CLV's last bit may vary between reruns (so may a median of it): see test_customer_value.stable
+                frame[column] = frame[column].map(lambda v: v if pd.isna(v) else float(f"{v:.12g}"))
             out[table] = frame.drop(columns=[c for c in frame.columns if c in RUN_COLUMNS | RELATIVE_COLUMNS])
         return out
     finally:

@@ -11,6 +11,7 @@ on both targets.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,26 @@ def test_every_pipeline_in_a_throwaway_schema(
     assert int(frequency) == kept_orders
     (segments,) = target.sql(f"SELECT COUNT(DISTINCT SEGMENT_LABEL) FROM {t('PROCESSED_DATA')}")[0]
     assert segments >= 2
+    # customer value (issue 21), with the same SQL on Snowflake: every customer, no NULL, in range
+    value = target.sql(
+        f"SELECT COUNT(*), COUNT(DISTINCT CUSTOMER_ID), COUNT(P_ALIVE), COUNT(CLV), MIN(P_ALIVE), MAX(P_ALIVE), "
+        f"MIN(CLV), SUM(X + 1) FROM {t('CUSTOMER_VALUE')}"
+    )[0]
+    assert value[0] == value[1] == value[2] == value[3] == len(customers)
+    assert 0 <= float(value[4]) <= float(value[5]) <= 1 and float(value[6]) >= 0
+    processed_value = target.sql(
+        f"SELECT COUNT(P_ALIVE), COUNT(EXPECTED_PURCHASES), COUNT(EXPECTED_ORDER_VALUE), COUNT(CLV) "
+        f"FROM {t('PROCESSED_DATA')}"
+    )[0]
+    assert processed_value == (len(customers),) * 4
+    (metrics,) = target.sql(
+        f"SELECT METRICS FROM {t('CUSTOMER_VALUE_MODELS')} ORDER BY TRAINED_AT DESC LIMIT 1"
+    )[0]
+    assert "holdout" in json.loads(metrics)
+    (outcomes,) = target.sql(f"SELECT COUNT(*) FROM {t('SEGMENT_OUTCOMES')}")[0]  # the table exists
+    assert outcomes >= 0
+    (profiles,) = target.sql(f"SELECT COUNT(MEDIAN_CLV) FROM {t('SEGMENT_PROFILES')}")[0]
+    assert profiles == segments
 
     # reruns: the same file adds nothing, a second run neither doubles nor loses rows
     target.run(monkeypatch, "load_events", events_file=str(tmp_path / "history.csv"))

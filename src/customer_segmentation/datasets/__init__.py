@@ -29,6 +29,7 @@ from customer_segmentation.datasets.sources import (
     SourceReader,
     SourceReaderDataset,
 )
+from customer_segmentation.datasets.value_model_table import ValueModelTableDataset, ValueModelWrite
 
 __all__ = [
     "REBUILD_MARKER",
@@ -53,5 +54,7 @@ __all__ = [
     "SourcePullDataset",
     "SourceReader",
     "SourceReaderDataset",
+    "ValueModelTableDataset",
+    "ValueModelWrite",
     "WarehouseTableDataset",
 ]

@@ -44,6 +44,25 @@ from customer_segmentation.warehouse.tables import (
 logger = logging.getLogger(__name__)
 
 
+def snowflake_type(datatype: Any) -> str:
+    """The Snowflake column type of a Snowpark type (for a column added to an existing table)."""
+    from snowflake.snowpark import types as T
+
+    if isinstance(datatype, T.DecimalType):
+        return f"NUMBER({datatype.precision},{datatype.scale})"
+    if isinstance(datatype, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
+        return "NUMBER(38,0)"
+    if isinstance(datatype, (T.FloatType, T.DoubleType)):
+        return "DOUBLE"
+    if isinstance(datatype, T.BooleanType):
+        return "BOOLEAN"
+    if isinstance(datatype, T.DateType):
+        return "DATE"
+    if isinstance(datatype, T.TimestampType):
+        return "TIMESTAMP_NTZ"
+    return "VARCHAR"
+
+
 @dataclass(frozen=True)
 class SnapshotWrite:
     """Rows of one or more snapshots, plus the oldest snapshot date to keep (retention)."""
@@ -117,6 +136,11 @@ class WarehouseTableDataset(SnowparkTableDataset):
             return
         missing = [c for c in existing if c not in columns]
         extra = [c for c in columns if c not in existing]
+        if extra and not missing:
+            # new columns of a newer project version (e.g. SEGMENT_HISTORY's P_ALIVE and CLV): added to the
+            # table, NULL in the rows already there. DDL, so before the transaction below.
+            self._add_columns(session, stage, extra)
+            existing, extra = [*existing, *extra], []
         if missing or extra:
             raise DatasetError(
                 f"Cannot write to {self.fqn}: its columns differ from the new rows' (missing {missing}, "
@@ -134,6 +158,14 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 if keep_after is not None:
                     self._delete_before(session, keep_after)
             session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {stage}").collect()
+
+    def _add_columns(self, session: Any, stage: str, names: list[str]) -> None:
+        types = {f.name.strip('"').upper(): f.datatype for f in session.table(stage).schema.fields}
+        for name in names:
+            sql_type = snowflake_type(types[name])
+            session.sql(f"ALTER TABLE {self.fqn} ADD COLUMN {name} {sql_type}").collect()
+            logger.info("%s: column %s %s added (NULL in the rows written before)", self.fqn, name, sql_type)
+        forget_table_columns(session, self._database, self._schema, self._table_name)
 
     def _delete_before(self, session: Any, keep_after: date) -> None:
         """Retention: drop the snapshots older than ``keep_after``."""

@@ -38,6 +38,9 @@ DEFAULT_DERIVED_TABLES = (
     "CUSTOMER_DAILY_SPEND",
     "CUSTOMER_AGGREGATES_STATE",
     "DEMO_CLOCK",
+    "CUSTOMER_VALUE",
+    "CUSTOMER_VALUE_MODELS",
+    "SEGMENT_OUTCOMES",
 )
 #: The fields that shape the generated events (keyword arguments of ``generate_events``).
 GENERATOR_FIELDS = ("n_customers", "end_date", "history_days", "defect_rate", "seed", "loaded_at", "source")

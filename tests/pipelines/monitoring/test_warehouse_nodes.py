@@ -91,6 +91,26 @@ def test_changed_columns_are_refused_without_touching_the_table(warehouse_sessio
     assert warehouse_session.sql("SELECT COUNT(*) FROM T_H2").collect()[0][0] == len(frame)
 
 
+def test_new_columns_are_added_and_old_rows_keep_null(warehouse_session: Any) -> None:
+    # SEGMENT_HISTORY gained P_ALIVE and CLV (issue 21): a warehouse written before keeps its snapshots
+    history = dataset("T_H4", "replace_snapshot")
+    d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
+    old = history_frame(3, [d1])
+    history.save(old)
+    new = history_frame(3, [d2]).assign(P_ALIVE=0.5, CLV=12.25)
+    history.save(new)
+    rows = warehouse_session.sql(
+        "SELECT SNAPSHOT_DATE, COUNT(*), COUNT(P_ALIVE), SUM(CLV) FROM T_H4 GROUP BY 1 ORDER BY 1"
+    ).collect()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (d1, len(old), 0, None),
+        (d2, len(new), len(new), 12.25 * len(new)),
+    ]
+    # and a rerun of the new day replaces it (no duplicate, columns unchanged)
+    history.save(new)
+    assert warehouse_session.sql("SELECT COUNT(*) FROM T_H4").collect()[0][0] == len(old) + len(new)
+
+
 def test_migrations_agree_with_pandas(warehouse_session: Any) -> None:
     d1, d2 = date(2026, 1, 1), date(2026, 2, 1)
     frame = history_frame(2, [d1, d2])

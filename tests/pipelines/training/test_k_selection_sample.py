@@ -6,9 +6,9 @@ from customer_segmentation.pipelines.training.nodes import (
     choose_k,
     evaluate_k_range,
     fit_segmentation_model,
-    k_selection_rows,
     measure_stability,
 )
+from customer_segmentation.segmentation_training import k_selection_rows
 from tests.pipelines.training.test_nodes import PARAMS, planted_customers
 
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from customer_segmentation.errors import MissingColumnsError
-from customer_segmentation.pipelines.training.naming import choose_base_names, name_segments
 from customer_segmentation.pipelines.training.nodes import (
     choose_k,
     evaluate_k_range,
@@ -22,7 +21,8 @@ from customer_segmentation.pipelines.training.nodes import (
     training_metrics,
 )
 from customer_segmentation.pipelines.training.params import TrainingParams
-from customer_segmentation.pipelines.training.sampling import sample_customer_features
+from customer_segmentation.segment_naming import choose_base_names, name_segments
+from customer_segmentation.segmentation_sample import sample_customer_features
 from tests.pipelines.training.histories import (
     TRAINING,
     check_naming,

@@ -188,7 +188,7 @@ def test_stability_on_planted_clusters_is_high(sample: pd.DataFrame) -> None:
 
 def test_settled_partition_is_a_fixed_point_independent_of_last_bit_noise(sample: pd.DataFrame) -> None:
     from customer_segmentation.model import SegmentationModel
-    from customer_segmentation.pipelines.training.nodes import nearest_centroid, settle
+    from customer_segmentation.segmentation_training import nearest_centroid, settle
 
     space = SegmentationModel.learn_transform(sample, PARAMS.features, PARAMS.log_features)
     x = space.transform(sample)
@@ -211,7 +211,7 @@ def test_settled_partition_is_a_fixed_point_independent_of_last_bit_noise(sample
 
 
 def test_candidates_are_chosen_by_inertia_and_the_active_model_wins_ties(sample: pd.DataFrame) -> None:
-    from customer_segmentation.pipelines.training.nodes import candidate_seeds
+    from customer_segmentation.segmentation_training import candidate_seeds
 
     model = fit_segmentation_model(sample, {"k": 4, "source": "test"}, PARAMS, {"run_id": "c"})
     report = model.metrics["partition"]

@@ -10,7 +10,7 @@ import pytest
 
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.pipelines.training.params import TrainingParams
-from customer_segmentation.pipelines.training.sampling import (
+from customer_segmentation.segmentation_sample import (
     RFM_CLASSIC,
     sample_columns,
     sample_customer_features,

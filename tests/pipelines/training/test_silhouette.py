@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from customer_segmentation.pipelines.training.nodes import _silhouette
+from customer_segmentation.segmentation_training import _silhouette
 
 
 @pytest.mark.parametrize("n, k, sample_size", [(600, 2, 600), (900, 5, 400), (300, 9, 10_000)])

@@ -12,13 +12,16 @@ import logging
 from datetime import date
 from typing import Any
 
+import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.prediction.params import PredictionParams
-from customer_segmentation.pipelines.training.nodes import (
+from customer_segmentation.pipelines.training.params import TrainingParams
+from customer_segmentation.segmentation_sample import sample_customer_features
+from customer_segmentation.segmentation_training import (
     align_segment_identity,
     choose_k,
     evaluate_k_range,
@@ -28,10 +31,13 @@ from customer_segmentation.pipelines.training.nodes import (
     retain_previous_k,
     training_metrics,
 )
-from customer_segmentation.pipelines.training.params import TrainingParams
-from customer_segmentation.pipelines.training.sampling import sample_customer_features
 
 logger = logging.getLogger(__name__)
+
+
+def select_current_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
+    """The active model as stored before this run (the pinned one, or the newest): what the policy judges."""
+    return select_active_model(model_versions, params.model_version)
 
 
 def decide_retrain(

@@ -2,8 +2,11 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from customer_segmentation.pipelines.model_refresh.nodes import refresh_model, register_refreshed_model
-from customer_segmentation.pipelines.prediction.nodes import select_model
+from customer_segmentation.pipelines.model_refresh.nodes import (
+    refresh_model,
+    register_refreshed_model,
+    select_current_model,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             # the active model as stored before this run (a retrain below writes segmentation_models)
             Node(
-                select_model,
+                select_current_model,
                 ["segmentation_models_previous", "params:prediction"],
                 "current_model",
                 name="select_current_model",

@@ -27,11 +27,13 @@ from snowflake.snowpark.types import (
     ShortType,
 )
 
+from customer_segmentation import value_summary
 from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
-from customer_segmentation.model import SegmentationModel
+from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.monitoring.params import MonitoringParams
+from customer_segmentation.pipelines.prediction.params import PredictionParams
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
 HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
+#: The value predictions each SEGMENT_HISTORY snapshot keeps (SEGMENT_OUTCOMES compares them with what happened).
+HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
@@ -54,6 +58,11 @@ FEATURE_WORDS = {
     "SPEND_LAST_90D": "spend in the last 90 days",
     "SPEND_PREV_90D": "spend in the 90 days before",
     "SPEND_TREND": "spend trend",
+    # customer value (docs/customer-value.md): profiled like the features (MEDIAN_P_ALIVE, MEDIAN_CLV, ...)
+    "P_ALIVE": "probability of being active",
+    "EXPECTED_PURCHASES": "expected purchases",
+    "EXPECTED_ORDER_VALUE": "expected order value",
+    "CLV": "CLV",
 }
 
 
@@ -69,6 +78,14 @@ def _require(frame: DataFrame, columns: list[str], table: str, hint: str) -> Non
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise MissingColumnsError(f"{table} lacks column(s) {', '.join(missing)}: {hint}")
+
+
+# --- the monitored model -------------------------------------------------------------------------
+
+
+def select_monitored_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
+    """The model drift is measured against: the one prediction scores with (``prediction.model_version`` or the newest)."""
+    return select_active_model(model_versions, params.model_version)
 
 
 # --- history ------------------------------------------------------------------------------------
@@ -124,6 +141,11 @@ def snapshot_segments(
         F.col("RECENCY_DAYS").cast("int").alias("RECENCY_DAYS"),
         F.col("FREQUENCY").cast("int").alias("FREQUENCY"),
         F.col("MONETARY").cast("double").alias("MONETARY"),
+        # NULL when PROCESSED_DATA has no customer value (prediction ran without it)
+        *[
+            (F.col(c) if c in processed_data.columns else F.lit(None)).cast("double").alias(c)
+            for c in HISTORY_VALUE_COLUMNS
+        ],
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:
@@ -423,6 +445,18 @@ def _segment_medians(processed_data: DataFrame, features: list[str], rows: int) 
     return merged if merged is not None else pd.DataFrame({"SEGMENT_ID": []})
 
 
+def _segment_value(processed_data: DataFrame) -> pd.DataFrame:
+    """TOTAL_CLV and EXPECTED_REVENUE_SHARE (share of total CLV) per SEGMENT_ID.
+
+    MEDIAN_P_ALIVE and MEDIAN_CLV come with the other medians: the value columns are profiled like
+    the features (the explorer contrasts them the same way).
+    """
+    frame = processed_data.group_by("SEGMENT_ID").agg(*value_summary.segment_value_aggregates()).to_pandas()
+    frame = value_summary.add_value_shares(frame)
+    frame["SEGMENT_ID"] = frame["SEGMENT_ID"].astype(int)
+    return frame[["SEGMENT_ID", "TOTAL_CLV", "EXPECTED_REVENUE_SHARE"]]
+
+
 def profile_segments(
     processed_data: DataFrame, snapshot_info: dict[str, Any], params: MonitoringParams
 ) -> pd.DataFrame:
@@ -433,7 +467,8 @@ def profile_segments(
         processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL")
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
-            F.sum(F.col("MONETARY").cast("double")).alias("REVENUE"),
+            # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
+            F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
             *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
         )
         .to_pandas()
@@ -466,6 +501,8 @@ def profile_segments(
         dict(params.playbook),
         params.profile_top_features,
     )
+    if all(c in processed_data.columns for c in ("P_ALIVE", "CLV")):
+        profiles = profiles.merge(_segment_value(processed_data), on="SEGMENT_ID", how="left")
     profiles.insert(0, "SNAPSHOT_DATE", date.fromisoformat(snapshot_info["snapshot_date"]))
     profiles["MODEL_VERSION"] = snapshot_info["model_version"]
     return profiles

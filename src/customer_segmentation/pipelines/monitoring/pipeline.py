@@ -10,9 +10,9 @@ from customer_segmentation.pipelines.monitoring.nodes import (
     plot_segment_shares,
     profile_segments,
     segment_changes,
+    select_monitored_model,
     snapshot_segments,
 )
-from customer_segmentation.pipelines.prediction.nodes import select_model
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             # drift is measured against the active model in the warehouse (the one prediction scores with)
             Node(
-                select_model,
+                select_monitored_model,
                 ["segmentation_models", "params:prediction"],
                 "monitored_model",
                 name="select_monitored_model",

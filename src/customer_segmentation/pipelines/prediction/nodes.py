@@ -14,8 +14,9 @@ import pandas as pd
 from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 
+from customer_segmentation import value_summary
 from customer_segmentation.errors import MissingColumnsError
-from customer_segmentation.model import SegmentationModel, active_version, load_version
+from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,42 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
     return frame.drop(*z_names, *d_names, "_DMIN")
 
 
+#: The customer-value scores carried next to each customer's segment (CUSTOMER_VALUE, docs/customer-value.md).
+VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
+
+
+def with_customer_value(scored: DataFrame, customer_value: DataFrame | None) -> DataFrame:
+    """The four value columns joined by customer, from the value scoring of the same reference date.
+
+    A CUSTOMER_VALUE of another reference date (a stale table, when prediction runs alone) or none
+    at all leaves them NULL rather than mixing dates.
+    """
+    if customer_value is None:
+        return scored
+    present = [c for c in VALUE_COLUMNS if c in customer_value.columns]
+    if not present or "REFERENCE_DATE" not in customer_value.columns:
+        return scored
+    value = customer_value.select(
+        F.col("CUSTOMER_ID").alias("_VALUE_ID"),
+        F.col("REFERENCE_DATE").alias("_VALUE_REF"),
+        *[F.col(c).cast("double").alias(c) for c in present],
+    )
+    joined = scored.join(
+        value,
+        (scored["CUSTOMER_ID"] == value["_VALUE_ID"]) & (scored["REFERENCE_DATE"] == value["_VALUE_REF"]),
+        how="left",
+    )
+    return joined.drop("_VALUE_ID", "_VALUE_REF")
+
+
 def score_customers(
-    customer_features: DataFrame, segmentation_model: SegmentationModel, previous_results: DataFrame
+    customer_features: DataFrame,
+    segmentation_model: SegmentationModel,
+    previous_results: DataFrame,
+    customer_value: DataFrame | None = None,
 ) -> DataFrame:
-    """Every customer with its segment; customers with no segment before are flagged as new."""
-    scored = assign_segments(customer_features, segmentation_model)
+    """Every customer with its segment (and its customer value); customers with no segment before are flagged as new."""
+    scored = with_customer_value(assign_segments(customer_features, segmentation_model), customer_value)
     previous = previous_results.select(
         F.col("CUSTOMER_ID").alias("_PREV_ID"), F.col("SEGMENT_LABEL").alias("PREVIOUS_SEGMENT_LABEL")
     )
@@ -107,6 +139,8 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
         base = F.when(cond, F.lit(name)) if base is None else base.when(cond, F.lit(name))
     # a NULL RFM_SEGMENT compares to NULL, which IFF treats as false: such a customer counts as not faithful
     faithful = F.iff(F.col("RFM_SEGMENT") == base, F.lit(1), F.lit(0))
+    has_value = all(c in scored_customers.columns for c in ("P_ALIVE", "CLV"))
+    value_aggs = value_summary.segment_value_aggregates() if has_value else []
     frame = (
         scored_customers.group_by("SEGMENT_ID", "SEGMENT_LABEL")
         .agg(
@@ -117,9 +151,12 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
             F.avg("RECENCY_DAYS").alias("MEAN_RECENCY_DAYS"),
             F.avg("FREQUENCY").alias("MEAN_FREQUENCY"),
             F.avg("MONETARY").alias("MEAN_MONETARY"),
+            *value_aggs,
         )
         .to_pandas()
     )
+    if has_value:
+        frame = value_summary.add_value_shares(frame)
     for column in ("REVENUE", "MEAN_RECENCY_DAYS", "MEAN_FREQUENCY", "MEAN_MONETARY"):
         frame[column] = frame[column].astype(float)
     frame["CUSTOMER_SHARE"] = frame["CUSTOMERS"] / frame["CUSTOMERS"].sum()
@@ -163,17 +200,7 @@ def plot_segment_sizes(segment_summary: pd.DataFrame) -> Any:
 
 def select_model(model_versions: pd.DataFrame, params: PredictionParams) -> SegmentationModel:
     """The stored model to score with: ``prediction.model_version`` if set, else the newest."""
-    pinned = params.model_version
-    version = active_version(model_versions, pinned)
-    model = load_version(model_versions, version)
-    logger.info(
-        "Scoring with model version %s (trained %s, k=%s)%s",
-        model.version,
-        model.trained_at,
-        model.k,
-        " pinned by prediction.model_version" if pinned is not None else ", the newest",
-    )
-    return model
+    return select_active_model(model_versions, params.model_version)
 
 
 def segment_summary_rows(segment_summary: pd.DataFrame, run_metadata: dict[str, Any]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation.model import SegmentationModel
+from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.training.params import TrainingParams
 
 
@@ -94,4 +95,79 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: Tra
         title=f"Customers in recency / frequency / monetary space ({n} sampled)",
     )
     fig.update_traces(marker={"size": 3})
+    return fig
+
+
+# --- customer value: the holdout evidence of the active value model (docs/customer-value.md) --------
+
+
+def _holdout(value_models: pd.DataFrame, params: CustomerValueParams) -> tuple[str, dict[str, Any]]:
+    from customer_segmentation.value_model import active_value_model  # loads scipy: only when drawing
+
+    model = active_value_model(value_models, params.model_version)
+    if model is None:
+        return "none", {"skipped": "no customer-value model yet: run `kedro run`"}
+    report = model.metrics.get("holdout") if isinstance(model.metrics, dict) else None
+    return model.version, report if isinstance(report, dict) else {"skipped": "no holdout report stored"}
+
+
+def _empty(title: str, reason: str) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(title=f"{title}: {reason}")
+    return fig
+
+
+def plot_value_tracking(customer_value_models: pd.DataFrame, params: CustomerValueParams) -> Any:
+    """Cumulative repeat purchases, actual vs predicted, over the calibration and the holdout period."""
+    import plotly.graph_objects as go
+
+    version, report = _holdout(customer_value_models, params)
+    title = "Customer value: cumulative repeat purchases, actual vs predicted"
+    rows = report.get("tracking") or []
+    if report.get("skipped") or not rows:
+        return _empty(title, str(report.get("skipped") or "no tracking series"))
+    frame = pd.DataFrame(rows)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=frame["day"], y=frame["actual"], mode="lines", name="actual"))
+    fig.add_trace(
+        go.Scatter(
+            x=frame["day"], y=frame["predicted"], mode="lines", name="predicted", line={"dash": "dash"}
+        )
+    )
+    fig.add_vline(x=report["calibration_end"], line_dash="dot")
+    fig.add_annotation(
+        x=report["calibration_end"], y=1, yref="paper", text="holdout starts", showarrow=False, xanchor="left"
+    )
+    error = report.get("total_error")
+    fig.update_layout(
+        title=f"{title} (model {version}; holdout error {'n/a' if error is None else f'{error:+.1%}'})",
+        xaxis_title="day",
+        yaxis_title="cumulative repeat purchases (transaction days)",
+    )
+    return fig
+
+
+def plot_value_by_frequency(customer_value_models: pd.DataFrame, params: CustomerValueParams) -> Any:
+    """Mean holdout purchases per customer by calibration frequency, actual vs predicted (the conditional expectations)."""
+    import plotly.graph_objects as go
+
+    version, report = _holdout(customer_value_models, params)
+    title = "Customer value: holdout purchases by calibration frequency"
+    rows = report.get("by_frequency") or []
+    if report.get("skipped") or not rows:
+        return _empty(title, str(report.get("skipped") or "no frequency table"))
+    frame = pd.DataFrame(rows)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=frame["frequency"], y=frame["actual"], name="actual"))
+    fig.add_trace(
+        go.Scatter(x=frame["frequency"], y=frame["predicted"], mode="lines+markers", name="predicted")
+    )
+    fig.update_layout(
+        title=f"{title} (model {version}, {report.get('holdout_days')} days after {report.get('calibration_end')})",
+        xaxis_title="repeat purchases before the holdout (x)",
+        yaxis_title="mean purchases in the holdout, per customer",
+        xaxis={"type": "category"},
+    )
     return fig

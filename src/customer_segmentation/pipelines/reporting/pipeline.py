@@ -1,4 +1,4 @@
-"""Reporting pipeline definition: the training charts, drawn from what training produced."""
+"""Reporting pipeline definition: the training charts and the customer-value holdout charts."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -7,6 +7,8 @@ from customer_segmentation.pipelines.reporting.nodes import (
     plot_rfm_scatter,
     plot_segment_profiles,
     plot_silhouette,
+    plot_value_by_frequency,
+    plot_value_tracking,
 )
 
 
@@ -26,6 +28,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_sample", "segmentation_model", "params:training"],
                 "rfm_scatter_chart",
                 name="plot_rfm_scatter",
+            ),
+            # the customer-value holdout evidence, read back from the registry (CUSTOMER_VALUE_MODELS)
+            Node(
+                plot_value_tracking,
+                ["customer_value_models", "params:customer_value"],
+                "value_tracking_chart",
+                name="plot_value_tracking",
+            ),
+            Node(
+                plot_value_by_frequency,
+                ["customer_value_models", "params:customer_value"],
+                "value_by_frequency_chart",
+                name="plot_value_by_frequency",
             ),
         ]
     )

@@ -21,6 +21,7 @@ from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DecimalType
 
+from customer_segmentation import value_summary
 from customer_segmentation.datasets.customer_aggregates import (
     AggregatesState,
     AggregatesUpdate,
@@ -119,6 +120,8 @@ def daily_order_rows(events: DataFrame) -> DataFrame:
     kept = F.col("IS_CANCELLED") == F.lit(0)
     return orders.group_by("CUSTOMER_ID", F.col("ORDER_TS").cast("date").alias("ORDER_DAY")).agg(
         _money_sum("NET").alias("NET_SPEND"),
+        # the net value of the day's orders that are not cancelled: a transaction's spend (value_summary)
+        _money_sum(F.iff(kept, F.col("NET"), _ZERO)).alias("KEPT_NET_SPEND"),
         _money_sum("GROSS").alias("GROSS_SPEND"),
         _money_sum("RETURNED_AMT").alias("RETURNED_SPEND"),
         # COUNT ignores a NULL ORDER_ID, as COUNT(DISTINCT) did; an order is one row of one day
@@ -150,7 +153,10 @@ def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: lis
         _money_sum("GROSS_SPEND").alias("GROSS_SPEND"),
         _money_sum("NET_SPEND").alias("MONETARY"),
         _money_sum("RETURNED_SPEND").alias("RETURNED_SPEND"),
+        *value_summary.rollup_aggregates(),
     )
+    # the customer-value rollup (first/last transaction day, transaction days, repeat spend)
+    per_customer = value_summary.add_repeat_spend(per_customer, daily_rows)
     typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
     line_aggs = [
         F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
@@ -166,6 +172,7 @@ def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: lis
         F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
         F.col("LINE_GROSS"),
         *[F.col(_spend_column(c)) for c in channels],
+        *[F.col(c) for c in value_summary.ROLLUP_COLUMNS],
     )
 
 
@@ -302,6 +309,15 @@ def _customers_of(events: DataFrame, channels: list[str]) -> Callable[[DataFrame
     return partial(customers_from_daily, events=events, channels=channels)
 
 
+def _has_value_columns(previous: CustomerAggregates | None) -> bool:
+    """True when the stored tables have the columns this version writes (else an incremental INSERT would fail)."""
+    if previous is None or previous.customers is None or previous.daily_spend is None:
+        return False
+    return set(value_summary.ROLLUP_COLUMNS) <= set(previous.customers.columns) and (
+        "KEPT_NET_SPEND" in previous.daily_spend.columns
+    )
+
+
 def _plan_aggregates(
     transformed_data: DataFrame, previous: CustomerAggregates | None, params: RfmFeaturesParams, rebuild: bool
 ) -> AggregatesUpdate:
@@ -332,6 +348,8 @@ def _plan_aggregates(
         reason = "no aggregates yet (first run, or a rebuild that did not finish)"
     elif prev.channels != state.channels:
         reason = f"rfm_features.channels changed ({prev.channels} -> {state.channels})"
+    elif not _has_value_columns(previous):
+        reason = "the aggregates predate the customer-value columns (value_summary.ROLLUP_COLUMNS)"
     elif high is None:
         reason = "TRANSFORMED_DATA has no LOADED_AT stamps to tell new events from old ones"
     elif (int(scan["OLD_EVENTS"]), scan["OLD_MIN_RUN"], scan["OLD_MAX_RUN"]) != (

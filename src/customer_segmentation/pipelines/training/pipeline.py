@@ -10,9 +10,9 @@ from customer_segmentation.pipelines.training.nodes import (
     measure_stability,
     register_model_version,
     retain_active_k,
+    sample_customer_features,
     training_metrics,
 )
-from customer_segmentation.pipelines.training.sampling import sample_customer_features
 
 
 def create_pipeline(**kwargs) -> Pipeline:

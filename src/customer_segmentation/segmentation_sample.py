@@ -1,4 +1,7 @@
-"""The warehouse side of training: a bounded, deterministic sample of customers comes out to pandas."""
+"""The warehouse side of training: a bounded, deterministic sample of customers comes out to pandas.
+
+Domain code beside ``model.py``: the ``training`` pipeline and the daily retrain (``model_refresh``) both use it.
+"""
 
 from __future__ import annotations
 
