@@ -2,7 +2,7 @@
 #
 #   docker build -t segmentation .
 #   docker run --rm segmentation                                   # kedro run, embedded warehouse
-#   docker run --rm segmentation kedro run --pipeline=prediction   # one pipeline
+#   docker run --rm segmentation kedro run --pipelines=prediction   # one pipeline
 #   docker run --rm --env-file snowflake.env segmentation          # real Snowflake (SNOWFLAKE_*)
 #   docker run --rm -p 4141:4141 segmentation kedro viz run --host 0.0.0.0 --no-browser
 #
@@ -89,5 +89,5 @@ EXPOSE 4141
 # Python turns SIGINT into KeyboardInterrupt: `docker stop` ends kedro (PID 1) at once and cleanly.
 STOPSIGNAL SIGINT
 # `docker run IMAGE` runs every pipeline; pass a command to run something else, e.g.
-# `docker run IMAGE kedro run --pipeline=prediction`.
+# `docker run IMAGE kedro run --pipelines=prediction`.
 CMD ["kedro", "run"]

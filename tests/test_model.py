@@ -120,7 +120,7 @@ def test_pinning_an_unknown_version_lists_the_available_ones() -> None:
 
 def test_no_model_says_how_to_train() -> None:
     for versions in (_versions(), _versions(("v1", "RETIRED"))):
-        with pytest.raises(MissingModelError, match="kedro run --pipeline training"):
+        with pytest.raises(MissingModelError, match="kedro run --pipelines training"):
             active_version(versions)
     with pytest.raises(MissingModelError):  # a pin on an empty table: there is no model at all
         active_version(_versions(), "v1")

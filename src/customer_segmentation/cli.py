@@ -13,7 +13,7 @@ import click
 from kedro import KedroDeprecationWarning
 from kedro.framework.cli.project import run as kedro_run
 
-# `kedro run --pipeline X` keeps working (the README and scheduled jobs use it), but Kedro 1.7
+# `kedro run --pipeline X` keeps working (users type it; docs, image and workflow write --pipelines), but Kedro 1.7
 # warns on it, and a scheduled job's log must not open with that warning. Exactly that one is
 # silenced; `--pipelines` is the documented spelling. Set at import: the CLI imports this module
 # before it parses the command, and Kedro's own filter (kedro/__init__.py) was added earlier, so

@@ -274,8 +274,8 @@ def active_version(versions: pd.DataFrame, pinned: str | None = None) -> str:
         raise MissingModelError(
             "No trained segmentation model found in the warehouse"
             + (f" (stored versions, none READY: {', '.join(available)})" if available else "")
-            + ". Train one first with `kedro run` (all pipelines) or `kedro run --pipeline training`, "
-            "then run `kedro run --pipeline prediction` again."
+            + ". Train one first with `kedro run` (all pipelines) or `kedro run --pipelines training`, "
+            "then run `kedro run --pipelines prediction` again."
         )
     return ready[0]
 

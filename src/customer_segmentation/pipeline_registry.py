@@ -64,7 +64,7 @@ class Pipelines(dict):
     def __missing__(self, name: str) -> Pipeline:
         known = ", ".join(sorted(n for n in self if n != "__default__"))
         raise UnknownPipelineError(
-            f"Unknown pipeline {name!r}. Available pipelines: {known} (or no --pipeline for the full run)."
+            f"Unknown pipeline {name!r}. Available pipelines: {known} (or no --pipelines for the full run)."
         )
 
 

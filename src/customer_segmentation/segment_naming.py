@@ -271,7 +271,7 @@ def name_segments(
     if "RFM_SEGMENT" not in sample.columns:
         raise MissingColumnsError(
             "The training sample lacks RFM_SEGMENT (the classic RFM segment segments are named after): "
-            "rerun `kedro run --pipeline rfm_features`, then train again."
+            "rerun `kedro run --pipelines rfm_features`, then train again."
         )
     assigned = np.asarray(assigned)
     frame = sample.reset_index(drop=True)

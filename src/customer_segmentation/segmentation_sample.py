@@ -32,7 +32,7 @@ def sample_customer_features(customer_features: DataFrame, params: TrainingParam
     if stale:
         raise MissingColumnsError(
             f"CUSTOMER_FEATURES lacks {', '.join(stale)} (segments are named after their members' classic "
-            "RFM segment): rerun `kedro run --pipeline rfm_features`, then train again."
+            "RFM segment): rerun `kedro run --pipelines rfm_features`, then train again."
         )
     missing = [c for c in columns if c not in customer_features.columns]
     if missing:

@@ -604,7 +604,9 @@ def alive_value_lookup(
     T = np.asarray(T, dtype=float).reshape(-1)
     curve = alive_purchase_curve(m, x[:, None], T[:, None], ends[None, :])
     steps = np.diff(np.concatenate([np.zeros((len(x), 1)), curve], axis=1), axis=1)
-    return curve[:, -1], steps @ factors
+    # a row-wise sum, not a matrix product: BLAS may block rows differently by their position in the
+    # batch, so the last bit of a row would depend on which other (x, T) pairs came with it
+    return curve[:, -1], (steps * factors[None, :]).sum(axis=1)
 
 
 def clv(

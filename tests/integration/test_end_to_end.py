@@ -77,7 +77,7 @@ def test_prediction_without_model_says_how_to_train(tmp_path: Path) -> None:
         run_pipeline(project, "prediction")
     message = str(excinfo.value)
     assert "No trained segmentation model" in message
-    assert "kedro run --pipeline training" in message
+    assert "kedro run --pipelines training" in message
 
 
 def test_unknown_pipeline_lists_the_known_ones(tmp_path: Path) -> None:

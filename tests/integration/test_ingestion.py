@@ -317,7 +317,7 @@ def test_missing_raw_table_is_named(tmp_path: Path) -> None:
         run(project, "ingestion", **{"demo_data.enabled": False})
     message = str(excinfo.value)
     assert "SEGMENTATION.PUBLIC.RAW_DATA does not exist" in message
-    assert "kedro run --pipeline load_events --params=events_file=<path>" in message
+    assert "kedro run --pipelines load_events --params=events_file=<path>" in message
 
 
 def test_raw_table_missing_a_column_is_named(tmp_path: Path) -> None:

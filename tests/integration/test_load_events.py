@@ -40,7 +40,7 @@ def test_cli_appends_a_file_once(tmp_path: Path) -> None:
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())  # undo the console's line wrapping
     assert "needs the parameter events_file" in output
-    assert "kedro run --pipeline load_events --params=events_file=<path>" in output
+    assert "kedro run --pipelines load_events --params=events_file=<path>" in output
 
 
 def test_csv_jsonl_parquet_are_appended_with_stamps(tmp_path: Path) -> None:

@@ -237,7 +237,7 @@ class CustomerAggregatesDataset(SnowparkTableDataset):
         if not (self._has(self._table_name) and self._has(self._daily_table)):
             raise DatasetError(
                 f"{self.fqn} or {self._daily_table} is missing: an incremental update needs both; "
-                "run `kedro run --pipeline rfm_features` to rebuild them."
+                "run `kedro run --pipelines rfm_features` to rebuild them."
             )
         suffix = uuid.uuid4().hex[:10].upper()
         stages = {

@@ -116,7 +116,7 @@ class EventFileLoadDataset(SnowparkTableDataset):
         if self._last_report is None:
             raise DatasetError(
                 f"No file has been loaded into {self.fqn} by this run yet: the load report exists only after "
-                "a save (`kedro run --pipeline load_events --params=events_file=<path>`)."
+                "a save (`kedro run --pipelines load_events --params=events_file=<path>`)."
             )
         return dict(self._last_report)
 

@@ -18,7 +18,7 @@ class SegmentationModelDataset(PickleDataset):
         if not self._exists():
             raise MissingModelError(
                 f"No trained segmentation model found at {self._filepath}. Train one first with "
-                "`kedro run` (all pipelines) or `kedro run --pipeline training`, then run "
-                "`kedro run --pipeline prediction` again."
+                "`kedro run` (all pipelines) or `kedro run --pipelines training`, then run "
+                "`kedro run --pipelines prediction` again."
             )
         return super().load()

@@ -36,7 +36,7 @@ ACCEPTED_FORMATS = (
     "CSV (.csv, .csv.gz), JSON Lines (.jsonl, .ndjson, .json, optionally .gz), Parquet (.parquet, .pq) "
     "or Excel (.xlsx, with the excel extra)"
 )
-HOW_TO_PASS = "kedro run --pipeline load_events --params=events_file=<path>"
+HOW_TO_PASS = "kedro run --pipelines load_events --params=events_file=<path>"
 
 
 class EventFileError(SegmentationError, ValueError):

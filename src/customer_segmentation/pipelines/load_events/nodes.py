@@ -138,7 +138,7 @@ def report_event_load(load_report: dict[str, Any]) -> dict[str, Any]:
     """The load report as saved by the file-load dataset, logged with the next step to take."""
     if load_report.get("status") == "loaded":
         logger.info(
-            "Loaded %s events from %s into %s (LOADED_AT %s); run `kedro run --pipeline ingestion` (or `kedro run`) "
+            "Loaded %s events from %s into %s (LOADED_AT %s); run `kedro run --pipelines ingestion` (or `kedro run`) "
             "to ingest them",
             load_report["rows_added"],
             load_report["source_file"],

@@ -1,4 +1,4 @@
-"""load_events pipeline: `kedro run --pipeline load_events --params=events_file=<path>`.
+"""load_events pipeline: `kedro run --pipelines load_events --params=events_file=<path>`.
 
 Not part of the default run: loading a file is an explicit act. The file is read and checked
 here; the catalog dataset ``raw_event_files`` appends it to RAW_DATA once and keeps LOAD_HISTORY.

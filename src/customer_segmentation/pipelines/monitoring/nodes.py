@@ -108,7 +108,7 @@ def snapshot_segments(
             *HISTORY_COLUMNS,
         ],
         "PROCESSED_DATA",
-        "rerun `kedro run --pipeline daily` (or `kedro run`) to rebuild it with the current project.",
+        "rerun `kedro run --pipelines daily` (or `kedro run`) to rebuild it with the current project.",
     )
     retention = params.history_retention_days
     info = processed_data.agg(

@@ -39,7 +39,7 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
     if missing:
         raise MissingColumnsError(
             f"CUSTOMER_FEATURES lacks the model's feature(s) {', '.join(missing)}: rerun "
-            "`kedro run --pipeline rfm_features`, or retrain with `kedro run` if the features changed."
+            "`kedro run --pipelines rfm_features`, or retrain with `kedro run` if the features changed."
         )
     z_names = [f"_Z{j}" for j in range(len(model.features))]
     frame = customers.with_columns(z_names, scaled_feature_columns(model))
@@ -129,7 +129,7 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
     if "RFM_SEGMENT" not in scored_customers.columns:
         raise MissingColumnsError(
             "The scored customers lack RFM_SEGMENT (needed to report how faithful each label is): rerun "
-            "`kedro run --pipeline rfm_features`, then `kedro run --pipeline prediction`."
+            "`kedro run --pipelines rfm_features`, then `kedro run --pipelines prediction`."
         )
     # keyed by label (unique per model), so it holds whatever ids SEGMENT_ID carries
     base_of = dict(zip(segmentation_model.labels, base_labels(segmentation_model)))

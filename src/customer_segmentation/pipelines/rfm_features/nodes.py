@@ -64,7 +64,9 @@ def _reference_date(events: DataFrame, params: RfmFeaturesParams) -> date:
         return params.reference_date
     latest = events.agg(F.max("EVENT_TS").alias("M")).collect()[0][0]
     if latest is None:
-        raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
+        raise ValueError(
+            "TRANSFORMED_DATA holds no valid event: run `kedro run --pipelines ingestion` first."
+        )
     latest = latest if isinstance(latest, datetime) else datetime.fromisoformat(str(latest))
     return latest.date() + timedelta(days=1)
 
@@ -422,11 +424,13 @@ def customer_features_from_aggregates(
     state = customer_aggregates.state
     if state is None or customer_aggregates.customers is None or customer_aggregates.daily_spend is None:
         raise MissingTableError(
-            "CUSTOMER_AGGREGATES (or its state row) is missing: run `kedro run --pipeline rfm_features`."
+            "CUSTOMER_AGGREGATES (or its state row) is missing: run `kedro run --pipelines rfm_features`."
         )
     latest = state.max_event_ts
     if latest is None:
-        raise ValueError("TRANSFORMED_DATA holds no valid event: run `kedro run --pipeline ingestion` first.")
+        raise ValueError(
+            "TRANSFORMED_DATA holds no valid event: run `kedro run --pipelines ingestion` first."
+        )
     params = RfmFeaturesParams.of(params)  # Kedro passes the validated model; tests may pass a mapping
     if params.reference_date is None and demo_clock is not None and demo_clock.reference_date is not None:
         params = params.model_copy(update={"reference_date": demo_clock.reference_date})
