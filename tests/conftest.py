@@ -259,3 +259,20 @@ def warehouse_session(tmp_path: Path) -> Iterator[Any]:
 def query(warehouse_session: Any) -> Callable[[str], list[Any]]:
     """Run SQL on the test warehouse and return rows."""
     return lambda sql: warehouse_session.sql(sql).collect()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest test files first, so that the parallel workers (`-n auto --dist loadfile`) do not end
+    with one of them running a long file alone while the other is idle.
+
+    A file's weight: its slow tests count 60, its integration tests 6, the rest 0.1 (a cheap proxy
+    for duration: slow tests take 30-200 s, integration tests a few seconds to 30 s, unit tests well
+    under one). Files keep their tests in order; equal weights keep the collection order.
+    """
+    weight: dict[str, float] = {}
+    for item in items:
+        path = str(item.path)
+        cost = 60 if item.get_closest_marker("slow") else 6 if item.get_closest_marker("integration") else 0.1
+        weight[path] = weight.get(path, 0) + cost
+    order = {path: rank for rank, path in enumerate(sorted(weight, key=lambda p: -weight[p]))}
+    items.sort(key=lambda item: order[str(item.path)])

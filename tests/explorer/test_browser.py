@@ -213,7 +213,9 @@ def test_click_through_to_a_segment_and_download_its_members(
         assert row["RFM_SEGMENT"] == rfm and row["SEGMENT_LABEL"] == segment_label == label
         assert float(row["MONETARY"]) == pytest.approx(float(monetary), abs=0.005)
         assert int(float(row["FREQUENCY"])) == int(frequency) and int(row["SEGMENT_ID"]) == int(segment_id)
-    values = [float(r["MONETARY"]) for r in table]  # sorted by net spend, as the table is
+    # sorted as the table is: by CLV once customer value exists (it does after `kedro run`), else net spend
+    assert "CLV" in table[0] and "P_ALIVE" in table[0]
+    values = [float(r["CLV"]) for r in table]
     assert values == sorted(values, reverse=True)
 
 

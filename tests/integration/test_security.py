@@ -64,8 +64,7 @@ def test_password_in_environment_appears_nowhere(
     records = _record_every_log_record(monkeypatch)
     project = make_project_copy(tmp_path / "p")
 
-    run(project)  # the full default pipeline
-    run(project, "daily")
+    run(project)  # the full default pipeline: every pipeline's connection and writes (daily adds none)
     # last: the first user file removes the demo and everything built on it (model included)
     run(project, "load_events", events_file=str(write_events(tmp_path / "e.csv", [event("S-1")])))
 

@@ -43,7 +43,7 @@ def test_report_node_passes_the_report_on_and_says_what_to_run(caplog: pytest.Lo
     }
     with caplog.at_level(logging.INFO):
         assert report_event_load(report) == report
-    assert "Loaded 7 events from /data/e.csv" in caplog.text and "--pipeline ingestion" in caplog.text
+    assert "Loaded 7 events from /data/e.csv" in caplog.text and "--pipelines ingestion" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):
         report_event_load({"status": "already_loaded"})
