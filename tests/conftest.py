@@ -276,10 +276,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         weight[path] = weight.get(path, 0) + cost
     order = {path: rank for rank, path in enumerate(sorted(weight, key=lambda p: -weight[p]))}
     items.sort(key=lambda item: order[str(item.path)])
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker more than the cores. The integration tests wait a good part of their time
-    (kedro subprocesses starting, the embedded server's own process, Chromium): on 2 cores two workers
-    left about a fifth of the CPU idle (user + sys 24 min in 14.7 min of wall time)."""
-    return (os.cpu_count() or 1) + 1
