@@ -22,6 +22,7 @@ from snowflake.snowpark import DataFrame, Window
 from snowflake.snowpark import functions as F
 
 from customer_segmentation import value_summary
+from customer_segmentation.clock import as_date
 from customer_segmentation.datasets.customer_aggregates import CustomerAggregates
 from customer_segmentation.datasets.value_model_table import ValueModelWrite
 from customer_segmentation.errors import MissingModelError, MissingTableError
@@ -64,14 +65,6 @@ class NoValueModel:
     reason: str
 
 
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
 def _lit_date(day: date) -> Any:
     return F.lit(day.isoformat()).cast("date")
 
@@ -101,7 +94,7 @@ def summarise_customers(
     found = customer_features.agg(F.max("REFERENCE_DATE").alias("D")).collect()[0][0]
     if found is None:
         raise ValueError("CUSTOMER_FEATURES is empty: no customer to value. Run `kedro run` first.")
-    ref = _as_date(found)
+    ref = as_date(found)
     state = customer_aggregates.state
     if (
         state is not None
@@ -206,7 +199,7 @@ def refit_reason(
     if segmentation_version is not None and active.segmentation_model_version != segmentation_version:
         return f"the segmentation model changed ({active.segmentation_model_version or 'none'} -> {segmentation_version})"
     _, max_age = training.retrain_rule()
-    age = (today - _as_date(active.trained_at)).days
+    age = (today - as_date(active.trained_at)).days
     if max_age is not None and age >= max_age:
         return f"the value model is {age} days old (training.retrain_policy max_age_days: {max_age})"
     return None
@@ -238,7 +231,7 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
         logger.info("customer_value.model_version pins %s: scoring with it, no refit", pinned)
         return active
     segmentation_version = active_segmentation_version(segmentation_models, prediction)
-    today = _as_date(run_metadata["started_at"])
+    today = as_date(run_metadata["started_at"])
     reason = refit_reason(active, segmentation_version, training, today)
     if reason is None:
         assert active is not None
@@ -584,14 +577,14 @@ def _tracking(
     )
     if cohorts.empty:
         return []
-    starts = np.array([_as_date(d).toordinal() for d in cohorts["FIRST_PURCHASE_DATE"]], dtype=np.int64)
+    starts = np.array([as_date(d).toordinal() for d in cohorts["FIRST_PURCHASE_DATE"]], dtype=np.int64)
     sizes = cohorts["N"].to_numpy(float)
     begin = int(starts.min())
     end = ref.toordinal()
     points = list(range(begin + TRACKING_STEP_DAYS, end, TRACKING_STEP_DAYS)) + [end]
     per_day = pd.Series(
         repeat_days["N"].to_numpy(float),
-        index=[_as_date(d).toordinal() for d in repeat_days["ORDER_DAY"]],
+        index=[as_date(d).toordinal() for d in repeat_days["ORDER_DAY"]],
         dtype=float,
     ).sort_index()
     cumulative = per_day.cumsum()

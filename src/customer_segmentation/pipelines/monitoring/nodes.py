@@ -28,6 +28,7 @@ from snowflake.snowpark.types import (
 )
 
 from customer_segmentation import value_summary
+from customer_segmentation.clock import as_date
 from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
@@ -64,14 +65,6 @@ FEATURE_WORDS = {
     "EXPECTED_ORDER_VALUE": "expected order value",
     "CLV": "CLV",
 }
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def _require(frame: DataFrame, columns: list[str], table: str, hint: str) -> None:
@@ -120,8 +113,8 @@ def snapshot_segments(
     ).collect()[0]
     if info["N"] == 0 or info["D"] is None:
         raise ValueError("PROCESSED_DATA is empty: nothing to snapshot. Run `kedro run` first.")
-    snapshot = _as_date(info["D"])
-    if _as_date(info["D0"]) != snapshot:
+    snapshot = as_date(info["D"])
+    if as_date(info["D0"]) != snapshot:
         raise ValueError(
             f"PROCESSED_DATA mixes reference dates {info['D0']} and {info['D']}: rerun the pipeline."
         )
@@ -150,11 +143,11 @@ def snapshot_segments(
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:
         keep_after = min(
-            keep_after, _as_date(earlier)
+            keep_after, as_date(earlier)
         )  # the previous snapshot stays: migrations compare with it
     snapshot_info = {
         "snapshot_date": snapshot.isoformat(),
-        "previous_snapshot_date": _as_date(earlier).isoformat() if earlier is not None else None,
+        "previous_snapshot_date": as_date(earlier).isoformat() if earlier is not None else None,
         "run_id": str(info["R"]),
         "model_version": str(info["V"]),
         "customers": int(info["N"]),
@@ -599,7 +592,7 @@ def measure_drift(
             "watch",
             ["the model carries no training reference: retrain it to enable drift checks"],
         )
-    trained = _as_date(model.trained_at)
+    trained = as_date(model.trained_at)
     age = (date.fromisoformat(str(run_metadata["started_at"])[:10]) - trained).days
     row = {
         "RUN_ID": str(run_metadata.get("run_id") or snapshot_info["run_id"]),
