@@ -49,9 +49,6 @@ VALUE_COLUMNS = (
     "VALUE_MODEL_VERSION",
 )
 SCORE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
-#: Beyond this, the fitted Beta(a, b) of the dropout probability has collapsed to one value: a boundary
-#: solution (homogeneous dropout) whose hypergeometric series would not be evaluated reliably.
-MAX_DROPOUT_SHAPE = 1.0e4
 #: Calibration frequencies shown one by one in the holdout's conditional-expectation table; higher ones are pooled.
 MAX_FREQUENCY_ROW = 7
 #: Points of the cumulative tracking series (one every TRACKING_STEP_DAYS days).
@@ -156,16 +153,8 @@ def fit_models(sample: pd.DataFrame) -> tuple[FitResult, FitResult]:
         rows["T"].to_numpy(float),
         rows["WEIGHT"].to_numpy(float),
     )
-    m = bgnbd.params
-    if max(m.a, m.b) > MAX_DROPOUT_SHAPE:
-        # the likelihood ran to its boundary: every customer drops out with the same probability
-        # (no spread between customers), a limit the closed forms are not evaluated at
-        raise vm.ValueFitError(
-            f"The BG/NBD fit ran to the edge of the model (dropout shapes a = {m.a:.3g}, b = {m.b:.3g}): the "
-            "history shows no difference in how likely customers are to stop buying, which the model "
-            "cannot estimate. Use a longer or more varied history."
-        )
-    repeat = sample[(sample["X"] > 0) & (sample["MEAN_VALUE"] > 0)]
+    # boundary solutions (no dropout signal, no spread) are refused inside the fits, in one place each
+    repeat = sample[sample["X"] > 0]  # zero or negative mean spends: counted and left out by the fit
     spend = grouped(repeat, ["X", "MEAN_VALUE"])
     gamma_gamma = vm.fit_gamma_gamma(
         spend["X"].to_numpy(float), spend["MEAN_VALUE"].to_numpy(float), spend["WEIGHT"].to_numpy(float)
