@@ -936,7 +936,15 @@ def active_value_model(versions: pd.DataFrame, pinned: str | None = None) -> Val
                 f"Available versions (newest first): {', '.join(available)}. Set customer_value.model_version "
                 "to one of them, or to null to use the newest."
             )
-        return ValueModel.from_record(frame.iloc[available.index(str(pinned))].to_dict())
+        row = frame.iloc[available.index(str(pinned))].to_dict()
+        if str(row.get("STATUS") or "READY").upper() == "FAILED":
+            ready = [v for v, st in zip(available, frame.get("STATUS", [])) if str(st).upper() == "READY"]
+            raise UnknownModelVersionError(
+                f"customer_value.model_version pins {pinned!r}, a fit that failed (it holds no model; its "
+                f"METRICS say why). Pin a READY version ({', '.join(ready) or 'none stored yet'}), or set "
+                "customer_value.model_version to null."
+            )
+        return ValueModel.from_record(row)
     statuses = frame["STATUS"] if "STATUS" in frame.columns else pd.Series(["READY"] * len(frame))
     for position, status in enumerate(statuses):
         if str(status).upper() == "READY":

@@ -322,6 +322,74 @@ def test_segment_outcomes_of_the_first_snapshot_match_the_events(demo: Path) -> 
     np.testing.assert_allclose(got["PREDICTED_CLV"], expected["PREDICTED_CLV"], atol=0.011)
 
 
+def expected_in_window(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, t: float) -> np.ndarray:
+    """E[Y(t) | x, t_x, T] by FHL05 eq. 10 as printed, with scipy.special.hyp2f1 (no Euler transform, no
+    project code): P(alive) times the purchases of a customer alive at T."""
+    from scipy import special
+
+    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    ratio = (alpha + T) / (alpha + T + t)
+    alive_part = (
+        (a + b + x - 1)
+        / (a - 1)
+        * (1 - ratio ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t)))
+    )
+    odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-300) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
+    return alive_part / (1 + odds)
+
+
+def test_segment_outcomes_predict_the_window_they_measure(demo: Path) -> None:
+    """PREDICTED_PURCHASES of a segment = sum over its members of E[Y(180)] at the snapshot (not the
+    365-day horizon): computed here from the events (summary at the snapshot) and the parameters of the
+    model that scored that snapshot, with scipy; PREDICTED_NET_REVENUE the same times the Gamma-Gamma mean."""
+    outcomes = frame(demo, "SELECT * FROM PUBLIC.SEGMENT_OUTCOMES ORDER BY SEGMENT_ID").set_index(
+        "SEGMENT_ID"
+    )
+    assert (outcomes["PERIOD_DAYS"] == 180).all() and (outcomes["PREDICTION_HORIZON_DAYS"] == 180).all()
+    models = warehouse_rows(demo, "SELECT PARAMS FROM PUBLIC.CUSTOMER_VALUE_MODELS WHERE STATUS = 'READY'")
+    (params,) = [
+        p
+        for p in (json.loads(row[0]) for row in models)
+        if p["settings"]["reference_date"] == FIRST_REFERENCE
+    ]
+    bgnbd, gg = params["bgnbd"]["params"], params["gamma_gamma"]["params"]
+    events = frame(
+        demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA"
+    )
+    # the stored daily spend nets an order's returns into its order day whenever they were recorded, and
+    # the snapshot was summarised from it: returns recorded after the snapshot count here too
+    snapshot_ts = pd.Timestamp(FIRST_REFERENCE) - pd.Timedelta(seconds=1)
+    late_return = (events["EVENT_TYPE"] == "ORDER_RETURNED") & (
+        pd.to_datetime(events["EVENT_TS"]) > snapshot_ts
+    )
+    events.loc[late_return, "EVENT_TS"] = str(snapshot_ts)
+    summary = expected_summary(events, date.fromisoformat(FIRST_REFERENCE)).set_index("CUSTOMER_ID")
+    members = frame(
+        demo,
+        "SELECT CUSTOMER_ID, SEGMENT_ID, OUTCOME_DAYS FROM PUBLIC.SEGMENT_HISTORY "
+        f"WHERE SNAPSHOT_DATE = '{FIRST_REFERENCE}'",
+    ).set_index("CUSTOMER_ID")
+    assert (members["OUTCOME_DAYS"] == 180).all()
+    members = members.join(summary, how="left")
+    assert members["X"].notna().all()
+    x, t_x, T = (members[c].to_numpy(float) for c in ("X", "T_X", "T"))
+    purchases = expected_in_window(bgnbd, x, t_x, T, 180.0)
+    mean = np.where(x > 0, np.maximum(np.nan_to_num(members["MEAN_VALUE"].to_numpy(float)), 0.0), 0.0)
+    order_value = (gg["p"] * gg["gamma"] + gg["p"] * x * mean) / (gg["p"] * x + gg["q"] - 1)
+    members = members.assign(PURCHASES=purchases, SPEND=purchases * order_value)
+    expected = members.groupby("SEGMENT_ID")[["PURCHASES", "SPEND"]].sum()
+    assert list(outcomes.index) == list(expected.index)
+    np.testing.assert_allclose(outcomes["PREDICTED_PURCHASES"], expected["PURCHASES"], rtol=1e-6)
+    np.testing.assert_allclose(outcomes["PREDICTED_NET_REVENUE"], expected["SPEND"], rtol=1e-6, atol=0.006)
+    # and it is not the 365-day horizon's figure that was compared before
+    horizon = frame(
+        demo,
+        "SELECT SEGMENT_ID, SUM(EXPECTED_PURCHASES) AS H FROM PUBLIC.SEGMENT_HISTORY "
+        f"WHERE SNAPSHOT_DATE = '{FIRST_REFERENCE}' GROUP BY 1 ORDER BY 1",
+    ).set_index("SEGMENT_ID")
+    assert (horizon["H"] > outcomes["PREDICTED_PURCHASES"] * 1.2).all()
+
+
 def test_rerun_then_daily_keep_value_exact_and_incremental_equals_full(demo: Path) -> None:
     value = frame(demo, VALUE)
     outcomes = frame(demo, "SELECT * FROM PUBLIC.SEGMENT_OUTCOMES ORDER BY SEGMENT_ID")
