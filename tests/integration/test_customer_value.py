@@ -457,3 +457,80 @@ def test_summary_equals_pandas_on_cdnow_with_returns_cancellations_and_zero_orde
         assert (value["CLV"] >= 0).all()
     finally:
         stop_embedded_servers(tmp_path)
+
+
+# --- a history the value model cannot be fitted on ------------------------------------------------
+
+
+def regular_buyers_events(n: int = 300, seed: int = 4) -> pd.DataFrame:
+    """Every customer buys every d days (10..40) from their first day up to the end: nobody stops, so
+    BG/NBD has no dropout signal. Amounts vary; the events follow the RAW_DATA contract."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    origin = pd.Timestamp("2025-01-01 12:00:00")
+    for i in range(n):
+        start, every = int(rng.integers(0, 100)), int(rng.integers(10, 41))
+        for k, day in enumerate(range(start, 365, every)):
+            order = f"R-{i}-{k}"
+            rows.append(
+                {
+                    "EVENT_ID": f"E-{order}",
+                    "EVENT_TYPE": "ORDER_CREATED",
+                    "EVENT_TS": (origin + pd.Timedelta(days=day)).strftime("%Y-%m-%d %H:%M:%S"),
+                    "CUSTOMER_ID": f"C-{i:04d}",
+                    "ORDER_ID": order,
+                    "PRODUCT_ID": f"P-{k % 7}",
+                    "CATEGORY": ("books", "music", "games")[i % 3],
+                    "QUANTITY": "1",
+                    "AMOUNT": f"{float(rng.gamma(3.0, 15.0)) + 1:.2f}",
+                    "CHANNEL": ("web", "store")[i % 2],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_failed_fit_leaves_the_segments_and_says_why_the_value_is_missing(tmp_path: Path) -> None:
+    import logging
+
+    path = tmp_path / "events.csv"
+    regular_buyers_events().to_csv(path, index=False)
+    project = make_project_copy(tmp_path / "project")
+    try:
+        run_pipeline(project, "load_events", {**USER_DATA, "events_file": str(path)})
+        # our own handler on the node's logger: Kedro reconfigures the root logger, this one it leaves alone
+        node_logger = logging.getLogger("customer_segmentation.pipelines.customer_value.nodes")
+        seen: list[logging.LogRecord] = []
+        collector = logging.Handler(logging.WARNING)
+        collector.emit = seen.append  # type: ignore[method-assign]
+        node_logger.addHandler(collector)
+        try:
+            run_pipeline(project, None, USER_DATA)  # does not fail: segments are the main product
+        finally:
+            node_logger.removeHandler(collector)
+        (warning,) = [r.getMessage() for r in seen if "Customer value is MISSING" in r.getMessage()]
+        assert "BG/NBD fit ran to the edge of the model" in warning and "no dropout signal" in warning
+        assert "What to do" in warning and "then run `kedro run`" in warning
+        segments = warehouse_rows(
+            project, "SELECT COUNT(*), COUNT(SEGMENT_LABEL) FROM PUBLIC.PROCESSED_DATA"
+        )[0]
+        assert segments[0] == segments[1] == 300
+        value = frame(
+            project,
+            "SELECT P_ALIVE, CLV, OUTCOME_EXPECTED_PURCHASES, VALUE_MODEL_VERSION, VALUE_MISSING_REASON "
+            "FROM PUBLIC.CUSTOMER_VALUE",
+        )
+        assert len(value) == 300  # every customer is there, saying why its value is missing
+        assert (
+            value[["P_ALIVE", "CLV", "OUTCOME_EXPECTED_PURCHASES", "VALUE_MODEL_VERSION"]].isna().all().all()
+        )
+        reasons = set(value["VALUE_MISSING_REASON"])
+        assert len(reasons) == 1 and "The customer-value fit failed" in reasons.pop()
+        ((status, metrics),) = warehouse_rows(
+            project, "SELECT STATUS, METRICS FROM PUBLIC.CUSTOMER_VALUE_MODELS"
+        )
+        assert status == "FAILED" and "no dropout signal" in json.loads(metrics)["failed"]
+        (saved,) = (project / "data" / "08_reporting" / "value_tracking.json").glob("*/value_tracking.json")
+        chart = json.loads(saved.read_text())  # a versioned dataset: one folder per run
+        assert "the value model fit failed" in chart["layout"]["title"]["text"]
+    finally:
+        stop_embedded_servers(tmp_path)
