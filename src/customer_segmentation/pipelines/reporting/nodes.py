@@ -140,20 +140,30 @@ def _latest_failure(value_models: pd.DataFrame) -> tuple[str, dict[str, Any]] | 
     return str(row["VERSION"]), {"skipped": f"the value model fit failed: {reason or 'no reason stored'}"}
 
 
-def _value_chart(
-    value_models: pd.DataFrame, params: CustomerValueParams, title: str, rows_key: str, missing: str
-) -> tuple[Any, str, dict[str, Any], pd.DataFrame | None]:
-    """A value chart's start: (figure, version, report, rows), rows None when the report has none
-    (then the figure is empty and its title says why)."""
+def _value_chart(  # noqa: PLR0913 - the two charts differ in these only
+    value_models: pd.DataFrame,
+    params: CustomerValueParams,
+    title: str,
+    rows_key: str,
+    x: str,
+    actual: tuple[Any, dict[str, Any]],
+    predicted: tuple[Any, dict[str, Any]],
+) -> tuple[Any, tuple[str, dict[str, Any]] | None]:
+    """A holdout chart's common part: the figure with the report's rows ``rows_key`` drawn as an
+    "actual" and a "predicted" trace (each a plotly trace class and its style) over column ``x``, and
+    (version, report); or an empty figure whose title says why there is nothing to draw, and None."""
     import plotly.graph_objects as go
 
     version, report = _holdout(value_models, params)
     rows = report.get(rows_key) or []
     fig = go.Figure()
     if report.get("skipped") or not rows:
-        fig.update_layout(title=f"{title}: {report.get('skipped') or missing}")
-        return fig, version, report, None
-    return fig, version, report, pd.DataFrame(rows)
+        fig.update_layout(title=f"{title}: {report.get('skipped') or f'no {rows_key} rows in the report'}")
+        return fig, None
+    frame = pd.DataFrame(rows)
+    for (trace, style), name in ((actual, "actual"), (predicted, "predicted")):
+        fig.add_trace(trace(x=frame[x], y=frame[name], name=name, **style))
+    return fig, (version, report)
 
 
 def plot_value_tracking(customer_value_models: pd.DataFrame, params: CustomerValueParams) -> Any:
@@ -161,17 +171,12 @@ def plot_value_tracking(customer_value_models: pd.DataFrame, params: CustomerVal
     import plotly.graph_objects as go
 
     title = "Customer value: cumulative repeat purchases, actual vs predicted"
-    fig, version, report, frame = _value_chart(
-        customer_value_models, params, title, "tracking", "no tracking series"
-    )
-    if frame is None:
+    line = (go.Scatter, {"mode": "lines"})
+    dashed = (go.Scatter, {"mode": "lines", "line": {"dash": "dash"}})
+    fig, found = _value_chart(customer_value_models, params, title, "tracking", "day", line, dashed)
+    if found is None:
         return fig
-    fig.add_trace(go.Scatter(x=frame["day"], y=frame["actual"], mode="lines", name="actual"))
-    fig.add_trace(
-        go.Scatter(
-            x=frame["day"], y=frame["predicted"], mode="lines", name="predicted", line={"dash": "dash"}
-        )
-    )
+    version, report = found
     fig.add_vline(x=report["calibration_end"], line_dash="dot")
     fig.add_annotation(
         x=report["calibration_end"], y=1, yref="paper", text="holdout starts", showarrow=False, xanchor="left"
@@ -190,15 +195,14 @@ def plot_value_by_frequency(customer_value_models: pd.DataFrame, params: Custome
     import plotly.graph_objects as go
 
     title = "Customer value: holdout purchases by calibration frequency"
-    fig, version, report, frame = _value_chart(
-        customer_value_models, params, title, "by_frequency", "no frequency table"
+    bars = (go.Bar, {})
+    markers = (go.Scatter, {"mode": "lines+markers"})
+    fig, found = _value_chart(
+        customer_value_models, params, title, "by_frequency", "frequency", bars, markers
     )
-    if frame is None:
+    if found is None:
         return fig
-    fig.add_trace(go.Bar(x=frame["frequency"], y=frame["actual"], name="actual"))
-    fig.add_trace(
-        go.Scatter(x=frame["frequency"], y=frame["predicted"], mode="lines+markers", name="predicted")
-    )
+    version, report = found
     fig.update_layout(
         title=f"{title} (model {version}, {report.get('holdout_days')} days after {report.get('calibration_end')})",
         xaxis_title="repeat purchases before the holdout (x)",
