@@ -494,6 +494,7 @@ SPEND = GammaGammaParams(6.25, 3.74, 15.44)
         BGNBDParams(0.243, 30.9, 0.793, float("inf")),
     ],
 )
+@pytest.mark.filterwarnings("error")
 def test_damaged_bgnbd_parameters_are_refused_with_the_fix(damaged: BGNBDParams) -> None:
     x, t_x, T = [2, 0], [10, 0], [30, 30]
     calls = [
@@ -529,6 +530,7 @@ def regular_buyers(n: int = 300, every: float = 14.0, seed: int = 5) -> tuple[np
     return x, x * every, T
 
 
+@pytest.mark.filterwarnings("error")
 def test_no_dropout_signal_is_refused_with_its_cause_and_the_fix() -> None:
     """Nobody ever stops buying: the fit runs a to 0 and b to infinity (dropout probability 0)."""
     x, t_x, T = regular_buyers()
@@ -554,6 +556,7 @@ def test_the_boundary_guard_is_one_place_in_the_fit() -> None:
     assert not hasattr(value_nodes, "MAX_DROPOUT_SHAPE")
 
 
+@pytest.mark.filterwarnings("error")  # a clear error, not a scipy/numpy warning on the way
 def test_gamma_gamma_without_spread_between_customers_is_refused_clearly() -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(1, 10, 50).astype(float)
@@ -568,6 +571,7 @@ def test_gamma_gamma_without_spread_between_customers_is_refused_clearly() -> No
         vm.fit_gamma_gamma([3, 2], [20.0, 30.0], [5, 5])
 
 
+@pytest.mark.filterwarnings("error")
 def test_spend_that_the_model_cannot_use_is_refused_clearly() -> None:
     x = np.arange(1.0, 21.0)
     spend = np.linspace(5.0, 50.0, 20)
