@@ -386,7 +386,7 @@ def test_unidentifiable_data_are_refused_not_fitted() -> None:
     x = np.arange(1, 60, dtype=float)
     t_x = 10.0 * x
     T = t_x + 5
-    with pytest.raises(ValueFitError, match="does not settle|did not converge"):
+    with pytest.raises(ValueFitError, match="edge of the model.*no dropout signal"):
         vm.fit_bgnbd(x, t_x, T)
 
 
@@ -474,3 +474,140 @@ def test_a_fit_that_stops_early_is_refused_not_returned(
     monkeypatch.setattr(scipy.optimize, "minimize", stopped)
     with pytest.raises(ValueFitError, match="did not converge"):
         vm.fit_bgnbd(cdnow["x"], cdnow["t_x"], cdnow["T"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness: damaged parameters, boundary solutions, inputs the models cannot use
+# ---------------------------------------------------------------------------------------------
+
+GOOD = BGNBDParams(0.243, 30.898, 0.793, 2.426)
+SPEND = GammaGammaParams(6.25, 3.74, 15.44)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        BGNBDParams(0.243, 0.0, 0.793, 2.426),  # alpha = 0: math.log raised "math domain error"
+        BGNBDParams(0.243, float("nan"), 0.793, 2.426),  # NaN: the likelihood was NaN, silently
+        BGNBDParams(-1.0, 30.9, 0.793, 2.426),
+        BGNBDParams(0.243, 30.9, 0.0, 2.426),
+        BGNBDParams(0.243, 30.9, 0.793, float("inf")),
+    ],
+)
+@pytest.mark.filterwarnings("error")
+def test_damaged_bgnbd_parameters_are_refused_with_the_fix(damaged: BGNBDParams) -> None:
+    x, t_x, T = [2, 0], [10, 0], [30, 30]
+    calls = [
+        lambda: vm.bgnbd_log_likelihood(damaged, x, t_x, T),
+        lambda: vm.p_alive(damaged, x, t_x, T),
+        lambda: vm.expected_purchases(damaged, 30, x, t_x, T),
+        lambda: vm.expected_purchases_unconditional(damaged, 30),
+    ]
+    for call in calls:
+        with pytest.raises(ValueFitError, match=r"must be finite numbers > 0.*Refit"):
+            call()
+    record = make_model("v1").to_record()
+    record["PARAMS"]["bgnbd"]["params"] = dict(vars(damaged))
+    with pytest.raises(ValueFitError, match="finite numbers > 0"):
+        ValueModel.from_record({**record, "PARAMS": json.dumps(record["PARAMS"])})
+
+
+def test_damaged_gamma_gamma_parameters_are_refused_with_the_fix() -> None:
+    for damaged in (GammaGammaParams(6.25, float("nan"), 15.44), GammaGammaParams(6.25, 3.74, 0.0)):
+        with pytest.raises(ValueFitError, match="must be finite numbers > 0"):
+            vm.expected_order_value(damaged, [1, 0], [5.0, np.nan])
+        with pytest.raises(ValueFitError, match="must be finite numbers > 0"):
+            vm.gamma_gamma_log_likelihood(damaged, [1, 2], [5.0, 6.0])
+    with pytest.raises(ValueFitError, match="q = 0.5 <= 1"):
+        vm.expected_order_value(GammaGammaParams(6.25, 0.5, 15.44), [1, 0], [5.0, np.nan])
+
+
+def regular_buyers(n: int = 300, every: float = 14.0, seed: int = 5) -> tuple[np.ndarray, ...]:
+    """Every customer buys every `every` days from their first purchase up to the reference date."""
+    rng = np.random.default_rng(seed)
+    T = rng.integers(200, 400, n).astype(float)
+    x = np.floor((T - 1) / every)
+    return x, x * every, T
+
+
+@pytest.mark.filterwarnings("error")
+def test_no_dropout_signal_is_refused_with_its_cause_and_the_fix() -> None:
+    """Nobody ever stops buying: the fit runs a to 0 and b to infinity (dropout probability 0)."""
+    x, t_x, T = regular_buyers()
+    with pytest.raises(ValueFitError, match="edge of the model") as raised:
+        vm.fit_bgnbd(x, t_x, T)
+    message = str(raised.value)
+    assert "no dropout signal" in message and "every customer is still buying regularly" in message
+    assert "What to do" in message and "longer history" in message
+
+
+def test_the_boundary_guard_is_one_place_in_the_fit() -> None:
+    """a, b above MAX_SHAPE (Beta collapsed to one value) is refused even inside the log-limits, by the fit
+    itself (the pipeline's own a, b > 1e4 check is gone), with the cause named."""
+    vm._refuse_bgnbd_boundary(np.log([0.243, 4.4, 0.793, 2.426]))  # the CDNOW fit: accepted
+    with pytest.raises(ValueFitError, match="no spread in dropout"):
+        vm._refuse_bgnbd_boundary(np.log([0.5, 1.0, 2.0e4, 5.0e4]))
+    with pytest.raises(ValueFitError, match="no dropout signal"):
+        vm._refuse_bgnbd_boundary(np.log([0.5, 1.0, 0.9, 3.0e4]))
+    with pytest.raises(ValueFitError, match="almost no customer buys again"):
+        vm._refuse_bgnbd_boundary(np.array([-20.0, 0.0, 0.0, 0.0]))
+    import customer_segmentation.pipelines.customer_value.nodes as value_nodes
+
+    assert not hasattr(value_nodes, "MAX_DROPOUT_SHAPE")
+
+
+@pytest.mark.filterwarnings("error")  # a clear error, not a scipy/numpy warning on the way
+def test_gamma_gamma_without_spread_between_customers_is_refused_clearly() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(1, 10, 50).astype(float)
+    # equal means up to the last bits of a SQL average: no spread, not a garbage fit
+    with pytest.raises(ValueFitError, match=r"same mean spend \(20"):
+        vm.fit_gamma_gamma(x, 20.0 + rng.normal(0.0, 1e-12, 50))
+    # a single repeat customer (five identical rows collapse into one)
+    with pytest.raises(ValueFitError, match="same mean spend.*one summary row"):
+        vm.fit_gamma_gamma([3], [20.0], [5])
+    # two distinct means only: p runs off, refused with its cause
+    with pytest.raises(ValueFitError, match=r"edge of the model \(p -> infinity.*order amounts"):
+        vm.fit_gamma_gamma([3, 2], [20.0, 30.0], [5, 5])
+
+
+@pytest.mark.filterwarnings("error")
+def test_spend_that_the_model_cannot_use_is_refused_clearly() -> None:
+    x = np.arange(1.0, 21.0)
+    spend = np.linspace(5.0, 50.0, 20)
+    with pytest.raises(ValueFitError, match=r"0 or negative \(20 customers\).*AMOUNT"):
+        vm.fit_gamma_gamma(x, np.zeros(20))
+    with pytest.raises(ValueFitError, match=r"0 or negative \(20 customers\)"):
+        vm.fit_gamma_gamma(x, -spend)
+    with pytest.raises(ValueFitError, match=r"at least 3 customers.*2 more have a mean spend of 0 or less"):
+        vm.fit_gamma_gamma([1, 2, 3, 4], [5.0, 7.0, 0.0, -3.0])
+    with pytest.raises(ValueFitError, match=r"missing \(NaN\) for 1 customer"):
+        vm.fit_gamma_gamma(x, np.where(x == 4, np.nan, spend))
+    with pytest.raises(ValueFitError, match="infinite"):
+        vm.fit_gamma_gamma(x, np.where(x == 4, np.inf, spend))
+    with pytest.raises(ValueFitError, match="whole number"):
+        vm.fit_gamma_gamma(x + 0.5, spend)
+    # NaN where x = 0 is the summary's rule (no repeat purchase): fine
+    rng = np.random.default_rng(2)
+    repeat = rng.integers(1, 8, 400).astype(float)
+    nu = rng.gamma(4.0, 1 / 15.0, 400)  # Gamma-Gamma: nu ~ Gamma(q, gamma), spend ~ Gamma(p, nu)
+    means = np.array([rng.gamma(6.0, 1 / n, int(k)).mean() for n, k in zip(nu, repeat)])
+    fit = vm.fit_gamma_gamma(np.append(repeat, 0.0), np.append(means, np.nan))
+    assert fit.n_customers == 400 and fit.converged
+
+
+def test_closed_forms_refuse_inconsistent_summaries() -> None:
+    with pytest.raises(
+        ValueFitError, match=r"t_x .* must lie in \[0, T\] \(1 row\(s\), e.g. x = 1, t_x = 10, T = 5\)"
+    ):
+        vm.p_alive(GOOD, [1, 0], [10, 0], [5, 5])
+    with pytest.raises(ValueFitError, match=r"t_x .* must lie in \[0, T\]"):
+        vm.expected_purchases(GOOD, 30, [1], [10], [5])
+    with pytest.raises(ValueFitError, match="whole number"):
+        vm.p_alive(GOOD, [1.5], [3], [10])
+    with pytest.raises(ValueFitError, match="whole number"):
+        vm.expected_purchases(GOOD, 30, [1.5], [3], [10])
+    with pytest.raises(ValueFitError, match="NaN"):
+        vm.p_alive(GOOD, [1], [np.nan], [10])
+    with pytest.raises(ValueFitError, match="T >= 0"):
+        vm.alive_purchase_curve(GOOD, 1, -3, 30)

@@ -240,3 +240,36 @@ def test_scoring_inside_a_transaction_is_refused(
     table = upload(session, summary.head(5), "VALUE_SUMMARY_TX")
     with pytest.raises(TransactionStateError, match="outside the transaction"), transaction(session):
         score_customers(session, table, model, horizon_days=365, annual_discount_rate=0.1, margin=1.0)
+
+
+def test_the_outcome_window_prediction_equals_the_closed_forms(
+    session: Any, history: tuple[pd.DataFrame, ValueModel]
+) -> None:
+    """With outcome_days, the expected purchases and spend over that window (SEGMENT_OUTCOMES' period)
+    equal E[Y(outcome_days) | x, t_x, T] and that times E[M] on every customer; the other columns stay."""
+    summary, model = history
+    table = upload(session, summary, "VALUE_SUMMARY_OUTCOME")
+    scored = score_customers(
+        session,
+        table,
+        model,
+        horizon_days=HORIZON,
+        annual_discount_rate=RATE,
+        margin=MARGIN,
+        outcome_days=180,
+    ).to_pandas()
+    assert list(scored.columns) == [*COLUMNS, "OUTCOME_EXPECTED_PURCHASES", "OUTCOME_EXPECTED_SPEND"]
+    assert_equal_everywhere(scored[COLUMNS], reference(model, summary))
+    m, g = model.bgnbd.params, model.gamma_gamma.params
+    x, t_x, T, mean = (summary[c].to_numpy(dtype=float) for c in ("X", "T_X", "T", "MEAN_VALUE"))
+    window = vm.expected_purchases(m, 180, x, t_x, T)
+    expected = pd.DataFrame(
+        {
+            "CUSTOMER_ID": summary["CUSTOMER_ID"],
+            "OUTCOME_EXPECTED_PURCHASES": window,
+            "OUTCOME_EXPECTED_SPEND": window * vm.expected_order_value(g, x, mean),
+        }
+    ).set_index("CUSTOMER_ID")
+    got = scored.set_index("CUSTOMER_ID").loc[expected.index]
+    for column in expected.columns:
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-6, atol=1e-300, err_msg=column)

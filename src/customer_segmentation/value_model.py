@@ -156,21 +156,66 @@ def _as_float(values: Any, name: str) -> np.ndarray:
     return array
 
 
+def _validate_rfm(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> None:
+    """Raise ValueFitError when (x, t_x, T) (finite float arrays of one shape) break the summary's rules:
+    x a whole number >= 0, 0 <= t_x <= T, t_x = 0 when x = 0. The message counts the rows and shows one."""
+    rules = (
+        ((x < 0) | (x != np.round(x)), "x (repeat transactions) must be a whole number >= 0"),
+        ((t_x < 0) | (t_x > T * (1 + 1e-12)), "t_x (first to last transaction) must lie in [0, T]"),
+        ((x == 0) & (t_x != 0), "t_x must be 0 for a customer without repeat transactions (x = 0)"),
+    )
+    problems = []
+    for bad, rule in rules:
+        if bad.any():
+            first = np.flatnonzero(bad.reshape(-1))[0]
+            problems.append(
+                f"{rule} ({int(bad.sum())} row(s), e.g. x = {x.reshape(-1)[first]:g}, "
+                f"t_x = {t_x.reshape(-1)[first]:g}, T = {T.reshape(-1)[first]:g})"
+            )
+    if problems:
+        raise ValueFitError(
+            "The customer summary is inconsistent: "
+            + "; ".join(problems)
+            + ". Summarise the customers again (`kedro run --pipelines customer_value`); if it persists, "
+            "the order dates are wrong (an order after the reference date?)."
+        )
+
+
 def _checked_rfm(x: Any, t_x: Any, T: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, t_x, T as float arrays of one length, checked: x a whole number >= 0, 0 <= t_x <= T."""
     x, t_x, T = _as_float(x, "x"), _as_float(t_x, "t_x"), _as_float(T, "T")
     if not (len(x) == len(t_x) == len(T)):
         raise ValueFitError(f"x, t_x and T differ in length ({len(x)}, {len(t_x)}, {len(T)}).")
-    problems = []
-    if (x < 0).any() or (x != np.round(x)).any():
-        problems.append("x (repeat transactions) must be a whole number >= 0")
-    if (t_x < 0).any() or (t_x > T * (1 + 1e-12)).any():
-        problems.append("t_x (first to last transaction) must lie in [0, T]")
-    if ((x == 0) & (t_x != 0)).any():
-        problems.append("t_x must be 0 for a customer without repeat transactions (x = 0)")
-    if problems:
-        raise ValueFitError("The customer summary is inconsistent: " + "; ".join(problems) + ".")
+    _validate_rfm(x, t_x, T)
     return x, t_x, T
+
+
+def _broadcast_rfm(x: Any, t_x: Any, T: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, t_x, T broadcast to one shape (any), finite and checked as ``_checked_rfm`` does."""
+    x, t_x, T = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(x, t_x, T))
+    for name, values in (("x", x), ("t_x", t_x), ("T", T)):
+        if not np.isfinite(values).all():
+            raise ValueFitError(f"{name} holds NaN or infinite values: summarise the customers again.")
+    _validate_rfm(x, t_x, T)
+    return x, t_x, T
+
+
+def _check_params(params: Any, what: str) -> None:
+    """Fitted parameters must be finite and > 0 (the closed forms take their logarithms): a clear
+    ValueFitError instead of a bare "math domain error" or a NaN score."""
+    values = {k: v for k, v in vars(params).items()}
+    bad = {
+        k: v
+        for k, v in values.items()
+        if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0)
+    }
+    if bad:
+        shown = ", ".join(f"{k} = {v!r}" for k, v in bad.items())
+        raise ValueFitError(
+            f"The {what} parameters must be finite numbers > 0, but {shown}: the model was damaged or built "
+            "by hand. Refit it with `kedro run --pipelines customer_value`, or pin another version "
+            "(customer_value.model_version)."
+        )
 
 
 def _weights(weight: Any, n: int) -> np.ndarray:
@@ -253,7 +298,17 @@ def alive_purchase_curve(m: BGNBDParams, x: Any, T: Any, t: Any) -> np.ndarray:
     * 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z)], evaluated as
     K * [-expm1((a - 1) ln(1 - z)) - (1 - z)^(a - 1) * (2F1 - 1)] (no cancellation).
     """
+    _check_params(m, "BG/NBD")
     x, T, t = np.broadcast_arrays(np.asarray(x, float), np.asarray(T, float), np.asarray(t, float))
+    if not (np.isfinite(x).all() and np.isfinite(T).all() and np.isfinite(t).all()):
+        raise ValueFitError(
+            "x, T or the horizon holds NaN or infinite values: summarise the customers again."
+        )
+    if (x < 0).any() or (x != np.round(x)).any() or (T < 0).any() or (t < 0).any():
+        raise ValueFitError(
+            "Expected purchases need x a whole number >= 0, T >= 0 and a horizon >= 0 (days): summarise the "
+            "customers again (`kedro run --pipelines customer_value`)."
+        )
     r, alpha, a, b = m.r, m.alpha, m.a, m.b
     if abs(a - 1.0) < 1e-9:
         raise ValueFitError(
@@ -307,7 +362,8 @@ def _bgnbd_terms(
     g_r, b_2, b_3, psi_rx, da_2, da_3, db_2, db_3 = by_x
     repeat = x > 0
     ln_at, ln_atx = np.log(alpha + T), np.log(alpha + t_x)
-    a1 = g_r + r * math.log(alpha)
+    ln_alpha = np.log(alpha)  # not math.log: a step of the optimiser to alpha = 0 gives -inf, refused there
+    a1 = g_r + r * ln_alpha
     a2 = b_2 - (r + x) * ln_at
     a3 = np.where(repeat, b_3 - (r + x) * ln_atx, -np.inf)
     mx = np.maximum(a2, a3)
@@ -315,7 +371,7 @@ def _bgnbd_terms(
     ll = a1 + mx + np.log(e2 + e3)
     w2 = e2 / (e2 + e3)
     w3 = 1.0 - w2
-    d_r = psi_rx - psi(r) + math.log(alpha) - w2 * ln_at - w3 * ln_atx
+    d_r = psi_rx - psi(r) + ln_alpha - w2 * ln_at - w3 * ln_atx
     d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + t_x))
     d_a = w2 * da_2 + w3 * da_3 - (psi(a) - psi(a + b))
     d_b = w2 * db_2 + w3 * db_3 - (psi(b) - psi(a + b))
@@ -324,17 +380,20 @@ def _bgnbd_terms(
 
 def bgnbd_log_likelihood(m: BGNBDParams, x: Any, t_x: Any, T: Any, weight: Any = None) -> float:
     """The weighted BG/NBD log-likelihood [FHL05 eq. 6] of the data (in the data's time unit)."""
+    _check_params(m, "BG/NBD")
     x, t_x, T = _checked_rfm(x, t_x, T)
     w = _weights(weight, len(x))
     ll = _bgnbd_terms(np.array([m.r, m.alpha, m.a, m.b]), x, t_x, T)[0]
     return float(np.dot(w, ll))
 
 
-def _minimise(
-    objective: Any, starts: list[np.ndarray], names: tuple[str, ...], what: str
-) -> tuple[np.ndarray, bool]:
-    """Minimise ``objective`` (value, gradient) over log-parameters; the next start is tried only when the
-    previous ones did not reach a small gradient inside the parameter limits (then the best is kept)."""
+def _minimise(objective: Any, starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``objective`` (value, gradient) over log-parameters: the best point and its gradient.
+
+    The next start is tried only when the previous ones did not reach a small gradient inside the
+    parameter limits (then the best is kept). Whether the point is usable (a boundary solution, no
+    convergence) is each fit's call (``_refuse_boundary``, ``_refuse_unconverged``): one place per model.
+    """
     from scipy import optimize  # here, not at import: registering the pipelines must not load scipy
 
     best = None
@@ -354,24 +413,108 @@ def _minimise(
         if settled:
             break
     if best is None:
-        raise ValueFitError(f"The {what} likelihood could not be evaluated at any starting point.")
-    gradient = objective(best.x)[1]
-    converged = bool(np.all(np.isfinite(best.x)) and np.max(np.abs(gradient)) < 1e-4)
-    runaway = [n for n, v in zip(names, best.x) if abs(v) > LOG_PARAM_LIMIT]
-    if runaway:
         raise ValueFitError(
-            f"The {what} fit does not settle: the likelihood keeps improving as {', '.join(runaway)} "
-            "run(s) to 0 or infinity, so the data cannot identify the model (typically: almost no "
-            "customer buys again, or nobody ever stops buying within the history). Use a longer "
-            "history or a larger sample (customer_value sample size)."
+            "The likelihood could not be evaluated at any starting point: the customer summary holds values "
+            "the model cannot use. Summarise the customers again (`kedro run --pipelines customer_value`)."
         )
-    if not converged:
-        raise ValueFitError(
-            f"The {what} maximum-likelihood fit did not converge (largest gradient "
-            f"{float(np.max(np.abs(gradient))):.2e} at {dict(zip(names, np.exp(best.x).round(6)))}): "
-            "the data may not support the model; use a longer history or a larger sample."
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        gradient = objective(best.x)[1]
+    return best.x, gradient
+
+
+def _refuse_unconverged(what: str, theta: np.ndarray, gradient: np.ndarray, names: tuple[str, ...]) -> bool:
+    """Raise ValueFitError unless the optimum's gradient is small (returns True: converged)."""
+    if bool(np.all(np.isfinite(theta)) and np.max(np.abs(gradient)) < 1e-4):
+        return True
+    raise ValueFitError(
+        f"The {what} maximum-likelihood fit did not converge (largest gradient "
+        f"{float(np.max(np.abs(gradient))):.2e} at {dict(zip(names, np.exp(theta).round(6)))}): "
+        "the data may not support the model; use a longer history or a larger sample "
+        "(customer_value.sample_size)."
+    )
+
+
+#: Beyond this, a fitted shape parameter (BG/NBD r, a, b; Gamma-Gamma p, q) means its distribution has
+#: collapsed to one value: a boundary solution, where the likelihood keeps improving as the parameter
+#: grows and whose closed forms (the hypergeometric series) would not be evaluated reliably.
+MAX_SHAPE = 1.0e4
+
+
+def _at_boundary(theta: np.ndarray, names: tuple[str, ...], shapes: tuple[str, ...]) -> dict[str, str]:
+    """The parameters of a fit at the edge of the model: {name: "0" or "infinity"}.
+
+    ``theta``: the fitted log-parameters in the fit's scaled units (LOG_PARAM_LIMIT applies there);
+    ``shapes``: the names whose value (unscaled) must also stay below MAX_SHAPE.
+    """
+    edge = {}
+    for name, value in zip(names, theta):
+        if value < -LOG_PARAM_LIMIT:
+            edge[name] = "0"
+        elif value > LOG_PARAM_LIMIT or (name in shapes and math.exp(min(value, 700.0)) > MAX_SHAPE):
+            edge[name] = "infinity"
+    return edge
+
+
+def _refuse_bgnbd_boundary(theta: np.ndarray, time_scale: float = 1.0) -> None:
+    """The one guard against BG/NBD boundary solutions: says what in the data causes it and what to do.
+
+    r, alpha: purchase rates ~ Gamma(r, alpha); a, b: dropout probability ~ Beta(a, b) [FHL05].
+    ``theta``: log-parameters with alpha in units of ``time_scale`` days (the fit's scaling).
+    """
+    edge = _at_boundary(theta, ("r", "alpha", "a", "b"), ("r", "a", "b"))
+    if not edge:
+        return
+    r, alpha, a, b = np.exp(np.clip(theta, -700.0, 700.0)) * np.array([1.0, time_scale, 1.0, 1.0])
+    found = ", ".join(f"{k} -> {v}" for k, v in edge.items())
+    causes = []
+    if edge.get("a") == "infinity" and edge.get("b") == "infinity":
+        causes.append(
+            "no spread in dropout: every customer looks equally likely to stop after a purchase (typically "
+            "the history is too short to see who stops)"
         )
-    return best.x, converged
+    elif edge.get("a") == "0" or edge.get("b") == "infinity":
+        causes.append(
+            "no dropout signal: the dropout probability runs to 0 because every customer is still buying "
+            "regularly, so the history shows nobody who stopped"
+        )
+    elif edge.get("a") == "infinity" or edge.get("b") == "0":
+        causes.append("every customer seems to stop right after a purchase: almost nobody buys again")
+    if "r" in edge or "alpha" in edge:
+        if edge.get("r") == "infinity" or edge.get("alpha") == "infinity":
+            causes.append("no spread in purchase rates: every customer buys at the same pace")
+        else:
+            causes.append("almost no customer buys again within the history")
+    raise ValueFitError(
+        f"The BG/NBD fit ran to the edge of the model ({found}; r = {r:.3g}, alpha = {alpha:.3g}, "
+        f"a = {a:.3g}, b = {b:.3g}): the data cannot identify it. Cause: {'; '.join(causes)}. What to do: "
+        "fit on a longer history (one where some customers have stopped buying) or a larger, more varied "
+        "sample (customer_value.sample_size); on demo or generated data, check how it was generated."
+    )
+
+
+def _refuse_gamma_gamma_boundary(theta: np.ndarray) -> None:
+    """The one guard against Gamma-Gamma boundary solutions (p, q shapes; gamma scale) [FHLb05]."""
+    edge = _at_boundary(theta, ("p", "q", "gamma"), ("p", "q"))
+    if not edge:
+        return
+    p, q, g = np.exp(np.clip(theta, -700.0, 700.0))
+    found = ", ".join(f"{k} -> {v}" for k, v in edge.items())
+    if "q" in edge or "gamma" in edge:
+        cause = (
+            "the customers' mean spends hardly differ (all about the same), so the spread of spend between "
+            "customers cannot be estimated"
+        )
+    else:
+        cause = (
+            "each customer's spend looks the same on every purchase, with too few repeat customers to tell "
+            "their means apart"
+        )
+    raise ValueFitError(
+        f"The Gamma-Gamma spend fit ran to the edge of the model ({found}; p = {p:.3g}, q = {q:.3g}, "
+        f"gamma scaled = {g:.3g}): {cause}. What to do: check the order amounts (AMOUNT mapped to a "
+        "constant or a price instead of the order value? see docs/sources.md), or fit on a longer history "
+        "with more repeat customers."
+    )
 
 
 def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
@@ -381,7 +524,8 @@ def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
     here, which is exact. Time is rescaled internally (alpha is fitted in units of the mean T, and
     scaled back), so days and weeks give the same r, a, b and alpha in the data's unit. Raises
     ValueFitError when the data cannot support a fit: fewer than MIN_CUSTOMERS customers, no repeat
-    customer, a parameter running to 0 or infinity, or no convergence.
+    customer, a boundary solution (``_refuse_bgnbd_boundary``: a parameter running to 0 or infinity,
+    or a shape r, a, b above MAX_SHAPE), or no convergence.
     """
     started = time.perf_counter()
     x, t_x, T = _checked_rfm(x, t_x, T)
@@ -415,7 +559,9 @@ def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
         return value, grad
 
     starts = [np.log([1.0, 1.0, 1.0, 1.0]) + np.array([0.0, 0.0, 0.1, 0.0]), np.log([0.3, 0.5, 0.8, 2.5])]
-    theta, converged = _minimise(objective, starts, ("r", "alpha", "a", "b"), "BG/NBD")
+    theta, gradient = _minimise(objective, starts)
+    _refuse_bgnbd_boundary(theta, scale)
+    converged = _refuse_unconverged("BG/NBD", theta, gradient, ("r", "alpha", "a", "b"))
     r, alpha_s, a, b = np.exp(theta)
     params = BGNBDParams(float(r), float(alpha_s * scale), float(a), float(b))
     ll = float(np.dot(w, _bgnbd_terms(np.array([r, alpha_s * scale, a, b]), x, t_x, T)[0]))
@@ -429,7 +575,8 @@ def p_alive(m: BGNBDParams, x: Any, t_x: Any, T: Any) -> np.ndarray:
     """
     from scipy import special  # here, not at import: registering the pipelines must not load scipy
 
-    x, t_x, T = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(x, t_x, T))
+    _check_params(m, "BG/NBD")
+    x, t_x, T = _broadcast_rfm(x, t_x, T)
     repeat = x > 0
     safe = np.where(repeat, m.b + x - 1.0, 1.0)
     u = math.log(m.a) - np.log(safe) + (m.r + x) * (np.log(m.alpha + T) - np.log(m.alpha + t_x))
@@ -478,26 +625,50 @@ def _gg_terms(
     px = p * x
     ln_gxm = np.log(g + x * mv)
     ln_m, ln_x = np.log(mv), np.log(x)
-    ll = g_ratio - special.gammaln(q) + q * math.log(g) + (px - 1.0) * ln_m + px * ln_x - (px + q) * ln_gxm
+    ln_g = np.log(g)  # not math.log: an optimiser step to gamma = 0 gives -inf, refused there
+    ll = g_ratio - special.gammaln(q) + q * ln_g + (px - 1.0) * ln_m + px * ln_x - (px + q) * ln_gxm
     d_p = x * (psi_pxq - psi_px + ln_m + ln_x - ln_gxm)
-    d_q = psi_pxq - psi(q) + math.log(g) - ln_gxm
+    d_q = psi_pxq - psi(q) + ln_g - ln_gxm
     d_g = q / g - (px + q) / (g + x * mv)
     return ll, np.stack([d_p, d_q, d_g])
 
 
-def _spend_rows(x: Any, mean_value: Any, weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spend_rows(x: Any, mean_value: Any, weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The rows a Gamma-Gamma fit uses (x > 0 and mean_value > 0), and the weight of the repeat customers
+    left out because their mean spend is 0 or negative (net returns). Inconsistent input is refused:
+    x not a whole number >= 0, a mean spend that is infinite, or missing (NaN) for a repeat customer."""
     x = _as_float(x, "x")
     mv = np.asarray(mean_value, dtype=float).reshape(-1)
     if len(mv) != len(x):
         raise ValueFitError(f"x and mean_value differ in length ({len(x)}, {len(mv)}).")
     w = _weights(weight, len(x))
-    keep = (x > 0) & np.isfinite(mv) & (mv > 0)
-    return x[keep], mv[keep], w[keep]
+    if (x < 0).any() or (x != np.round(x)).any():
+        raise ValueFitError(
+            f"x (repeat transactions) must be a whole number >= 0 ({int(((x < 0) | (x != np.round(x))).sum())} "
+            "row(s) are not): summarise the customers again (`kedro run --pipelines customer_value`)."
+        )
+    repeat = (x > 0) & (w > 0)
+    if np.isinf(mv).any():
+        raise ValueFitError(
+            f"mean_value (mean spend of the repeat purchases) is infinite in {int(np.isinf(mv).sum())} row(s): "
+            "check the order amounts (AMOUNT) for overflowing values."
+        )
+    missing = repeat & np.isnan(mv)
+    if missing.any():
+        raise ValueFitError(
+            f"mean_value (mean spend of the repeat purchases) is missing (NaN) for {int(missing.sum())} "
+            "customer(s) with repeat purchases (x > 0): the summary is inconsistent. Summarise the customers "
+            "again (`kedro run --pipelines customer_value`)."
+        )
+    keep = repeat & (mv > 0)
+    left_out = float(w[repeat & (mv <= 0)].sum())
+    return x[keep], mv[keep], w[keep], left_out
 
 
 def gamma_gamma_log_likelihood(g: GammaGammaParams, x: Any, mean_value: Any, weight: Any = None) -> float:
     """The weighted Gamma-Gamma log-likelihood of the rows with x > 0 and mean_value > 0."""
-    x, mv, w = _spend_rows(x, mean_value, weight)
+    _check_params(g, "Gamma-Gamma")
+    x, mv, w, _ = _spend_rows(x, mean_value, weight)
     return float(np.dot(w, _gg_terms(np.array([g.p, g.q, g.gamma]), x, mv)[0]))
 
 
@@ -511,18 +682,31 @@ def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
     or when the fit does not settle.
     """
     started = time.perf_counter()
-    x, mv, w = _spend_rows(x, mean_value, weight)
+    x, mv, w, left_out = _spend_rows(x, mean_value, weight)
     (x, mv), w = _collapse([x, mv], w)
     total = float(w.sum())
+    if total == 0 and left_out > 0:
+        raise ValueFitError(
+            f"Every repeat customer's mean spend is 0 or negative ({left_out:g} customers): the Gamma-Gamma "
+            "spend fit has no positive spend to learn from. The order amounts are probably missing or "
+            "mapped wrong (AMOUNT: a column that is empty or 0? see docs/sources.md), or every repeat "
+            "order was returned."
+        )
     if total < MIN_REPEAT_CUSTOMERS:
+        excluded = f" ({left_out:g} more have a mean spend of 0 or less and are left out)" if left_out else ""
         raise ValueFitError(
             f"The Gamma-Gamma spend fit needs at least {MIN_REPEAT_CUSTOMERS} customers with a repeat "
-            f"purchase of positive value; the sample holds {total:g}. Wait for repeat purchases or load a "
-            "longer history."
+            f"purchase of positive value; the sample holds {total:g}{excluded}. Wait for repeat purchases "
+            "or load a longer history."
         )
-    if len(np.unique(mv)) < 2:
+    mean = float(np.average(mv, weights=w))
+    spread = math.sqrt(float(np.average((mv - mean) ** 2, weights=w)))
+    if len(x) < 2 or spread <= 1e-9 * mean:
         raise ValueFitError(
-            "Every repeat customer has the same mean spend: the Gamma-Gamma model has no spread to fit."
+            f"Every repeat customer has the same mean spend ({mean:.6g}, {total:g} customers"
+            f"{'' if len(x) > 1 else ' in one summary row'}): the Gamma-Gamma model has no spread to fit. "
+            "Check the order amounts (AMOUNT mapped to a constant or a unit price instead of the order value? "
+            "see docs/sources.md), or wait for more repeat customers."
         )
     scale = float(np.average(mv, weights=w))
     ms = mv / scale
@@ -538,7 +722,9 @@ def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
         return value, grad
 
     starts = [np.log([1.0, 2.0, 1.0]), np.log([5.0, 4.0, 3.0])]
-    theta, converged = _minimise(objective, starts, ("p", "q", "gamma"), "Gamma-Gamma")
+    theta, gradient = _minimise(objective, starts)
+    _refuse_gamma_gamma_boundary(theta)  # log-limits in scaled units (gamma in units of the mean spend)
+    converged = _refuse_unconverged("Gamma-Gamma", theta, gradient, ("p", "q", "gamma"))
     p, q, g_s = np.exp(theta)
     if q <= 1.0:
         raise ValueFitError(
@@ -556,6 +742,12 @@ def expected_order_value(g: GammaGammaParams, x: Any, mean_value: Any) -> np.nda
     (q - 1) / (p x + q - 1) * p gamma / (q - 1) + p x / (p x + q - 1) * m_x
     = (p gamma + p x m_x) / (p x + q - 1). A NULL or negative m_x counts as 0 (net returns);
     at x = 0 it is the population mean p gamma / (q - 1)."""
+    _check_params(g, "Gamma-Gamma")
+    if g.q <= 1.0:
+        raise ValueFitError(
+            f"The Gamma-Gamma model has q = {g.q:g} <= 1: its population mean spend is infinite. Refit it "
+            "(`kedro run --pipelines customer_value`) or pin another version (customer_value.model_version)."
+        )
     x = np.asarray(x, dtype=float)
     mv = np.nan_to_num(np.asarray(mean_value, dtype=float), nan=0.0)
     mv = np.where(x > 0, np.maximum(mv, 0.0), 0.0)
@@ -688,6 +880,8 @@ class ValueModel:
                 f"Value model record {row.get('VERSION')!r} lacks or garbles its fitted parameters ({error}): "
                 "refit with `kedro run --pipelines customer_value`."
             ) from error
+        _check_params(bgnbd.params, "BG/NBD")
+        _check_params(gamma_gamma.params, "Gamma-Gamma")
         trained = row.get("TRAINED_AT")
         segmentation = row.get("SEGMENTATION_MODEL_VERSION")
         return cls(
@@ -742,7 +936,15 @@ def active_value_model(versions: pd.DataFrame, pinned: str | None = None) -> Val
                 f"Available versions (newest first): {', '.join(available)}. Set customer_value.model_version "
                 "to one of them, or to null to use the newest."
             )
-        return ValueModel.from_record(frame.iloc[available.index(str(pinned))].to_dict())
+        row = frame.iloc[available.index(str(pinned))].to_dict()
+        if str(row.get("STATUS") or "READY").upper() == "FAILED":
+            ready = [v for v, st in zip(available, frame.get("STATUS", [])) if str(st).upper() == "READY"]
+            raise UnknownModelVersionError(
+                f"customer_value.model_version pins {pinned!r}, a fit that failed (it holds no model; its "
+                f"METRICS say why). Pin a READY version ({', '.join(ready) or 'none stored yet'}), or set "
+                "customer_value.model_version to null."
+            )
+        return ValueModel.from_record(row)
     statuses = frame["STATUS"] if "STATUS" in frame.columns else pd.Series(["READY"] * len(frame))
     for position, status in enumerate(statuses):
         if str(status).upper() == "READY":

@@ -30,6 +30,7 @@ from customer_segmentation.errors import MissingColumnsError, TransactionStateEr
 from customer_segmentation.value_model import (
     ValueFitError,
     ValueModel,
+    alive_purchase_curve,
     alive_value_lookup,
     check_clv_settings,
 )
@@ -48,10 +49,15 @@ EXP_FLOOR = -700.0
 
 
 def value_lookup(
-    model: ValueModel, pairs: pd.DataFrame, horizon_days: int, annual_discount_rate: float
+    model: ValueModel,
+    pairs: pd.DataFrame,
+    horizon_days: int,
+    annual_discount_rate: float,
+    outcome_days: int | None = None,
 ) -> pd.DataFrame:
     """The lookup rows for distinct (X, T) pairs: _X, _T, _ALIVE_PURCHASES (U at the horizon) and
-    _ALIVE_DISCOUNTED (D), computed in batches of CHUNK pairs."""
+    _ALIVE_DISCOUNTED (D), computed in batches of CHUNK pairs; with ``outcome_days``, also
+    _ALIVE_PURCHASES_OUTCOME (U over those days: the window SEGMENT_OUTCOMES measures)."""
     x = pairs["X"].to_numpy(dtype=float)
     T = pairs["T"].to_numpy(dtype=float)
     if len(x) and (
@@ -67,12 +73,18 @@ def value_lookup(
         )
     purchases = np.empty(len(x))
     discounted = np.empty(len(x))
+    outcome = np.empty(len(x))
     for start in range(0, len(x), CHUNK):
         part = slice(start, start + CHUNK)
         purchases[part], discounted[part] = alive_value_lookup(
             model.bgnbd.params, x[part], T[part], horizon_days, annual_discount_rate
         )
-    return pd.DataFrame({"_X": x, "_T": T, "_ALIVE_PURCHASES": purchases, "_ALIVE_DISCOUNTED": discounted})
+        if outcome_days is not None:
+            outcome[part] = alive_purchase_curve(model.bgnbd.params, x[part], T[part], float(outcome_days))
+    lookup = {"_X": x, "_T": T, "_ALIVE_PURCHASES": purchases, "_ALIVE_DISCOUNTED": discounted}
+    if outcome_days is not None:
+        lookup["_ALIVE_PURCHASES_OUTCOME"] = outcome
+    return pd.DataFrame(lookup)
 
 
 def _p_alive(m: Any) -> Any:
@@ -112,8 +124,13 @@ def score_customers(
     horizon_days: int,
     annual_discount_rate: float,
     margin: float,
+    outcome_days: int | None = None,
 ) -> DataFrame:
     """CUSTOMER_ID, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, CLV for every summary row.
+
+    With ``outcome_days``, also OUTCOME_EXPECTED_PURCHASES (E[Y(outcome_days) | X, T_X, T]) and
+    OUTCOME_EXPECTED_SPEND (times EXPECTED_ORDER_VALUE; undiscounted, no margin): the prediction
+    for the window SEGMENT_OUTCOMES compares with what happened.
 
     ``summary``: CUSTOMER_ID, X, T_X, T (days), MEAN_VALUE (NULL when X = 0). Runs one query for the
     DISTINCT (X, T) pairs, writes their lookup (see the module docstring) to a temporary table of this
@@ -162,10 +179,10 @@ def score_customers(
             f"The customer value summary has more than {MAX_LOOKUP_PAIRS:,} distinct (X, T) pairs: the "
             "hypergeometric lookup would be too large to compute in Python. Check X and T (days) for errors."
         )
-    lookup = value_lookup(model, pairs, horizon_days, annual_discount_rate)
+    lookup = value_lookup(model, pairs, horizon_days, annual_discount_rate, outcome_days)
     table = f"CUSTOMER_VALUE_LOOKUP_{uuid.uuid4().hex[:12].upper()}"
     session.sql(
-        f"CREATE TEMPORARY TABLE {table} (_X DOUBLE, _T DOUBLE, _ALIVE_PURCHASES DOUBLE, _ALIVE_DISCOUNTED DOUBLE)"
+        f"CREATE TEMPORARY TABLE {table} ({', '.join(f'{c} DOUBLE' for c in lookup.columns)})"
     ).collect()
     if len(lookup):
         append_pandas(session, table, lookup)
@@ -181,7 +198,9 @@ def score_customers(
         _expected_order_value(g).alias("EXPECTED_ORDER_VALUE"),
         F.col("_ALIVE_PURCHASES"),
         F.col("_ALIVE_DISCOUNTED"),
+        *([F.col("_ALIVE_PURCHASES_OUTCOME")] if outcome_days is not None else []),
     )
+    outcome = F.col("P_ALIVE") * F.col("_ALIVE_PURCHASES_OUTCOME") if outcome_days is not None else None
     return scored.select(
         F.col("CUSTOMER_ID"),
         F.col("P_ALIVE").cast("double").alias("P_ALIVE"),
@@ -190,4 +209,12 @@ def score_customers(
         (F.lit(float(margin)) * F.col("EXPECTED_ORDER_VALUE") * F.col("P_ALIVE") * F.col("_ALIVE_DISCOUNTED"))
         .cast("double")
         .alias("CLV"),
+        *(
+            [
+                outcome.cast("double").alias("OUTCOME_EXPECTED_PURCHASES"),
+                (outcome * F.col("EXPECTED_ORDER_VALUE")).cast("double").alias("OUTCOME_EXPECTED_SPEND"),
+            ]
+            if outcome is not None
+            else []
+        ),
     )

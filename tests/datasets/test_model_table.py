@@ -311,3 +311,35 @@ def test_stable_ids_and_drift_reference_come_back_from_the_table(query: Any, war
     before = counts(query)
     ds.save(ModelVersionWrite(record=None))
     assert counts(query) == before
+
+
+def test_value_model_versions_follow_the_same_registry_rules(warehouse_session: Any, query: Any) -> None:
+    """CUSTOMER_VALUE_MODELS on the shared registry base: exact round trip, re-save replaces, pruning
+    keeps the newest and the active (newest READY) version, a FAILED version never scores."""
+    from customer_segmentation.datasets.value_model_table import ValueModelTableDataset, ValueModelWrite
+    from customer_segmentation.value_model import active_value_model
+    from tests.test_value_model import make_model
+
+    ds = ValueModelTableDataset(credentials={"database": "SEGMENTATION", "schema": "PUBLIC"})
+    assert ds.load().empty and list(ds.load().columns)[:2] == ["VERSION", "TRAINED_AT"]
+
+    def write(version: str, day: int, status: str = "READY", **kwargs: Any) -> ValueModelWrite:
+        record = make_model(version, status).to_record()
+        record["TRAINED_AT"] = f"2026-01-{day:02d}T10:00:00"
+        return ValueModelWrite(record=record, run_id=f"run-{version}", **kwargs)
+
+    ds.save(write("v1", 1))
+    ds.save(write("v1", 1))  # the same version again: replaced, not doubled
+    ds.save(write("v2", 2))
+    loaded = ds.load()
+    assert list(loaded["VERSION"]) == ["v2", "v1"] and list(loaded["RUN_ID"]) == ["run-v2", "run-v1"]
+    back = active_value_model(loaded)
+    assert back.version == "v2" and back.bgnbd == make_model("v2").bgnbd
+    assert loaded["TRAINED_AT"].iloc[0] == "2026-01-02T10:00:00"
+    ds.save(write("v3", 3, "FAILED", keep_versions=1))  # keeps v3 (newest) and v2 (active)
+    assert list(ds.load()["VERSION"]) == ["v3", "v2"]
+    assert active_value_model(ds.load()).version == "v2"
+    ds.save(ValueModelWrite(record=None))  # nothing to store
+    assert query("SELECT COUNT(*) FROM CUSTOMER_VALUE_MODELS")[0][0] == 2
+    with pytest.raises(DatasetError, match="saves a ValueModelWrite, not ModelVersionWrite"):
+        ds.save(ModelVersionWrite(record={}))

@@ -322,6 +322,74 @@ def test_segment_outcomes_of_the_first_snapshot_match_the_events(demo: Path) -> 
     np.testing.assert_allclose(got["PREDICTED_CLV"], expected["PREDICTED_CLV"], atol=0.011)
 
 
+def expected_in_window(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, t: float) -> np.ndarray:
+    """E[Y(t) | x, t_x, T] by FHL05 eq. 10 as printed, with scipy.special.hyp2f1 (no Euler transform, no
+    project code): P(alive) times the purchases of a customer alive at T."""
+    from scipy import special
+
+    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    ratio = (alpha + T) / (alpha + T + t)
+    alive_part = (
+        (a + b + x - 1)
+        / (a - 1)
+        * (1 - ratio ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t)))
+    )
+    odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-300) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
+    return alive_part / (1 + odds)
+
+
+def test_segment_outcomes_predict_the_window_they_measure(demo: Path) -> None:
+    """PREDICTED_PURCHASES of a segment = sum over its members of E[Y(180)] at the snapshot (not the
+    365-day horizon): computed here from the events (summary at the snapshot) and the parameters of the
+    model that scored that snapshot, with scipy; PREDICTED_NET_REVENUE the same times the Gamma-Gamma mean."""
+    outcomes = frame(demo, "SELECT * FROM PUBLIC.SEGMENT_OUTCOMES ORDER BY SEGMENT_ID").set_index(
+        "SEGMENT_ID"
+    )
+    assert (outcomes["PERIOD_DAYS"] == 180).all() and (outcomes["PREDICTION_HORIZON_DAYS"] == 180).all()
+    models = warehouse_rows(demo, "SELECT PARAMS FROM PUBLIC.CUSTOMER_VALUE_MODELS WHERE STATUS = 'READY'")
+    (params,) = [
+        p
+        for p in (json.loads(row[0]) for row in models)
+        if p["settings"]["reference_date"] == FIRST_REFERENCE
+    ]
+    bgnbd, gg = params["bgnbd"]["params"], params["gamma_gamma"]["params"]
+    events = frame(
+        demo, "SELECT CUSTOMER_ID, ORDER_ID, EVENT_TYPE, EVENT_TS, AMOUNT FROM PUBLIC.TRANSFORMED_DATA"
+    )
+    # the stored daily spend nets an order's returns into its order day whenever they were recorded, and
+    # the snapshot was summarised from it: returns recorded after the snapshot count here too
+    snapshot_ts = pd.Timestamp(FIRST_REFERENCE) - pd.Timedelta(seconds=1)
+    late_return = (events["EVENT_TYPE"] == "ORDER_RETURNED") & (
+        pd.to_datetime(events["EVENT_TS"]) > snapshot_ts
+    )
+    events.loc[late_return, "EVENT_TS"] = str(snapshot_ts)
+    summary = expected_summary(events, date.fromisoformat(FIRST_REFERENCE)).set_index("CUSTOMER_ID")
+    members = frame(
+        demo,
+        "SELECT CUSTOMER_ID, SEGMENT_ID, OUTCOME_DAYS FROM PUBLIC.SEGMENT_HISTORY "
+        f"WHERE SNAPSHOT_DATE = '{FIRST_REFERENCE}'",
+    ).set_index("CUSTOMER_ID")
+    assert (members["OUTCOME_DAYS"] == 180).all()
+    members = members.join(summary, how="left")
+    assert members["X"].notna().all()
+    x, t_x, T = (members[c].to_numpy(float) for c in ("X", "T_X", "T"))
+    purchases = expected_in_window(bgnbd, x, t_x, T, 180.0)
+    mean = np.where(x > 0, np.maximum(np.nan_to_num(members["MEAN_VALUE"].to_numpy(float)), 0.0), 0.0)
+    order_value = (gg["p"] * gg["gamma"] + gg["p"] * x * mean) / (gg["p"] * x + gg["q"] - 1)
+    members = members.assign(PURCHASES=purchases, SPEND=purchases * order_value)
+    expected = members.groupby("SEGMENT_ID")[["PURCHASES", "SPEND"]].sum()
+    assert list(outcomes.index) == list(expected.index)
+    np.testing.assert_allclose(outcomes["PREDICTED_PURCHASES"], expected["PURCHASES"], rtol=1e-6)
+    np.testing.assert_allclose(outcomes["PREDICTED_NET_REVENUE"], expected["SPEND"], rtol=1e-6, atol=0.006)
+    # and it is not the 365-day horizon's figure that was compared before
+    horizon = frame(
+        demo,
+        "SELECT SEGMENT_ID, SUM(EXPECTED_PURCHASES) AS H FROM PUBLIC.SEGMENT_HISTORY "
+        f"WHERE SNAPSHOT_DATE = '{FIRST_REFERENCE}' GROUP BY 1 ORDER BY 1",
+    ).set_index("SEGMENT_ID")
+    assert (horizon["H"] > outcomes["PREDICTED_PURCHASES"] * 1.2).all()
+
+
 def test_rerun_then_daily_keep_value_exact_and_incremental_equals_full(demo: Path) -> None:
     value = frame(demo, VALUE)
     outcomes = frame(demo, "SELECT * FROM PUBLIC.SEGMENT_OUTCOMES ORDER BY SEGMENT_ID")
@@ -387,5 +455,82 @@ def test_summary_equals_pandas_on_cdnow_with_returns_cancellations_and_zero_orde
         value = frame(project, VALUE)
         assert value[["P_ALIVE", "CLV"]].notna().all().all() and value["P_ALIVE"].between(0, 1).all()
         assert (value["CLV"] >= 0).all()
+    finally:
+        stop_embedded_servers(tmp_path)
+
+
+# --- a history the value model cannot be fitted on ------------------------------------------------
+
+
+def regular_buyers_events(n: int = 300, seed: int = 4) -> pd.DataFrame:
+    """Every customer buys every d days (10..40) from their first day up to the end: nobody stops, so
+    BG/NBD has no dropout signal. Amounts vary; the events follow the RAW_DATA contract."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    origin = pd.Timestamp("2025-01-01 12:00:00")
+    for i in range(n):
+        start, every = int(rng.integers(0, 100)), int(rng.integers(10, 41))
+        for k, day in enumerate(range(start, 365, every)):
+            order = f"R-{i}-{k}"
+            rows.append(
+                {
+                    "EVENT_ID": f"E-{order}",
+                    "EVENT_TYPE": "ORDER_CREATED",
+                    "EVENT_TS": (origin + pd.Timedelta(days=day)).strftime("%Y-%m-%d %H:%M:%S"),
+                    "CUSTOMER_ID": f"C-{i:04d}",
+                    "ORDER_ID": order,
+                    "PRODUCT_ID": f"P-{k % 7}",
+                    "CATEGORY": ("books", "music", "games")[i % 3],
+                    "QUANTITY": "1",
+                    "AMOUNT": f"{float(rng.gamma(3.0, 15.0)) + 1:.2f}",
+                    "CHANNEL": ("web", "store")[i % 2],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_failed_fit_leaves_the_segments_and_says_why_the_value_is_missing(tmp_path: Path) -> None:
+    import logging
+
+    path = tmp_path / "events.csv"
+    regular_buyers_events().to_csv(path, index=False)
+    project = make_project_copy(tmp_path / "project")
+    try:
+        run_pipeline(project, "load_events", {**USER_DATA, "events_file": str(path)})
+        # our own handler on the node's logger: Kedro reconfigures the root logger, this one it leaves alone
+        node_logger = logging.getLogger("customer_segmentation.pipelines.customer_value.nodes")
+        seen: list[logging.LogRecord] = []
+        collector = logging.Handler(logging.WARNING)
+        collector.emit = seen.append  # type: ignore[method-assign]
+        node_logger.addHandler(collector)
+        try:
+            run_pipeline(project, None, USER_DATA)  # does not fail: segments are the main product
+        finally:
+            node_logger.removeHandler(collector)
+        (warning,) = [r.getMessage() for r in seen if "Customer value is MISSING" in r.getMessage()]
+        assert "BG/NBD fit ran to the edge of the model" in warning and "no dropout signal" in warning
+        assert "What to do" in warning and "then run `kedro run`" in warning
+        segments = warehouse_rows(
+            project, "SELECT COUNT(*), COUNT(SEGMENT_LABEL) FROM PUBLIC.PROCESSED_DATA"
+        )[0]
+        assert segments[0] == segments[1] == 300
+        value = frame(
+            project,
+            "SELECT P_ALIVE, CLV, OUTCOME_EXPECTED_PURCHASES, VALUE_MODEL_VERSION, VALUE_MISSING_REASON "
+            "FROM PUBLIC.CUSTOMER_VALUE",
+        )
+        assert len(value) == 300  # every customer is there, saying why its value is missing
+        assert (
+            value[["P_ALIVE", "CLV", "OUTCOME_EXPECTED_PURCHASES", "VALUE_MODEL_VERSION"]].isna().all().all()
+        )
+        reasons = set(value["VALUE_MISSING_REASON"])
+        assert len(reasons) == 1 and "The customer-value fit failed" in reasons.pop()
+        ((status, metrics),) = warehouse_rows(
+            project, "SELECT STATUS, METRICS FROM PUBLIC.CUSTOMER_VALUE_MODELS"
+        )
+        assert status == "FAILED" and "no dropout signal" in json.loads(metrics)["failed"]
+        (saved,) = (project / "data" / "08_reporting" / "value_tracking.json").glob("*/value_tracking.json")
+        chart = json.loads(saved.read_text())  # a versioned dataset: one folder per run
+        assert "the value model fit failed" in chart["layout"]["title"]["text"]
     finally:
         stop_embedded_servers(tmp_path)

@@ -150,21 +150,120 @@ def _delete_in(session: Any, fqn: str, column: str, values: list[Any]) -> None:
 
 
 @dataclass(frozen=True)
-class ModelVersionWrite:
-    """A node's request to store one model version and prune old ones.
+class VersionWrite:
+    """A node's request to store one version in a registry table and prune old ones.
 
-    ``keep_versions`` newest versions are kept, plus every version in ``protect`` (the pinned
-    one) and the active one (newest READY), whatever their age.
+    ``record`` None: nothing to store (the active version was kept). ``keep_versions`` newest
+    versions are kept, plus every version in ``protect`` (the pinned one) and the active one
+    (newest READY), whatever their age.
     """
 
-    record: dict[str, Any] | None  # None: nothing to store (the daily job kept the active model)
+    record: dict[str, Any] | None
     run_id: str | None = None
     keep_versions: int = 20
     protect: tuple[str, ...] = field(default_factory=tuple)
     registered_at: str | None = None
 
 
-class SegmentationModelTableDataset(SnowparkTableDataset):
+@dataclass(frozen=True)
+class ModelVersionWrite(VersionWrite):
+    """A segmentation model version to store (``record``: ``SegmentationModel.to_record()``)."""
+
+
+class RegistryTableDataset(SnowparkTableDataset):
+    """A table of versions (one row each, newest first by NEWEST_FIRST) with evidence tables keyed by
+    version: the registry rules shared by SEGMENTATION_MODELS and CUSTOMER_VALUE_MODELS.
+
+    Subclasses say which tables (``_tables``), which request they save (``write_type``) and how a
+    request becomes rows (``_rows``). A save creates missing tables first (DDL outside the
+    transaction: it would commit it on Snowflake), then in ONE transaction deletes the version
+    everywhere, inserts its rows and prunes old versions (``versions_to_prune``): a crash leaves the
+    previous state or the new one, and re-saving a version replaces it.
+    """
+
+    write_type: type[VersionWrite] = VersionWrite
+    columns: dict[str, str] = {}
+    what = "model version"
+
+    def _tables(self) -> list[tuple[str, dict[str, str], str]]:
+        """(table name, columns, version column) of every table, the version table last."""
+        return [(self._table_name, self.columns, "VERSION")]
+
+    def _rows(self, data: VersionWrite, registered_at: str) -> dict[str, list[dict[str, Any]]]:
+        """The rows to insert, by table name (every table of ``_tables``)."""
+        raise NotImplementedError
+
+    def _create_tables(self, session: Any) -> None:
+        for table, columns, _ in self._tables():
+            if not table_columns(session, self._database, self._schema, table):
+                session.sql(create_table_sql(self._database, self._schema, table, columns)).collect()
+                remember_table_columns(session, self._database, self._schema, table, list(columns))
+
+    def _stored_rows(self) -> list[dict[str, Any]] | None:
+        """Every row of the version table, newest first, TRAINED_AT/REGISTERED_AT as ISO text; None
+        when the table does not exist yet."""
+        session = self.session
+        if not table_columns(session, self._database, self._schema, self._table_name):
+            return None
+        rows = session.sql(
+            f"SELECT {', '.join(self.columns)} FROM {self.fqn} ORDER BY {NEWEST_FIRST}"
+        ).collect()
+        records = []
+        for row in rows:
+            values = row.as_dict()
+            record = {name: values[name] for name in self.columns}
+            record["TRAINED_AT"] = _iso(values["TRAINED_AT"])
+            record["REGISTERED_AT"] = _iso(values["REGISTERED_AT"])
+            records.append(record)
+        return records
+
+    def save(self, data: VersionWrite) -> None:
+        if not isinstance(data, self.write_type):
+            raise DatasetError(
+                f"{type(self).__name__} saves a {self.write_type.__name__}, not {type(data).__name__}."
+            )
+        if data.record is None:
+            logger.info("No new %s to store in %s", self.what, self.fqn)
+            return
+        if int(data.keep_versions) < 1:
+            raise DatasetError(f"keep_versions must be at least 1, got {data.keep_versions}.")
+        registered = _ts_text(data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat())
+        rows = self._rows(data, registered)
+        version = str(rows[self._table_name][0]["VERSION"])
+        session = self.session
+        self._create_tables(session)
+        tables = [(self._fqn(t), columns, key) for t, columns, key in self._tables()]
+        with transaction(session):
+            for fqn, _, key in tables:
+                _delete_in(session, fqn, key, [version])
+            for (table, columns, _), (fqn, _, _) in zip(self._tables(), tables):
+                _insert_rows(session, fqn, columns, rows.get(table, []))
+            stored = session.sql(f"SELECT VERSION, STATUS FROM {self.fqn} ORDER BY {NEWEST_FIRST}").collect()
+            drop = versions_to_prune(
+                [(str(r[0]), str(r[1])) for r in stored], int(data.keep_versions), data.protect
+            )
+            for fqn, _, key in tables:
+                _delete_in(session, fqn, key, drop)
+        self._log_saved(version, data, drop)
+
+    def _log_saved(self, version: str, data: VersionWrite, drop: list[str]) -> None:
+        logger.info(
+            "%s %s stored in %s%s",
+            self.what[:1].upper() + self.what[1:],
+            version,
+            self.fqn,
+            f"; pruned {len(drop)} old version(s): {', '.join(drop)}" if drop else "",
+        )
+
+    def _exists(self) -> bool:
+        try:
+            return bool(table_columns(self.session, self._database, self._schema, self._table_name))
+        except Exception as exc:  # pragma: no cover - exists() must not raise
+            logger.debug("Could not check %s: %s", self.fqn, exc)
+            return False
+
+
+class SegmentationModelTableDataset(RegistryTableDataset):
     """Model versions in SEGMENTATION_MODELS (+ MODEL_K_SELECTION, MODEL_SEGMENTS).
 
     ``save(ModelVersionWrite)`` stores a version; ``load()`` returns every stored version as a
@@ -172,6 +271,10 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
     (JSON decoded) plus ``registered_at``, ``run_id`` and ``status``. Choosing the version to
     score with is a node's job (``customer_segmentation.model.active_version``).
     """
+
+    write_type = ModelVersionWrite
+    columns = MODEL_COLUMNS
+    what = "model version"
 
     def __init__(
         self,
@@ -192,59 +295,35 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
             "segments_table": self._fqn(self._segments_table),
         }
 
-    def _create_tables(self, session: Any) -> None:
-        # DDL outside the transaction (DDL would commit it implicitly on Snowflake)
-        for table, columns in (
-            (self._table_name, MODEL_COLUMNS),
-            (self._k_selection_table, K_SELECTION_COLUMNS),
-            (self._segments_table, SEGMENT_COLUMNS),
-        ):
-            if not table_columns(session, self._database, self._schema, table):
-                session.sql(create_table_sql(self._database, self._schema, table, columns)).collect()
-                remember_table_columns(session, self._database, self._schema, table, list(columns))
+    def _tables(self) -> list[tuple[str, dict[str, str], str]]:
+        # evidence first, the version table last (pruning deletes the versions' evidence first)
+        return [
+            (self._k_selection_table, K_SELECTION_COLUMNS, "MODEL_VERSION"),
+            (self._segments_table, SEGMENT_COLUMNS, "MODEL_VERSION"),
+            (self._table_name, MODEL_COLUMNS, "VERSION"),
+        ]
 
     def load(self) -> pd.DataFrame:
-        session = self.session
         keys = [c.lower() for c in MODEL_COLUMNS]
-        if not table_columns(session, self._database, self._schema, self._table_name):
+        stored = self._stored_rows()
+        if stored is None:
             return pd.DataFrame(columns=keys)
-        rows = session.sql(
-            f"SELECT {', '.join(MODEL_COLUMNS)} FROM {self.fqn} ORDER BY {NEWEST_FIRST}"
-        ).collect()
         records = []
-        for row in rows:
-            values = row.as_dict()
+        for values in stored:
             record = {name.lower(): values[name] for name in MODEL_COLUMNS}
             for name in JSON_COLUMNS:
                 text = values[name]
                 record[name.lower()] = json.loads(text) if text is not None else None
-            record["trained_at"] = _iso(values["TRAINED_AT"])
-            record["registered_at"] = _iso(values["REGISTERED_AT"])
             record["k"] = int(values["K"]) if values["K"] is not None else None
             records.append(record)
         return pd.DataFrame(records, columns=keys)
 
-    def save(self, data: ModelVersionWrite) -> None:
-        if not isinstance(data, ModelVersionWrite):
-            raise DatasetError(
-                f"{type(self).__name__} saves a ModelVersionWrite (see training's register_model_version), "
-                f"not {type(data).__name__}."
-            )
-        if data.record is None:
-            logger.info("No new model version to store in %s", self.fqn)
-            return
-        if int(data.keep_versions) < 1:
-            raise DatasetError(f"keep_versions must be at least 1, got {data.keep_versions}.")
-        record = data.record
-        version = str(record["version"])
-        session = self.session
-        self._create_tables(session)
+    def _rows(self, data: VersionWrite, registered_at: str) -> dict[str, list[dict[str, Any]]]:
+        record = data.record or {}
         model_row = {
-            "VERSION": version,
+            "VERSION": str(record["version"]),
             "TRAINED_AT": _ts_text(record["trained_at"]),
-            "REGISTERED_AT": _ts_text(
-                data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat()
-            ),
+            "REGISTERED_AT": registered_at,
             "RUN_ID": data.run_id,
             "STATUS": "READY",
             "K": int(record["k"]),
@@ -260,33 +339,20 @@ class SegmentationModelTableDataset(SnowparkTableDataset):
                 for name in JSON_COLUMNS
             },
         }
-        models, k_sel, segs = self.fqn, self._fqn(self._k_selection_table), self._fqn(self._segments_table)
-        with transaction(session):
-            for table, column in ((models, "VERSION"), (k_sel, "MODEL_VERSION"), (segs, "MODEL_VERSION")):
-                _delete_in(session, table, column, [version])
-            _insert_rows(session, models, MODEL_COLUMNS, [model_row])
-            _insert_rows(session, k_sel, K_SELECTION_COLUMNS, k_selection_rows(record))
-            _insert_rows(session, segs, SEGMENT_COLUMNS, segment_rows(record))
-            stored = session.sql(f"SELECT VERSION, STATUS FROM {models} ORDER BY {NEWEST_FIRST}").collect()
-            drop = versions_to_prune(
-                [(str(r[0]), str(r[1])) for r in stored], int(data.keep_versions), data.protect
-            )
-            for table, column in ((k_sel, "MODEL_VERSION"), (segs, "MODEL_VERSION"), (models, "VERSION")):
-                _delete_in(session, table, column, drop)
+        return {
+            self._table_name: [model_row],
+            self._k_selection_table: k_selection_rows(record),
+            self._segments_table: segment_rows(record),
+        }
+
+    def _log_saved(self, version: str, data: VersionWrite, drop: list[str]) -> None:
         logger.info(
             "Model version %s stored in %s (k=%s)%s",
             version,
-            models,
-            record["k"],
+            self.fqn,
+            (data.record or {}).get("k"),
             f"; pruned {len(drop)} old version(s): {', '.join(drop)}" if drop else "",
         )
-
-    def _exists(self) -> bool:
-        try:
-            return bool(table_columns(self.session, self._database, self._schema, self._table_name))
-        except Exception as exc:  # pragma: no cover - exists() must not raise
-            logger.debug("Could not check %s: %s", self.fqn, exc)
-            return False
 
 
 def versions_to_prune(stored: list[tuple[str, str]], keep: int, protect: tuple[str, ...] = ()) -> list[str]:

@@ -13,33 +13,18 @@ table's column names (PARAMS and METRICS as stored, JSON text), the rows
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from kedro.io.core import DatasetError
 
 from customer_segmentation.datasets.model_table import (
-    NEWEST_FIRST,
-    _delete_in,
-    _insert_rows,
-    _iso,
+    RegistryTableDataset,
+    VersionWrite,
     _json,
     _ts_text,
-    versions_to_prune,
 )
-from customer_segmentation.datasets.snowpark import SnowparkTableDataset
 from customer_segmentation.model import json_safe
-from customer_segmentation.warehouse.tables import (
-    create_table_sql,
-    remember_table_columns,
-    table_columns,
-    transaction,
-)
-
-logger = logging.getLogger(__name__)
 
 RECORD_FORMAT = 1
 VALUE_MODEL_COLUMNS: dict[str, str] = {
@@ -57,18 +42,9 @@ DOCUMENTS = ("PARAMS", "METRICS")
 
 
 @dataclass(frozen=True)
-class ValueModelWrite:
-    """A node's request to store one value-model version (``record``: ``ValueModel.to_record()``) and prune.
-
-    ``record`` None: nothing to store (the active version was kept). ``keep_versions`` newest are
-    kept, plus ``protect`` (the pinned version) and the active one (newest READY).
-    """
-
-    record: dict[str, Any] | None
-    run_id: str | None = None
-    keep_versions: int = 20
-    protect: tuple[str, ...] = field(default_factory=tuple)
-    registered_at: str | None = None
+class ValueModelWrite(VersionWrite):
+    """A node's request to store one value-model version (``record``: ``ValueModel.to_record()``, or a
+    failed fit's FAILED record) and prune, by the registry rules of ``VersionWrite``."""
 
 
 def _document(value: Any) -> str | None:
@@ -81,81 +57,32 @@ def _document(value: Any) -> str | None:
     return _json(json_safe(value))
 
 
-class ValueModelTableDataset(SnowparkTableDataset):
+class ValueModelTableDataset(RegistryTableDataset):
     """Customer-value model versions in CUSTOMER_VALUE_MODELS (see the module docstring)."""
+
+    write_type = ValueModelWrite
+    columns = VALUE_MODEL_COLUMNS
+    what = "customer-value model version"
 
     def __init__(self, *, table_name: str = "CUSTOMER_VALUE_MODELS", **kwargs: Any) -> None:
         super().__init__(table_name=table_name, **kwargs)
 
     def load(self) -> pd.DataFrame:
-        session = self.session
-        names = list(VALUE_MODEL_COLUMNS)
-        if not table_columns(session, self._database, self._schema, self._table_name):
-            return pd.DataFrame(columns=names)
-        rows = session.sql(f"SELECT {', '.join(names)} FROM {self.fqn} ORDER BY {NEWEST_FIRST}").collect()
-        records = []
-        for row in rows:
-            values = row.as_dict()
-            record = {name: values[name] for name in names}
-            record["TRAINED_AT"] = _iso(values["TRAINED_AT"])
-            record["REGISTERED_AT"] = _iso(values["REGISTERED_AT"])
-            records.append(record)
-        return pd.DataFrame(records, columns=names)
+        stored = self._stored_rows()
+        return pd.DataFrame(stored or [], columns=list(VALUE_MODEL_COLUMNS))
 
-    def save(self, data: ValueModelWrite) -> None:
-        if not isinstance(data, ValueModelWrite):
-            raise DatasetError(f"{type(self).__name__} saves a ValueModelWrite, not {type(data).__name__}.")
-        if data.record is None:
-            logger.info("No new customer-value model version to store in %s", self.fqn)
-            return
-        if int(data.keep_versions) < 1:
-            raise DatasetError(f"keep_versions must be at least 1, got {data.keep_versions}.")
-        record = {str(k).upper(): v for k, v in data.record.items()}
-        version = str(record["VERSION"])
+    def _rows(self, data: VersionWrite, registered_at: str) -> dict[str, list[dict[str, Any]]]:
+        record = {str(k).upper(): v for k, v in (data.record or {}).items()}
+        segmentation = record.get("SEGMENTATION_MODEL_VERSION")
         row = {
-            "VERSION": version,
+            "VERSION": str(record["VERSION"]),
             "TRAINED_AT": _ts_text(record["TRAINED_AT"]),
-            "REGISTERED_AT": _ts_text(
-                data.registered_at or datetime.now(UTC).replace(tzinfo=None).isoformat()
-            ),
+            "REGISTERED_AT": registered_at,
             "RUN_ID": data.run_id,
-            "SEGMENTATION_MODEL_VERSION": (
-                None
-                if record.get("SEGMENTATION_MODEL_VERSION") is None
-                else str(record["SEGMENTATION_MODEL_VERSION"])
-            ),
+            "SEGMENTATION_MODEL_VERSION": None if segmentation is None else str(segmentation),
             "STATUS": str(record.get("STATUS") or "READY"),
             "PARAMS": _document(record.get("PARAMS")),
             "METRICS": _document(record.get("METRICS")),
             "RECORD_FORMAT": RECORD_FORMAT,
         }
-        session = self.session
-        # DDL outside the transaction (DDL would commit it implicitly on Snowflake)
-        if not table_columns(session, self._database, self._schema, self._table_name):
-            session.sql(
-                create_table_sql(self._database, self._schema, self._table_name, VALUE_MODEL_COLUMNS)
-            ).collect()
-            remember_table_columns(
-                session, self._database, self._schema, self._table_name, list(VALUE_MODEL_COLUMNS)
-            )
-        with transaction(session):
-            _delete_in(session, self.fqn, "VERSION", [version])
-            _insert_rows(session, self.fqn, VALUE_MODEL_COLUMNS, [row])
-            stored = session.sql(f"SELECT VERSION, STATUS FROM {self.fqn} ORDER BY {NEWEST_FIRST}").collect()
-            drop = versions_to_prune(
-                [(str(r[0]), str(r[1])) for r in stored], int(data.keep_versions), data.protect
-            )
-            _delete_in(session, self.fqn, "VERSION", drop)
-        logger.info(
-            "Customer-value model version %s stored in %s%s",
-            version,
-            self.fqn,
-            f"; pruned {len(drop)} old version(s): {', '.join(drop)}" if drop else "",
-        )
-
-    def _exists(self) -> bool:
-        try:
-            return bool(table_columns(self.session, self._database, self._schema, self._table_name))
-        except Exception as exc:  # pragma: no cover - exists() must not raise
-            logger.debug("Could not check %s: %s", self.fqn, exc)
-            return False
+        return {self._table_name: [row]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import numpy as np
@@ -201,3 +202,58 @@ def test_holdout_charts_draw_the_report_of_the_active_version() -> None:
     skipped.metrics = {"holdout": {"skipped": "no repeat customer before 2026-05-01"}}
     chart = plot_value_by_frequency(versions(skipped), CustomerValueParams())
     assert not chart.data and "no repeat customer" in chart.layout.title.text
+
+
+def test_a_failed_fit_without_any_version_says_what_why_and_how_everywhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The run goes on (segments are the main product), but the warning, the registry (a FAILED version),
+    the charts and a pin all say that the value is missing, and why."""
+    import logging
+
+    from customer_segmentation.pipelines.customer_value.nodes import NoValueModel, _fit_failed
+
+    x = np.zeros(50)
+    with pytest.raises(vm.ValueFitError) as raised:
+        vm.fit_bgnbd(x, x, np.arange(50.0))
+    with caplog.at_level(logging.WARNING):
+        missing = _fit_failed(
+            raised.value,
+            None,
+            "run-1",
+            {"started_at": "2026-11-03T06:00:00"},
+            "s1",
+            {"holdout_days": 180},
+            50,
+        )
+    assert isinstance(missing, NoValueModel)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Customer value is MISSING this run" in warning  # what
+    assert "BG/NBD + Gamma-Gamma on 50 sampled customers" in warning
+    assert "Why: No customer in the sample bought twice" in warning and "load a longer history" in warning
+    assert "VALUE_MISSING_REASON" in warning and "STATUS FAILED" in warning  # where it shows
+    assert "then run `kedro run`" in warning and "--pipelines customer_value" in warning  # how to fix
+
+    write = register_value_model(missing, versions(), CustomerValueParams(), {"run_id": "run-1"})
+    record = write.record
+    assert record["STATUS"] == "FAILED" and record["VERSION"] == "run-1"
+    assert "bought twice" in record["METRICS"]["failed"]
+    assert "the fit failed" in record["METRICS"]["holdout"]["skipped"]
+    stored = pd.DataFrame(
+        [{**record, "PARAMS": json.dumps(record["PARAMS"]), "METRICS": json.dumps(record["METRICS"])}]
+    )
+    assert vm.active_value_model(stored) is None  # a failed fit never scores
+    for chart in (plot_value_tracking, plot_value_by_frequency):
+        figure = chart(stored, CustomerValueParams())
+        assert not figure.data and "the value model fit failed: No customer in the sample bought twice" in (
+            figure.layout.title.text
+        )
+    with pytest.raises(UnknownModelVersionError, match="'run-1', a fit that failed"):
+        vm.active_value_model(stored, pinned="run-1")
+
+    # with an active version, that one keeps scoring and the warning says so (and why the refit failed)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        kept = _fit_failed(raised.value, model("v1"), "run-2", {"started_at": "x"}, "s1", {}, 50)
+    assert kept.version == "v1"
+    assert "active version v1 (fitted 2026-11-01T06:00:00) keeps scoring. Why: No customer" in caplog.text

@@ -46,12 +46,15 @@ VALUE_COLUMNS = (
     "EXPECTED_ORDER_VALUE",
     "CLV",
     "HORIZON_DAYS",
+    "OUTCOME_DAYS",
+    "OUTCOME_EXPECTED_PURCHASES",
+    "OUTCOME_EXPECTED_SPEND",
     "VALUE_MODEL_VERSION",
+    "VALUE_MISSING_REASON",
 )
 SCORE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
-#: Beyond this, the fitted Beta(a, b) of the dropout probability has collapsed to one value: a boundary
-#: solution (homogeneous dropout) whose hypergeometric series would not be evaluated reliably.
-MAX_DROPOUT_SHAPE = 1.0e4
+#: The prediction over the window SEGMENT_OUTCOMES measures (``holdout_days`` after the reference date).
+OUTCOME_COLUMNS = ("OUTCOME_EXPECTED_PURCHASES", "OUTCOME_EXPECTED_SPEND")
 #: Calibration frequencies shown one by one in the holdout's conditional-expectation table; higher ones are pooled.
 MAX_FREQUENCY_ROW = 7
 #: Points of the cumulative tracking series (one every TRACKING_STEP_DAYS days).
@@ -60,9 +63,34 @@ TRACKING_STEP_DAYS = 7
 
 @dataclass(frozen=True)
 class NoValueModel:
-    """What the fit hands on when it failed and no version exists (a Kedro dataset refuses None)."""
+    """What the fit hands on when it failed and no version exists (a Kedro dataset refuses None).
+
+    Stored as a FAILED version of CUSTOMER_VALUE_MODELS (its reason where the holdout report would be),
+    and written into CUSTOMER_VALUE's VALUE_MISSING_REASON: the missing value says why it is missing.
+    """
 
     reason: str
+    version: str = "failed"
+    trained_at: str | None = None
+    segmentation_model_version: str | None = None
+    settings: dict[str, Any] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """A CUSTOMER_VALUE_MODELS row with STATUS FAILED: never scores, never pinned, says why."""
+        return {
+            "VERSION": self.version,
+            "TRAINED_AT": self.trained_at,
+            "SEGMENTATION_MODEL_VERSION": self.segmentation_model_version,
+            "STATUS": "FAILED",
+            "PARAMS": {"failed": self.reason, "settings": dict(self.settings or {})},
+            "METRICS": {
+                "failed": self.reason,
+                "holdout": {
+                    "skipped": f"no value model: the fit failed. {self.reason}",
+                    "large_error": False,
+                },
+            },
+        }
 
 
 def _lit_date(day: date) -> Any:
@@ -156,16 +184,8 @@ def fit_models(sample: pd.DataFrame) -> tuple[FitResult, FitResult]:
         rows["T"].to_numpy(float),
         rows["WEIGHT"].to_numpy(float),
     )
-    m = bgnbd.params
-    if max(m.a, m.b) > MAX_DROPOUT_SHAPE:
-        # the likelihood ran to its boundary: every customer drops out with the same probability
-        # (no spread between customers), a limit the closed forms are not evaluated at
-        raise vm.ValueFitError(
-            f"The BG/NBD fit ran to the edge of the model (dropout shapes a = {m.a:.3g}, b = {m.b:.3g}): the "
-            "history shows no difference in how likely customers are to stop buying, which the model "
-            "cannot estimate. Use a longer or more varied history."
-        )
-    repeat = sample[(sample["X"] > 0) & (sample["MEAN_VALUE"] > 0)]
+    # boundary solutions (no dropout signal, no spread) are refused inside the fits, in one place each
+    repeat = sample[sample["X"] > 0]  # zero or negative mean spends: counted and left out by the fit
     spend = grouped(repeat, ["X", "MEAN_VALUE"])
     gamma_gamma = vm.fit_gamma_gamma(
         spend["X"].to_numpy(float), spend["MEAN_VALUE"].to_numpy(float), spend["WEIGHT"].to_numpy(float)
@@ -240,30 +260,20 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     logger.info("Fitting the customer-value model: %s", reason)
     ref = date.fromisoformat(reference_date)
     sample, population = fit_sample(value_summary_frame, params)
+    version = str(run_metadata.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
+    settings = _settings(params, ref, population, len(sample))
     try:
         bgnbd, gamma_gamma = fit_models(sample)
     except vm.ValueFitError as exc:
         # the segments do not depend on the value model: the run goes on, saying loudly what is missing
-        if active is not None:
-            logger.warning(
-                "The customer-value fit failed, so the active version %s keeps scoring: %s",
-                active.version,
-                exc,
-            )
-            return active
-        logger.warning(
-            "The customer-value fit failed and no earlier version exists: P_ALIVE, EXPECTED_PURCHASES, "
-            "EXPECTED_ORDER_VALUE and CLV stay empty this run. %s",
-            exc,
-        )
-        return NoValueModel(str(exc))
+        return _fit_failed(exc, active, version, run_metadata, segmentation_version, settings, len(sample))
     model = vm.ValueModel(
-        version=str(run_metadata.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")),
+        version=version,
         trained_at=str(run_metadata["started_at"]),
         segmentation_model_version=segmentation_version,
         bgnbd=bgnbd,
         gamma_gamma=gamma_gamma,
-        settings=_settings(params, ref, population, len(sample)),
+        settings=settings,
         metrics={"fitted_because": reason},
     )
     _log_fit(model)
@@ -271,6 +281,51 @@ def fit_value_model(  # noqa: PLR0913 - the decision needs each of these
     model.metrics = {**model.metrics, "holdout": holdout}
     _warn_on_holdout(holdout, params)
     return model
+
+
+def _fit_failed(  # noqa: PLR0913 - what the warning and the FAILED record say
+    exc: Exception,
+    active: ValueModel | None,
+    version: str,
+    run_metadata: dict[str, Any],
+    segmentation_version: str | None,
+    settings: dict[str, Any],
+    sampled: int,
+) -> Any:
+    """The active version when there is one, else a NoValueModel; a WARNING saying what failed, why, and
+    how to fix it (the ValueFitError's message names the cause in the data and what to do)."""
+    what = f"the customer-value fit (BG/NBD + Gamma-Gamma on {sampled:,} sampled customers) failed"
+    fix = (
+        "Fix the data as the reason says, then run `kedro run` (or `kedro run --pipelines customer_value` "
+        "then `kedro run --pipelines prediction`); see docs/customer-value.md, 'When the fit fails'."
+    )
+    if active is not None:
+        logger.warning(
+            "Customer value: %s, so the active version %s (fitted %s) keeps scoring. Why: %s %s",
+            what,
+            active.version,
+            active.trained_at,
+            exc,
+            fix,
+        )
+        return active
+    logger.warning(
+        "Customer value is MISSING this run: %s and no earlier version exists. Why: %s "
+        "The segments are not affected; P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV are NULL in "
+        "CUSTOMER_VALUE (VALUE_MISSING_REASON says why) and PROCESSED_DATA, and version %s is stored with "
+        "STATUS FAILED in CUSTOMER_VALUE_MODELS. %s",
+        what,
+        exc,
+        version,
+        fix,
+    )
+    return NoValueModel(
+        reason=str(exc),
+        version=version,
+        trained_at=str(run_metadata["started_at"]),
+        segmentation_model_version=segmentation_version,
+        settings=settings,
+    )
 
 
 def _settings(params: CustomerValueParams, ref: date, population: int, sample: int) -> dict[str, Any]:
@@ -308,9 +363,8 @@ def register_value_model(
     params: CustomerValueParams,
     run_metadata: dict[str, Any],
 ) -> ValueModelWrite:
-    """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS; nothing when the active one was kept (or none fitted)."""
-    if isinstance(value_model, NoValueModel):
-        return ValueModelWrite(record=None)
+    """A newly fitted value model as a version of CUSTOMER_VALUE_MODELS (a failed fit without any earlier
+    version: a FAILED version holding the reason); nothing when the active one was kept."""
     stored = {str(v) for v in value_models["VERSION"]} if len(value_models) else set()
     if value_model.version in stored:
         return ValueModelWrite(record=None)
@@ -325,42 +379,69 @@ def register_value_model(
 # --- scoring ------------------------------------------------------------------------------------
 
 
+def _scores(
+    summary: DataFrame,
+    model: ValueModel,
+    params: CustomerValueParams,
+    horizon_days: int,
+    outcome_days: int | None = None,
+) -> DataFrame:
+    """``value_sql.score_customers`` over ``summary`` with the discount and margin of ``params``."""
+    from customer_segmentation import value_sql
+
+    return value_sql.score_customers(
+        summary.session,
+        summary,
+        model,
+        horizon_days=horizon_days,
+        annual_discount_rate=params.annual_discount_rate,
+        margin=params.margin,
+        outcome_days=outcome_days,
+    )
+
+
 def score_customer_value(
     value_summary_frame: DataFrame, value_model: Any, params: CustomerValueParams
 ) -> DataFrame:
-    """CUSTOMER_VALUE: every summarised customer with P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV (in SQL)."""
-    from customer_segmentation import value_sql
+    """CUSTOMER_VALUE: every summarised customer with P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE and CLV (in SQL).
 
-    if isinstance(value_model, NoValueModel):  # the fit failed, no version exists (logged): no customer
-        return value_summary_frame.filter(F.lit(False)).select(
+    Also the prediction over the next ``holdout_days`` (OUTCOME_EXPECTED_PURCHASES, _SPEND): the window
+    SEGMENT_OUTCOMES later measures, so a snapshot's prediction and its outcome cover the same days.
+    When no model exists (the fit failed, logged), every customer is there with NULL scores and
+    VALUE_MISSING_REASON saying why.
+    """
+    outcome_days = int(params.holdout_days)
+    fixed = [
+        F.lit(int(params.horizon_days)).cast("int").alias("HORIZON_DAYS"),
+        F.lit(outcome_days).cast("int").alias("OUTCOME_DAYS"),
+    ]
+    if isinstance(value_model, NoValueModel):
+        return value_summary_frame.select(
             *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
             *[F.lit(None).cast("double").alias(c) for c in SCORE_COLUMNS],
-            F.lit(int(params.horizon_days)).cast("int").alias("HORIZON_DAYS"),
+            fixed[0],
+            fixed[1],
+            *[F.lit(None).cast("double").alias(c) for c in OUTCOME_COLUMNS],
             F.lit(None).cast("string").alias("VALUE_MODEL_VERSION"),
+            F.lit(f"The customer-value fit failed: {value_model.reason}")
+            .cast("string")
+            .alias("VALUE_MISSING_REASON"),
         )
-    scores = value_sql.score_customers(
-        value_summary_frame.session,
-        value_summary_frame,
-        value_model,
-        horizon_days=params.horizon_days,
-        annual_discount_rate=params.annual_discount_rate,
-        margin=params.margin,
-    )
+    scores = _scores(value_summary_frame, value_model, params, params.horizon_days, outcome_days)
     scores = scores.select(
-        F.col("CUSTOMER_ID").alias("_SCORED_ID"),
-        *[F.col(c) for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")],
+        F.col("CUSTOMER_ID").alias("_SCORED_ID"), *[F.col(c) for c in (*SCORE_COLUMNS, *OUTCOME_COLUMNS)]
     )
     joined = value_summary_frame.join(
         scores, value_summary_frame["CUSTOMER_ID"] == scores["_SCORED_ID"], how="inner"
     )
     return joined.select(
         *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
-        *[
-            F.col(c).cast("double").alias(c)
-            for c in ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
-        ],
-        F.lit(int(params.horizon_days)).cast("int").alias("HORIZON_DAYS"),
+        *[F.col(c).cast("double").alias(c) for c in SCORE_COLUMNS],
+        fixed[0],
+        fixed[1],
+        *[F.col(c).cast("double").alias(c) for c in OUTCOME_COLUMNS],
         F.lit(value_model.version).alias("VALUE_MODEL_VERSION"),
+        F.lit(None).cast("string").alias("VALUE_MISSING_REASON"),
     )
 
 
@@ -397,7 +478,6 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
     Every per-customer comparison runs in the warehouse; the report holds aggregates.
     """
     from customer_segmentation import value_model as vm
-    from customer_segmentation import value_sql
 
     cutoff = ref - timedelta(days=params.holdout_days)
     # the order days before the cut-off rolled up once (a GROUP BY over CUSTOMER_DAILY_SPEND); the
@@ -430,14 +510,9 @@ def holdout_report(daily_spend: DataFrame, ref: date, params: CustomerValueParam
         settings={"holdout_days": params.holdout_days},
         metrics={},
     )
-    predicted = value_sql.score_customers(
-        calibration.session,
-        calibration,
-        model,
-        horizon_days=params.holdout_days,
-        annual_discount_rate=params.annual_discount_rate,
-        margin=params.margin,
-    ).select(F.col("CUSTOMER_ID").alias("_PID"), "P_ALIVE", "EXPECTED_PURCHASES")
+    predicted = _scores(calibration, model, params, params.holdout_days).select(
+        F.col("CUSTOMER_ID").alias("_PID"), "P_ALIVE", "EXPECTED_PURCHASES"
+    )
     period = daily_spend.filter(
         (F.col("ORDER_DAY") >= _lit_date(cutoff))
         & (F.col("ORDER_DAY") < _lit_date(ref))
@@ -650,9 +725,13 @@ def segment_outcomes(
     written by an earlier run (today's never is).
 
     Per segment of such a snapshot: the customers, what the model predicted for them then (mean
-    P(alive), expected purchases over the prediction horizon, CLV) and what they did in the
+    P(alive); expected purchases and expected spend over the same ``holdout_days`` window, stored with
+    the snapshot as OUTCOME_EXPECTED_PURCHASES / _SPEND; CLV over the horizon) and what they did in the
     ``holdout_days`` after it (repeat purchases = transaction days, net revenue, the share who
-    bought again). An empty frame (no snapshot is old enough yet) still creates the table.
+    bought again). Like is compared with like: a snapshot whose stored prediction covers another
+    window (OUTCOME_DAYS != holdout_days, or a snapshot from before these columns) gets NULL
+    predictions rather than a misleading figure. An empty frame (no snapshot is old enough yet)
+    still creates the table.
     """
     ref = date.fromisoformat(reference_date)
     period = int(params.holdout_days)
@@ -684,8 +763,14 @@ def segment_outcomes(
     columns = history.columns
     predicted = {
         name: (F.col(name) if name in columns else F.lit(None)).cast("double")
-        for name in ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
+        for name in ("P_ALIVE", "CLV", *OUTCOME_COLUMNS)
     }
+    # the window prediction counts only when it covers the measured window (same number of days)
+    same_window = (F.col("OUTCOME_DAYS") if "OUTCOME_DAYS" in columns else F.lit(None)).cast("int") == F.lit(
+        period
+    )
+    for name in OUTCOME_COLUMNS:
+        predicted[name] = F.iff(same_window, predicted[name], F.lit(None).cast("double"))
     members = history.select(
         F.col("SNAPSHOT_DATE").alias("S_DATE"),
         F.col("CUSTOMER_ID").alias("S_CID"),
@@ -707,7 +792,11 @@ def segment_outcomes(
         how="left",
     )
     per_customer = after.group_by(
-        "S_DATE", "S_CID", "S_SEGMENT_ID", "S_SEGMENT_LABEL", "S_P_ALIVE", "S_EXPECTED_PURCHASES", "S_CLV"
+        "S_DATE",
+        "S_CID",
+        "S_SEGMENT_ID",
+        "S_SEGMENT_LABEL",
+        *[f"S_{name}" for name in predicted],
     ).agg(
         F.coalesce(F.sum("D_TXN"), F.lit(0)).alias("TXN"),
         # money summed exact (NUMBER), so the result does not depend on the order rows are added in
@@ -718,7 +807,16 @@ def segment_outcomes(
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
             F.avg("S_P_ALIVE").alias("PREDICTED_P_ALIVE"),
-            F.sum("S_EXPECTED_PURCHASES").alias("PREDICTED_PURCHASES"),
+            # NULL unless every member carries a prediction for this window (no partial sums)
+            *[
+                F.iff(
+                    F.count(f"S_{name}") == F.count(F.lit(1)), F.sum(f"S_{name}"), F.lit(None).cast("double")
+                ).alias(alias)
+                for name, alias in (
+                    ("OUTCOME_EXPECTED_PURCHASES", "PREDICTED_PURCHASES"),
+                    ("OUTCOME_EXPECTED_SPEND", "PREDICTED_NET_REVENUE"),
+                )
+            ],
             F.sum("S_CLV").alias("PREDICTED_CLV"),
             F.sum("TXN").alias("ACTUAL_PURCHASES"),
             F.sum(F.col("NET").cast(value_summary.MONEY)).alias("ACTUAL_NET_REVENUE"),
@@ -734,9 +832,13 @@ def segment_outcomes(
             F.round(F.col("PREDICTED_P_ALIVE"), 6).cast("double").alias("PREDICTED_P_ALIVE"),
             F.col("REPEAT_BUYER_SHARE").cast("double").alias("REPEAT_BUYER_SHARE"),
             F.round(F.col("PREDICTED_PURCHASES"), 6).cast("double").alias("PREDICTED_PURCHASES"),
-            F.lit(int(params.horizon_days)).cast("int").alias("PREDICTION_HORIZON_DAYS"),
+            # the days PREDICTED_PURCHASES covers: the measured period itself (NULL without a prediction)
+            F.iff(F.col("PREDICTED_PURCHASES").is_null(), F.lit(None), F.lit(period))
+            .cast("int")
+            .alias("PREDICTION_HORIZON_DAYS"),
             F.col("ACTUAL_PURCHASES").cast("int").alias("ACTUAL_PURCHASES"),
             F.round(F.col("PREDICTED_CLV"), 2).cast("double").alias("PREDICTED_CLV"),
+            F.round(F.col("PREDICTED_NET_REVENUE"), 2).cast("double").alias("PREDICTED_NET_REVENUE"),
             F.round(F.col("ACTUAL_NET_REVENUE"), 2).cast("double").alias("ACTUAL_NET_REVENUE"),
         )
         .sort("SNAPSHOT_DATE", "SEGMENT_ID")

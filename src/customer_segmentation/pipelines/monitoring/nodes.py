@@ -44,7 +44,14 @@ HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
 #: The value predictions each SEGMENT_HISTORY snapshot keeps (SEGMENT_OUTCOMES compares them with what happened).
-HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
+HISTORY_VALUE_COLUMNS = (
+    "P_ALIVE",
+    "EXPECTED_PURCHASES",
+    "CLV",
+    # the prediction over the window SEGMENT_OUTCOMES measures later (docs/customer-value.md)
+    "OUTCOME_EXPECTED_PURCHASES",
+    "OUTCOME_EXPECTED_SPEND",
+)
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
@@ -139,6 +146,9 @@ def snapshot_segments(
             (F.col(c) if c in processed_data.columns else F.lit(None)).cast("double").alias(c)
             for c in HISTORY_VALUE_COLUMNS
         ],
+        (F.col("OUTCOME_DAYS") if "OUTCOME_DAYS" in processed_data.columns else F.lit(None))
+        .cast("int")
+        .alias("OUTCOME_DAYS"),
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:

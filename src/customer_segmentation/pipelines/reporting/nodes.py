@@ -102,40 +102,81 @@ def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: Tra
 
 
 def _holdout(value_models: pd.DataFrame, params: CustomerValueParams) -> tuple[str, dict[str, Any]]:
+    """The version the charts describe and its holdout report ({"skipped": why} when there is none).
+
+    Without a READY version, the newest FAILED one (a fit that failed, stored with its reason) says why.
+    """
     from customer_segmentation.value_model import active_value_model  # loads scipy: only when drawing
 
     model = active_value_model(value_models, params.model_version)
     if model is None:
+        failed = _latest_failure(value_models)
+        if failed is not None:
+            return failed
         return "none", {"skipped": "no customer-value model yet: run `kedro run`"}
     report = model.metrics.get("holdout") if isinstance(model.metrics, dict) else None
     return model.version, report if isinstance(report, dict) else {"skipped": "no holdout report stored"}
 
 
-def _empty(title: str, reason: str) -> Any:
+def _latest_failure(value_models: pd.DataFrame) -> tuple[str, dict[str, Any]] | None:
+    """(version, {"skipped": "the fit failed: <reason>"}) of the newest FAILED version, if any."""
+    import json
+
+    if value_models is None or not len(value_models):
+        return None
+    frame = value_models.rename(columns={c: str(c).upper() for c in value_models.columns})
+    if "STATUS" not in frame.columns:
+        return None
+    failed = frame[frame["STATUS"].astype(str).str.upper() == "FAILED"]
+    if not len(failed):
+        return None
+    row = failed.iloc[0]  # the table loads newest first
+    metrics = row.get("METRICS")
+    try:
+        metrics = json.loads(metrics) if isinstance(metrics, str) else metrics
+    except ValueError:
+        metrics = None
+    reason = metrics.get("failed") if isinstance(metrics, dict) else None
+    return str(row["VERSION"]), {"skipped": f"the value model fit failed: {reason or 'no reason stored'}"}
+
+
+def _value_chart(  # noqa: PLR0913 - the two charts differ in these only
+    value_models: pd.DataFrame,
+    params: CustomerValueParams,
+    title: str,
+    rows_key: str,
+    x: str,
+    actual: tuple[Any, dict[str, Any]],
+    predicted: tuple[Any, dict[str, Any]],
+) -> tuple[Any, tuple[str, dict[str, Any]] | None]:
+    """A holdout chart's common part: the figure with the report's rows ``rows_key`` drawn as an
+    "actual" and a "predicted" trace (each a plotly trace class and its style) over column ``x``, and
+    (version, report); or an empty figure whose title says why there is nothing to draw, and None."""
     import plotly.graph_objects as go
 
+    version, report = _holdout(value_models, params)
+    rows = report.get(rows_key) or []
     fig = go.Figure()
-    fig.update_layout(title=f"{title}: {reason}")
-    return fig
+    if report.get("skipped") or not rows:
+        fig.update_layout(title=f"{title}: {report.get('skipped') or f'no {rows_key} rows in the report'}")
+        return fig, None
+    frame = pd.DataFrame(rows)
+    for (trace, style), name in ((actual, "actual"), (predicted, "predicted")):
+        fig.add_trace(trace(x=frame[x], y=frame[name], name=name, **style))
+    return fig, (version, report)
 
 
 def plot_value_tracking(customer_value_models: pd.DataFrame, params: CustomerValueParams) -> Any:
     """Cumulative repeat purchases, actual vs predicted, over the calibration and the holdout period."""
     import plotly.graph_objects as go
 
-    version, report = _holdout(customer_value_models, params)
     title = "Customer value: cumulative repeat purchases, actual vs predicted"
-    rows = report.get("tracking") or []
-    if report.get("skipped") or not rows:
-        return _empty(title, str(report.get("skipped") or "no tracking series"))
-    frame = pd.DataFrame(rows)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=frame["day"], y=frame["actual"], mode="lines", name="actual"))
-    fig.add_trace(
-        go.Scatter(
-            x=frame["day"], y=frame["predicted"], mode="lines", name="predicted", line={"dash": "dash"}
-        )
-    )
+    line = (go.Scatter, {"mode": "lines"})
+    dashed = (go.Scatter, {"mode": "lines", "line": {"dash": "dash"}})
+    fig, found = _value_chart(customer_value_models, params, title, "tracking", "day", line, dashed)
+    if found is None:
+        return fig
+    version, report = found
     fig.add_vline(x=report["calibration_end"], line_dash="dot")
     fig.add_annotation(
         x=report["calibration_end"], y=1, yref="paper", text="holdout starts", showarrow=False, xanchor="left"
@@ -153,17 +194,15 @@ def plot_value_by_frequency(customer_value_models: pd.DataFrame, params: Custome
     """Mean holdout purchases per customer by calibration frequency, actual vs predicted (the conditional expectations)."""
     import plotly.graph_objects as go
 
-    version, report = _holdout(customer_value_models, params)
     title = "Customer value: holdout purchases by calibration frequency"
-    rows = report.get("by_frequency") or []
-    if report.get("skipped") or not rows:
-        return _empty(title, str(report.get("skipped") or "no frequency table"))
-    frame = pd.DataFrame(rows)
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=frame["frequency"], y=frame["actual"], name="actual"))
-    fig.add_trace(
-        go.Scatter(x=frame["frequency"], y=frame["predicted"], mode="lines+markers", name="predicted")
+    bars = (go.Bar, {})
+    markers = (go.Scatter, {"mode": "lines+markers"})
+    fig, found = _value_chart(
+        customer_value_models, params, title, "by_frequency", "frequency", bars, markers
     )
+    if found is None:
+        return fig
+    version, report = found
     fig.update_layout(
         title=f"{title} (model {version}, {report.get('holdout_days')} days after {report.get('calibration_end')})",
         xaxis_title="repeat purchases before the holdout (x)",

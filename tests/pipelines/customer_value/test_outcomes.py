@@ -1,0 +1,61 @@
+"""SEGMENT_OUTCOMES compares like with like: the prediction summed is the one made for the measured window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from customer_segmentation.datasets.customer_aggregates import CustomerAggregates
+from customer_segmentation.pipelines.customer_value.nodes import segment_outcomes
+from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
+
+
+def test_outcomes_sum_the_window_prediction_and_refuse_other_windows(warehouse_session: Any) -> None:
+    session = warehouse_session
+    session.sql(
+        "CREATE TABLE SEGMENT_HISTORY (SNAPSHOT_DATE DATE, CUSTOMER_ID VARCHAR, SEGMENT_ID INT, "
+        "SEGMENT_LABEL VARCHAR, P_ALIVE DOUBLE, EXPECTED_PURCHASES DOUBLE, CLV DOUBLE, "
+        "OUTCOME_EXPECTED_PURCHASES DOUBLE, OUTCOME_EXPECTED_SPEND DOUBLE, OUTCOME_DAYS INT)"
+    ).collect()
+    session.sql(
+        "INSERT INTO SEGMENT_HISTORY VALUES "
+        # the window the outcome measures (180 days): summed
+        "('2026-01-01', 'A', 0, 'Champions', 0.9, 4.0, 100.0, 1.5, 30.0, 180), "
+        "('2026-01-01', 'B', 0, 'Champions', 0.7, 2.0, 50.0, 0.5, 10.0, 180), "
+        # a member without a window prediction (a snapshot from before the columns): no partial sum
+        "('2026-01-01', 'C', 1, 'Lost', 0.2, 1.0, 20.0, 2.0, 50.0, 180), "
+        "('2026-01-01', 'D', 1, 'Lost', 0.1, 0.5, 5.0, NULL, NULL, NULL), "
+        # predicted over 90 days (holdout_days was 90 then): not comparable with 180 days of outcome
+        "('2026-01-08', 'A', 0, 'Champions', 0.9, 4.0, 100.0, 0.8, 16.0, 90)"
+    ).collect()
+    session.sql(
+        "CREATE TABLE DAILY (CUSTOMER_ID VARCHAR, ORDER_DAY DATE, KEPT_ORDERS INT, NET_SPEND NUMBER(38,2))"
+    ).collect()
+    session.sql(
+        "INSERT INTO DAILY VALUES ('A', '2026-02-01', 1, 20.00), ('C', '2026-03-01', 1, 40.00), "
+        "('C', '2026-08-01', 1, 99.00), ('B', '2025-12-01', 1, 7.00)"
+    ).collect()
+    aggregates = CustomerAggregates(customers=None, daily_spend=session.table("DAILY"), state=None)
+    session.sql("CREATE TABLE OUTCOMES_BEFORE (SNAPSHOT_DATE DATE)").collect()  # none recorded yet
+    previous = session.table("OUTCOMES_BEFORE")
+    got = (
+        segment_outcomes(
+            session.table("SEGMENT_HISTORY"), aggregates, previous, "2026-12-01", CustomerValueParams()
+        )
+        .to_pandas()
+        .assign(SNAPSHOT_DATE=lambda f: f["SNAPSHOT_DATE"].astype(str))
+        .set_index(["SNAPSHOT_DATE", "SEGMENT_ID"])
+    )
+    champions, lost, later = (
+        got.loc[("2026-01-01", 0)],
+        got.loc[("2026-01-01", 1)],
+        got.loc[("2026-01-08", 0)],
+    )
+    assert champions["PREDICTED_PURCHASES"] == 2.0 and champions["PREDICTED_NET_REVENUE"] == 40.0
+    assert champions["PREDICTION_HORIZON_DAYS"] == champions["PERIOD_DAYS"] == 180
+    assert champions["ACTUAL_PURCHASES"] == 1 and champions["ACTUAL_NET_REVENUE"] == 20.0
+    assert champions["PREDICTED_CLV"] == 150.0  # the horizon's CLV, as before
+    assert pd.isna(lost["PREDICTED_PURCHASES"]) and pd.isna(lost["PREDICTED_NET_REVENUE"])
+    assert pd.isna(lost["PREDICTION_HORIZON_DAYS"]) and lost["ACTUAL_PURCHASES"] == 1  # 2026-08-01 is after
+    assert pd.isna(later["PREDICTED_PURCHASES"]) and later["CUSTOMERS"] == 1
