@@ -3,21 +3,32 @@
 ``populate_raw_data(session, n_events)`` creates RAW_DATA (the contract in
 ``warehouse/tables.py``: every event column VARCHAR, plus LOADED_AT, SOURCE_FILE, SOURCE_ROW)
 and fills it with ``INSERT ... SELECT ... FROM TABLE(GENERATOR(ROWCOUNT => n))``. It is valid
-Snowflake SQL and runs on the embedded emulator (10M events in well under a minute).
+Snowflake SQL and runs on the embedded emulator.
 
-Shape of the data (deterministic: every "random" draw is ``HASH(row, salt)``, no RANDOM()):
+Shape of the data (deterministic: every "random" draw is ``HASH(..., salt)``, no RANDOM()):
 
-- ``events_per_customer`` consecutive rows (default 10) belong to one customer, so there are
-  ``n_events / events_per_customer`` customers;
-- each customer has a persona and a preferred channel (70% of its events), (champion, loyal, occasional, churned, new) that sets the share of
-  its events that are orders, its basket size and the period it is active in;
-- event types: ORDER_CREATED (persona share), then among the other rows ORDER_CANCELLED and
-  ORDER_RETURNED (each about 6%, pointing at the previous row's order and refunding its amount;
-  when that row is not an order the event is an orphan, as in real feeds), PAGE_VIEW and
-  ADD_TO_CART;
+- **purchases follow a BG/NBD process** (Fader, Hardie & Lee 2005), the one the customer-value
+  model assumes, with the parameters :data:`BGNBD` (days): each customer buys at their own rate
+  lambda ~ Gamma(r, alpha) from their first purchase on, and after each repeat purchase stops for
+  good with their own probability p ~ Beta(a, b). Exact sampling from hashes: Gamma(1/2) is half a
+  squared normal (Box-Muller), Gamma(3/2) = Gamma(1/2) + an exponential, Beta(a, b) =
+  Ga / (Ga + Gb); the number of repeat purchases before dropout is geometric; the gaps between
+  purchases are exponential. The generated history therefore has the spread in purchase rate and
+  dropout that the fit needs, and a fit on it lands near :data:`BGNBD`;
+- each customer has a persona (champion, loyal, occasional, churned, new: shares of customers),
+  which sets their basket size and the window of their first purchase (``new``: the last 60 days;
+  the others: the last two years), and a preferred channel (70% of its events);
+- each customer's rows: their orders (the first purchase and every repeat purchase before the end
+  date), then 5-7 other events: ORDER_CANCELLED and ORDER_RETURNED (each about 6%, pointing at one
+  of the customer's rows and refunding its amount a day after it: an order of theirs, or, when
+  that row is not an order, an orphan, as in real feeds), PAGE_VIEW and ADD_TO_CART. About 9.5
+  events per customer, ~37% of them orders;
 - about 1% defective records (``defect_rate``): missing event id or customer, unparseable or
   future timestamp, non-numeric or negative amount, unknown event type, duplicated event id;
   and some harmless noise (lower-case, padded event types) that ingestion must clean.
+
+Cancellations, defects and several orders on one day thin the process a little (the summary counts
+purchase *days* that are not cancelled), so the fitted parameters are near :data:`BGNBD`, not equal.
 """
 
 from __future__ import annotations
@@ -30,15 +41,23 @@ from customer_segmentation.warehouse.tables import RAW_COLUMNS, create_table_sql
 CATEGORIES = ("Red wine", "White wine", "Champagne", "Spirits", "Fine food", "Accessories")
 CHANNELS = ("web", "app", "store", "marketplace")
 
-#: name, share of customers (%), share of events that are orders (per mille),
-#: mean basket in cents, first active day back, last active day back (days before end date).
+#: The BG/NBD population the purchases are drawn from (time unit: days): purchase rate
+#: Gamma(r, alpha) (mean r / alpha = 1 purchase in 60 days), dropout probability Beta(a, b) (mean 0.25).
+#: r = 1/2 and a = 1/2, b = 3/2 because those shapes are sampled exactly from uniform draws.
+BGNBD = {"r": 0.5, "alpha": 30.0, "a": 0.5, "b": 1.5}
+#: At most this many repeat purchases per customer (never reached with :data:`BGNBD`: a bound for the SQL).
+MAX_REPEATS = 500
+
+#: name, share of customers (%), mean basket in cents, first purchase at most this many days before the end date.
 PERSONAS = (
-    ("champion", 8, 700, 9500, 730, 0),
-    ("loyal", 17, 500, 4500, 730, 0),
-    ("occasional", 35, 200, 3000, 730, 0),
-    ("churned", 25, 350, 4000, 730, 400),
-    ("new", 15, 250, 3500, 60, 0),
+    ("champion", 8, 9500, 730),
+    ("loyal", 17, 4500, 730),
+    ("occasional", 35, 3000, 730),
+    ("churned", 25, 4000, 730),
+    ("new", 15, 3500, 60),
 )
+#: Other events per customer (page views, carts, cancellations, returns): OTHER_MIN + 0..OTHER_SPREAD-1.
+OTHER_MIN, OTHER_SPREAD = 5, 3
 _SALT = {
     "persona": 1,
     "type": 2,
@@ -49,12 +68,33 @@ _SALT = {
     "channel": 7,
     "product": 8,
     "qty": 9,
+    "rate1": 10,
+    "rate2": 11,
+    "drop1": 12,
+    "drop2": 13,
+    "drop3": 14,
+    "drop4": 15,
+    "drop5": 16,
+    "dropout": 17,
+    "gap": 18,
+    "others": 19,
+    "refers": 20,
 }
 
 
 def _h(index: str, what: str, seed: int, modulo: int) -> str:
     """A deterministic draw in [0, modulo) for row/customer ``index``."""
     return f"MOD(ABS(HASH({index}, {seed * 100 + _SALT[what]})), {modulo})"
+
+
+def _u(index: str, what: str, seed: int) -> str:
+    """A deterministic uniform draw in (0, 1), never 0 or 1."""
+    return f"(({_h(index, what, seed, 1_000_000_000)} + 0.5) / 1000000000.0)"
+
+
+def _half_gamma(index: str, first: str, second: str, seed: int) -> str:
+    """Gamma(1/2, 1): half a squared standard normal (Box-Muller from two uniform draws)."""
+    return f"(-LN({_u(index, first, seed)}) * POWER(COS(2 * PI() * {_u(index, second, seed)}), 2))"
 
 
 def _case(expr: str, values: tuple[Any, ...]) -> str:
@@ -70,7 +110,6 @@ def _persona_case(persona: str, column: int) -> str:
 
 def events_select_sql(
     n_events: int,
-    events_per_customer: int = 10,
     end_date: str = "2026-11-01",
     defect_rate: float = 0.01,
     seed: int = 11,
@@ -85,64 +124,112 @@ def events_select_sql(
     """
     if not id_prefix.replace("-", "").isalnum() and id_prefix:
         raise ValueError("id_prefix must be letters, digits and dashes")
-    if n_events < 1 or events_per_customer < 1:
-        raise ValueError("n_events and events_per_customer must be positive")
+    if n_events < 1:
+        raise ValueError("n_events must be positive")
+    n = int(n_events)
     per_mille_defects = max(0, min(1000, round(defect_rate * 1000)))
-    # persona from the customer's hash, by cumulative share
+    # every customer has at least 1 + OTHER_MIN rows: this many customers always fill n rows
+    max_customers = n // (1 + OTHER_MIN) + 1
     bounds, acc = [], 0
     for i, p in enumerate(PERSONAS):
         acc += p[1]
         bounds.append(f"WHEN {_h('C', 'persona', seed, 100)} < {acc} THEN {i}")
     persona = "CASE " + " ".join(bounds) + f" ELSE {len(PERSONAS) - 1} END"
-
-    def ts_seconds_back(index: str) -> str:
-        # seconds before end date, inside the persona's active window
-        lo, hi = _persona_case("PERSONA", 5), _persona_case("PERSONA", 4)
-        return f"({lo} * 86400 + {_h(index, 'ts', seed, 2_000_000_000)} % (({hi} - {lo}) * 86400))"
+    r, alpha, a, b = (BGNBD[k] for k in ("r", "alpha", "a", "b"))
+    if (r, a, b) != (0.5, 0.5, 1.5):
+        raise ValueError("the exact samplers below draw Gamma(1/2) rates and Beta(1/2, 3/2) dropouts only")
+    rate = f"({_half_gamma('C', 'rate1', 'rate2', seed)} / {alpha})"
+    g_a = _half_gamma("C", "drop1", "drop2", seed)
+    g_b = f"({_half_gamma('C', 'drop3', 'drop4', seed)} - LN({_u('C', 'drop5', seed)}))"
+    dropout = f"({g_a} / ({g_a} + {g_b}))"
+    # repeat purchases before dropout: geometric, K >= 1 (BG/NBD drops out only after a repeat purchase)
+    repeats_before_dropout = f"GREATEST(1, CEIL(LN({_u('C', 'dropout', seed)}) / LN(1 - P_DROP)))"
+    # the first purchase: uniform in the persona's window, in seconds before the end date
+    birth_back_s = f"{_h('C', 'ts', seed, 2_000_000_000)} % ({_persona_case('PERSONA', 3)} * 86400)"
+    customers = f"""
+        SELECT C, PERSONA, LAM, BIRTH_BACK_S, BIRTH_BACK_S / 86400.0 AS TB,
+               LEAST({MAX_REPEATS}, {repeats_before_dropout},
+                     -- more arrivals than this within TB: far beyond the Poisson tail (a bound for the join)
+                     FLOOR(LAM * BIRTH_BACK_S / 86400.0 + 8 * SQRT(LAM * BIRTH_BACK_S / 86400.0) + 10)) AS SLOTS
+        FROM (
+            SELECT C, PERSONA, {rate} AS LAM, {dropout} AS P_DROP, {birth_back_s} AS BIRTH_BACK_S
+            FROM (SELECT C, {persona} AS PERSONA
+                  FROM (SELECT SEQ8() AS C FROM TABLE(GENERATOR(ROWCOUNT => {max_customers}))))
+        )"""
+    # repeat purchase j at S_j = sum of j exponential gaps; kept while before the end date
+    repeats = f"""
+        SELECT C, J, S FROM (
+            SELECT C, J, TB, SUM(-LN({_u("C * 1000 + J", "gap", seed)}) / LAM)
+                                 OVER (PARTITION BY C ORDER BY J) AS S
+            FROM CUST JOIN (SELECT SEQ8() + 1 AS J FROM TABLE(GENERATOR(ROWCOUNT => {MAX_REPEATS}))) G
+                 ON G.J <= CUST.SLOTS
+        ) WHERE S < TB"""
+    layout = f"""
+        SELECT C, PERSONA, BIRTH_BACK_S, X, ROWS_C,
+               CAST(SUM(ROWS_C) OVER (ORDER BY C) - ROWS_C AS BIGINT) AS START_I
+        FROM (
+            SELECT CUST.C, PERSONA, BIRTH_BACK_S, COALESCE(N.X, 0) AS X,
+                   1 + COALESCE(N.X, 0) + {OTHER_MIN} + {_h("CUST.C", "others", seed, OTHER_SPREAD)} AS ROWS_C
+            FROM CUST LEFT JOIN (SELECT C, COUNT(*) AS X FROM REP GROUP BY C) N ON N.C = CUST.C
+        )"""
+    rows = f"""
+        SELECT L.C, L.PERSONA, L.BIRTH_BACK_S, L.X, L.ROWS_C, CAST(L.START_I + G.J AS BIGINT) AS I, G.J
+        FROM LAYOUT L JOIN (SELECT SEQ8() AS J FROM TABLE(GENERATOR(ROWCOUNT => {MAX_REPEATS + 1 + OTHER_MIN + OTHER_SPREAD}))) G
+             ON G.J < L.ROWS_C
+        WHERE L.START_I < {n} AND L.START_I + G.J < {n}"""
 
     def amount_cents(index: str) -> str:
-        basket = _persona_case("PERSONA", 3)
+        basket = _persona_case("PERSONA", 2)
         return f"({basket} / 4 + {_h(index, 'amount', seed, 1_000_000)} % ({basket} * 3 / 2))"
 
+    # the row a cancellation/return refers to: one of the customer's rows (an order when K <= X)
+    refers_j = _h("I", "refers", seed, 1_000_000) + " % ROWS_C"
     base = f"""
-        SELECT I, C, PERSONA,
-            {_h("I", "type", seed, 1000)} < {_persona_case("PERSONA", 2)} AS IS_ORDER,
-            {_h("I", "other", seed, 100)} AS OTHER,
-            {_h("I", "defect", seed, 1000)} AS DEFECT,
-            {ts_seconds_back("I")} AS BACK_S,
-            {ts_seconds_back("I - 1")} AS PREV_BACK_S,
-            {amount_cents("I")} AS CENTS,
-            {amount_cents("I - 1")} AS PREV_CENTS,
-            {_h("I", "product", seed, 500)} AS PROD,
-            {_h("I", "channel", seed, 1000)} AS CH
-        FROM (
-            SELECT I, C, {persona} AS PERSONA
-            FROM (SELECT I, CAST(FLOOR(I / {int(events_per_customer)}) AS BIGINT) AS C
-                  FROM (SELECT SEQ8() AS I FROM TABLE(GENERATOR(ROWCOUNT => {int(n_events)}))))
-        )"""
-    first_of_customer = f"MOD(I, {int(events_per_customer)}) = 0"
+        SELECT R.*, R.J <= R.X AS IS_ORDER,
+               {_h("I", "other", seed, 100)} AS OTHER,
+               {_h("I", "defect", seed, 1000)} AS DEFECT,
+               -- an order: the first purchase or repeat J; any other event: a moment since the first purchase
+               CASE WHEN R.J = 0 THEN R.BIRTH_BACK_S
+                    WHEN R.J <= R.X THEN GREATEST(0, R.BIRTH_BACK_S - FLOOR(S1.S * 86400))
+                    ELSE {_h("I", "ts", seed, 2_000_000_000)} % (R.BIRTH_BACK_S + 1) END AS BACK_S,
+               R.KJ <= R.X AS REFERS_TO_ORDER,
+               CASE WHEN R.KJ = 0 THEN R.BIRTH_BACK_S
+                    WHEN R.KJ <= R.X THEN GREATEST(0, R.BIRTH_BACK_S - FLOOR(S2.S * 86400))
+                    ELSE {_h("R.START_I + R.KJ", "ts", seed, 2_000_000_000)} % (R.BIRTH_BACK_S + 1) END AS PREV_BACK_S,
+               {amount_cents("I")} AS CENTS,
+               {amount_cents("R.START_I + R.KJ")} AS PREV_CENTS,
+               R.START_I + R.KJ AS PREV_I,
+               {_h("I", "product", seed, 500)} AS PROD,
+               {_h("I", "channel", seed, 1000)} AS CH
+        FROM (SELECT RW.*, RW.I - RW.J AS START_I, {refers_j} AS KJ FROM RW) R
+        LEFT JOIN REP S1 ON S1.C = R.C AND S1.J = R.J
+        LEFT JOIN REP S2 ON S2.C = R.C AND S2.J = R.KJ"""
     typ = (
-        f"CASE WHEN IS_ORDER THEN 'ORDER_CREATED' "
-        f"WHEN OTHER < 6 AND NOT {first_of_customer} THEN 'ORDER_CANCELLED' "
-        f"WHEN OTHER < 12 AND NOT {first_of_customer} THEN 'ORDER_RETURNED' "
-        f"WHEN OTHER < 85 THEN 'PAGE_VIEW' ELSE 'ADD_TO_CART' END"
+        "CASE WHEN IS_ORDER THEN 'ORDER_CREATED' "
+        "WHEN OTHER < 6 THEN 'ORDER_CANCELLED' "
+        "WHEN OTHER < 12 THEN 'ORDER_RETURNED' "
+        "WHEN OTHER < 85 THEN 'PAGE_VIEW' ELSE 'ADD_TO_CART' END"
     )
     refers_back = "TYPE IN ('ORDER_CANCELLED', 'ORDER_RETURNED')"
     end = f"'{end_date}'::TIMESTAMP_NTZ"
-    # cancellations/returns happen a day after the order they refer to
+    # cancellations/returns happen a day after the order (row) they refer to
     back = f"CASE WHEN {refers_back} THEN GREATEST(PREV_BACK_S - 86400, 0) ELSE BACK_S END"
     ts = f"CAST(DATEADD(SECOND, -({back}), {end}) AS VARCHAR)"
     cents = f"CASE WHEN {refers_back} THEN PREV_CENTS ELSE CENTS END"
     amount = f"CAST(ROUND({cents} / 100.0, 2) AS VARCHAR)"
     order_id = (
         f"CASE WHEN TYPE = 'ORDER_CREATED' THEN '{id_prefix}O-' || CAST(I AS VARCHAR) "
-        f"WHEN {refers_back} THEN '{id_prefix}O-' || CAST(I - 1 AS VARCHAR) ELSE NULL END"
+        f"WHEN {refers_back} THEN '{id_prefix}O-' || CAST(PREV_I AS VARCHAR) ELSE NULL END"
     )
     is_defect = f"DEFECT < {per_mille_defects}"
     # the defect kind: 0 .. 8 spread over the defective rows
     kind = "MOD(DEFECT, 9)"
     defect = lambda k: f"({is_defect} AND {kind} = {k})"  # noqa: E731
     select = f"""
+        WITH CUST AS ({customers}),
+             REP AS ({repeats}),
+             LAYOUT AS ({layout}),
+             RW AS ({rows})
         SELECT
             CASE WHEN {defect(0)} THEN '' WHEN {defect(1)} OR {defect(2)} THEN '{id_prefix}E-' || CAST(I - 1 AS VARCHAR)
                  ELSE '{id_prefix}E-' || CAST(I AS VARCHAR) END AS EVENT_ID,

@@ -330,11 +330,57 @@ def _feature_check_via_session(project: Path) -> dict[str, Any]:
         "SELECT COUNT(*), SUM(FREQUENCY), SUM(MONETARY), SUM(RECENCY_DAYS) FROM CUSTOMER_FEATURES"
     ).collect()[0]
     customers = session.sql("SELECT COUNT(*) FROM PROCESSED_DATA").collect()[0][0]
+    value = _value_check(session)
     warehouse.close()
     return {
         "check": [int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3])],
         "customers_scored": int(customers),
+        "value": value,
     }
+
+
+def _value_check(session: Any) -> dict[str, Any]:
+    """The customer-value model the run left (its fitted BG/NBD and Gamma-Gamma parameters) and its scores.
+
+    The generator draws purchases from a BG/NBD process (``benchmark_data.BGNBD``): a fit near those
+    parameters shows the pipeline fitted and scored a real model, not a boundary solution.
+    """
+    try:
+        models = session.sql(
+            "SELECT VERSION, PARAMS FROM CUSTOMER_VALUE_MODELS ORDER BY TRAINED_AT DESC, VERSION DESC LIMIT 1"
+        ).collect()
+        scores = session.sql(
+            "SELECT COUNT(*), COUNT(P_ALIVE), COUNT(CLV), MIN(P_ALIVE), MAX(P_ALIVE), MIN(CLV), "
+            "COUNT(DISTINCT VALUE_MODEL_VERSION) FROM CUSTOMER_VALUE"
+        ).collect()[0]
+    except Exception as error:  # noqa: BLE001 - a missing table is a result here, reported
+        return {"error": str(error).splitlines()[0]}
+    out: dict[str, Any] = {
+        "customers": int(scores[0]),
+        "scored": int(scores[1]),
+        "clv_filled": int(scores[2]),
+        "p_alive_range": [None if v is None else float(v) for v in (scores[3], scores[4])],
+        "min_clv": None if scores[5] is None else float(scores[5]),
+        "versions_scoring": int(scores[6]),
+    }
+    if models:
+        params = models[0][1]
+        params = json.loads(params) if isinstance(params, str) else params
+        out["version"] = str(models[0][0])
+        out["bgnbd"] = {k: float(v) for k, v in params["bgnbd"]["params"].items()}
+        out["gamma_gamma"] = {k: float(v) for k, v in params["gamma_gamma"]["params"].items()}
+    return out
+
+
+def value_fit_deviation(value: dict[str, Any]) -> float | None:
+    """Largest relative distance of the fitted BG/NBD parameters from the generating ones (None: no fit)."""
+    sys.path.insert(0, str(REPO))
+    from tests.benchmarks.benchmark_data import BGNBD
+
+    fitted = (value or {}).get("bgnbd")
+    if not fitted:
+        return None
+    return max(abs(fitted[k] - v) / v for k, v in BGNBD.items())
 
 
 #: Baseline (a): the customer features of rfm_features/nodes.py as one DuckDB statement.
@@ -853,6 +899,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "x",
                 )
                 _value_targets(add, size, k, daily, full, day)
+            _value_fit_targets(add, size, k)
             disk = r.get("warehouse_disk_mb")
             if disk:  # reported, no limit: MB of warehouse file per million events (all steps' data)
                 rows.append(
@@ -896,6 +943,45 @@ def _value_targets(
             limit,
             "x",
         )
+
+
+#: The fitted BG/NBD parameters within this relative distance of the generating ones (the generated
+#: history is thinned by cancellations and defects, and the fit sees a 50,000-customer sample).
+VALUE_FIT_TOLERANCE = 0.35
+#: Rows the customer_value pipeline may send to the client: two fit samples (customer_value.sample_size,
+#: 50,000: the model and its holdout check) plus the hypergeometric lookups over distinct (X, T) pairs
+#: and per-day or per-frequency aggregates, whatever the number of customers.
+VALUE_ROWS_OUT_LIMIT = 250_000
+
+
+def _value_fit_targets(add: Any, size: int, k: dict[str, Any]) -> None:
+    """Issue 21: the value model fitted on the generated BG/NBD history lands near its parameters, every
+    customer is scored, and only bounded data reached the client."""
+    if "error" in k or "pipelines" not in k:
+        return
+    value = k.get("value") or {}
+    add(
+        "value fit: largest relative distance of BG/NBD r, alpha, a, b from the generating ones",
+        size,
+        value_fit_deviation(value),
+        VALUE_FIT_TOLERANCE,
+        "x",
+    )
+    customers = value.get("customers")
+    add(
+        "customers without a value (CUSTOMER_VALUE rows with P_ALIVE or CLV NULL)",
+        size,
+        None if customers is None else float(customers - min(value["scored"], value["clv_filled"])),
+        0.0,
+        "rows",
+    )
+    add(
+        "customer_value rows sent to the client (full run)",
+        size,
+        float(k["pipelines"].get("customer_value", {}).get("rows_out", 0)),
+        VALUE_ROWS_OUT_LIMIT,
+        "rows",
+    )
 
 
 def _explorer_targets(add: Any, size: int, explorer: dict[str, Any]) -> None:

@@ -26,11 +26,45 @@ def test_generated_events_follow_the_raw_contract(warehouse_session) -> None:
         "SELECT COUNT(DISTINCT CUSTOMER_ID), SUM(IFF(TRIM(UPPER(EVENT_TYPE)) = 'ORDER_CREATED', 1, 0)), "
         "SUM(IFF(EVENT_TYPE IN ('ORDER_SHIPPED') OR EVENT_ID = '' OR CUSTOMER_ID = '', 1, 0)) FROM RAW_DATA"
     ).collect()[0]
-    assert 450 <= rows[0] <= 501  # about 10 events per customer
-    assert 1000 < rows[1] < 2500  # a realistic share of orders
+    assert 450 <= rows[0] <= 600  # about 9.5 events per customer
+    assert 1000 < rows[1] < 2500  # a realistic share of orders (a BG/NBD process: ~37% of the events)
     assert 0 < rows[2] < 50  # a little defective data
     columns = [r[0] for r in warehouse_session.sql("DESCRIBE TABLE RAW_DATA").collect()]
     assert columns == list(RAW_COLUMNS)
+
+
+def test_generated_purchases_follow_the_bgnbd_population(warehouse_session) -> None:
+    """The generator draws purchases from BG/NBD with benchmark_data.BGNBD: a fit on its order days
+    (summarised here in pandas, independently of the pipeline) lands near those parameters."""
+    from datetime import date
+
+    import numpy as np
+
+    from customer_segmentation.value_model import fit_bgnbd
+    from tests.benchmarks.benchmark_data import BGNBD, populate_raw_data
+
+    populate_raw_data(warehouse_session, 150_000, defect_rate=0.0)
+    days = warehouse_session.sql(
+        "SELECT CUSTOMER_ID, CAST(CAST(EVENT_TS AS TIMESTAMP_NTZ) AS DATE) AS D FROM RAW_DATA "
+        "WHERE EVENT_TYPE = 'ORDER_CREATED'"
+    ).to_pandas()
+    days["D"] = days["D"].map(lambda d: d.toordinal())
+    per = days.drop_duplicates().groupby("CUSTOMER_ID")["D"].agg(["min", "max", "count"])
+    end = date(2026, 11, 1).toordinal()
+    x = (per["count"] - 1).to_numpy(float)
+    fit = fit_bgnbd(x, (per["max"] - per["min"]).to_numpy(float), (end - per["min"]).to_numpy(float))
+    assert len(per) > 10_000 and (x > 0).mean() > 0.4
+    for name, value in BGNBD.items():
+        assert abs(getattr(fit.params, name) - value) / value < 0.35, (name, fit.params)
+    assert np.isfinite(fit.log_likelihood)
+
+
+def test_value_fit_deviation() -> None:
+    from tests.benchmarks.benchmark_data import BGNBD
+
+    assert run_benchmark.value_fit_deviation({}) is None
+    assert run_benchmark.value_fit_deviation({"bgnbd": dict(BGNBD)}) == 0.0
+    assert run_benchmark.value_fit_deviation({"bgnbd": {**BGNBD, "b": BGNBD["b"] * 3}}) == 2.0
 
 
 def test_benchmark_harness_small(tmp_path: Path) -> None:
