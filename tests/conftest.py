@@ -67,16 +67,18 @@ def nested(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pipeline(
-    project_path: Path, pipeline: str | None = None, params: dict[str, Any] | None = None
+    project_path: Path, pipeline: str | list[str] | None = None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Run a pipeline of the project copy through KedroSession, as `kedro run` does."""
+    """Run a pipeline (or several, summed, as `kedro run --pipelines a,b`) of the project copy through
+    KedroSession, as `kedro run` does."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_path)
     runtime = nested({**SMALL_DEMO, **(params or {})})
     with KedroSession.create(project_path=project_path, runtime_params=runtime) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None)
+        names = [pipeline] if isinstance(pipeline, str) else pipeline
+        return session.run(pipeline_names=names or None)
 
 
 def warehouse_rows(project_path: Path, sql: str) -> list[tuple]:
