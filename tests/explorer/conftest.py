@@ -1,8 +1,9 @@
 """Fixtures of the segment explorer's tests: warehouses with two snapshots, one snapshot and nothing.
 
 Every fixture reads; the one that writes (the browser test's run while the app is open) copies
-first. ``two_snapshots`` is ``trained_project`` (one ``kedro run``) copied, plus a week of
-simulated demo days and the morning job: a second snapshot, movements and an activation feed.
+first. ``two_snapshots`` is the trained demo (one ``kedro run``, conftest's ``trained_template``)
+copied, plus a week of simulated demo days and the morning job: a second snapshot, movements and an
+activation feed; built once per test run, each worker reads its own copy.
 """
 
 from __future__ import annotations

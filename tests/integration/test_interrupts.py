@@ -1,7 +1,9 @@
 """Ctrl-C and SIGTERM during a real `kedro run`: a clean stop, then a rerun that equals an uninterrupted run.
 
 Each run is a `python -m kedro run` subprocess on its own project copy (embedded warehouse,
-demo of 400 customers); the signal is sent when the run's log shows a given node starting.
+demo of 400 customers); the signal is sent when the run's log shows a given node starting. The
+uninterrupted run compared with is the shared trained demo (tests/conftest.py ``trained_template``:
+one full run with the same parameters, built once per test run).
 """
 
 from __future__ import annotations
