@@ -67,16 +67,18 @@ def nested(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pipeline(
-    project_path: Path, pipeline: str | None = None, params: dict[str, Any] | None = None
+    project_path: Path, pipeline: str | list[str] | None = None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Run a pipeline of the project copy through KedroSession, as `kedro run` does."""
+    """Run a pipeline (or several, summed, as `kedro run --pipelines a,b`) of the project copy through
+    KedroSession, as `kedro run` does."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_path)
     runtime = nested({**SMALL_DEMO, **(params or {})})
     with KedroSession.create(project_path=project_path, runtime_params=runtime) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None)
+        names = [pipeline] if isinstance(pipeline, str) else pipeline
+        return session.run(pipeline_names=names or None)
 
 
 def warehouse_rows(project_path: Path, sql: str) -> list[tuple]:
@@ -230,11 +232,65 @@ def project_copy(tmp_path: Path) -> Iterator[Path]:
     stop_server_of(project)
 
 
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project with its warehouse files (the source's server is stopped first: DuckDB files).
+
+    The copy has no server record, lock or server log: its first client starts its own server.
+    """
+    from customer_segmentation.warehouse import embedded
+
+    embedded.stop_server(source / "data" / "warehouse")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("server.json", "*.lock", "server.log*"))
+    return target
+
+
+def shared_template(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A project built ONCE per test run, whichever xdist worker asks first (the others wait for it).
+
+    It lives next to the workers' own temporary folders (under pytest-xdist, each worker's basetemp is
+    ``<run>/popen-gwN``: ``<run>`` is this run's, shared by its workers), under an exclusive
+    ``fcntl.flock``. ``build(path)`` makes the project at ``path``; its servers are stopped at once,
+    so the template's files are quiet. Never use the template itself: :func:`copy_project` it.
+    A failed build leaves no template, and the next test that asks builds it again (and fails the same way).
+    """
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-templates"
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed (or the worker dies)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                build(folder / "project")
+            finally:
+                stop_embedded_servers(folder)
+            done.write_text(f"built by {os.environ.get('PYTEST_XDIST_WORKER', 'the only worker')}\n")
+    return folder / "project"
+
+
+def _build_trained(path: Path) -> None:
+    run_pipeline(make_project_copy(path))
+
+
 @pytest.fixture(scope="session")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo after one full `kedro run` (SMALL_DEMO), built once per test run for every worker.
+
+    Read-only and without a server: tests take a copy (``copy_project(trained_template, tmp_path /
+    "p")``) instead of running the default pipeline on a fresh project copy themselves.
+    """
+    return shared_template(tmp_path_factory, "trained", _build_trained)
+
+
+@pytest.fixture(scope="session")
+def trained_project(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project copy on which the full default pipeline has run once (shared, treat as read-only)."""
-    path = make_project_copy(tmp_path_factory.mktemp("trained") / "project")
-    run_pipeline(path)
+    path = copy_project(trained_template, tmp_path_factory.mktemp("trained") / "project")
     yield path
     stop_server_of(path)
 

@@ -1,13 +1,13 @@
 """Fixtures of the segment explorer's tests: warehouses with two snapshots, one snapshot and nothing.
 
 Every fixture reads; the one that writes (the browser test's run while the app is open) copies
-first. ``two_snapshots`` is ``trained_project`` (one ``kedro run``) copied, plus a week of
-simulated demo days and the morning job: a second snapshot, movements and an activation feed.
+first. ``two_snapshots`` is the trained demo (one ``kedro run``, conftest's ``trained_template``)
+copied, plus a week of simulated demo days and the morning job: a second snapshot, movements and an
+activation feed; built once per test run, each worker reads its own copy.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import run_pipeline, stop_server_of
+from tests.conftest import copy_project, run_pipeline, shared_template, stop_server_of
 
 APP = Path(__file__).resolve().parents[2] / "src" / "customer_segmentation" / "explorer" / "streamlit_app.py"
 PAGES = {
@@ -28,15 +28,6 @@ PAGES = {
 SIMULATED_DAYS = 7
 
 
-def copy_project(source: Path, target: Path) -> Path:
-    """A copy of a project with its warehouse files (the source's server is stopped first: DuckDB files)."""
-    from customer_segmentation.warehouse import embedded
-
-    embedded.stop_server(source / "data" / "warehouse")
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("server.json", "*.lock", "server.log*"))
-    return target
-
-
 def add_snapshot(project: Path, days: int = SIMULATED_DAYS) -> None:
     """A week of demo life, then the morning job: one more snapshot in the history."""
     run_pipeline(project, "simulate_days", {"simulate_days.days": days})
@@ -44,10 +35,17 @@ def add_snapshot(project: Path, days: int = SIMULATED_DAYS) -> None:
 
 
 @pytest.fixture(scope="session")
-def two_snapshots(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The demo after `kedro run`, a week of simulated days and `daily` (read-only for tests)."""
-    project = copy_project(trained_project, tmp_path_factory.mktemp("explorer") / "project")
-    add_snapshot(project)
+def two_snapshots(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The demo after `kedro run`, a week of simulated days and `daily` (read-only for tests).
+
+    Built once per test run (``shared_template``); each worker reads its own copy.
+    """
+
+    def build(path: Path) -> None:
+        add_snapshot(copy_project(trained_template, path))
+
+    template = shared_template(tmp_path_factory, "two_snapshots", build)
+    project = copy_project(template, tmp_path_factory.mktemp("explorer") / "project")
     yield project
     stop_server_of(project)
 

@@ -7,12 +7,13 @@ every snapshot, against the demo's today: the seed's `demo_data.loaded_at` plus 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, stop_embedded_servers, warehouse_rows
+from tests.conftest import copy_project, run_pipeline, stop_embedded_servers, warehouse_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,10 +29,9 @@ def expected_recency(events: pd.DataFrame, reference: pd.Timestamp) -> pd.Series
 
 
 @pytest.fixture(scope="module")
-def demo_sequence(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    project = make_project_copy(tmp_path_factory.mktemp("clock") / "p")
+def demo_sequence(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    project = copy_project(trained_template, tmp_path_factory.mktemp("clock") / "p")  # after `kedro run`
     try:
-        run_pipeline(project)
         clocks = [warehouse_rows(project, "SELECT TODAY, SET_BY FROM PUBLIC.DEMO_CLOCK")]
         for _ in range(2):
             run_pipeline(project, "simulate_days", {"simulate_days.days": DAYS})

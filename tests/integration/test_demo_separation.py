@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project_copy
+from tests.conftest import copy_project, make_project_copy
 from tests.integration.test_ingestion import rows, run, scalar
 from tests.integration.test_load_events import kedro_run
 
@@ -176,10 +176,10 @@ def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: P
 
 
 def test_first_user_load_removes_the_demo_and_everything_built_on_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trained_template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    project = make_project_copy(tmp_path / "p")
-    run(project)  # brand-new clone: `kedro run` shows the demo
+    # brand-new clone after `kedro run`, which shows the demo (the same 400 customers as run() here)
+    project = copy_project(trained_template, tmp_path / "p")
     demo_customers = scalar(project, "SELECT COUNT(*) FROM PUBLIC.PROCESSED_DATA")
     assert demo_customers > 300
     assert scalar(project, "SELECT COUNT_IF(SOURCE_FILE NOT LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
+from tests.conftest import copy_project, run_pipeline, warehouse_rows
 
 pytestmark = pytest.mark.integration
 
@@ -19,9 +19,10 @@ def _rounded(rows: list[tuple]) -> list[tuple]:
     return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
 
 
-def test_daily_features_are_incremental_and_equal_a_full_recompute(tmp_path: Path) -> None:
-    project = make_project_copy(tmp_path / "p")
-    run_pipeline(project)
+def test_daily_features_are_incremental_and_equal_a_full_recompute(
+    trained_template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(trained_template, tmp_path / "p")  # the demo after one full `kedro run`
     (full_state,) = warehouse_rows(project, STATE)
     assert full_state[2] == "rebuild"
     customers = warehouse_rows(project, "SELECT COUNT(*) FROM PUBLIC.CUSTOMER_AGGREGATES")[0][0]

@@ -1,7 +1,9 @@
 """Ctrl-C and SIGTERM during a real `kedro run`: a clean stop, then a rerun that equals an uninterrupted run.
 
 Each run is a `python -m kedro run` subprocess on its own project copy (embedded warehouse,
-demo of 400 customers); the signal is sent when the run's log shows a given node starting.
+demo of 400 customers); the signal is sent when the run's log shows a given node starting. The
+uninterrupted run compared with is the shared trained demo (tests/conftest.py ``trained_template``:
+one full run with the same parameters, built once per test run).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_project_copy, stop_embedded_servers, warehouse_rows
+from tests.conftest import SMALL_DEMO, copy_project, make_project_copy, stop_embedded_servers, warehouse_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,11 +68,12 @@ def key_tables(project: Path) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:
-    project = make_project_copy(tmp_path_factory.mktemp("uninterrupted") / "p")
+def uninterrupted(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:
+    """The key tables of an uninterrupted `kedro run` with PARAMS: the shared trained demo (conftest's
+    ``trained_template``, one full run with the same parameters, SMALL_DEMO), read from a copy."""
+    assert PARAMS == "--params=" + ",".join(f"{k}={v}" for k, v in SMALL_DEMO.items())
+    project = copy_project(trained_template, tmp_path_factory.mktemp("uninterrupted") / "p")
     try:
-        result = kedro_run(project)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return key_tables(project)
     finally:
         stop_embedded_servers(project)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_project_copy, stop_server_of, warehouse_rows
+from tests.conftest import copy_project, make_project_copy, stop_server_of, warehouse_rows
 from tests.conftest import run_pipeline as run_in_project
 from tests.integration.test_ingestion import event, write_events
 
@@ -70,11 +70,11 @@ def rescore(project: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def lifecycle(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """kedro run, simulate 30, daily, simulate 30, daily (with two retrains measured on the way)."""
-    project = make_project_copy(tmp_path_factory.mktemp("monitoring") / "project")
+    # snapshot 1: the demo after one full `kedro run` (built once for the test run)
+    project = copy_project(trained_template, tmp_path_factory.mktemp("monitoring") / "project")
     facts: dict[str, Any] = {"project": project}
-    run_pipeline(project)  # snapshot 1
     first = segments(project)
     # retraining on unchanged data with another random_state (scored, not monitored)
     run_pipeline(project, "training", {"training.random_state": 12})
@@ -242,9 +242,10 @@ def test_export_twice_gives_identical_files_and_stays_in_the_project(
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(tmp_path: Path) -> None:
-    project = make_project_copy(tmp_path / "p")
-    run_pipeline(project)
+def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(
+    trained_template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(trained_template, tmp_path / "p")  # the demo after one full `kedro run`
     trained = latest_model(project)
     # 60 days in which champions stop buying and an acquisition wave brings five times the newcomers
     run_pipeline(

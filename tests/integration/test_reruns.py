@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from customer_segmentation.pipeline_registry import FULL_RUN
 from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
 from tests.public_data import cdnow_events
 from tests.warehouse.snowflake_semantics import snowflake_semantics
@@ -168,16 +169,26 @@ def test_reruns_on_one_time_buyers_and_near_ties_move_nobody_and_send_no_ddl_in_
     assert log.texts("SESSION")[0].startswith("ALTER SESSION SET AUTOCOMMIT = TRUE")
 
 
+#: `kedro run` without the pipelines whose outputs segments do not depend on (customer value's
+#: scores and the charts): what the CDNOW master test compares is all there, in a fraction of the time.
+SEGMENTING_RUN = [name for name in FULL_RUN if name not in ("customer_value", "reporting")]
+
+
 @pytest.mark.slow
 def test_two_runs_on_the_cdnow_master_history_move_no_customer(tmp_path: Path) -> None:
-    """The issue's measurement: 23,570 CDNOW customers, `kedro run` twice (main moved 2 to 21 customers)."""
+    """The issue's measurement: 23,570 CDNOW customers, `kedro run` twice (main moved 2 to 21 customers).
+
+    The runs are the full run's segmenting pipelines (SEGMENTING_RUN): segments, the model and the
+    activation feed do not depend on customer value (prediction carries its scores when they exist);
+    that reruns keep CUSTOMER_VALUE exact is checked on the CDNOW sample above, with full runs.
+    """
     project = make_project_copy(tmp_path / "project")
     path = tmp_path / "cdnow.csv"
     cdnow_events("master").to_csv(path, index=False)
     run_pipeline(project, "load_events", {**USER_DATA, "events_file": str(path)})
-    run_pipeline(project, None, USER_DATA)
+    run_pipeline(project, SEGMENTING_RUN, USER_DATA)
     first = segments(project)
-    run_pipeline(project, None, USER_DATA)
+    run_pipeline(project, SEGMENTING_RUN, USER_DATA)
     assert len(first) == 23_570
     moved = sum(first[c] != v for c, v in segments(project).items())
     assert moved == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, warehouse_rows
+from tests.conftest import copy_project, make_project_copy, run_pipeline, warehouse_rows
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,10 @@ def fresh_container(project: Path) -> None:
             layer.mkdir()
 
 
-def test_train_then_prediction_then_daily_share_only_the_warehouse(tmp_path: Path) -> None:
-    project = make_project_copy(tmp_path / "p")
-    run_pipeline(project)
+def test_train_then_prediction_then_daily_share_only_the_warehouse(
+    trained_template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(trained_template, tmp_path / "p")  # the demo after one full `kedro run`
     version = warehouse_rows(project, "SELECT VERSION FROM PUBLIC.SEGMENTATION_MODELS")
     assert len(version) == 1
     trained = warehouse_rows(project, SCORES)
