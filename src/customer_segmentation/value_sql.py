@@ -19,6 +19,7 @@ number of customers); the customers never do.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -87,11 +88,12 @@ def value_lookup(
     return pd.DataFrame(lookup)
 
 
-def _p_alive(m: Any) -> Any:
-    """P(alive | X, T_X, T) as a Snowpark expression [FHL08], in log space (see the module docstring)."""
+def _p_alive_log_odds(m: Any) -> Any:
+    """u of P(alive | X, T_X, T) = 1 / (1 + e^u) [FHL08] as a Snowpark expression, in log space (see the
+    module docstring). Computed once per row into a column: :func:`_p_alive` reads it three times."""
     x = F.col("X").cast("double")
     repeat = x > F.lit(0.0)
-    u = (
+    return (
         F.lit(float(np.log(m.a)))
         - F.ln(F.iff(repeat, F.lit(m.b - 1.0) + x, F.lit(1.0)))  # LN only of positive values
         + (F.lit(m.r) + x)
@@ -100,9 +102,13 @@ def _p_alive(m: Any) -> Any:
             - F.ln(F.lit(m.alpha) + F.col("T_X").cast("double"))
         )
     )
-    e = F.exp(F.greatest(-F.abs(u), F.lit(EXP_FLOOR)))
+
+
+def _p_alive(u: Any, e: Any) -> Any:
+    """P(alive) from u (:func:`_p_alive_log_odds`) and e = EXP(-|u|) floored (columns of an inner SELECT):
+    the logistic 1 / (1 + e^u) from EXP(-|u|) only, so EXP never overflows, whatever X."""
     logistic = F.iff(u > F.lit(0.0), e / (F.lit(1.0) + e), F.lit(1.0) / (F.lit(1.0) + e))
-    return F.iff(repeat, logistic, F.lit(1.0))
+    return F.iff(F.col("X").cast("double") > F.lit(0.0), logistic, F.lit(1.0))
 
 
 def _expected_order_value(g: Any) -> Any:
@@ -125,8 +131,10 @@ def score_customers(
     annual_discount_rate: float,
     margin: float,
     outcome_days: int | None = None,
+    carry: Sequence[str] = (),
 ) -> DataFrame:
-    """CUSTOMER_ID, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, CLV for every summary row.
+    """CUSTOMER_ID, the ``carry`` columns of the summary, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE,
+    CLV for every summary row (``carry`` saves the caller a join of the summary with its own scores).
 
     With ``outcome_days``, also OUTCOME_EXPECTED_PURCHASES (E[Y(outcome_days) | X, T_X, T]) and
     OUTCOME_EXPECTED_SPEND (times EXPECTED_ORDER_VALUE; undiscounted, no margin): the prediction
@@ -151,34 +159,33 @@ def score_customers(
             "score_customers creates a temporary lookup table (DDL), which would commit the transaction "
             "open on this session on Snowflake: call it outside the transaction. Nothing was written."
         )
-    checks = summary.select(
-        F.sum(
-            F.iff(
-                F.col("X").is_null()
-                | F.col("T").is_null()
-                | F.col("T_X").is_null()
-                | (F.col("X") < F.lit(0))
-                | (F.col("T_X") < F.lit(0))
-                | (F.col("T_X") > F.col("T")),
-                F.lit(1),
-                F.lit(0),
-            )
-        ).alias("BAD")
-    ).collect()[0][0]
-    if checks:
-        raise ValueFitError(
-            f"{int(checks)} row(s) of the customer value summary have a NULL or negative X, T_X or T, or T_X > T: "
-            "summarise the customers again (`kedro run --pipelines customer_value`)."
-        )
-    pairs = summary.select(
-        F.col("X").cast("double").alias("X"), F.col("T").cast("double").alias("T")
-    ).distinct()
-    pairs = pairs.limit(MAX_LOOKUP_PAIRS + 1).to_pandas()
+    # one scan of the summary: its distinct (X, T) pairs, each with the number of its rows that are invalid
+    bad_row = (
+        F.col("X").is_null()
+        | F.col("T").is_null()
+        | F.col("T_X").is_null()
+        | (F.col("X") < F.lit(0))
+        | (F.col("T_X") < F.lit(0))
+        | (F.col("T_X") > F.col("T"))
+    )
+    pairs = (
+        summary.group_by(F.col("X").cast("double").alias("X"), F.col("T").cast("double").alias("T"))
+        .agg(F.sum(F.iff(bad_row, F.lit(1), F.lit(0))).alias("BAD"))
+        .limit(MAX_LOOKUP_PAIRS + 1)
+        .to_pandas()
+    )
     if len(pairs) > MAX_LOOKUP_PAIRS:
         raise ValueFitError(
             f"The customer value summary has more than {MAX_LOOKUP_PAIRS:,} distinct (X, T) pairs: the "
             "hypergeometric lookup would be too large to compute in Python. Check X and T (days) for errors."
         )
+    bad = int(pd.to_numeric(pairs["BAD"]).sum()) if len(pairs) else 0
+    if bad:
+        raise ValueFitError(
+            f"{bad} row(s) of the customer value summary have a NULL or negative X, T_X or T, or T_X > T: "
+            "summarise the customers again (`kedro run --pipelines customer_value`)."
+        )
+    pairs = pairs[["X", "T"]].sort_values(["X", "T"]).reset_index(drop=True)
     lookup = value_lookup(model, pairs, horizon_days, annual_discount_rate, outcome_days)
     table = f"CUSTOMER_VALUE_LOOKUP_{uuid.uuid4().hex[:12].upper()}"
     session.sql(
@@ -192,17 +199,27 @@ def score_customers(
         how="left",
     )
     m, g = model.bgnbd.params, model.gamma_gamma.params
+    carried = [F.col(c) for c in carry]
+    lookup_columns = [F.col(c) for c in lookup.columns if c not in ("_X", "_T")]
+    # each step a SELECT over the one before, so that every expression is computed once per row (an
+    # expression repeated in one SELECT is evaluated each time it appears)
+    scored = scored.select(
+        *[F.col(c) for c in dict.fromkeys(("CUSTOMER_ID", *carry, "X", "T_X", "T", "MEAN_VALUE"))],
+        *lookup_columns,
+        _p_alive_log_odds(m).alias("_U"),
+    )
+    scored = scored.select("*", F.exp(F.greatest(-F.abs(F.col("_U")), F.lit(EXP_FLOOR))).alias("_E"))
     scored = scored.select(
         F.col("CUSTOMER_ID"),
-        _p_alive(m).alias("P_ALIVE"),
+        *carried,
+        _p_alive(F.col("_U"), F.col("_E")).alias("P_ALIVE"),
         _expected_order_value(g).alias("EXPECTED_ORDER_VALUE"),
-        F.col("_ALIVE_PURCHASES"),
-        F.col("_ALIVE_DISCOUNTED"),
-        *([F.col("_ALIVE_PURCHASES_OUTCOME")] if outcome_days is not None else []),
+        *lookup_columns,
     )
     outcome = F.col("P_ALIVE") * F.col("_ALIVE_PURCHASES_OUTCOME") if outcome_days is not None else None
     return scored.select(
         F.col("CUSTOMER_ID"),
+        *[F.col(c) for c in carry],
         F.col("P_ALIVE").cast("double").alias("P_ALIVE"),
         (F.col("P_ALIVE") * F.col("_ALIVE_PURCHASES")).cast("double").alias("EXPECTED_PURCHASES"),
         F.col("EXPECTED_ORDER_VALUE").cast("double").alias("EXPECTED_ORDER_VALUE"),

@@ -385,6 +385,7 @@ def _scores(
     params: CustomerValueParams,
     horizon_days: int,
     outcome_days: int | None = None,
+    carry: tuple[str, ...] = (),
 ) -> DataFrame:
     """``value_sql.score_customers`` over ``summary`` with the discount and margin of ``params``."""
     from customer_segmentation import value_sql
@@ -397,6 +398,7 @@ def _scores(
         annual_discount_rate=params.annual_discount_rate,
         margin=params.margin,
         outcome_days=outcome_days,
+        carry=carry,
     )
 
 
@@ -427,14 +429,10 @@ def score_customer_value(
             .cast("string")
             .alias("VALUE_MISSING_REASON"),
         )
-    scores = _scores(value_summary_frame, value_model, params, params.horizon_days, outcome_days)
-    scores = scores.select(
-        F.col("CUSTOMER_ID").alias("_SCORED_ID"), *[F.col(c) for c in (*SCORE_COLUMNS, *OUTCOME_COLUMNS)]
-    )
-    joined = value_summary_frame.join(
-        scores, value_summary_frame["CUSTOMER_ID"] == scores["_SCORED_ID"], how="inner"
-    )
-    return joined.select(
+    # the summary's columns come through the scoring: no second pass over the summary to join them back
+    carry = tuple(c for c in value_summary.SUMMARY_COLUMNS if c != "CUSTOMER_ID")
+    scores = _scores(value_summary_frame, value_model, params, params.horizon_days, outcome_days, carry)
+    return scores.select(
         *[F.col(c) for c in value_summary.SUMMARY_COLUMNS],
         *[F.col(c).cast("double").alias(c) for c in SCORE_COLUMNS],
         fixed[0],
@@ -760,6 +758,11 @@ def segment_outcomes(
         .select(F.col("SNAPSHOT_DATE").alias("_DUE"))
     )
     history = segment_history.join(due, F.col("SNAPSHOT_DATE") == F.col("_DUE"))
+    daily = customer_aggregates.daily_spend
+    if not due.limit(1).collect():
+        # nothing due (most days): the same query over no row, so that the engine skips scanning
+        # SEGMENT_HISTORY and CUSTOMER_DAILY_SPEND for it
+        history, daily = history.filter(F.lit(False)), daily.filter(F.lit(False))
     columns = history.columns
     predicted = {
         name: (F.col(name) if name in columns else F.lit(None)).cast("double")
@@ -778,7 +781,6 @@ def segment_outcomes(
         F.col("SEGMENT_LABEL").alias("S_SEGMENT_LABEL"),
         *[column.alias(f"S_{name}") for name, column in predicted.items()],
     )
-    daily = customer_aggregates.daily_spend
     days = daily.select(
         F.col("CUSTOMER_ID").alias("D_CID"),
         F.col("ORDER_DAY").alias("D_DAY"),
