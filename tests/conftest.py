@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
@@ -215,6 +217,27 @@ def _servers_of_the_test_folder_stopped(request: pytest.FixtureRequest) -> Itera
     yield
     if folder is not None:
         stop_embedded_servers(folder)
+
+
+@contextlib.contextmanager
+def collect_records(logger_name: str, level: int = logging.INFO) -> Iterator[list[logging.LogRecord]]:
+    """The records of ``logger_name`` at ``level`` or above, logged inside the ``with`` block.
+
+    Our own handler on that logger: Kedro reconfigures the root logger during a run (and caplog may
+    see a record twice through it); a project logger it leaves alone.
+    """
+    seen: list[logging.LogRecord] = []
+    collector = logging.Handler(level)
+    collector.emit = seen.append  # type: ignore[method-assign]
+    target = logging.getLogger(logger_name)
+    level_before = target.level
+    target.setLevel(level)  # records at ``level`` are created whatever the configured level
+    target.addHandler(collector)
+    try:
+        yield seen
+    finally:
+        target.removeHandler(collector)
+        target.setLevel(level_before)
 
 
 @pytest.fixture(autouse=True)

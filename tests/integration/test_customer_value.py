@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -20,7 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project_copy, run_pipeline, stop_embedded_servers, warehouse_rows
+from tests.conftest import (
+    collect_records,
+    make_project_copy,
+    run_pipeline,
+    stop_embedded_servers,
+    warehouse_rows,
+)
 from tests.public_data import cdnow_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -490,23 +497,13 @@ def regular_buyers_events(n: int = 300, seed: int = 4) -> pd.DataFrame:
 
 
 def test_a_failed_fit_leaves_the_segments_and_says_why_the_value_is_missing(tmp_path: Path) -> None:
-    import logging
-
     path = tmp_path / "events.csv"
     regular_buyers_events().to_csv(path, index=False)
     project = make_project_copy(tmp_path / "project")
     try:
         run_pipeline(project, "load_events", {**USER_DATA, "events_file": str(path)})
-        # our own handler on the node's logger: Kedro reconfigures the root logger, this one it leaves alone
-        node_logger = logging.getLogger("customer_segmentation.pipelines.customer_value.nodes")
-        seen: list[logging.LogRecord] = []
-        collector = logging.Handler(logging.WARNING)
-        collector.emit = seen.append  # type: ignore[method-assign]
-        node_logger.addHandler(collector)
-        try:
+        with collect_records("customer_segmentation.pipelines.customer_value.nodes", logging.WARNING) as seen:
             run_pipeline(project, None, USER_DATA)  # does not fail: segments are the main product
-        finally:
-            node_logger.removeHandler(collector)
         (warning,) = [r.getMessage() for r in seen if "Customer value is MISSING" in r.getMessage()]
         assert "BG/NBD fit ran to the edge of the model" in warning and "no dropout signal" in warning
         assert "What to do" in warning and "then run `kedro run`" in warning

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, make_project_copy
+from tests.conftest import collect_records, copy_project, make_project_copy
 from tests.integration.test_ingestion import rows, run, scalar
 from tests.integration.test_load_events import kedro_run
 
@@ -176,7 +176,7 @@ def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: P
 
 
 def test_first_user_load_removes_the_demo_and_everything_built_on_it(
-    trained_template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trained_template: Path, tmp_path: Path
 ) -> None:
     # brand-new clone after `kedro run`, which shows the demo (the same 400 customers as run() here)
     project = copy_project(trained_template, tmp_path / "p")
@@ -188,18 +188,8 @@ def test_first_user_load_removes_the_demo_and_everything_built_on_it(
     events = user_history(n_customers=150, seed=7)
     path = tmp_path / "acme.parquet"
     events.to_parquet(path, index=False)
-    purge_logger = logging.getLogger("customer_segmentation.demo.purge")
-    seen: list[logging.LogRecord] = []
-    collector = logging.Handler(logging.INFO)
-    collector.emit = seen.append  # type: ignore[method-assign]
-    # our own handler on the purge logger: Kedro reconfigures the root logger (and caplog may
-    # see the record twice through it), this logger it leaves alone
-    purge_logger.addHandler(collector)
-    try:
-        with caplog.at_level(logging.INFO, logger="customer_segmentation.demo.purge"):
-            run(project, "load_events", events_file=str(path))
-    finally:
-        purge_logger.removeHandler(collector)
+    with collect_records("customer_segmentation.demo.purge", logging.INFO) as seen:
+        run(project, "load_events", events_file=str(path))
     lines = [r.getMessage() for r in seen]
     assert len(lines) == 1 and lines[0].startswith("Removed the demo before your first load")
     assert rows(project, "SELECT COUNT(*), COUNT_IF(SOURCE_FILE LIKE 'demo://%') FROM PUBLIC.RAW_DATA") == [
