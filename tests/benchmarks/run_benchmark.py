@@ -1228,7 +1228,7 @@ def main(argv: list[str] | None = None) -> int:
             render(measured, machine_description()),
             "Seconds per pipeline (share of the run's total):\n\n" + render_shares(measured),
             "Ingestion against the DuckDB ingestion script (same RAW_DATA):\n\n" + render_ingestion(measured),
-            "Targets (issue 13):\n\n" + render_targets(measured),
+            "Targets (issue 13: scale; issue 21: customer value):\n\n" + render_targets(measured),
             *(["Target 5, fixed overhead (issue 13):\n\n" + overhead_report] if overhead_report else []),
             *(["Segment explorer page loads (issue 22):\n\n" + explorer_report] if explorer_report else []),
         ]
