@@ -152,6 +152,7 @@ def existing_tables(project: Path) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: Path) -> None:
     events = user_history()
     assert (events["CUSTOMER_ID"].str.startswith("ACME").sum() / len(events)) > 0.9
@@ -175,6 +176,7 @@ def test_fresh_clone_load_then_run_segments_only_the_users_customers(tmp_path: P
     assert_segments_only_the_files_customers(project, events)
 
 
+@pytest.mark.slow
 def test_first_user_load_removes_the_demo_and_everything_built_on_it(
     trained_template: Path, tmp_path: Path
 ) -> None:

@@ -37,6 +37,7 @@ def test_full_run_then_prediction_then_rerun(trained_project: Path, tmp_path: Pa
     assert warehouse_rows(project, "SELECT DISTINCT RUN_ID FROM PUBLIC.PROCESSED_DATA") != first_run_ids
 
 
+@pytest.mark.slow
 def test_second_full_run_is_safe_and_runs_are_deterministic(trained_project: Path, tmp_path: Path) -> None:
     from tests.integration.test_reruns import newest_model, plant_perturbed_model
 

@@ -19,6 +19,7 @@ def _rounded(rows: list[tuple]) -> list[tuple]:
     return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
 
 
+@pytest.mark.slow
 def test_daily_features_are_incremental_and_equal_a_full_recompute(
     trained_template: Path, tmp_path: Path
 ) -> None:

@@ -182,6 +182,7 @@ def test_reconciliation_is_logged_and_reported(ingested: Path) -> None:
 # ----------------------------------------------------------------------------- incremental and idempotent
 
 
+@pytest.mark.slow
 def test_incremental_late_overlapping_and_repeated_files(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
     history_raw = load_history(project, tmp_path)
@@ -250,6 +251,7 @@ def test_overlapping_files_in_one_batch(tmp_path: Path) -> None:
     assert_each_raw_event_in_exactly_one_table(project)
 
 
+@pytest.mark.slow
 def test_fault_between_merge_and_watermark_then_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -242,6 +242,7 @@ def test_export_twice_gives_identical_files_and_stays_in_the_project(
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.slow
 def test_drift_shift_recommends_a_retrain_and_on_drift_retrains(
     trained_template: Path, tmp_path: Path
 ) -> None:

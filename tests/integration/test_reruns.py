@@ -159,6 +159,7 @@ def test_reruns_on_a_public_history_move_nobody(tmp_path: Path) -> None:
     check_reruns_are_exact(make_project_copy(tmp_path / "project"), events, tmp_path)
 
 
+@pytest.mark.slow
 def test_reruns_on_one_time_buyers_and_near_ties_move_nobody_and_send_no_ddl_in_a_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,7 @@ def _record_every_log_record(monkeypatch: pytest.MonkeyPatch) -> list[logging.Lo
     return records
 
 
+@pytest.mark.slow
 def test_password_in_environment_appears_nowhere(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

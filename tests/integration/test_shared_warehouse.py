@@ -58,6 +58,7 @@ def _preview_run_ids(viz: VizServer, node_id: str) -> set[str]:
     return {row[column] for row in preview["data"]}
 
 
+@pytest.mark.slow
 def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(
     trained_project: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +94,7 @@ def test_viz_previews_while_a_run_and_a_notebook_use_the_warehouse(
     } == after
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_both_succeed_without_doubling_data(trained_project: Path, tmp_path: Path) -> None:
     from tests.integration.test_reruns import newest_model, plant_perturbed_model
 

@@ -23,6 +23,7 @@ def fresh_container(project: Path) -> None:
             layer.mkdir()
 
 
+@pytest.mark.slow
 def test_train_then_prediction_then_daily_share_only_the_warehouse(
     trained_template: Path, tmp_path: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_train_then_prediction_then_daily_share_only_the_warehouse(
     assert {m["segment_id"] for m in identity["matched"]} <= set(json.loads(newest[1])["segment_ids"])
 
 
+@pytest.mark.slow
 def test_rollback_by_parameter_scores_with_the_older_version(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "p")
     run_pipeline(project, params={"training.k": 3})

@@ -44,6 +44,7 @@ def _expected(events: pd.DataFrame) -> tuple[set[str], int]:
     return set(created["CUSTOMER_ID"]), len(kept)
 
 
+@pytest.mark.slow
 def test_every_pipeline_in_a_throwaway_schema(
     target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ SNOWFLAKE_TYPES = {"TEXT", "NUMBER", "FLOAT", "BOOLEAN", "TIMESTAMP_NTZ"}
 TABLES = ("SEGMENTATION_MODELS", "MODEL_K_SELECTION", "MODEL_SEGMENTS", "SEGMENT_SUMMARY")
 
 
+@pytest.mark.slow
 def test_model_versions_on_the_target(
     target: Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

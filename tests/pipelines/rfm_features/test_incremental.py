@@ -263,6 +263,7 @@ def daily_batch(history: History, day: int, new_customers: int, prefix: str) -> 
 
 
 @pytest.mark.parametrize(("seed", "customers", "one_time_share"), [(1, 300, 0.85), (7, 120, 0.4)])
+@pytest.mark.slow
 def test_incremental_features_equal_a_full_recompute(
     td: Any, aggregates: CustomerAggregatesDataset, seed: int, customers: int, one_time_share: float
 ) -> None:
