@@ -231,7 +231,8 @@ def collect_records(logger_name: str, level: int = logging.INFO) -> Iterator[lis
     collector.emit = seen.append  # type: ignore[method-assign]
     target = logging.getLogger(logger_name)
     level_before = target.level
-    target.setLevel(level)  # records at ``level`` are created whatever the configured level
+    if target.getEffectiveLevel() > level:
+        target.setLevel(level)  # records at ``level`` are created whatever the configured level
     target.addHandler(collector)
     try:
         yield seen

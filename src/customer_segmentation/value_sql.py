@@ -199,7 +199,6 @@ def score_customers(
         how="left",
     )
     m, g = model.bgnbd.params, model.gamma_gamma.params
-    carried = [F.col(c) for c in carry]
     lookup_columns = [F.col(c) for c in lookup.columns if c not in ("_X", "_T")]
     # each step a SELECT over the one before, so that every expression is computed once per row (an
     # expression repeated in one SELECT is evaluated each time it appears)
@@ -211,7 +210,7 @@ def score_customers(
     scored = scored.select("*", F.exp(F.greatest(-F.abs(F.col("_U")), F.lit(EXP_FLOOR))).alias("_E"))
     scored = scored.select(
         F.col("CUSTOMER_ID"),
-        *carried,
+        *[F.col(c) for c in carry],
         _p_alive(F.col("_U"), F.col("_E")).alias("P_ALIVE"),
         _expected_order_value(g).alias("EXPECTED_ORDER_VALUE"),
         *lookup_columns,

@@ -605,8 +605,8 @@ def _patch_upload_url(upload_key: str) -> None:
 
 
 def _import_connector_without_pandas() -> None:
-    """Import the Snowflake connector (fakesnow imports it) without its optional pandas, about 0.3 s
-    of CPU less per server start.
+    """Import the Snowflake connector (fakesnow imports it) without its optional pandas: about 0.15 s
+    of CPU less per server start (0.95 -> 0.80 s, measured over 6 start/stop cycles).
 
     The connector probes pandas at import (``snowflake.connector.options``) for its client-side
     DataFrame helpers; this process only serves requests (Arrow results, DuckDB COPY) and never
