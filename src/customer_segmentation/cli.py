@@ -28,9 +28,30 @@ def cli() -> None:
     """Project-specific commands."""
 
 
+def _freeze_objects_at_exit() -> None:
+    """Spare the ending process the garbage collections of its shutdown (``gc.freeze``).
+
+    Python's shutdown collects every object still alive, several times; after a run that loaded
+    Kedro, Snowpark, pandas, scikit-learn and plotly that took 0.9 s of a 2-core machine's time
+    with other jobs running (up to 20 s under a full parallel test suite), between the last line of
+    the run and the shell prompt, or a cloud job's end, or the process exit a Ctrl-C waits for.
+    Registered with ``atexit``, so it runs only when the interpreter ends (never in a process that
+    goes on, such as a notebook kernel or a test runner that called the command); other exit handlers
+    (logging's flush, temporary files) still run, and the warehouse session is already closed.
+    Measured: exit after an interrupted run 0.9 s -> 0.08 s (load average 7).
+    """
+    import gc
+
+    gc.freeze()
+
+
 def _run(**options: Any) -> Any:
+    import atexit
+
     from customer_segmentation.interrupts import interruptible_run
 
+    atexit.unregister(_freeze_objects_at_exit)  # once, however many runs a process makes
+    atexit.register(_freeze_objects_at_exit)
     with interruptible_run():
         return kedro_run.callback(**options)  # type: ignore[misc]
 

@@ -138,7 +138,9 @@ def check_interrupted_run(
     output = run["stdout"] + run["stderr"]
     assert run["seconds"] is not None, f"never reached {when!r}:\n{output[-3000:]}"
     assert run["code"] == code, output[-3000:]
-    assert run["seconds"] < 20, run["seconds"]  # "within seconds" (2-core machine shared with other tests)
+    # "within seconds": 0.1-0.2 s measured at load average 6-7; the bound is for a 2-core machine busy
+    # with a parallel test suite (20.5 s there once, before the cancel and the exit were made prompt)
+    assert run["seconds"] < 10, run["seconds"]
     # one line, and no traceback
     message = [line for line in output.splitlines() if "Run interrupted" in line]
     assert message == [

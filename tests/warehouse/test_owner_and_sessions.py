@@ -311,3 +311,83 @@ def test_a_client_the_server_cannot_see_gets_a_lease(tmp_path: Path) -> None:
     finally:
         embedded.stop_server(path)
         server.wait(timeout=60)
+
+
+#: A client whose endless statement is interrupted by Ctrl-C: the connector asks the server to cancel
+#: it, then raises KeyboardInterrupt; the client rolls back and logs out.
+CANCELLED = """
+import sys, time
+from pathlib import Path
+from customer_segmentation import warehouse
+from customer_segmentation.warehouse.config import WarehouseSettings
+
+path = Path(sys.argv[1])
+warehouse.configure(WarehouseSettings.from_credentials({}, path))
+session = warehouse.get_session()
+session.sql("CREATE TABLE IF NOT EXISTS CANCELLED_KEPT (N INT)").collect()
+session.sql("BEGIN").collect()
+session.sql("INSERT INTO CANCELLED_KEPT VALUES (1)").collect()
+print("READY", flush=True)
+try:
+    session.sql("SELECT COUNT(*) FROM TABLE(GENERATOR(ROWCOUNT => 1000000000000))").collect()
+    print("FINISHED", flush=True)
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+    session.sql("ROLLBACK").collect()
+    print("ROLLED BACK", session.sql("SELECT COUNT(*) FROM CANCELLED_KEPT").collect()[0][0], flush=True)
+warehouse.close()
+"""
+
+
+def test_ctrl_c_cancels_the_running_statement_at_once(folder: Path) -> None:
+    """The connector's abort request is answered while the statement runs and stops it (it used to
+    wait behind the session's lock until the statement ended: here, never)."""
+    client = subprocess.Popen(
+        [sys.executable, "-c", CANCELLED, str(folder)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "READY"
+        time.sleep(0.5)  # the endless statement is running
+        client.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, _ = client.communicate(timeout=60)
+    finally:
+        client.kill()
+        client.wait()
+    assert out.split() == ["INTERRUPTED", "ROLLED", "BACK", "0"], out
+    assert client.returncode == 0
+    assert time.monotonic() - sent < 30  # seconds on a busy 2-core machine; forever before the fix
+    log = (folder / "server.log").read_text()
+    assert "Cancelled the running statement of request" in log
+
+
+def test_a_request_cut_off_mid_body_does_not_block_its_session(folder: Path) -> None:
+    """Ctrl-C can land while the connector is still sending a request: the server must not hold the
+    session's lock for a body that never comes, or the client's cancel, rollback and logout wait forever."""
+    import socket
+
+    record = embedded.read_record(folder)
+    assert record is not None
+    warehouse.configure(WarehouseSettings.from_credentials({}, folder))
+    session = warehouse.get_session()
+    try:
+        token = session._conn._conn.rest.token  # noqa: SLF001 - the session's token, as the connector sends it
+        cut = socket.create_connection((record.get("host", "127.0.0.1"), record["port"]), timeout=10)
+        try:
+            head = (
+                "POST /queries/v1/query-request?requestId=cut-off HTTP/1.1\r\n"
+                f'Host: 127.0.0.1\r\nAuthorization: Snowflake Token="{token}"\r\n'
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            cut.sendall(head.encode() + b'{"sqlText": "SELECT 1", ')  # ... and nothing more
+            time.sleep(0.3)
+            pool = ThreadPoolExecutor(1)
+            answer = pool.submit(lambda: session.sql("SELECT 42").collect()[0][0])
+            try:
+                assert answer.result(timeout=30) == 42
+            finally:
+                pool.shutdown(wait=False)
+        finally:
+            cut.close()  # (the server then drops the cut-off request)
+    finally:
+        warehouse.close()

@@ -65,6 +65,8 @@ STATUS_PATH = "/_segmentation/status"
 STOP_PATH = "/_segmentation/stop"
 LOGIN_PATH = "/session/v1/login-request"
 UPLOAD_PREFIX = "/fs_bucket/"
+#: The connector's cancel (Ctrl-C during a statement, ``SYSTEM$CANCEL_QUERY``'s REST twin)
+ABORT_PATH = "/queries/v1/abort-request"
 #: Header that carries the secret on the status and stop endpoints (logins carry it as password).
 SECRET_HEADER = "x-segmentation-secret"
 #: Session parameters a client sends at login so that the server can watch its process.
@@ -123,6 +125,51 @@ def login_credentials(body: bytes, content_encoding: str | None) -> tuple[str | 
     return (password if isinstance(password, str) else None), (params if isinstance(params, dict) else {})
 
 
+def request_body_field(body: bytes, content_encoding: str | None, field: str) -> str | None:
+    """A top-level string field of a connector request body (JSON, gzip-compressed or not)."""
+    try:
+        if content_encoding == "gzip":
+            body = gzip.decompress(body)
+        value = json.loads(body).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def query_parameter(scope: dict[str, Any], name: str) -> str | None:
+    """One parameter of a request's query string (``requestId``, ...)."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+async def read_body(receive: Any) -> bytes | None:
+    """The whole body of a request, or None when the client went away before sending it all."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that gives ``body`` (already read) first, then defers to ``receive``."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write ``server.json`` atomically (temporary file + rename): readers never see half a record.
 
@@ -160,6 +207,8 @@ class ServerState:
         self.stopping = False
         self.stop_reason = ""
         self.session_locks: dict[str, asyncio.Lock] = {}
+        #: token -> the requestId of the request that holds the session's lock (the running statement)
+        self.running: dict[str, str] = {}
         self.refused = 0
 
     def idle_for(self) -> float:
@@ -458,9 +507,26 @@ class SegmentationServerApp:
             assert token is not None
             if self.watch is not None:
                 self.watch.touched(token)
+            # The whole body first, then the session's lock: a client interrupted while sending
+            # (Ctrl-C in the middle of a request) must not hold the lock with a request that never ends.
+            body = await read_body(receive)
+            if body is None:
+                return
+            encoding = headers.get(b"content-encoding", b"").decode("latin-1") or None
+            if path == ABORT_PATH:
+                # Not behind the lock (it is held by the statement to cancel): stop that statement now.
+                self._cancel(token, conn, request_body_field(body, encoding, "requestId"))
+                await JSONResponse({"data": None, "success": True})(scope, receive, send)
+                return
             lock = state.session_locks.setdefault(token, asyncio.Lock())
             async with lock:
-                await self.inner(scope, receive, send)
+                request_id = query_parameter(scope, "requestId")
+                if request_id is not None:
+                    state.running[token] = request_id
+                try:
+                    await self.inner(scope, replaying(body, receive), send)
+                finally:
+                    state.running.pop(token, None)
             if token not in fakesnow.server.sessions:
                 # a logout: fakesnow forgets the session but leaves its DuckDB cursor open
                 state.session_locks.pop(token, None)
@@ -474,30 +540,31 @@ class SegmentationServerApp:
             state.in_flight -= 1
             state.last_activity = time.monotonic()
 
+    def _cancel(self, token: str, conn: Any, request_id: str | None) -> None:
+        """Cancel the statement of request ``request_id`` if it is the one the session is running
+        (Snowflake cancels that query and nothing else; a request already finished is left alone)."""
+        running = self.state.running.get(token)
+        if request_id is None or running != request_id:
+            return
+        try:
+            conn._duck_conn.interrupt()  # noqa: SLF001 - DuckDB stops the statement and rolls it back
+        except Exception:  # noqa: BLE001 - the statement ended in the meantime
+            return
+        logger.info("Cancelled the running statement of request %s (client abort request)", request_id)
+
     async def _login(
         self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes]
     ) -> None:
         """Check the secret (the login's password), then let fakesnow log in and watch the client."""
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return
         encoding = headers.get(b"content-encoding", b"").decode("latin-1") or None
         password, params = login_credentials(body, encoding)
         if not secret_matches(password, self.secret):
             await self._refused("the login")(scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        replay = replaying(body, receive)
 
         answer: list[bytes] = []
 
