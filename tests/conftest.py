@@ -348,6 +348,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A file's weight: its slow tests count 60, its integration tests 6, the rest 0.1 (a cheap proxy
     for duration: slow tests take 30-200 s, integration tests a few seconds to 30 s, unit tests well
     under one). Files keep their tests in order; equal weights keep the collection order.
+
+    pytest-xdist hands the files out in this order only with ``--no-loadscope-reorder`` (in
+    pyproject.toml's addopts): by default it re-sorts them by their number of tests, which put the
+    3-test test_reruns.py (about 6 min in a loaded full run) among the last files.
     """
     weight: dict[str, float] = {}
     for item in items:
