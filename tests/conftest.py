@@ -119,6 +119,24 @@ def embedded_server_pids(under: Path) -> list[int]:
     return pids
 
 
+def _starting_servers(under: Path) -> list[int]:
+    """Live servers under ``under`` that have not served yet (their log has no "Serving ... (pid N," line)."""
+    from customer_segmentation.warehouse import embedded
+
+    starting = []
+    for pid in embedded_server_pids(under):
+        try:
+            argv = [
+                a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            ]
+            log = (Path(argv[argv.index("--path") + 1]) / embedded.LOG_NAME).read_text(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if f"(pid {pid}," not in log:
+            starting.append(pid)
+    return starting
+
+
 def servers_started_by_this_run() -> dict[int, str]:
     """Live embedded warehouse servers started by this pytest process or its children: pid -> folder."""
     marker = f"{TEST_RUN_ENV}={TEST_RUN}".encode()
@@ -158,11 +176,22 @@ def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
 
     from customer_segmentation.warehouse import embedded
 
-    for record in under.rglob(embedded.RECORD_NAME):
-        try:
-            embedded.stop_server(record.parent, timeout=timeout)
-        except Exception:  # noqa: BLE001 - a stuck server is killed below
-            pass
+    def stop_recorded() -> None:
+        for record in under.rglob(embedded.RECORD_NAME):
+            try:
+                embedded.stop_server(record.parent, timeout=timeout)
+            except Exception:  # noqa: BLE001 - a stuck server is killed below
+                pass
+
+    stop_recorded()
+    # An unrecorded server is usually still starting (e.g. a background start of a run that failed
+    # early): let it finish and stop it by request. A SIGTERM between its signal handlers and its
+    # record made it wait for the start lock that its starting client holds until the record
+    # appears: both waited until the SIGKILL below (a 60 s teardown, seen in a loaded full run).
+    start_deadline = time.monotonic() + _START_GRACE_SECONDS
+    while _starting_servers(under) and time.monotonic() < start_deadline:
+        time.sleep(0.1)
+        stop_recorded()
     found = embedded_server_pids(under)
     for pid in found:  # unrecorded (still starting, or a record deleted by a test): SIGTERM
         try:
@@ -177,6 +206,8 @@ def stop_embedded_servers(under: Path, timeout: float = 60.0) -> list[int]:
     return found
 
 
+#: How long a server that is still starting (no record yet) may take to serve before it is signalled.
+_START_GRACE_SECONDS = 15.0
 #: How long a server that was asked to stop (``stop_server(wait=False)``) may take to exit.
 _STOP_GRACE_SECONDS = 20.0
 
@@ -348,6 +379,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A file's weight: its slow tests count 60, its integration tests 6, the rest 0.1 (a cheap proxy
     for duration: slow tests take 30-200 s, integration tests a few seconds to 30 s, unit tests well
     under one). Files keep their tests in order; equal weights keep the collection order.
+
+    pytest-xdist hands the files out in this order only with ``--no-loadscope-reorder`` (in
+    pyproject.toml's addopts): by default it re-sorts them by their number of tests, which put the
+    3-test test_reruns.py (about 6 min in a loaded full run) among the last files.
     """
     weight: dict[str, float] = {}
     for item in items:
