@@ -34,26 +34,71 @@ def _kmeans(k: int, params: TrainingParams) -> Any:
     return kmeans(k, params.n_init, params.random_state)
 
 
+def _silhouette_reduce(
+    chunk: np.ndarray, start: int, labels: np.ndarray, freqs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ``_silhouette_reduce`` for a dense chunk: (intra sums, nearest other mean) per row.
+
+    The same operations in the same order (one ``bincount`` per row), so the same bits.
+    """
+    sums = np.zeros((chunk.shape[0], len(freqs)), dtype=chunk.dtype)
+    for i in range(chunk.shape[0]):
+        sums[i] += np.bincount(labels, weights=chunk[i], minlength=len(freqs))
+    own = (np.arange(chunk.shape[0]), labels[start : start + chunk.shape[0]])
+    intra = sums[own]
+    sums[own] = np.inf
+    sums /= freqs
+    return intra, sums.min(axis=1)
+
+
+def _silhouettes(
+    scaled: np.ndarray, labelings: list[np.ndarray], sample_size: int, seed: int, chunk_mb: int = 32
+) -> list[float]:
+    """``silhouette_score`` of each labeling of ``scaled`` on one bounded sample, distances computed once.
+
+    Each value is the one ``silhouette_score(x, labels)`` gives on the sample that
+    ``silhouette_score(sample_size=, random_state=seed)`` draws (the same for every labeling):
+    the pairwise distances come from the same ``pairwise_distances_chunked`` chunks and each
+    labeling is reduced as scikit-learn reduces it, so only the distances are shared (they were
+    computed once per k: most of the k range's silhouette time). Chunks are capped at
+    ``chunk_mb`` (scikit-learn's default working memory, 1 GB, adds ~1 GB of peak RSS on a 10k
+    sample). NaN for a labeling with fewer than 2 clusters or more than ``len(sample) - 1`` in the sample.
+    """
+    import sklearn
+    from sklearn.metrics import pairwise_distances_chunked
+
+    indices = np.random.RandomState(seed).permutation(len(scaled))[:sample_size]
+    x = scaled[indices]
+    scored = []  # (position, encoded labels, cluster sizes, intra chunks, inter chunks)
+    for position, labels in enumerate(labelings):
+        classes, encoded = np.unique(labels[indices], return_inverse=True)  # LabelEncoder's encoding
+        if 2 <= len(classes) <= len(x) - 1:
+            scored.append((position, encoded, np.bincount(encoded), [], []))
+    if scored:
+        with sklearn.config_context(working_memory=chunk_mb):
+            start = 0
+            for chunk in pairwise_distances_chunked(x):
+                for _, encoded, freqs, intra, inter in scored:
+                    a, b = _silhouette_reduce(chunk, start, encoded, freqs)
+                    intra.append(a)
+                    inter.append(b)
+                start += chunk.shape[0]
+    values = [float("nan")] * len(labelings)
+    for position, encoded, freqs, intra_chunks, inter_chunks in scored:
+        intra, inter = np.concatenate(intra_chunks), np.concatenate(inter_chunks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            intra /= (freqs - 1).take(encoded, mode="clip")
+            samples = inter - intra
+            samples /= np.maximum(intra, inter)
+        values[position] = float(np.mean(np.nan_to_num(samples)))  # NaN (a cluster of one) counts as 0
+    return values
+
+
 def _silhouette(
     scaled: np.ndarray, labels: np.ndarray, sample_size: int, seed: int, chunk_mb: int = 32
 ) -> float:
-    """scikit-learn's silhouette on a bounded sample, with its distance chunks capped at ``chunk_mb``.
-
-    The sample is the one ``silhouette_score(sample_size=, random_state=)`` draws. scikit-learn's
-    default working memory (1 GB) adds about 1 GB of peak RSS on a 10k sample; 32 MB chunks give
-    the same value with a few tens of MB. NaN when the sample holds fewer than 2 clusters or
-    more than ``len(sample) - 1``.
-    """
-    import sklearn
-    from sklearn.metrics import silhouette_score
-
-    indices = np.random.RandomState(seed).permutation(len(scaled))[:sample_size]
-    x, lab = scaled[indices], labels[indices]
-    k = len(np.unique(lab))
-    if k < 2 or k > len(x) - 1:
-        return float("nan")
-    with sklearn.config_context(working_memory=chunk_mb):
-        return float(silhouette_score(x, lab))
+    """scikit-learn's silhouette on a bounded sample (``_silhouettes`` of one labeling)."""
+    return _silhouettes(scaled, [labels], sample_size, seed, chunk_mb)[0]
 
 
 def k_selection_rows(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFrame:
@@ -80,18 +125,17 @@ def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFra
     k_max = min(params.k_max, len(scaled) - 1)
     seed = params.random_state
     silhouette_n = min(params.silhouette_sample_size, len(scaled))
-    rows = []
+    rows, labelings = [], []
     for k in range(params.k_min, k_max + 1):
         model = _kmeans(k, params).fit(scaled)
         labels = model.labels_
         distinct = len(np.unique(labels))
+        labelings.append(labels)
         rows.append(
             {
                 "k": k,
                 "inertia": float(model.inertia_),
-                "silhouette": _silhouette(scaled, labels, silhouette_n, seed)
-                if distinct > 1
-                else float("nan"),
+                "silhouette": float("nan"),  # below: one distance pass for every k
                 "calinski_harabasz": float(calinski_harabasz_score(scaled, labels))
                 if distinct > 1
                 else float("nan"),
@@ -100,7 +144,10 @@ def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFra
                 else float("nan"),
             }
         )
-        logger.info("k=%s inertia=%.1f silhouette=%.3f", k, rows[-1]["inertia"], rows[-1]["silhouette"])
+    silhouettes = _silhouettes(scaled, labelings, silhouette_n, seed)
+    for row, labels, silhouette in zip(rows, labelings, silhouettes, strict=True):
+        row["silhouette"] = silhouette if len(np.unique(labels)) > 1 else float("nan")
+        logger.info("k=%s inertia=%.1f silhouette=%.3f", row["k"], row["inertia"], row["silhouette"])
     return pd.DataFrame(rows)
 
 
