@@ -218,38 +218,6 @@ def test_11_temporary_tables_are_kept_in_memory_per_session(in_process_warehouse
     assert [r[0] for r in _table_rows(session, "KEEP_ME")] == ["PUBLIC"]
 
 
-def test_11_a_temporary_table_larger_than_memory_goes_to_the_warehouse_file(
-    in_process_warehouse: Any, monkeypatch: Any
-) -> None:
-    """A temporary table built from tables estimated beyond a few times ``memory_limit`` (a 100M-event
-    ingestion batch) is kept in the warehouse file, compressed and evictable; a small one, or one
-    created empty, in memory. Either way it is its session's and goes at logout."""
-    session = in_process_warehouse.get_session()
-    session.sql("CREATE TABLE BIG_SOURCE (N INT, S VARCHAR)").collect()
-    session.sql("INSERT INTO BIG_SOURCE VALUES (1, 'a'), (2, 'b'), (3, 'c')").collect()
-    session.sql("CREATE TABLE EMPTY_SOURCE (N INT)").collect()
-    # 3 rows x 2 columns; a cell estimated at a third of the memory limit puts 2 x the limit on the edge
-    limit = compat._memory_limit_bytes(__import__("fakesnow.server").server.shared_fs.duck_conn)
-    assert limit and limit > 0
-    monkeypatch.setattr(compat, "_MEMORY_FACTOR", 2)
-    monkeypatch.setattr(compat, "_BYTES_PER_CELL", limit / 3 + 1)
-    session.sql("CREATE TEMPORARY TABLE LARGE_T AS SELECT N, S FROM BIG_SOURCE WHERE N > 1").collect()
-    session.sql("CREATE TEMPORARY TABLE SMALL_T AS SELECT N FROM EMPTY_SOURCE").collect()
-    session.sql("CREATE TEMPORARY TABLE BARE_T (N INT)").collect()
-    assert {r[0] for r in session.sql("SELECT N FROM LARGE_T").collect()} == {2, 3}
-    ((schema, _, database),) = _table_rows(session, "LARGE_T")
-    assert schema.startswith(compat.TEMPORARY_SCHEMA_PREFIX) and database.upper() == "SEGMENTATION"
-    assert [r[2] for r in _table_rows(session, "SMALL_T")] == [compat.SCRATCH_CATALOG]
-    assert [r[2] for r in _table_rows(session, "BARE_T")] == [compat.SCRATCH_CATALOG]
-    monkeypatch.setattr(compat, "_BYTES_PER_CELL", limit / 3 - 1)  # just under the edge: in memory
-    session.sql("CREATE OR REPLACE TEMPORARY TABLE LARGE_T AS SELECT N, S FROM BIG_SOURCE").collect()
-    assert [r[2] for r in _table_rows(session, "LARGE_T")] == [compat.SCRATCH_CATALOG]
-    in_process_warehouse.close()  # logout: both kinds go
-    session = in_process_warehouse.get_session()
-    assert _table_rows(session, "LARGE_T") == _table_rows(session, "SMALL_T") == []
-    assert [r[0] for r in _table_rows(session, "BIG_SOURCE")] == ["PUBLIC"]
-
-
 def test_11_two_sessions_hold_temporary_tables_of_the_same_name(in_process_warehouse: Any) -> None:
     """Each session sees its own; at one's logout only its table goes (Snowflake's session scope)."""
     from snowflake.snowpark import Session

@@ -52,11 +52,8 @@ Patched cases:
     database attached for them (``_SEGMENTATION_SCRATCH``), and maps that session's references to
     the table there. In memory, because a temporary table is scratch: written into the warehouse
     file, DuckDB compressed it on the way (a 10M-event ingestion batch: 20.1 s, in memory: 12 s),
-    and the file kept the freed blocks. DuckDB spills in-memory blocks to the temporary directory
-    beyond ``warehouse.memory_limit`` but keeps a handle per block: a table many times the limit
-    fails ("could not allocate block"), so one whose source tables are estimated beyond 4x the
-    limit (a 100M-event batch) is kept in the same schema of the warehouse file instead
-    (``_fits_in_memory``). The schema is dropped when the session
+    and the file kept the freed blocks. DuckDB's buffer manager spills in-memory blocks to the
+    temporary directory beyond ``warehouse.memory_limit``. The schema is dropped when the session
     logs out or is ended by the server (its client died), and goes with the server's memory when
     it stops or crashes (schemas an older server left in the warehouse file are dropped at the next
     login). Differences left: SHOW TABLES and INFORMATION_SCHEMA do not list a temporary table
@@ -371,54 +368,6 @@ def _scratch_catalog(conn: Any) -> str:
     return SCRATCH_CATALOG
 
 
-#: Bytes a cell of a temporary table takes in DuckDB's memory (uncompressed), for the estimate below:
-#: a 10M-event typed ingestion batch (11 columns) measured 1.6 GB, a 100M one 16.1 GB.
-_BYTES_PER_CELL = 16
-#: An in-memory temporary table may be estimated at this many times ``memory_limit``: DuckDB spills
-#: its blocks but keeps each one's handle in memory. Measured: 1.6 GB under a 200MB limit (8x) ran,
-#: 1.6 GB under 64MB (25x) and 16.1 GB under 768MB (21x) failed ("could not allocate block").
-_MEMORY_FACTOR = 4
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-
-
-def _memory_limit_bytes(duck: Any) -> float | None:
-    import re
-
-    value = duck.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", str(value))
-    if not match or match.group(2).upper() not in _UNITS:
-        return None
-    return float(match.group(1)) * _UNITS[match.group(2).upper()]
-
-
-def _fits_in_memory(conn: Any, create: Any, target: Any) -> bool:
-    """Whether a new temporary table goes to the in-memory scratch database (11 above): when the
-    tables it reads (an upper bound for a filtering CTAS; a table created empty reads none) hold at
-    most ``_MEMORY_FACTOR`` x ``memory_limit``, estimated from their rows and columns. Larger ones
-    (a 100M-event ingestion batch) go to the warehouse file, compressed and evictable."""
-    from sqlglot import exp
-
-    sources = {key for t in create.find_all(exp.Table) if t is not target and (key := _table_key(conn, t))}
-    if not sources:
-        return True
-    duck = conn._duck_conn  # noqa: SLF001
-    limit = _memory_limit_bytes(duck)
-    if limit is None:
-        return True
-    registry = temporary_tables(conn)
-    located = [registry.get(key, (key[0], key[1])) + (key[2],) for key in sources]
-    cells = 0
-    for catalog, schema, name in located:
-        row = duck.execute(
-            "SELECT estimated_size * column_count FROM duckdb_tables() "
-            "WHERE upper(database_name) = upper(?) AND upper(schema_name) = upper(?) AND upper(table_name) = ?",
-            [catalog, schema, name],
-        ).fetchone()
-        cells += int(row[0] or 0) if row else 0
-    return cells * _BYTES_PER_CELL <= _MEMORY_FACTOR * limit
-
-
 def _live_session_ids() -> set[str]:
     import fakesnow.server as fs_server
 
@@ -467,8 +416,7 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
         temporary = transformed.find(exp.TemporaryProperty)
         key = _table_key(conn, target) if isinstance(target, exp.Table) else None
         if temporary is not None and key is not None:
-            catalog = _scratch_catalog(conn) if _fits_in_memory(conn, transformed, target) else conn.database
-            shadow = (catalog, temporary_schema(_session_id(conn), key[1], key[0]))
+            shadow = (_scratch_catalog(conn), temporary_schema(_session_id(conn), key[1], key[0]))
             conn._duck_conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(*shadow)}")  # noqa: SLF001
             _retarget(target, *shadow)
             temporary.pop()
@@ -505,9 +453,6 @@ def _note_temporary_tables(conn: Any, ran: bool) -> None:
     if ran:
         for action, key, shadow in pending:
             if action == "create" and shadow is not None:
-                previous = temporary_tables(conn).get(key)
-                if previous is not None and previous != shadow:  # replaced by one kept in the other database
-                    conn._duck_conn.execute(f"DROP TABLE IF EXISTS {_quoted(*previous, key[2])}")  # noqa: SLF001
                 temporary_tables(conn)[key] = shadow
             else:
                 temporary_tables(conn).pop(key, None)
