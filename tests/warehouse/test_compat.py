@@ -167,7 +167,7 @@ def _table_rows(session: Any, name: str) -> list[Any]:
     cur = fakesnow.server.shared_fs.duck_conn.cursor()
     try:
         return cur.execute(
-            "SELECT schema_name, temporary, database_name FROM duckdb_tables() WHERE table_name = ?", [name]
+            "SELECT schema_name, temporary, comment FROM duckdb_tables() WHERE table_name = ?", [name]
         ).fetchall()
     finally:
         cur.close()
@@ -187,16 +187,15 @@ def in_process_warehouse(tmp_path: Any, monkeypatch: Any) -> Any:
         warehouse.close()
 
 
-def test_11_temporary_tables_are_kept_in_memory_per_session(in_process_warehouse: Any) -> None:
-    """A temporary table is a table of its session's own schema in the in-memory scratch database
-    (not the warehouse file), dropped at logout."""
+def test_11_temporary_tables_are_stored_in_the_warehouse_file(in_process_warehouse: Any) -> None:
+    """A temporary table is a table of its session's own schema (not DuckDB memory), dropped at logout."""
     session = in_process_warehouse.get_session()
     frame = session.sql("SELECT * FROM VALUES (1, 'a'), (2, 'b') AS v (N, S)")
     frame.write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
     assert sorted(tuple(r) for r in session.table("SCRATCH_T").collect()) == [(1, "a"), (2, "b")]
-    ((schema, temporary, database),) = _table_rows(session, "SCRATCH_T")
-    assert schema.startswith(compat.TEMPORARY_SCHEMA_PREFIX) and schema.endswith("_SEGMENTATION_PUBLIC")
-    assert (database, temporary) == (compat.SCRATCH_CATALOG, False)  # in memory, spilled beyond the limit
+    ((schema, temporary, _),) = _table_rows(session, "SCRATCH_T")
+    assert schema.startswith(compat.TEMPORARY_SCHEMA_PREFIX) and schema.endswith("_PUBLIC")
+    assert temporary is False  # in the warehouse file: compressed, evictable
     # replaced by the same session, as CREATE OR REPLACE TEMPORARY TABLE does on Snowflake
     frame.limit(1).write.save_as_table("SCRATCH_T", mode="overwrite", table_type="temporary")
     assert session.table("SCRATCH_T").count() == 1

@@ -43,27 +43,24 @@ Patched cases:
     row matches it; source rows are not checked against each other, as in MERGE), one statement,
     and the result Snowflake gives such a MERGE ("number of rows inserted"). The SQL sent stays
     MERGE, so a real account keeps MERGE's locking (concurrent MERGEs on a table serialise).
-11. ``CREATE TEMPORARY TABLE``: on Snowflake a temporary table belongs to its session
-    (https://docs.snowflake.com/en/user-guide/tables-temp-transient): another session may hold
-    one of the same name, and it shadows a permanent table of that name. DuckDB's own temporary
-    tables are per connection, and fakesnow's sessions share one.
-    Fix: the emulator stores a session's temporary table as a table of the same name in a schema
-    of its own, ``_SEGMENTATION_TEMP_<session>_<database>_<schema>``, of an in-memory DuckDB
-    database attached for them (``_SEGMENTATION_SCRATCH``), and maps that session's references to
-    the table there. In memory, because a temporary table is scratch: written into the warehouse
-    file, DuckDB compressed it on the way (a 10M-event ingestion batch: 20.1 s, in memory: 12 s),
-    and the file kept the freed blocks. DuckDB's buffer manager spills in-memory blocks to the
-    temporary directory beyond ``warehouse.memory_limit``. The schema is dropped when the session
-    logs out or is ended by the server (its client died), and goes with the server's memory when
-    it stops or crashes (schemas an older server left in the warehouse file are dropped at the next
-    login). Differences left: SHOW TABLES and INFORMATION_SCHEMA do not list a temporary table
-    under its schema.
+11. ``CREATE TEMPORARY TABLE``: DuckDB keeps temporary tables in memory, uncompressed, spilling
+    them to its temporary directory only under pressure. A 100M-event ingestion batch is 16 GB
+    there (753 MB pinned at the 768 MB cap), and the next statement fails with "Out of Memory:
+    could not allocate block". On Snowflake a temporary table is stored like any other table
+    (https://docs.snowflake.com/en/user-guide/tables-temp-transient) and belongs to its session:
+    another session may hold one of the same name, and it shadows a permanent table of that name.
+    Fix: the emulator stores a session's temporary table as an ordinary table (compressed,
+    evictable) of the same name in a schema of its own, ``_SEGMENTATION_TEMP_<session>_<schema>``
+    of the same database, and maps that session's references to the table there. The schema is
+    dropped when the session logs out or is ended by the server (its client died), when the
+    server stops, or (after a crash) at the next login. Differences left: SHOW TABLES and
+    INFORMATION_SCHEMA do not list a temporary table under its schema (they list the session's
+    schema while it lives).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -317,12 +314,9 @@ def _patch_insert_only_merge() -> None:
 
 #: Schema prefix of the emulated temporary tables (11 above): ``<prefix><session id>_<schema>``.
 TEMPORARY_SCHEMA_PREFIX = "_SEGMENTATION_TEMP_"
-#: The in-memory database attached to hold them (11 above).
-SCRATCH_CATALOG = "_SEGMENTATION_SCRATCH"
 #: Comment that marked a temporary table stored in its own schema (before the per-session schemas):
 #: such leftovers of an older server are still dropped at the next login.
 TEMPORARY_TABLE_MARKER = "segmentation-emulator: temporary table of session "
-_SCRATCH_LOCK = threading.Lock()
 _SESSION_ID = "_segmentation_session_id"
 _TEMPORARY_TABLES = "_segmentation_temporary_tables"
 _PENDING = "_segmentation_pending_temporary"
@@ -339,33 +333,15 @@ def _session_id(conn: Any) -> str:
     return getattr(conn, _SESSION_ID)
 
 
-def temporary_tables(conn: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
-    """A session's temporary tables: (DATABASE, SCHEMA, NAME) as the client names them -> (catalog, schema)
-    that hold them."""
+def temporary_tables(conn: Any) -> dict[tuple[str, str, str], str]:
+    """A session's temporary tables: (DATABASE, SCHEMA, NAME) as the client names them -> physical schema."""
     _session_id(conn)
     return getattr(conn, _TEMPORARY_TABLES)
 
 
-def temporary_schema(session_id: str, schema: str, database: str | None = None) -> str:
-    """The schema that holds a session's temporary tables of ``[database.]schema`` (same table name)."""
-    return f"{TEMPORARY_SCHEMA_PREFIX}{session_id}_{database + '_' if database else ''}{schema}"
-
-
-def _scratch_catalog(conn: Any) -> str:
-    """The in-memory database of the temporary tables, attached on first use (11 above), with the
-    bookkeeping schema fakesnow keeps in every database (its CREATE TABLE clears a load history)."""
-    from fakesnow import info_schema
-
-    duck = conn._duck_conn  # noqa: SLF001
-    with _SCRATCH_LOCK:  # sessions run in threads of one server: the second waits for a complete one
-        ready = duck.execute(
-            "SELECT COUNT(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = '_fs_load_history'",
-            [SCRATCH_CATALOG],
-        ).fetchone()[0]
-        if not ready:
-            duck.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {SCRATCH_CATALOG}")
-            duck.execute(info_schema.per_db_creation_sql(SCRATCH_CATALOG))
-    return SCRATCH_CATALOG
+def temporary_schema(session_id: str, schema: str) -> str:
+    """The schema that holds a session's temporary tables of ``schema`` (same database, same table name)."""
+    return f"{TEMPORARY_SCHEMA_PREFIX}{session_id}_{schema}"
 
 
 def _live_session_ids() -> set[str]:
@@ -397,8 +373,8 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
     """Session-scoped temporary tables (11 above): each session's live in its own schemas.
 
     ``CREATE [OR REPLACE] TEMPORARY TABLE [db.][schema.]name`` creates ``name`` in the schema
-    ``_SEGMENTATION_TEMP_<session>_<db>_<schema>`` of the in-memory scratch database (spilled to
-    disk beyond the memory limit), and every later reference of that session to ``[db.][schema.]name`` is
+    ``_SEGMENTATION_TEMP_<session>_<schema>`` of the same database, as an ordinary (compressed,
+    evictable) table, and every later reference of that session to ``[db.][schema.]name`` is
     mapped there: the temporary table shadows a permanent table of the same name, as on
     Snowflake, and another session's temporary table of the same name is another table.
 
@@ -416,9 +392,9 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
         temporary = transformed.find(exp.TemporaryProperty)
         key = _table_key(conn, target) if isinstance(target, exp.Table) else None
         if temporary is not None and key is not None:
-            shadow = (_scratch_catalog(conn), temporary_schema(_session_id(conn), key[1], key[0]))
-            conn._duck_conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(*shadow)}")  # noqa: SLF001
-            _retarget(target, *shadow)
+            shadow = temporary_schema(_session_id(conn), key[1])
+            conn._duck_conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(key[0], shadow)}")  # noqa: SLF001
+            _retarget(target, key[0], shadow)
             temporary.pop()
             _pending(conn).append(("create", key, shadow))
     if not registry:
@@ -433,13 +409,13 @@ def map_temporary_tables(conn: Any, transformed: Any) -> Any:
             continue
         key = _table_key(conn, table)
         if key is not None and key in registry:
-            _retarget(table, *registry[key])
+            _retarget(table, key[0], registry[key])
     if dropped:
         _pending(conn).extend(("drop", key, None) for key in dropped)
     return transformed
 
 
-def _pending(conn: Any) -> list[tuple[str, tuple[str, str, str], tuple[str, str] | None]]:
+def _pending(conn: Any) -> list[tuple[str, tuple[str, str, str], str | None]]:
     pending = getattr(conn, _PENDING, None)
     if pending is None:
         pending = []
@@ -461,8 +437,7 @@ def _note_temporary_tables(conn: Any, ran: bool) -> None:
 
 def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
     """Drop the temporary tables of ``conn``'s session (its temporary schemas), or (``stale_only``)
-    those left by sessions that are gone (in its database: by an older server that stored them in
-    the warehouse file). Returns how many schemas
+    those in its database left by sessions that are gone (a server crash). Returns how many schemas
     or tables were dropped. Never raises: cleanup must not fail a login or a logout."""
     dropped = 0
     cur = conn._duck_conn.cursor()  # noqa: SLF001
@@ -475,8 +450,8 @@ def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
                 (database, schema)
                 for database, schema in cur.execute(
                     "SELECT database_name, schema_name FROM duckdb_schemas() "
-                    "WHERE database_name IN (?, ?) AND starts_with(schema_name, ?)",
-                    [conn.database, SCRATCH_CATALOG, TEMPORARY_SCHEMA_PREFIX],
+                    "WHERE database_name = ? AND starts_with(schema_name, ?)",
+                    [conn.database, TEMPORARY_SCHEMA_PREFIX],
                 ).fetchall()
                 if schema[len(TEMPORARY_SCHEMA_PREFIX) :][:_SID_LENGTH] not in live
             ]
@@ -488,7 +463,7 @@ def drop_temporary_tables(conn: Any, stale_only: bool = False) -> int:
             tables = [r[:3] for r in rows if r[3][len(TEMPORARY_TABLE_MARKER) :] not in live]
         else:
             registry = temporary_tables(conn)
-            schemas = sorted(set(registry.values()))
+            schemas = sorted({(key[0], shadow) for key, shadow in registry.items()})
             tables = []
         for database, schema in schemas:
             cur.execute(f"DROP SCHEMA IF EXISTS {_quoted(database, schema)} CASCADE")
