@@ -65,10 +65,15 @@ def snowflake_type(datatype: Any) -> str:
 
 @dataclass(frozen=True)
 class SnapshotWrite:
-    """Rows of one or more snapshots, plus the oldest snapshot date to keep (retention)."""
+    """Rows of one or more snapshots, plus the oldest snapshot date to keep (retention).
+
+    ``only_if_missing``: the rows are known to be none (nothing new to record): the table is created
+    from them when it does not exist yet, and otherwise nothing is written (no stage, no transaction).
+    """
 
     data: Any
     keep_after: date | None = None
+    only_if_missing: bool = False
 
 
 class WarehouseTableDataset(SnowparkTableDataset):
@@ -98,9 +103,12 @@ class WarehouseTableDataset(SnowparkTableDataset):
 
     def save(self, data: Any) -> None:
         keep_after = None
-        if isinstance(data, SnapshotWrite):
-            data, keep_after = data.data, data.keep_after
         session = self.session
+        if isinstance(data, SnapshotWrite):
+            if data.only_if_missing and data.keep_after is None and self._exists():
+                logger.info("%s: nothing new to record; left as it is", self.fqn)
+                return
+            data, keep_after = data.data, data.keep_after
         stage_name = f"{self._table_name}__STAGE_{uuid.uuid4().hex[:8].upper()}"
         stage = qualified_name(self._database, self._schema, stage_name)
         try:
@@ -108,6 +116,9 @@ class WarehouseTableDataset(SnowparkTableDataset):
             self._apply(session, stage, columns, keep_after)
         finally:
             drop_tables_outside_transaction(session, [stage])
+
+    def _exists(self) -> bool:
+        return bool(table_columns(self.session, self._database, self._schema, self._table_name))
 
     def _stage(self, session: Any, data: Any, stage_name: str, stage: str) -> list[str]:
         """Write the data to a scratch table; returns its column names."""

@@ -59,3 +59,35 @@ def test_outcomes_sum_the_window_prediction_and_refuse_other_windows(warehouse_s
     assert pd.isna(lost["PREDICTED_PURCHASES"]) and pd.isna(lost["PREDICTED_NET_REVENUE"])
     assert pd.isna(lost["PREDICTION_HORIZON_DAYS"]) and lost["ACTUAL_PURCHASES"] == 1  # 2026-08-01 is after
     assert pd.isna(later["PREDICTED_PURCHASES"]) and later["CUSTOMERS"] == 1
+
+
+def test_a_day_with_nothing_due_writes_nothing_once_the_table_exists(warehouse_session: Any) -> None:
+    """Most days no snapshot turns holdout_days old: the node then builds nothing for an existing table."""
+    from customer_segmentation.datasets.monitoring import SnapshotWrite
+
+    session = warehouse_session
+    session.sql(
+        "CREATE TABLE SH (SNAPSHOT_DATE DATE, CUSTOMER_ID VARCHAR, SEGMENT_ID INT, SEGMENT_LABEL VARCHAR)"
+    ).collect()
+    session.sql("INSERT INTO SH VALUES ('2026-11-30', 'A', 0, 'Champions')").collect()  # 1 day old: not due
+    session.sql(
+        "CREATE TABLE DAILY2 (CUSTOMER_ID VARCHAR, ORDER_DAY DATE, KEPT_ORDERS INT, NET_SPEND NUMBER(38,2))"
+    ).collect()
+    aggregates = CustomerAggregates(customers=None, daily_spend=session.table("DAILY2"), state=None)
+    # no SEGMENT_OUTCOMES yet (the catalog's one-column stand-in): an empty frame that creates it
+    session.sql("CREATE TABLE STAND_IN (SNAPSHOT_DATE DATE)").collect()
+    first = segment_outcomes(
+        session.table("SH"), aggregates, session.table("STAND_IN"), "2026-12-01", CustomerValueParams()
+    )
+    assert not isinstance(first, SnapshotWrite) and first.count() == 0 and "ACTUAL_PURCHASES" in first.columns
+    # the table exists: nothing to build or write
+    first.write.save_as_table("OUTCOMES_NOW", mode="overwrite")
+    later = segment_outcomes(
+        session.table("SH"), aggregates, session.table("OUTCOMES_NOW"), "2026-12-01", CustomerValueParams()
+    )
+    assert isinstance(later, SnapshotWrite) and later.only_if_missing and later.keep_after is None
+    # a snapshot that is due is measured as before
+    due = segment_outcomes(
+        session.table("SH"), aggregates, session.table("OUTCOMES_NOW"), "2027-06-01", CustomerValueParams()
+    )
+    assert not isinstance(due, SnapshotWrite) and due.count() == 1

@@ -82,6 +82,27 @@ def test_replace_snapshot_never_duplicates_and_applies_retention(warehouse_sessi
     assert not warehouse_session.sql("SHOW TABLES LIKE 'T_HISTORY__STAGE%'").collect()
 
 
+def test_nothing_new_creates_a_missing_table_and_leaves_an_existing_one(warehouse_session: Any) -> None:
+    """SnapshotWrite(only_if_missing=True): no rows to record; the table is created when missing, else untouched."""
+    created = dataset("T_OUTCOMES_NEW", "replace_snapshot")
+    none = warehouse_session.sql("SELECT CAST('2026-01-01' AS DATE) AS SNAPSHOT_DATE, 1 AS N").limit(0)
+    created.save(SnapshotWrite(none, only_if_missing=True))
+    assert warehouse_session.sql("SELECT COUNT(*) FROM T_OUTCOMES_NEW").collect()[0][0] == 0
+    history = dataset("T_OUTCOMES", "replace_snapshot")
+    frame = history_frame(2, [date(2026, 1, 1)])
+    history.save(frame)
+    # an existing table keeps its rows, and nothing is written to it (no stage, no transaction)
+    with warehouse_session.query_history() as sent:
+        history.save(SnapshotWrite(frame.head(0), only_if_missing=True))
+    assert not [
+        q.sql_text
+        for q in sent.queries
+        if q.sql_text.lstrip().upper().startswith(("CREATE", "DELETE", "INSERT", "BEGIN"))
+    ]
+    assert warehouse_session.sql("SELECT COUNT(*) FROM T_OUTCOMES").collect()[0][0] == len(frame)
+    assert not warehouse_session.sql("SHOW TABLES LIKE 'T_OUTCOMES__STAGE%'").collect()
+
+
 def test_changed_columns_are_refused_without_touching_the_table(warehouse_session: Any) -> None:
     history = dataset("T_H2", "replace_snapshot")
     frame = history_frame(1, [date(2026, 1, 1)])
