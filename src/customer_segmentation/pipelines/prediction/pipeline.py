@@ -23,7 +23,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_customers,
-                inputs=["customer_features", "active_model", "processed_data_previous", "customer_value"],
+                inputs=[
+                    "customer_features",
+                    "active_model",
+                    "processed_data_previous",
+                    "customer_value",
+                    "run_metadata",
+                ],
                 outputs="scored_customers",
                 name="score_customers_in_warehouse",
             ),
