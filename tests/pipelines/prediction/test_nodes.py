@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -86,16 +85,6 @@ def test_new_customers_are_flagged_and_summary_adds_up(warehouse_session: Any, m
     assert frame["IS_NEW_CUSTOMER"].sum() == 150
     assert (frame.loc[~frame["IS_NEW_CUSTOMER"], "PREVIOUS_SEGMENT_LABEL"] == "Old label").all()
     assert (frame["MODEL_VERSION"] == "test-model").all()
-    assert "RUN_ID" not in frame.columns  # no run metadata given: no stamps
-    stamped = score_customers(
-        table,
-        model,
-        warehouse_session.table("PREVIOUS"),
-        None,
-        {"run_id": "r-7", "started_at": "2026-11-25T10:30:00"},
-    ).to_pandas()
-    assert set(stamped["RUN_ID"]) == {"r-7"} and stamped.columns[-2:].tolist() == ["RUN_ID", "SCORED_AT"]
-    assert {pd.Timestamp(v).to_pydatetime() for v in stamped["SCORED_AT"]} == {datetime(2026, 11, 25, 10, 30)}
     summary = summarise_segments(scored, model)
     assert summary["CUSTOMERS"].sum() == 200 and summary["NEW_CUSTOMERS"].sum() == 150
     assert summary["CUSTOMER_SHARE"].sum() == pytest.approx(1.0)

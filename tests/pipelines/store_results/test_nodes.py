@@ -89,27 +89,3 @@ def test_a_missing_key_column_fails_naming_it(warehouse_session: Any) -> None:
         build_processed_data(
             upload(warehouse_session, frame), {"run_id": "r", "started_at": "2026-11-25"}
         ).collect()
-
-
-def test_stamps_of_the_scoring_run_are_kept_and_the_copy_is_a_plain_reorder(warehouse_session: Any) -> None:
-    """SCORED_CUSTOMERS stamped by prediction: PROCESSED_DATA keeps the scoring run's RUN_ID and SCORED_AT
-    (a store_results run alone does not restamp rows it did not score), and computes no column."""
-    source = scored(5, 7).assign(RUN_ID="scoring-run", SCORED_AT=pd.Timestamp("2026-11-24 06:00:00"))
-    TYPES_WITH_STAMPS = {**TYPES, "RUN_ID": "VARCHAR", "SCORED_AT": "TIMESTAMP_NTZ"}
-    columns = ", ".join(f"{c} {TYPES_WITH_STAMPS.get(c, 'DOUBLE')}" for c in source.columns)
-    warehouse_session.sql(f"CREATE OR REPLACE TABLE STAMPED ({columns})").collect()
-    warehouse_session.write_pandas(source, "STAMPED", auto_create_table=False)
-    out = build_processed_data(
-        warehouse_session.table("STAMPED"), {"run_id": "store-run", "started_at": "2026-11-25T10:30:00"}
-    )
-    extra = [
-        c
-        for c in source.columns
-        if c not in LEADING_COLUMNS and c not in ("MODEL_VERSION", "RUN_ID", "SCORED_AT")
-    ]
-    assert out.columns == [*LEADING_COLUMNS, *extra, "MODEL_VERSION", "RUN_ID", "SCORED_AT"]
-    got = out.to_pandas()
-    assert set(got["RUN_ID"]) == {"scoring-run"}
-    assert {pd.Timestamp(v).to_pydatetime() for v in got["SCORED_AT"]} == {datetime(2026, 11, 24, 6, 0)}
-    sql = out.queries["queries"][-1].upper()
-    assert "STORE-RUN" not in sql and "CAST" not in sql  # only column references: a plain reorder

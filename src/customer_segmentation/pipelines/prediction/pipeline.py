@@ -23,13 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_customers,
-                inputs=[
-                    "customer_features",
-                    "active_model",
-                    "processed_data_previous",
-                    "customer_value",
-                    "run_metadata",
-                ],
+                inputs=["customer_features", "active_model", "processed_data_previous", "customer_value"],
                 outputs="scored_customers",
                 name="score_customers_in_warehouse",
             ),
