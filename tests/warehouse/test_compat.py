@@ -272,3 +272,22 @@ def test_11_a_crashed_sessions_temporary_tables_go_at_the_next_login(in_process_
     assert _table_rows(session, "LEFT_OVER") == []
     assert _table_rows(session, "INGESTION_TYPED") == []
     assert len(_table_rows(session, "NOT_MINE")) == 1
+
+
+def test_12_the_stage_folder_goes_when_the_process_ends(tmp_path: Any) -> None:
+    """fakesnow's folder for staged files (created at import) is removed at a normal exit, content included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from customer_segmentation.warehouse import compat; compat.apply(); "
+        "from fakesnow.transforms import stage; from pathlib import Path; "
+        "(Path(stage.LOCAL_BUCKET_PATH) / 'staged.csv').write_text('a,b\\n'); print(stage.LOCAL_BUCKET_PATH)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder.name.startswith("fakesnow_bucket_")
+    assert not folder.exists()

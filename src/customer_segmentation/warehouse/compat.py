@@ -56,6 +56,12 @@ Patched cases:
     server stops, or (after a crash) at the next login. Differences left: SHOW TABLES and
     INFORMATION_SCHEMA do not list a temporary table under its schema (they list the session's
     schema while it lives).
+12. fakesnow creates a folder for staged files (``PUT``, ``write_pandas``) in the system's temporary
+    directory when it is imported (``fakesnow_bucket_*``) and never removes it: every process that
+    ran the emulator (each embedded server, each in-process run or test worker) left one behind,
+    with the files staged in it (1,484 folders in /tmp after three test-suite runs here).
+    Fix: removed when the process exits normally (``atexit``); staged files are only read by COPY
+    INTO statements of the same process, within its life.
 """
 
 from __future__ import annotations
@@ -529,6 +535,18 @@ def _patch_temporary_tables() -> None:
     fs_cursor.FakeSnowflakeCursor._execute = _execute  # noqa: SLF001
 
 
+def _remove_stage_bucket_at_exit() -> None:
+    """12 above: the folder fakesnow creates for staged files at import goes when the process ends."""
+    import atexit
+    import shutil
+
+    from fakesnow.transforms import stage
+
+    path = getattr(stage, "LOCAL_BUCKET_PATH", None)
+    if path:
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
 def apply() -> None:
     """Apply every emulator patch (idempotent)."""
     global _APPLIED
@@ -544,5 +562,6 @@ def apply() -> None:
     _patch_describe_set_operation()
     _patch_insert_only_merge()
     _patch_temporary_tables()
+    _remove_stage_bucket_at_exit()
     _APPLIED = True
     logger.debug("Embedded warehouse compatibility patches applied")
