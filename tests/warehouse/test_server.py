@@ -172,6 +172,17 @@ def test_explicit_stop_and_status_commands(folder: Path) -> None:
     assert again.returncode == 0 and "No embedded warehouse server was running" in again.stdout
 
 
+def test_a_stopped_server_leaves_no_stage_folder(folder: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """fakesnow's stage folder (fakesnow_bucket_*, made at import) goes with the server (compat patch 12)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the server, started by the client below, inherits it
+    pid = _client(folder, "SELECT 1")["pid"]
+    embedded.stop_server(folder)
+    _wait_gone(pid)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("fakesnow_bucket_")] == []
+
+
 def test_sessions_of_one_server_run_in_parallel_without_losing_writes(folder: Path) -> None:
     _client(folder, "CREATE TABLE T (CLIENT INT, N INT)")
     inserts = [

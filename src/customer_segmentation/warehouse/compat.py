@@ -60,8 +60,9 @@ Patched cases:
     directory when it is imported (``fakesnow_bucket_*``) and never removes it: every process that
     ran the emulator (each embedded server, each in-process run or test worker) left one behind,
     with the files staged in it (1,484 folders in /tmp after three test-suite runs here).
-    Fix: removed when the process exits normally (``atexit``); staged files are only read by COPY
-    INTO statements of the same process, within its life.
+    Fix: removed when the process exits (``atexit``; the embedded server, which leaves by
+    ``os._exit``, removes it just before); staged files are only read by COPY INTO statements of
+    the same process, within its life.
 """
 
 from __future__ import annotations
@@ -535,16 +536,24 @@ def _patch_temporary_tables() -> None:
     fs_cursor.FakeSnowflakeCursor._execute = _execute  # noqa: SLF001
 
 
+def remove_stage_bucket() -> None:
+    """12 above: remove this process's fakesnow stage folder now (the embedded server leaves by
+    ``os._exit``, which skips ``atexit``, and calls this first)."""
+    import shutil
+    import sys
+
+    path = getattr(sys.modules.get("fakesnow.transforms.stage"), "LOCAL_BUCKET_PATH", None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _remove_stage_bucket_at_exit() -> None:
     """12 above: the folder fakesnow creates for staged files at import goes when the process ends."""
     import atexit
-    import shutil
 
-    from fakesnow.transforms import stage
+    import fakesnow.transforms.stage  # noqa: F401 - the folder exists from here on
 
-    path = getattr(stage, "LOCAL_BUCKET_PATH", None)
-    if path:
-        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    atexit.register(remove_stage_bucket)
 
 
 def apply() -> None:

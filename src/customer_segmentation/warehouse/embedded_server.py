@@ -884,7 +884,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from customer_segmentation.warehouse import compat
+
     code = main()
+    compat.remove_stage_bucket()  # os._exit below skips atexit (compat patch 12)
     logging.shutdown()
     sys.stderr.flush()
     # DuckDB is closed and checkpointed by now; skipping interpreter finalisation avoids the
