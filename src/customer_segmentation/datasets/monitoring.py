@@ -103,12 +103,12 @@ class WarehouseTableDataset(SnowparkTableDataset):
 
     def save(self, data: Any) -> None:
         keep_after = None
-        session = self.session
         if isinstance(data, SnapshotWrite):
             if data.only_if_missing and data.keep_after is None and self._exists():
                 logger.info("%s: nothing new to record; left as it is", self.fqn)
                 return
             data, keep_after = data.data, data.keep_after
+        session = self.session
         stage_name = f"{self._table_name}__STAGE_{uuid.uuid4().hex[:8].upper()}"
         stage = qualified_name(self._database, self._schema, stage_name)
         try:
@@ -116,9 +116,6 @@ class WarehouseTableDataset(SnowparkTableDataset):
             self._apply(session, stage, columns, keep_after)
         finally:
             drop_tables_outside_transaction(session, [stage])
-
-    def _exists(self) -> bool:
-        return bool(table_columns(self.session, self._database, self._schema, self._table_name))
 
     def _stage(self, session: Any, data: Any, stage_name: str, stage: str) -> list[str]:
         """Write the data to a scratch table; returns its column names."""
