@@ -291,3 +291,21 @@ def test_12_the_stage_folder_goes_when_the_process_ends(tmp_path: Any) -> None:
     folder = Path(out.stdout.strip().splitlines()[-1])
     assert folder.name.startswith("fakesnow_bucket_")
     assert not folder.exists()
+
+
+def test_sqlglot_runs_compiled_at_the_version_fakesnow_pins() -> None:
+    """The embedded warehouse's SQL rewriting runs on sqlglotc, sqlglot's compiled build of the same version.
+
+    fakesnow parses, rewrites and regenerates every statement with sqlglot; requirements.txt pins
+    ``sqlglotc`` to fakesnow's sqlglot version. A mismatch, or the pin gone, leaves pure Python here.
+    """
+    from importlib.metadata import requires, version
+
+    import sqlglot.expressions.core
+    import sqlglot.generator
+    import sqlglot.parser
+
+    assert version("sqlglotc") == version("sqlglot")
+    assert any(r.replace(" ", "").startswith(f"sqlglot~={version('sqlglot')}") for r in requires("fakesnow") or [])
+    for module in (sqlglot.parser, sqlglot.generator, sqlglot.expressions.core):
+        assert not str(module.__file__).endswith(".py"), f"{module.__name__} is not compiled: {module.__file__}"
