@@ -139,3 +139,63 @@ def test_segment_summary_is_aggregated_in_the_warehouse(events: Any) -> None:
     summary = summarise_rfm_segments(compute_customer_features(events, PARAMS))
     assert summary["CUSTOMERS"].sum() == 2
     assert summary["CUSTOMER_SHARE"].sum() == pytest.approx(1.0)
+
+
+def _ntile(order: pd.DataFrame, buckets: int = 5) -> pd.Series:
+    """NTILE(buckets) over the rows in the given order: the first n % buckets tiles hold one row more."""
+    n = len(order)
+    sizes = [n // buckets + (1 if b < n % buckets else 0) for b in range(buckets)]
+    tiles = [b + 1 for b, size in enumerate(sizes) for _ in range(size)]
+    return pd.Series(tiles, index=order["CUSTOMER_ID"].to_numpy())
+
+
+def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties_and_rows_come_in_customer_order(
+    warehouse_session: Any,
+) -> None:
+    """257 customers in few distinct (recency, frequency, spend) values: ties broken by CUSTOMER_ID.
+
+    Checked against an independent pandas NTILE; the stored table's rows come in CUSTOMER_ID order
+    (the same order on every run, whatever order the join before it produced).
+    """
+    rows = []
+    for i in range(257):
+        cid = f"C{(i * 7919) % 1000:04d}"  # ids not in insertion order
+        orders = 1 + i % 3
+        for k in range(orders):
+            day = 1 + (i % 4) * 5 + k
+            amount = 10.0 * (1 + i % 2)
+            rows.append(
+                (
+                    f"e{i}_{k}",
+                    "ORDER_CREATED",
+                    f"2026-02-{day:02d} 10:00:00",
+                    cid,
+                    f"O{i}_{k}",
+                    "p",
+                    "X",
+                    1,
+                    amount,
+                    "web",
+                )
+            )
+    warehouse_session.sql(
+        "CREATE TABLE TIED_EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
+    ).collect()
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
+    warehouse_session.sql(f"INSERT INTO TIED_EVENTS VALUES {values}").collect()
+    compute_customer_features(warehouse_session.table("TIED_EVENTS"), PARAMS).write.save_as_table(
+        "TIED_FEATURES", mode="overwrite"
+    )
+    stored = warehouse_session.table("TIED_FEATURES").to_pandas()
+    assert list(stored["CUSTOMER_ID"]) == sorted(stored["CUSTOMER_ID"])
+    assert len(stored) == 257
+
+    r = _ntile(stored.sort_values(["RECENCY_DAYS", "CUSTOMER_ID"], ascending=[False, True]))
+    f = _ntile(stored.sort_values(["FREQUENCY", "MONETARY", "CUSTOMER_ID"]))
+    m = _ntile(stored.sort_values(["MONETARY", "CUSTOMER_ID"]))
+    by_id = stored.set_index("CUSTOMER_ID")
+    assert (by_id["R_SCORE"] == r.reindex(by_id.index)).all()
+    assert (by_id["F_SCORE"] == f.reindex(by_id.index)).all()
+    assert (by_id["M_SCORE"] == m.reindex(by_id.index)).all()
+    assert stored["RECENCY_DAYS"].nunique() <= 12 and stored["MONETARY"].nunique() <= 6  # heavy ties indeed
