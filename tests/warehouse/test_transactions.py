@@ -227,6 +227,54 @@ def test_interrupted_snapshot_write_keeps_the_old_day(
     assert rows(s, "SELECT SNAPSHOT_DATE, COUNT(*) FROM T_HISTORY GROUP BY 1") == [(d2, 6)]
 
 
+def test_snapshot_of_a_snowpark_query_goes_straight_into_the_table_without_a_scratch_table(
+    warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows from a query over other tables: DELETE + INSERT ... SELECT in one transaction, no DDL at all."""
+    s = warehouse_session
+    history = WarehouseTableDataset(
+        table_name="T_DIRECT", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
+    )
+    d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
+    history.save(history_rows(d1, 5, "A"))
+    history.save(history_rows(d2, 5, "A"))
+    data = table_of(s, "T_DIRECT_SOURCE", history_rows(d2, 6, "B")).filter("MONETARY >= 1")
+    with snowflake_semantics(monkeypatch) as log:
+        history.save(SnapshotWrite(data, keep_after=d2))
+    assert log.texts("DDL") == []  # no scratch table created or dropped
+    assert not log.ddl_in_transaction()
+    assert rows(s, "SELECT SNAPSHOT_DATE, SEGMENT_LABEL, COUNT(*) FROM T_DIRECT GROUP BY 1, 2") == [
+        (d2, "B", 5)
+    ]
+
+
+def test_snapshot_computed_from_the_table_itself_is_staged_first(
+    warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query reading the target (its own day 1, restated as day 2 and day 1) must not see the DELETE."""
+    from snowflake.snowpark import functions as F
+
+    s = warehouse_session
+    history = WarehouseTableDataset(
+        table_name="T_SELF", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
+    )
+    d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
+    history.save(history_rows(d1, 4, "A"))
+    history.save(history_rows(d2, 3, "A"))
+    day1 = s.table("T_SELF").filter(F.col("SNAPSHOT_DATE") == F.lit(d1.isoformat()).cast("date"))
+    restated = day1.select(
+        F.lit(d2.isoformat()).cast("date").alias("SNAPSHOT_DATE"), "CUSTOMER_ID", "SEGMENT_LABEL", "MONETARY"
+    ).union_all(day1.select("SNAPSHOT_DATE", "CUSTOMER_ID", F.lit("C").alias("SEGMENT_LABEL"), "MONETARY"))
+    with snowflake_semantics(monkeypatch) as log:
+        history.save(SnapshotWrite(restated))
+    assert any("T_SELF__STAGE_" in t for t in log.texts("DDL"))  # staged: the query reads T_SELF
+    assert not log.ddl_in_transaction()
+    assert rows(s, "SELECT SNAPSHOT_DATE, SEGMENT_LABEL, COUNT(*) FROM T_SELF GROUP BY 1, 2") == [
+        (d1, "C", 4),
+        (d2, "A", 4),
+    ]
+
+
 def publication(session: Any, day: date, labels: dict[str, str], run: str) -> FeedPublication:
     segments = table_of(
         session,

@@ -7,10 +7,12 @@
   to also drop snapshots older than a retention cut-off in the same transaction;
 - pandas frames as well as Snowpark DataFrames, written with ``write_pandas`` (bulk COPY), the
   path that works on both Snowflake and the embedded warehouse.
-Writes go first to a scratch table (a plain DDL step, outside the transaction), then the target
-changes in one transaction (``warehouse.tables.transaction``), so a crash, Ctrl-C or SIGTERM leaves
-either the old or the new rows, never half of them; the scratch table is dropped only once no
-transaction can be open (on Snowflake a DROP inside one would commit it).
+The target changes in one transaction (``warehouse.tables.transaction``), so a crash, Ctrl-C or
+SIGTERM leaves either the old or the new rows, never half of them. Rows added to an existing table
+from a Snowpark query that does not read that table go straight from the query (DELETE + INSERT ...
+SELECT in the transaction); other writes go first to a scratch table (a plain DDL step, outside the
+transaction), dropped only once no transaction can be open (on Snowflake a DROP inside one would
+commit it).
 
 ``ActivationFeedDataset`` is the activation feed: the last published segment of every customer
 (``state_table``, SEGMENT_PUBLISHED) and an append-only feed of the differences from it
@@ -20,7 +22,9 @@ transaction can be open (on Snowflake a DROP inside one would commit it).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -109,13 +113,42 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 return
             data, keep_after = data.data, data.keep_after
         session = self.session
+        query = self._direct_query(data)
+        if query is not None and table_columns(session, self._database, self._schema, self._table_name):
+            # rows added to an existing table straight from their query, no scratch table (the query
+            # reads other tables only, and is one statement: nothing it runs can commit early)
+            columns = [validate_identifier(c.strip('"'), "column name") for c in data.columns]
+            self._apply(session, f"({query})", columns, keep_after, lambda: data.schema)
+            return
         stage_name = f"{self._table_name}__STAGE_{uuid.uuid4().hex[:8].upper()}"
         stage = qualified_name(self._database, self._schema, stage_name)
         try:
             columns = self._stage(session, data, stage_name, stage)
-            self._apply(session, stage, columns, keep_after)
+            self._apply(session, stage, columns, keep_after, lambda: session.table(stage).schema)
         finally:
             drop_tables_outside_transaction(session, [stage])
+
+    def _direct_query(self, data: Any) -> str | None:
+        """The SQL of a Snowpark DataFrame that can feed the table's DML directly, else None (staged first).
+
+        Staging stays for pandas frames, for ``overwrite`` (one CREATE OR REPLACE from the stage), for
+        frames that need more than one statement (a local frame's temporary table: DDL, which would
+        commit the transaction), for bound parameters (their values are not in the text), and for a
+        query that reads the target table itself (the DELETE before the INSERT would change its rows).
+        The name check is textual, so it may stage when not needed, never the other way round.
+        """
+        if isinstance(data, pd.DataFrame) or self._wt_mode == "overwrite" or not hasattr(data, "queries"):
+            return None
+        plan = data.queries
+        queries, post_actions = plan.get("queries") or [], plan.get("post_actions") or []
+        if len(queries) != 1 or post_actions:
+            return None
+        query = str(queries[0]).strip().rstrip(";")
+        if "?" in query or re.search(
+            rf"(?<![\w$]){re.escape(self._table_name)}(?![\w$])", query, re.IGNORECASE
+        ):
+            return None
+        return query
 
     def _stage(self, session: Any, data: Any, stage_name: str, stage: str) -> list[str]:
         """Write the data to a scratch table; returns its column names."""
@@ -130,14 +163,22 @@ class WarehouseTableDataset(SnowparkTableDataset):
         data.write.save_as_table(stage, mode="overwrite")
         return [validate_identifier(c.strip('"'), "column name") for c in data.columns]
 
-    def _apply(self, session: Any, stage: str, columns: list[str], keep_after: date | None) -> None:
+    def _apply(
+        self,
+        session: Any,
+        source: str,
+        columns: list[str],
+        keep_after: date | None,
+        schema: Callable[[], Any],
+    ) -> None:
+        """The rows of ``source`` (the scratch table, or a parenthesised query) into the table."""
         existing = table_columns(session, self._database, self._schema, self._table_name)
         if self._wt_mode == "overwrite" or not existing:
             # One statement: readers see the old table or the new one (and new columns are fine).
             # COPY GRANTS keeps the privileges granted on the replaced table (a reverse-ETL role
             # reading SEGMENT_CHANGES): without it CREATE OR REPLACE drops them (Snowflake docs,
             # CREATE TABLE, COPY GRANTS; made the default by behaviour change bundle 2026_08).
-            session.sql(f"CREATE OR REPLACE TABLE {self.fqn} COPY GRANTS AS SELECT * FROM {stage}").collect()
+            session.sql(f"CREATE OR REPLACE TABLE {self.fqn} COPY GRANTS AS SELECT * FROM {source}").collect()
             remember_table_columns(session, self._database, self._schema, self._table_name, columns)
             if self._wt_mode == "replace_snapshot" and keep_after is not None:
                 self._delete_before(session, keep_after)
@@ -147,7 +188,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
         if extra and not missing:
             # new columns of a newer project version (e.g. SEGMENT_HISTORY's P_ALIVE and CLV): added to the
             # table, NULL in the rows already there. DDL, so before the transaction below.
-            self._add_columns(session, stage, extra)
+            self._add_columns(session, schema(), extra)
             existing, extra = [*existing, *extra], []
         if missing or extra:
             raise DatasetError(
@@ -161,14 +202,14 @@ class WarehouseTableDataset(SnowparkTableDataset):
             if self._wt_mode == "replace_snapshot":
                 snap = self._snapshot_column
                 session.sql(
-                    f"DELETE FROM {self.fqn} WHERE {snap} IN (SELECT DISTINCT {snap} FROM {stage})"
+                    f"DELETE FROM {self.fqn} WHERE {snap} IN (SELECT DISTINCT {snap} FROM {source})"
                 ).collect()
                 if keep_after is not None:
                     self._delete_before(session, keep_after)
-            session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {stage}").collect()
+            session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {source}").collect()
 
-    def _add_columns(self, session: Any, stage: str, names: list[str]) -> None:
-        types = {f.name.strip('"').upper(): f.datatype for f in session.table(stage).schema.fields}
+    def _add_columns(self, session: Any, schema: Any, names: list[str]) -> None:
+        types = {f.name.strip('"').upper(): f.datatype for f in schema.fields}
         for name in names:
             sql_type = snowflake_type(types[name])
             session.sql(f"ALTER TABLE {self.fqn} ADD COLUMN {name} {sql_type}").collect()
