@@ -306,6 +306,10 @@ def test_sqlglot_runs_compiled_at_the_version_fakesnow_pins() -> None:
     import sqlglot.parser
 
     assert version("sqlglotc") == version("sqlglot")
-    assert any(r.replace(" ", "").startswith(f"sqlglot~={version('sqlglot')}") for r in requires("fakesnow") or [])
+    assert any(
+        r.replace(" ", "").startswith(f"sqlglot~={version('sqlglot')}") for r in requires("fakesnow") or []
+    )
     for module in (sqlglot.parser, sqlglot.generator, sqlglot.expressions.core):
-        assert not str(module.__file__).endswith(".py"), f"{module.__name__} is not compiled: {module.__file__}"
+        assert not str(module.__file__).endswith(".py"), (
+            f"{module.__name__} is not compiled: {module.__file__}"
+        )
