@@ -352,18 +352,24 @@ def trained_project(trained_template: Path, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture
 def warehouse_session(tmp_path: Path) -> Iterator[Any]:
-    """A Snowpark session on a fresh, empty embedded warehouse (no demo data)."""
+    """A Snowpark session on a fresh, empty embedded warehouse (no demo data).
+
+    The emulator runs inside the test process (``embedded_in_process``: the same fakesnow, DuckDB and
+    compat patches behind the same Snowpark connection, served by a thread), so ~190 tests do not
+    each start and stop a server process (1.5-2.5 s apiece on 2 busy cores). Tests of the server
+    itself start one explicitly; pipelines run through ``run_pipeline`` use the server as users do.
+    """
+    import dataclasses
+
     from customer_segmentation import warehouse
-    from customer_segmentation.warehouse import embedded
     from customer_segmentation.warehouse.config import WarehouseSettings
 
-    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "warehouse"))
+    settings = WarehouseSettings.from_credentials({}, tmp_path / "warehouse")
+    warehouse.configure(dataclasses.replace(settings, embedded_in_process=True))
     try:
         yield warehouse.get_session()
     finally:
-        warehouse.close()
-        # each test has its own warehouse folder, hence its own server: do not let them pile up
-        embedded.stop_server(tmp_path / "warehouse", wait=False)
+        warehouse.close()  # stops the in-process emulator too
 
 
 @pytest.fixture
