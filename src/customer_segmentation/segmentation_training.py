@@ -35,16 +35,15 @@ def _kmeans(k: int, params: TrainingParams) -> Any:
 
 
 def _silhouette_reduce(
-    chunk: np.ndarray, start: int, labels: np.ndarray, freqs: np.ndarray
+    sums: np.ndarray, start: int, labels: np.ndarray, freqs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's ``_silhouette_reduce`` for a dense chunk: (intra sums, nearest other mean) per row.
+    """scikit-learn's ``_silhouette_reduce`` from a chunk's per-cluster distance sums: (intra sums, nearest other mean).
 
-    The same operations in the same order (one ``bincount`` per row), so the same bits.
+    ``sums[i, c]`` is the sum of row ``start + i``'s distances to the members of cluster ``c``
+    (scikit-learn builds it with one ``bincount`` per row; here one matrix product per chunk
+    gives all labelings at once: the same sums up to rounding, ~1e-16 relative).
     """
-    sums = np.zeros((chunk.shape[0], len(freqs)), dtype=chunk.dtype)
-    for i in range(chunk.shape[0]):
-        sums[i] += np.bincount(labels, weights=chunk[i], minlength=len(freqs))
-    own = (np.arange(chunk.shape[0]), labels[start : start + chunk.shape[0]])
+    own = (np.arange(sums.shape[0]), labels[start : start + sums.shape[0]])
     intra = sums[own]
     sums[own] = np.inf
     sums /= freqs
@@ -58,9 +57,11 @@ def _silhouettes(
 
     Each value is the one ``silhouette_score(x, labels)`` gives on the sample that
     ``silhouette_score(sample_size=, random_state=seed)`` draws (the same for every labeling):
-    the pairwise distances come from the same ``pairwise_distances_chunked`` chunks and each
-    labeling is reduced as scikit-learn reduces it, so only the distances are shared (they were
-    computed once per k: most of the k range's silhouette time). Chunks are capped at
+    the pairwise distances come from the same ``pairwise_distances_chunked`` chunks, computed once
+    for every labeling (they were computed once per k), and each chunk's per-cluster sums of every
+    labeling come from one matrix product with the labelings' indicator columns (scikit-learn adds
+    them with one ``bincount`` per row: 1.3 of the 4.1 s of the k range on a 200k sample; the
+    values agree to ~1e-16 relative, not bit for bit). Chunks are capped at
     ``chunk_mb`` (scikit-learn's default working memory, 1 GB, adds ~1 GB of peak RSS on a 10k
     sample). NaN for a labeling with fewer than 2 clusters or more than ``len(sample) - 1`` in the sample.
     """
@@ -77,9 +78,16 @@ def _silhouettes(
     if scored:
         with sklearn.config_context(working_memory=chunk_mb):
             start = 0
+            # one indicator column per cluster of every labeling: chunk @ members = per-cluster sums
+            offsets = np.cumsum([0, *(len(freqs) for _, _, freqs, _, _ in scored)])
+            members = np.zeros((len(x), int(offsets[-1])))
+            for (_, encoded, _, _, _), offset in zip(scored, offsets[:-1], strict=False):
+                members[np.arange(len(x)), offset + encoded] = 1.0
             for chunk in pairwise_distances_chunked(x):
-                for _, encoded, freqs, intra, inter in scored:
-                    a, b = _silhouette_reduce(chunk, start, encoded, freqs)
+                all_sums = chunk @ members
+                for (_, encoded, freqs, intra, inter), offset in zip(scored, offsets[:-1], strict=False):
+                    sums = all_sums[:, offset : offset + len(freqs)].copy()
+                    a, b = _silhouette_reduce(sums, start, encoded, freqs)
                     intra.append(a)
                     inter.append(b)
                 start += chunk.shape[0]

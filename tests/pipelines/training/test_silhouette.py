@@ -29,8 +29,9 @@ def test_singleton_clusters_score_zero_like_scikit_learn() -> None:
     )
 
 
-def test_shared_distances_give_each_labeling_scikit_learns_exact_value() -> None:
-    """One distance pass for every k: each value is bit for bit scikit-learn's (same chunks, same sums)."""
+def test_shared_distances_give_each_labeling_scikit_learns_value() -> None:
+    """One distance pass for every k: each value is scikit-learn's (same chunks; the per-cluster sums come
+    from one matrix product instead of a bincount per row, so they agree to rounding, not bit for bit)."""
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2_000, 9))
     labelings = [rng.integers(0, k, size=2_000) for k in (2, 3, 5, 10)]
@@ -42,5 +43,7 @@ def test_shared_distances_give_each_labeling_scikit_learns_exact_value() -> None
     got = _silhouettes(x, labelings, 700, 11, chunk_mb=1)
     for labels, value in zip(labelings[:4] + labelings[5:], got[:4] + got[5:], strict=True):
         with sklearn.config_context(working_memory=1):
-            assert value == silhouette_score(x, labels, sample_size=700, random_state=11)
+            assert value == pytest.approx(
+                silhouette_score(x, labels, sample_size=700, random_state=11), rel=1e-13, abs=1e-15
+            )
     assert np.isnan(got[4])
