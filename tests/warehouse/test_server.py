@@ -247,3 +247,44 @@ def test_kedro_warehouse_status_and_stop_commands(tmp_path: Path) -> None:
         -2000:
     ]
     assert not embedded._pid_alive(pid) and embedded.read_record(folder) is None  # noqa: SLF001
+
+
+def test_a_server_stopped_before_its_starting_client_checked_it_exits_at_once(folder: Path) -> None:
+    """A stop signal between the record and the starting client's first check ends the server at once.
+
+    The client that starts a server holds the start lock until the server answers its check; a
+    stopping server takes the same lock before it releases its files. Signalled in between, each
+    waited for the other until the client's 120 s start timeout. A server that has not answered
+    any request yet now stops without the lock: its starter sees the process exit and says so.
+    """
+    import fcntl
+
+    folder.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    lock = os.open(folder / embedded.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as embedded._start_server's caller holds it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "customer_segmentation.warehouse.embedded_server", "--path", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while (record := embedded.read_record(folder)) is None or record.get("pid") != process.pid:
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)  # before any request: the "client" still holds the lock
+        try:
+            code = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail("the server waited for the start lock held by the client waiting for it")
+        assert code == 0
+        assert embedded.read_record(folder) is None  # its record went with it
+    finally:
+        os.close(lock)
+    assert _client(folder, "SELECT 42")["rows"] == [[[42]]]  # the next client starts a new server

@@ -841,8 +841,19 @@ def serve(  # noqa: PLR0915
     finally:
         state.stopping = True
         # hold the start lock while the files are released: a client that wants a new server
-        # waits until this process no longer holds DuckDB's file locks
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        # waits until this process no longer holds DuckDB's file locks. Not when no request was
+        # ever answered: the lock is then (most likely) held by the client that started this server,
+        # which waits for it to answer, and would wait until its start timeout (120 s) while this
+        # process waited for the lock. That client watches this process and says it exited.
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if state.requests:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            else:
+                logger.info(
+                    "Stopping before any request: not waiting for the start lock (its starting client holds it)"
+                )
         remove_record_if_ours(path, os.getpid())
         watch.close()
         for conn in list(fakesnow.server.sessions.values()):
