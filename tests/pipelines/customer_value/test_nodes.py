@@ -18,6 +18,7 @@ from customer_segmentation.pipelines.customer_value.nodes import (
     grouped,
     refit_reason,
     register_value_model,
+    tracking_predictions,
 )
 from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.prediction.params import PredictionParams
@@ -257,3 +258,31 @@ def test_a_failed_fit_without_any_version_says_what_why_and_how_everywhere(
         kept = _fit_failed(raised.value, model("v1"), "run-2", {"started_at": "x"}, "s1", {}, 50)
     assert kept.version == "v1"
     assert "active version v1 (fitted 2026-11-01T06:00:00) keeps scoring. Why: No customer" in caplog.text
+
+
+def test_tracking_predictions_equal_the_closed_form_summed_over_cohorts() -> None:
+    """The tracking chart's predicted curve: each point the sum over cohorts of size * E[X(age)], checked
+    against scipy's 2F1 in [FHL05 eq. 7] evaluated cohort by cohort and point by point (cohorts on
+    irregular days, ages of zero before a cohort starts, ten years of daily points for one of them)."""
+    from scipy.special import hyp2f1
+
+    m = vm.BGNBDParams(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426)  # the CDNOW sample's, in days
+    starts = np.array([729000, 729003, 729010, 729011, 729100, 731000], dtype=np.int64)
+    sizes = np.array([120.0, 3.0, 57.0, 1.0, 18.0, 2.0])
+    points = [*range(728990, 729000 + 3650, 7), 729000 + 3650]
+
+    def expected(t: float) -> float:
+        if t <= 0:
+            return 0.0
+        z = t / (m.alpha + t)
+        return (
+            (m.a + m.b - 1)
+            / (m.a - 1)
+            * (1 - (m.alpha / (m.alpha + t)) ** m.r * hyp2f1(m.r, m.b, m.a + m.b - 1, z))
+        )
+
+    got = tracking_predictions(m, starts, sizes, points)
+    want = [sum(n * expected(day - s) for s, n in zip(starts, sizes, strict=True)) for day in points]
+    assert len(got) == len(points)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert got[0] == 0.0 and got == sorted(got)  # nothing before the first cohort; cumulative

@@ -635,8 +635,6 @@ def _tracking(
     at day d; over the calibration period and the holdout period after ``cutoff``. Bounded: one
     row per first-purchase day and one per order day come to pandas.
     """
-    from customer_segmentation import value_model as vm
-
     cohorts = calibration.group_by("FIRST_PURCHASE_DATE").agg(F.count(F.lit(1)).alias("N")).to_pandas()
     first = calibration.select(
         F.col("CUSTOMER_ID").alias("_CID"), F.col("FIRST_PURCHASE_DATE").alias("_FIRST")
@@ -662,13 +660,12 @@ def _tracking(
         dtype=float,
     ).sort_index()
     cumulative = per_day.cumsum()
+    predictions = tracking_predictions(model.bgnbd.params, starts, sizes, points)
     rows = []
-    for day in points:
+    for day, predicted in zip(points, predictions, strict=True):
         # repeat transactions on days strictly before `day` (a point is the end of its week)
         seen = cumulative[cumulative.index < day]
         actual = float(seen.iloc[-1]) if len(seen) else 0.0
-        ages = np.clip(day - starts, 0, None).astype(float)
-        predicted = float(np.sum(sizes * vm.expected_purchases_unconditional(model.bgnbd.params, ages)))
         rows.append(
             {
                 "day": date.fromordinal(day).isoformat(),
@@ -678,6 +675,24 @@ def _tracking(
             }
         )
     return rows
+
+
+def tracking_predictions(
+    params: Any, starts: np.ndarray, sizes: np.ndarray, points: list[int]
+) -> list[float]:
+    """Predicted cumulative repeat transactions at each day of ``points`` (ordinals) [FHL05 figure 2]:
+    the sum over cohorts (first-purchase day ``starts``, ``sizes`` customers) of size * E[X(day - start)].
+
+    E[X(age)] is evaluated once over the distinct ages of every (point, cohort) pair (at most one
+    per day of the history) instead of once per point: the series then runs once, not ~100 times
+    (about 1 s of the holdout report at 1M customers).
+    """
+    from customer_segmentation import value_model as vm
+
+    ages = np.clip(np.asarray(points, dtype=np.int64)[:, None] - starts[None, :], 0, None).astype(float)
+    distinct, where = np.unique(ages, return_inverse=True)
+    curves = vm.expected_purchases_unconditional(params, distinct)[where.reshape(-1)].reshape(ages.shape)
+    return [float(np.sum(sizes * curve)) for curve in curves]
 
 
 def _warn_on_holdout(report: dict[str, Any], params: CustomerValueParams) -> None:
