@@ -248,6 +248,45 @@ def test_snapshot_of_a_snowpark_query_goes_straight_into_the_table_without_a_scr
     ]
 
 
+def test_first_snapshot_of_a_snowpark_query_creates_the_table_in_one_statement(
+    warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing table is created from the query itself: one CTAS, no scratch table, Snowpark's column types."""
+    s = warehouse_session
+    history = WarehouseTableDataset(
+        table_name="T_FIRST", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
+    )
+    d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
+    source = table_of(s, "T_FIRST_SOURCE", history_rows(d1, 6, "B"))
+    data = source.filter("MONETARY >= 1")
+    with snowflake_semantics(monkeypatch) as log:
+        history.save(SnapshotWrite(data, keep_after=d1))
+    ddl = log.texts("DDL")
+    assert len(ddl) == 1 and "T_FIRST" in ddl[0].upper() and "__STAGE" not in ddl[0].upper(), ddl
+    assert not log.ddl_in_transaction()
+    assert not s.sql("SHOW TABLES LIKE 'T_FIRST__STAGE%'").collect()
+    expected = rows(
+        s,
+        "SELECT SNAPSHOT_DATE, SEGMENT_LABEL, COUNT(*) FROM T_FIRST_SOURCE WHERE MONETARY >= 1 GROUP BY 1, 2",
+    )
+    assert rows(s, "SELECT SNAPSHOT_DATE, SEGMENT_LABEL, COUNT(*) FROM T_FIRST GROUP BY 1, 2") == expected
+    # the same column types as the staged path gives (Snowpark's schema of the query)
+    assert [(f.name, str(f.datatype)) for f in s.table("T_FIRST").schema.fields] == [
+        (f.name, str(f.datatype)) for f in data.schema.fields
+    ]
+    # the next day goes in by DELETE + INSERT
+    day2 = table_of(s, "T_FIRST_SOURCE2", history_rows(d2, 4, "A"))
+    history.save(SnapshotWrite(day2, keep_after=d1))
+    assert rows(s, "SELECT SNAPSHOT_DATE, COUNT(*) FROM T_FIRST GROUP BY 1") == [(d1, 5), (d2, 4)]
+    # a table that appears between the existence check and the CREATE (another writer) is not replaced
+    import customer_segmentation.datasets.monitoring as monitoring
+
+    monkeypatch.setattr(monitoring, "table_columns", lambda *args: [])
+    with pytest.raises(Exception, match="(?i)already exists"):
+        history.save(SnapshotWrite(day2))
+    assert rows(s, "SELECT SNAPSHOT_DATE, COUNT(*) FROM T_FIRST GROUP BY 1") == [(d1, 5), (d2, 4)]
+
+
 def test_snapshot_computed_from_the_table_itself_is_staged_first(
     warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
