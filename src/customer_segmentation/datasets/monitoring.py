@@ -68,6 +68,22 @@ def snowflake_type(datatype: Any) -> str:
     return "VARCHAR"
 
 
+def single_query_sql(data: Any) -> str | None:
+    """The SQL text of a Snowpark DataFrame that runs as one query with no bound values, else None.
+
+    Such a frame can be pasted into another statement as a subquery: no temporary table its plan
+    creates first (DDL), no post action, no ``?`` whose value is not in the text.
+    """
+    if not hasattr(data, "queries"):
+        return None
+    plan = data.queries
+    queries, post_actions = plan.get("queries") or [], plan.get("post_actions") or []
+    if len(queries) != 1 or post_actions:
+        return None
+    query = str(queries[0]).strip().rstrip(";")
+    return None if "?" in query else query
+
+
 @dataclass(frozen=True)
 class SnapshotWrite:
     """Rows of one or more snapshots, plus the oldest snapshot date to keep (retention).
@@ -147,14 +163,10 @@ class WarehouseTableDataset(SnowparkTableDataset):
         query that reads the target table itself (the DELETE before the INSERT would change its rows).
         The name check is textual, so it may stage when not needed, never the other way round.
         """
-        if isinstance(data, pd.DataFrame) or self._wt_mode == "overwrite" or not hasattr(data, "queries"):
+        if isinstance(data, pd.DataFrame) or self._wt_mode == "overwrite":
             return None
-        plan = data.queries
-        queries, post_actions = plan.get("queries") or [], plan.get("post_actions") or []
-        if len(queries) != 1 or post_actions:
-            return None
-        query = str(queries[0]).strip().rstrip(";")
-        if "?" in query or re.search(
+        query = single_query_sql(data)
+        if query is None or re.search(
             rf"(?<![\w$]){re.escape(self._table_name)}(?![\w$])", query, re.IGNORECASE
         ):
             return None
@@ -337,12 +349,17 @@ class ActivationFeedDataset(SnowparkTableDataset):
             )
             return
         suffix = uuid.uuid4().hex[:8].upper()
-        today = self._fqn(f"{self._table_name}__TODAY_{suffix}")
+        segments = data.segments.select(*SEGMENT_COLUMNS)
+        # today's segments go into the difference as a subquery when their frame is one plain query
+        # (a query over SEGMENT_HISTORY: 1M rows not copied first), else through a scratch table
+        inline = single_query_sql(segments)
+        today = f"({inline})" if inline is not None else self._fqn(f"{self._table_name}__TODAY_{suffix}")
         diff = self._fqn(f"{self._table_name}__DIFF_{suffix}")
         published_at = data.published_at.strftime("%Y-%m-%d %H:%M:%S.%f")
         try:
-            # scratch tables (DDL) first: today's segments, then their difference from the state
-            data.segments.select(*SEGMENT_COLUMNS).write.save_as_table(today, mode="overwrite")
+            # scratch tables (DDL) first: today's segments unless inlined, then their difference from the state
+            if inline is None:
+                segments.write.save_as_table(today, mode="overwrite")
             empty = latest is None and not session.sql(f"SELECT 1 FROM {state} LIMIT 1").collect()
             baseline = self._baseline_sql(session, data.snapshot_date, legacy) if empty else None
             session.sql(f"CREATE OR REPLACE TABLE {diff} AS {self._diff_sql(today, baseline)}").collect()
@@ -364,7 +381,7 @@ class ActivationFeedDataset(SnowparkTableDataset):
                         params=[data.keep_after.isoformat()],
                     ).collect()
         finally:
-            drop_tables_outside_transaction(session, [today, diff])
+            drop_tables_outside_transaction(session, [diff] if inline is not None else [today, diff])
         logger.info(
             "Activation feed %s: %s change(s) published for snapshot %s (%s customer(s) entered the published "
             "state without a change row%s)",

@@ -231,3 +231,30 @@ def test_the_published_state_records_when_and_by_which_run(feed: Feed, session: 
     change = feed.rows()[0]
     assert tuple(row)[:5] == ("Y", D2, 1, change[0], "r2")
     assert row[5] == datetime(2026, 3, 2, 7, 0, 2)
+
+
+def test_todays_segments_are_read_in_place_and_other_frames_through_a_scratch_table(
+    feed: Feed, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain query over the history goes into the difference as a subquery (no copy of today's rows);
+    a frame that is not one plain query (a temporary table to create first, a bound value) is copied to
+    a scratch table first. The same feed either way."""
+    import customer_segmentation.datasets.monitoring as monitoring
+
+    feed.publish(D1, {"C1": "A", "C2": "B"})
+    with session.query_history() as sent:
+        feed.publish(D2, {"C1": "B", "C2": "B", "C3": "A"})
+    texts = [q.sql_text.upper() for q in sent.queries]
+    assert not any("__TODAY_" in t for t in texts), texts
+    assert any("__DIFF_" in t for t in texts)
+    assert monitoring.single_query_sql(session.sql("SELECT 1 AS A WHERE 1 = ?", params=[1])) is None
+    # D3 as if today's frame were not one plain query: staged, then dropped
+    monkeypatch.setattr(monitoring, "single_query_sql", lambda frame: None)
+    labels = {"C1": "A", "C2": "B", "C3": "A", "C4": "C"}
+    with session.query_history() as sent:
+        feed.publish(D3, labels)
+    texts = [q.sql_text.upper() for q in sent.queries]
+    assert any("__TODAY_" in t and t.lstrip().startswith("CREATE") for t in texts), texts
+    assert any("__TODAY_" in t and t.lstrip().startswith("DROP") for t in texts), texts
+    assert feed.rows() == sorted(feed.expected)
+    assert feed.published() == labels
