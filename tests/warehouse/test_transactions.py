@@ -186,6 +186,13 @@ def test_a_failing_rollback_ends_the_session_instead_of_reusing_it(
 # --- every transactional write, interrupted --------------------------------------------------------
 
 
+def snapshot_dataset(table: str) -> WarehouseTableDataset:
+    """A SEGMENT_HISTORY-like table: each save replaces the snapshots (SNAPSHOT_DATE) its rows hold."""
+    return WarehouseTableDataset(
+        table_name=table, save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
+    )
+
+
 def history_rows(day: date, n: int, label: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -202,9 +209,7 @@ def test_interrupted_snapshot_write_keeps_the_old_day(
     warehouse_session: Any, monkeypatch: pytest.MonkeyPatch, pandas_frame: bool
 ) -> None:
     s = warehouse_session
-    history = WarehouseTableDataset(
-        table_name="T_HISTORY", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
-    )
+    history = snapshot_dataset("T_HISTORY")
     d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
     history.save(history_rows(d1, 5, "A"))
     history.save(history_rows(d2, 5, "A"))
@@ -232,9 +237,7 @@ def test_snapshot_of_a_snowpark_query_goes_straight_into_the_table_without_a_scr
 ) -> None:
     """Rows from a query over other tables: DELETE + INSERT ... SELECT in one transaction, no DDL at all."""
     s = warehouse_session
-    history = WarehouseTableDataset(
-        table_name="T_DIRECT", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
-    )
+    history = snapshot_dataset("T_DIRECT")
     d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
     history.save(history_rows(d1, 5, "A"))
     history.save(history_rows(d2, 5, "A"))
@@ -253,9 +256,7 @@ def test_first_snapshot_of_a_snowpark_query_creates_the_table_in_one_statement(
 ) -> None:
     """A missing table is created from the query itself: one CTAS, no scratch table, Snowpark's column types."""
     s = warehouse_session
-    history = WarehouseTableDataset(
-        table_name="T_FIRST", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
-    )
+    history = snapshot_dataset("T_FIRST")
     d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
     source = table_of(s, "T_FIRST_SOURCE", history_rows(d1, 6, "B"))
     data = source.filter("MONETARY >= 1")
@@ -294,9 +295,7 @@ def test_snapshot_computed_from_the_table_itself_is_staged_first(
     from snowflake.snowpark import functions as F
 
     s = warehouse_session
-    history = WarehouseTableDataset(
-        table_name="T_SELF", save_args={"mode": "replace_snapshot", "snapshot_column": "SNAPSHOT_DATE"}
-    )
+    history = snapshot_dataset("T_SELF")
     d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
     history.save(history_rows(d1, 4, "A"))
     history.save(history_rows(d2, 3, "A"))

@@ -142,9 +142,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 # wrote the rows twice: the first 1M-customer SEGMENT_HISTORY snapshot 0.47 s more);
                 # typed as Snowpark types the stage, and never over a table created meanwhile
                 data.write.save_as_table(self.fqn, mode="errorifexists")
-                remember_table_columns(session, self._database, self._schema, self._table_name, columns)
-                if self._wt_mode == "replace_snapshot" and keep_after is not None:
-                    self._delete_before(session, keep_after)
+                self._created(session, columns, keep_after)
             return
         stage_name = f"{self._table_name}__STAGE_{uuid.uuid4().hex[:8].upper()}"
         stage = qualified_name(self._database, self._schema, stage_name)
@@ -201,9 +199,7 @@ class WarehouseTableDataset(SnowparkTableDataset):
             # reading SEGMENT_CHANGES): without it CREATE OR REPLACE drops them (Snowflake docs,
             # CREATE TABLE, COPY GRANTS; made the default by behaviour change bundle 2026_08).
             session.sql(f"CREATE OR REPLACE TABLE {self.fqn} COPY GRANTS AS SELECT * FROM {source}").collect()
-            remember_table_columns(session, self._database, self._schema, self._table_name, columns)
-            if self._wt_mode == "replace_snapshot" and keep_after is not None:
-                self._delete_before(session, keep_after)
+            self._created(session, columns, keep_after)
             return
         missing = [c for c in existing if c not in columns]
         extra = [c for c in columns if c not in existing]
@@ -229,6 +225,12 @@ class WarehouseTableDataset(SnowparkTableDataset):
                 if keep_after is not None:
                     self._delete_before(session, keep_after)
             session.sql(f"INSERT INTO {self.fqn} ({cols}) SELECT {cols} FROM {source}").collect()
+
+    def _created(self, session: Any, columns: list[str], keep_after: date | None) -> None:
+        """After the table was (re)created with ``columns`` in one statement: cache them, apply retention."""
+        remember_table_columns(session, self._database, self._schema, self._table_name, columns)
+        if self._wt_mode == "replace_snapshot" and keep_after is not None:
+            self._delete_before(session, keep_after)
 
     def _add_columns(self, session: Any, schema: Any, names: list[str]) -> None:
         types = {f.name.strip('"').upper(): f.datatype for f in schema.fields}
