@@ -237,6 +237,73 @@ def test_snapshot_uses_the_reference_date_and_retention_keeps_the_previous_snaps
         MonitoringParams.of(history_retention_days=0)
 
 
+def test_snapshot_takes_the_outcome_prediction_from_customer_value_of_the_same_date(
+    warehouse_session: Any,
+) -> None:
+    """OUTCOME_* come from CUSTOMER_VALUE (no longer in PROCESSED_DATA), matched on customer and reference
+    date: another day's row, a customer without a value and an empty CUSTOMER_VALUE give NULL; no row of
+    PROCESSED_DATA is doubled or dropped by a customer with rows of several dates."""
+    from customer_segmentation.pipelines.monitoring.nodes import snapshot_segments
+
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE T_PROC_V AS SELECT * FROM VALUES "
+        "('C1', '2026-03-01'::DATE, 'run-1', 'v1', 1, 'Champions', 'Champions', 3, 12, 1234.5, 0.9, 2.5, 300.0), "
+        "('C2', '2026-03-01'::DATE, 'run-1', 'v1', 2, 'Lost', 'Lost', 300, 1, 20.0, 0.1, 0.2, 4.0), "
+        "('C3', '2026-03-01'::DATE, 'run-1', 'v1', 2, 'Lost', 'Lost', 200, 1, 30.0, 0.2, 0.3, 5.0) "
+        "AS t(CUSTOMER_ID, REFERENCE_DATE, RUN_ID, MODEL_VERSION, SEGMENT_ID, SEGMENT_LABEL, RFM_SEGMENT, "
+        "RECENCY_DAYS, FREQUENCY, MONETARY, P_ALIVE, EXPECTED_PURCHASES, CLV)"
+    ).collect()
+    # C1: today's row and an older one; C2: only another day's row; C3: none
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE T_VALUE_V AS SELECT * FROM VALUES "
+        "('C1', '2026-03-01'::DATE, 1.25, 150.0, 180), ('C1', '2026-02-28'::DATE, 9.0, 9.0, 90), "
+        "('C2', '2026-02-28'::DATE, 7.0, 7.0, 180) "
+        "AS t(CUSTOMER_ID, REFERENCE_DATE, OUTCOME_EXPECTED_PURCHASES, OUTCOME_EXPECTED_SPEND, OUTCOME_DAYS)"
+    ).collect()
+    dataset("T_H_V", "replace_snapshot").save(history_frame(5, [date(2026, 1, 30)]))
+    columns = [
+        "CUSTOMER_ID",
+        "P_ALIVE",
+        "CLV",
+        *[f"OUTCOME_{c}" for c in ("EXPECTED_PURCHASES", "EXPECTED_SPEND", "DAYS")],
+    ]
+    read = f"SELECT {', '.join(columns)} FROM T_H_V WHERE SNAPSHOT_DATE = '2026-03-01' ORDER BY CUSTOMER_ID"
+    params = MonitoringParams()
+    for value, expected in (
+        (
+            warehouse_session.table("T_VALUE_V"),
+            [
+                ("C1", 0.9, 300.0, 1.25, 150.0, 180),
+                ("C2", 0.1, 4.0, None, None, None),
+                ("C3", 0.2, 5.0, None, None, None),
+            ],
+        ),
+        (
+            None,
+            [
+                ("C1", 0.9, 300.0, None, None, None),
+                ("C2", 0.1, 4.0, None, None, None),
+                ("C3", 0.2, 5.0, None, None, None),
+            ],
+        ),
+        (  # a CUSTOMER_VALUE without the outcome columns (written before they existed)
+            warehouse_session.table("T_VALUE_V").select("CUSTOMER_ID", "REFERENCE_DATE"),
+            [
+                ("C1", 0.9, 300.0, None, None, None),
+                ("C2", 0.1, 4.0, None, None, None),
+                ("C3", 0.2, 5.0, None, None, None),
+            ],
+        ),
+    ):
+        write, info = snapshot_segments(
+            warehouse_session.table("T_PROC_V"), warehouse_session.table("T_H_V"), params, value
+        )
+        assert info["customers"] == 3
+        dataset("T_H_V", "replace_snapshot").save(write)
+        rows = [tuple(r) for r in warehouse_session.sql(read).collect()]
+        assert rows == expected
+
+
 def test_bin_shares_in_sql_equal_numpy_on_edges_ties_and_nulls(warehouse_session: Any) -> None:
     from customer_segmentation.drift import proportions
     from customer_segmentation.pipelines.monitoring.nodes import _bin_counts

@@ -43,15 +43,11 @@ GONE_TARGET = "gone"  # TO segment of customers absent from the current snapshot
 HISTORY_COLUMNS = ["RECENCY_DAYS", "FREQUENCY", "MONETARY"]
 #: Columns of PROCESSED_DATA that are not customer features (left out of the profiles).
 NOT_FEATURES = {"SEGMENT_ID", "R_SCORE", "F_SCORE", "M_SCORE", "DISTANCE_TO_CENTROID"}
-#: The value predictions each SEGMENT_HISTORY snapshot keeps (SEGMENT_OUTCOMES compares them with what happened).
-HISTORY_VALUE_COLUMNS = (
-    "P_ALIVE",
-    "EXPECTED_PURCHASES",
-    "CLV",
-    # the prediction over the window SEGMENT_OUTCOMES measures later (docs/customer-value.md)
-    "OUTCOME_EXPECTED_PURCHASES",
-    "OUTCOME_EXPECTED_SPEND",
-)
+#: The value predictions each SEGMENT_HISTORY snapshot keeps from PROCESSED_DATA.
+HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
+#: ... and from CUSTOMER_VALUE: the prediction over the window SEGMENT_OUTCOMES measures later
+#: (docs/customer-value.md), which SEGMENT_OUTCOMES compares with what happened.
+HISTORY_OUTCOME_COLUMNS = ("OUTCOME_EXPECTED_PURCHASES", "OUTCOME_EXPECTED_SPEND", "OUTCOME_DAYS")
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
@@ -91,10 +87,52 @@ def select_monitored_model(model_versions: pd.DataFrame, params: PredictionParam
 # --- history ------------------------------------------------------------------------------------
 
 
+def _outcome_columns(
+    processed_data: DataFrame, customer_value: DataFrame | None
+) -> tuple[DataFrame, list[Any]]:
+    """``processed_data`` joined with CUSTOMER_VALUE's outcome-window prediction of the same reference date.
+
+    Each customer's OUTCOME_* of the same REFERENCE_DATE (a left join on the table's key,
+    CUSTOMER_ID + REFERENCE_DATE, so no row is doubled or dropped); NULL where CUSTOMER_VALUE has no
+    such row or column (prediction ran without the value scoring, or a CUSTOMER_VALUE of another day).
+    """
+    present = [
+        c for c in HISTORY_OUTCOME_COLUMNS if customer_value is not None and c in customer_value.columns
+    ]
+    if present and {"CUSTOMER_ID", "REFERENCE_DATE"} <= set(customer_value.columns):
+        value = customer_value.select(
+            F.col("CUSTOMER_ID").alias("_OUTCOME_ID"),
+            F.col("REFERENCE_DATE").alias("_OUTCOME_REF"),
+            *[F.col(c).alias(f"_{c}") for c in present],
+        )
+        processed_data = processed_data.join(
+            value,
+            (processed_data["CUSTOMER_ID"] == value["_OUTCOME_ID"])
+            & (processed_data["REFERENCE_DATE"] == value["_OUTCOME_REF"]),
+            how="left",
+        )
+    else:
+        present = []
+    columns = [
+        (F.col(f"_{c}") if c in present else F.lit(None))
+        .cast("int" if c == "OUTCOME_DAYS" else "double")
+        .alias(c)
+        for c in HISTORY_OUTCOME_COLUMNS
+    ]
+    return processed_data, columns
+
+
 def snapshot_segments(
-    processed_data: DataFrame, segment_history_previous: DataFrame, params: MonitoringParams
+    processed_data: DataFrame,
+    segment_history_previous: DataFrame,
+    params: MonitoringParams,
+    customer_value: DataFrame | None = None,
 ) -> tuple[SnapshotWrite, dict[str, Any]]:
-    """Today's segment of every customer as a SEGMENT_HISTORY snapshot (replacing a rerun of the same date)."""
+    """Today's segment of every customer as a SEGMENT_HISTORY snapshot (replacing a rerun of the same date).
+
+    P_ALIVE, EXPECTED_PURCHASES and CLV come with PROCESSED_DATA; the prediction over the outcome
+    window (OUTCOME_*, for SEGMENT_OUTCOMES) from CUSTOMER_VALUE of the same reference date.
+    """
     _require(
         processed_data,
         [
@@ -130,7 +168,8 @@ def snapshot_segments(
         .agg(F.max("SNAPSHOT_DATE").alias("P"))
         .collect()[0]["P"]
     )
-    rows = processed_data.select(
+    source, outcome = _outcome_columns(processed_data, customer_value)
+    rows = source.select(
         F.lit(snapshot.isoformat()).cast("date").alias("SNAPSHOT_DATE"),
         "CUSTOMER_ID",
         "RUN_ID",
@@ -146,9 +185,7 @@ def snapshot_segments(
             (F.col(c) if c in processed_data.columns else F.lit(None)).cast("double").alias(c)
             for c in HISTORY_VALUE_COLUMNS
         ],
-        (F.col("OUTCOME_DAYS") if "OUTCOME_DAYS" in processed_data.columns else F.lit(None))
-        .cast("int")
-        .alias("OUTCOME_DAYS"),
+        *outcome,
     )
     keep_after = snapshot - timedelta(days=int(retention)) if retention is not None else None
     if keep_after is not None and earlier is not None:

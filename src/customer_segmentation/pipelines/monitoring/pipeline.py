@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 snapshot_segments,
-                ["processed_data", "segment_history_previous", "params:monitoring"],
+                ["processed_data", "segment_history_previous", "params:monitoring", "customer_value"],
                 ["segment_history", "snapshot_info"],
                 name="snapshot_segment_history",
             ),

@@ -74,28 +74,25 @@ def assign_segments(customers: DataFrame, model: SegmentationModel) -> DataFrame
 
 #: The customer-value scores carried next to each customer's segment (CUSTOMER_VALUE, docs/customer-value.md).
 VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "EXPECTED_ORDER_VALUE", "CLV")
-#: The prediction over the window SEGMENT_OUTCOMES measures, carried on to SEGMENT_HISTORY (the snapshot
-#: keeps what was predicted for the next OUTCOME_DAYS days, to compare like with like).
-OUTCOME_COLUMNS = ("OUTCOME_DAYS", "OUTCOME_EXPECTED_PURCHASES", "OUTCOME_EXPECTED_SPEND")
 
 
 def with_customer_value(scored: DataFrame, customer_value: DataFrame | None) -> DataFrame:
     """The four value columns joined by customer, from the value scoring of the same reference date.
 
     A CUSTOMER_VALUE of another reference date (a stale table, when prediction runs alone) or none
-    at all leaves them NULL rather than mixing dates.
+    at all leaves them NULL rather than mixing dates. CUSTOMER_VALUE's prediction over the outcome
+    window (OUTCOME_*) stays there: the SEGMENT_HISTORY snapshot reads it from CUSTOMER_VALUE, so
+    SCORED_CUSTOMERS and PROCESSED_DATA keep only what a reader of the segments acts on.
     """
     if customer_value is None:
         return scored
     present = [c for c in VALUE_COLUMNS if c in customer_value.columns]
     if not present or "REFERENCE_DATE" not in customer_value.columns:
         return scored
-    outcome = [c for c in OUTCOME_COLUMNS if c in customer_value.columns]
     value = customer_value.select(
         F.col("CUSTOMER_ID").alias("_VALUE_ID"),
         F.col("REFERENCE_DATE").alias("_VALUE_REF"),
         *[F.col(c).cast("double").alias(c) for c in present],
-        *[F.col(c).cast("int" if c == "OUTCOME_DAYS" else "double").alias(c) for c in outcome],
     )
     joined = scored.join(
         value,
