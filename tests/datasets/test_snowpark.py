@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kedro.io.core import DatasetError
 
-from customer_segmentation.datasets import REBUILD_MARKER, SnowparkTableDataset
+from customer_segmentation.datasets import REBUILD_MARKER, ScopedMerge, SnowparkTableDataset
 from customer_segmentation.errors import MissingTableError
 
 
@@ -93,6 +93,39 @@ def test_merge_of_one_select_inserts_only_new_keys_without_a_staged_copy(warehou
     target.save(first)  # rerun: nothing new
     rows = sorted(tuple(r) for r in warehouse_session.table("SEGMENTATION.PUBLIC.EVENTS").collect())
     assert rows == [("a", 1), ("b", 2), ("c", 3)]
+
+
+def test_scoped_merge_compares_only_the_target_rows_in_its_range(warehouse_session: Any) -> None:
+    """ScopedMerge: the MERGE compares the source with the target rows whose column is NULL or in
+    (after, up_to] only, with the bounds bound as values; every other row is left out of the comparison
+    (here, on purpose, a key outside the range that the source repeats is inserted again: the scope is a
+    promise of the caller that such a match cannot exist). Plain and staged sources, open bounds, errors."""
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE SCOPED (K VARCHAR, LOADED_AT TIMESTAMP_NTZ, V INT) AS SELECT * FROM VALUES "
+        "('old', '2026-01-01 00:00:00'::TIMESTAMP_NTZ, 1), ('in', '2026-02-01 12:00:00.5'::TIMESTAMP_NTZ, 2), "
+        "('null', NULL, 3), ('edge', '2026-02-01 00:00:00'::TIMESTAMP_NTZ, 4) AS t(K, LOADED_AT, V)"
+    ).collect()
+    source = warehouse_session.sql(
+        "SELECT K, CAST(NULL AS TIMESTAMP_NTZ) AS LOADED_AT, V FROM VALUES ('old', 10), ('in', 20), ('null', 30), "
+        "('edge', 40), ('new', 50) AS s(K, V)"
+    )
+    target = _dataset("SCOPED", mode="merge", merge_keys=["K"])
+    scope = ScopedMerge(source, "LOADED_AT", after="2026-02-01 00:00:00", up_to="2026-02-01 12:00:00.5")
+    sent = _sent(warehouse_session, lambda: target.save(scope))
+    (merge,) = [s for s in sent if s.upper().startswith("MERGE INTO")]
+    assert "2026-02-01" not in merge  # the bounds are bound values, not text in the statement
+    rows = sorted(tuple(r)[::2] for r in warehouse_session.table("SEGMENTATION.PUBLIC.SCOPED").collect())
+    # 'in' (inside the range) and 'null' (NULL LOADED_AT) matched; 'old' and 'edge' (at the excluded lower
+    # bound) were outside the comparison and came in again; 'new' is new
+    assert rows == [("edge", 4), ("edge", 40), ("in", 2), ("new", 50), ("null", 3), ("old", 1), ("old", 10)]
+    # open bounds: no range, an unscoped merge (nothing new now); a staged source takes the scope too
+    target.save(ScopedMerge(source, "LOADED_AT"))
+    target.save(ScopedMerge(_SeveralStatements(source), "LOADED_AT", up_to="2026-02-01 12:00:00.5"))
+    assert warehouse_session.sql("SELECT COUNT(*) FROM SCOPED").collect()[0][0] == 7
+    with pytest.raises(DatasetError, match="no column MISSING"):
+        target.save(ScopedMerge(source, "MISSING", after="2026-01-01 00:00:00"))
+    with pytest.raises(DatasetError, match="scoped merge"):
+        _dataset("SCOPED_OVER", mode="overwrite").save(ScopedMerge(source, "LOADED_AT"))
 
 
 class _SeveralStatements:

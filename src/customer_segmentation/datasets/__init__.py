@@ -22,7 +22,7 @@ from customer_segmentation.datasets.monitoring import (
     WarehouseTableDataset,
 )
 from customer_segmentation.datasets.raw_events import RawEventsDataset
-from customer_segmentation.datasets.snowpark import REBUILD_MARKER, SnowparkTableDataset
+from customer_segmentation.datasets.snowpark import REBUILD_MARKER, ScopedMerge, SnowparkTableDataset
 from customer_segmentation.datasets.sources import (
     SourcePull,
     SourcePullDataset,
@@ -48,6 +48,7 @@ __all__ = [
     "SegmentExportDataset",
     "SegmentationModelDataset",
     "SegmentationModelTableDataset",
+    "ScopedMerge",
     "SnapshotWrite",
     "SnowparkTableDataset",
     "SourcePull",

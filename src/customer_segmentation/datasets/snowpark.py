@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from kedro.io.core import DatasetError
@@ -30,6 +31,25 @@ _TABLE_TYPES = ("permanent", "transient", "temporary")
 
 #: Marker column of a complete rebuild (see ``save_args.rebuild_marker``); never written to the table.
 REBUILD_MARKER = "REBUILD_MARKER__"
+
+
+@dataclass(frozen=True)
+class ScopedMerge:
+    """Rows for a merge table, with the only target rows their merge keys can match.
+
+    A node hands this to a ``mode: merge`` dataset when it knows that a row whose keys equal a
+    source row's also has ``column`` NULL or in ``(after, up_to]`` (e.g. RECORD_ID hashes
+    LOADED_AT, and the batch's LOADED_AT are in that range): the MERGE then compares the source
+    only with those target rows (``ON keys AND (t.column IS NULL OR t.column > after AND
+    t.column <= up_to)``, the bounds bound as values), so a daily batch is not compared with the
+    whole table. The rows inserted are the same as an unscoped merge's when that holds; a bound
+    that is None leaves that side open.
+    """
+
+    rows: Any
+    column: str
+    after: str | None = None
+    up_to: str | None = None
 
 
 class SnowparkTableDataset(_KedroSnowparkTableDataset):
@@ -167,6 +187,11 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
 
     def save(self, data: Any) -> None:
         mode: WriteMode = self._mode
+        scope = None
+        if isinstance(data, ScopedMerge):
+            if mode != "merge":
+                raise DatasetError(f"{self.fqn} got rows for a scoped merge but its save mode is {mode!r}.")
+            data, scope = data.rows, data
         if not hasattr(data, "write"):  # pandas: kedro-datasets' conversion
             data = self.session.create_dataframe(data)
         if REBUILD_MARKER in (c.strip('"').upper() for c in data.columns):
@@ -180,7 +205,7 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             mode = "overwrite"
         session = self.session
         if mode == "merge":
-            self._merge(data)
+            self._merge(data, scope)
             return
         if mode == "append" and not self._exists():
             # create the table first: some engines reject CREATE TABLE IF NOT EXISTS ... AS appends
@@ -210,8 +235,10 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
         self._write(data.limit(0), self.fqn, "errorifexists", self._table_type, False)
         remember_table_columns(self.session, self._database, self._schema, self._table_name, data.columns)
 
-    def _merge(self, data: Any) -> None:
+    def _merge(self, data: Any, scope: ScopedMerge | None = None) -> None:
         """Insert the rows whose merge keys are not in the table yet (creates the table if needed).
+
+        With a ``scope`` (:class:`ScopedMerge`), only the target rows in its range are compared.
 
         A source whose plan is one SELECT is merged from that SELECT as a subquery (MERGE's USING
         takes "a table or subquery", https://docs.snowflake.com/en/sql-reference/sql/merge): no
@@ -226,6 +253,9 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             self._create_empty(data)
         columns = [validate_identifier(c.strip('"'), "column name") for c in data.columns]
         on = " AND ".join(f"t.{k} = s.{k}" for k in self._merge_keys)
+        params: list[Any] = []
+        if scope is not None:
+            on, params = self._scoped(on, scope)
         cols = ", ".join(columns)
         values = ", ".join(f"s.{c}" for c in columns)
         plan = data.queries
@@ -233,7 +263,8 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
             source = f"({plan['queries'][0]})"
             session.sql(
                 f"MERGE INTO {self.fqn} t USING {source} s ON {on} "
-                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
+                params=params or None,
             ).collect()
             return
         stage = validate_identifier(f"{self._table_name}_STAGE_{uuid.uuid4().hex[:12].upper()}", "table name")
@@ -241,10 +272,27 @@ class SnowparkTableDataset(_KedroSnowparkTableDataset):
         try:
             session.sql(
                 f"MERGE INTO {self.fqn} t USING {stage} s ON {on} "
-                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
+                params=params or None,
             ).collect()
         finally:
             drop_tables_outside_transaction(session, [stage])
+
+    def _scoped(self, on: str, scope: ScopedMerge) -> tuple[str, list[Any]]:
+        """``on`` restricted to the target rows in ``scope``'s range, and the bound values."""
+        column = validate_identifier(scope.column, "column name")
+        if column not in self._columns():
+            raise DatasetError(f"{self.fqn} has no column {column} to scope a merge by.")
+        bounds, params = [], []
+        if scope.after is not None:
+            bounds.append(f"t.{column} > CAST(? AS TIMESTAMP_NTZ)")
+            params.append(str(scope.after))
+        if scope.up_to is not None:
+            bounds.append(f"t.{column} <= CAST(? AS TIMESTAMP_NTZ)")
+            params.append(str(scope.up_to))
+        if not bounds:
+            return on, []
+        return f"{on} AND (t.{column} IS NULL OR ({' AND '.join(bounds)}))", params
 
     def _exists(self) -> bool:
         try:

@@ -18,7 +18,7 @@ from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DataType, DateType, TimestampType
 
 from customer_segmentation.clock import now_utc as _now_utc
-from customer_segmentation.datasets import REBUILD_MARKER
+from customer_segmentation.datasets import REBUILD_MARKER, ScopedMerge
 from customer_segmentation.datasets.sources import SourcePull, SourceReader
 from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.demo.params import DemoDataParams
@@ -450,7 +450,20 @@ def split_events(
             bad.with_column(REBUILD_MARKER, F.lit(True)),
             report,
         )
-    return good, bad, report
+    # A RECORD_ID hashes its LOADED_AT, so a batch record can only already be in a table among the
+    # rows loaded in the batch's range (or with no LOADED_AT): each merge compares with those only.
+    low, high = _batch_range(batch_info)
+    return (
+        ScopedMerge(good, "LOADED_AT", after=low, up_to=high),
+        ScopedMerge(bad, "LOADED_AT", after=low, up_to=high),
+        report,
+    )
+
+
+def _batch_range(batch_info: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The batch's LOADED_AT range (after, up_to], as select_new_events picked it (None: open)."""
+    low, high = batch_info.get("watermark_from"), batch_info.get("watermark_to")
+    return (None if batch_info.get("full_refresh") else low), high
 
 
 def _in_batch_range(table: DataFrame, batch_info: dict[str, Any]) -> DataFrame:
@@ -458,9 +471,7 @@ def _in_batch_range(table: DataFrame, batch_info: dict[str, Any]) -> DataFrame:
     if "LOADED_AT" not in table.columns:
         return table
     loaded = F.col("LOADED_AT")
-    low, high = batch_info.get("watermark_from"), batch_info.get("watermark_to")
-    if batch_info.get("full_refresh"):
-        low = None
+    low, high = _batch_range(batch_info)
     condition = None
     if low is not None:
         condition = loaded > F.lit(low).cast("timestamp_ntz")
