@@ -83,11 +83,51 @@ def _expected(rows: list[dict[str, Any]], previous: dict[str, str]) -> list[tupl
     return sorted(zip(frame["RECORD_ID"], frame["REASON"].where(frame["REASON"].notna(), None)))
 
 
-def _classified(session: Any, raw: Any, previous: Any) -> list[tuple[str, str | None, str]]:
-    """(RECORD_ID, REJECT_REASON, CLEAN_EVENT_ID) of every row, sorted."""
+#: The raw text REJECTED_EVENTS keeps (the typed batch holds it only for rows that can be rejected).
+RAW_TEXT = ("EVENT_ID", "EVENT_TYPE", "EVENT_TS", "CUSTOMER_ID", "QUANTITY", "AMOUNT", "SOURCE_FILE")
+
+
+def _raw_text_by_hash(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """The input's raw text per row hash (exact copies share both), computed like _expected's RECORD_IDs."""
+    by_hash = {}
+    for record_id, row in zip(_expected_ids(rows), rows, strict=True):
+        by_hash[record_id.rsplit("-", 1)[0]] = tuple(row.get(c) for c in RAW_TEXT)
+    return by_hash
+
+
+def _expected_ids(rows: list[dict[str, Any]]) -> list[str]:
+    frame = pd.DataFrame(rows)
+    for column in RAW_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    text = frame[list(RAW_COLUMNS)].apply(
+        lambda r: "|".join(
+            "\\N"
+            if v is None or (not isinstance(v, str) and pd.isna(v))
+            else (str(int(v)) if c == "SOURCE_ROW" else str(v))
+            for c, v in r.items()
+        ),
+        axis=1,
+    )
+    return [hashlib.md5(t.encode()).hexdigest() + "-x" for t in text]
+
+
+def _classified(session: Any, raw: Any, previous: Any, rows: list[dict[str, Any]] | None = None) -> list:
+    """(RECORD_ID, REJECT_REASON, CLEAN_EVENT_ID) of every row, sorted.
+
+    With the input ``rows``: also checks that every rejected row carries its raw text as it came
+    (REJECTED_EVENTS is written from it), and that rows without a reason (accepted) have CLEAN_* values.
+    """
     batch, info = select_new_events(raw, _empty_state(session), PARAMS)
-    out = classified(batch, previous, info, PARAMS)
-    return sorted((r["RECORD_ID"], r["REJECT_REASON"], r["CLEAN_EVENT_ID"]) for r in out.collect())
+    out = classified(batch, previous, info, PARAMS).collect()
+    if rows is not None:
+        by_hash = _raw_text_by_hash(rows)
+        rejected = [r for r in out if r["REJECT_REASON"] is not None]
+        assert rejected and all(
+            tuple(r[c] for c in RAW_TEXT) == by_hash[r["RECORD_ID"].rsplit("-", 1)[0]] for r in rejected
+        )
+        assert all(r["CLEAN_EVENT_ID"] and r["CLEAN_EVENT_TS"] for r in out if r["REJECT_REASON"] is None)
+    return sorted((r["RECORD_ID"], r["REJECT_REASON"], r["CLEAN_EVENT_ID"]) for r in out)
 
 
 def _decisions(classified: list[tuple[str, str | None, str]]) -> list[tuple[str, str | None]]:
@@ -97,7 +137,7 @@ def _decisions(classified: list[tuple[str, str | None, str]]) -> list[tuple[str,
 def test_copies_and_repeated_event_ids_match_an_independent_computation(warehouse_session: Any) -> None:
     rows = _messy_rows(seed=13)
     raw = _raw(warehouse_session, rows)
-    got = _classified(warehouse_session, raw, _previous(warehouse_session, []))
+    got = _classified(warehouse_session, raw, _previous(warehouse_session, []), rows)
     expected = _expected(rows, {})
     assert len(got) == len(rows) and len({r[0] for r in got}) == len(rows)
     assert sum(1 for _, reason in expected if reason == "duplicate_event") > 100  # the case is exercised
@@ -107,7 +147,7 @@ def test_copies_and_repeated_event_ids_match_an_independent_computation(warehous
     # after a crash): the same RECORD_IDs, every accepted record stays accepted, no new duplicate
     pairs = sorted({(key, record_id) for record_id, reason, key in got if reason is None})
     assert len(pairs) == len({key for key, _ in pairs})  # one accepted record per EVENT_ID
-    again = _classified(warehouse_session, raw, _previous(warehouse_session, pairs))
+    again = _classified(warehouse_session, raw, _previous(warehouse_session, pairs), rows)
     assert again == got
     assert _decisions(again) == _expected(rows, dict(pairs))
 
@@ -117,7 +157,7 @@ def test_a_later_load_of_accepted_events_is_all_duplicates(warehouse_session: An
     rows = [r for r in _messy_rows(seed=7) if r["LOADED_AT"] == LOADS[1]]
     raw = _raw(warehouse_session, rows)
     earlier = {f"E{i}": f"accepted-earlier-{i}" for i in range(0, 150, 2)}  # half the EVENT_IDs
-    got = _classified(warehouse_session, raw, _previous(warehouse_session, sorted(earlier.items())))
+    got = _classified(warehouse_session, raw, _previous(warehouse_session, sorted(earlier.items())), rows)
     assert _decisions(got) == _expected(rows, earlier)
     keys = {
         r["EVENT_ID"].strip() for r in rows if r["AMOUNT"] != "12,50 EUR" and (r["EVENT_ID"] or "").strip()
@@ -137,3 +177,33 @@ def test_only_rows_with_a_repeated_or_missing_event_id_are_numbered(warehouse_se
     typed = classify_events(batch, _previous(warehouse_session, []), info, PARAMS)
     numbered = number_repeated_records(typed).select("SOURCE_ROW").collect()
     assert sorted(int(r[0]) for r in numbered) == [3, 20, 30, 31, 32]
+
+
+def test_the_typed_batch_keeps_raw_text_only_where_a_row_can_be_rejected(warehouse_session: Any) -> None:
+    """Raw EVENT_ID/EVENT_TYPE/EVENT_TS/QUANTITY/AMOUNT text stays for rows that fail a check, repeat an
+    EVENT_ID in the batch or were accepted before; every other row is accepted from its CLEAN_* values."""
+    from customer_segmentation.pipelines.ingestion.nodes import classify_events, find_repeated_event_ids
+
+    stamp = {"LOADED_AT": "2026-11-01 05:00:00", "SOURCE_FILE": "f"}
+    rows = [dict(GOOD, EVENT_ID=f" E{i}", SOURCE_ROW=i, **stamp) for i in range(6)]
+    rows += [dict(GOOD, EVENT_ID="E3", SOURCE_ROW=20, **stamp)]  # E3 again (trimmed equal)
+    rows += [dict(GOOD, EVENT_ID="E7", SOURCE_ROW=21, AMOUNT="x", **stamp)]  # bad_amount
+    rows += [dict(GOOD, EVENT_ID="E8", SOURCE_ROW=22, **stamp)]  # accepted before
+    batch, info = select_new_events(_raw(warehouse_session, rows), _empty_state(warehouse_session), PARAMS)
+    repeated = find_repeated_event_ids(batch)
+    assert [r[0] for r in repeated.collect()] == ["E3"]
+    typed = classify_events(
+        batch, _previous(warehouse_session, [("E8", "old-record")]), info, PARAMS, repeated
+    )
+    kept = {
+        int(r["SOURCE_ROW"]): (r["EVENT_ID"], r["AMOUNT"], r["EVENT_TS"] is not None, r["CUSTOMER_ID"])
+        for r in typed.collect()
+    }
+    customer = GOOD["CUSTOMER_ID"]
+    assert kept == {
+        **{i: (None, None, False, customer) for i in (0, 1, 2, 4, 5)},  # surely accepted: no raw text
+        3: (" E3", GOOD["AMOUNT"], True, customer),
+        20: ("E3", GOOD["AMOUNT"], True, customer),
+        21: ("E7", "x", True, customer),
+        22: ("E8", GOOD["AMOUNT"], True, customer),
+    }

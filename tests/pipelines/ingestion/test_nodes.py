@@ -12,6 +12,7 @@ from customer_segmentation.pipelines.ingestion.nodes import (
     REJECTION_REASONS,
     RejectionRateExceededError,
     classify_events,
+    find_repeated_event_ids,
     number_repeated_records,
     resolve_duplicates,
     select_new_events,
@@ -83,9 +84,11 @@ def _empty_state(session: Any) -> Any:
 
 
 def classified(batch: Any, previous: Any, info: dict[str, Any], params: dict[str, Any]) -> Any:
-    """The classified batch as the pipeline builds it: classify_events, then the two duplicate nodes."""
-    typed = classify_events(batch, previous, info, params)
-    return resolve_duplicates(typed, number_repeated_records(typed))
+    """The classified batch as the pipeline builds it: the repeated EVENT_IDs, classify_events, then the
+    two duplicate nodes."""
+    repeated = find_repeated_event_ids(batch)
+    typed = classify_events(batch, previous, info, params, repeated)
+    return resolve_duplicates(typed, number_repeated_records(typed, repeated))
 
 
 def _classify(session: Any, raw: Any, previous: Any, **params: Any) -> pd.DataFrame:

@@ -55,7 +55,10 @@ def record_ids(raw: Any) -> Any:
     previous = session.sql(
         "SELECT CAST(NULL AS VARCHAR) AS EVENT_ID, CAST(NULL AS VARCHAR) AS RECORD_ID WHERE 1 = 0"
     )
-    return classified(batch, previous, info, PARAMS).select("EVENT_ID", "RECORD_ID")
+    # the classified batch keeps an accepted row's raw text only as CLEAN_* (its EVENT_ID trimmed)
+    return classified(batch, previous, info, PARAMS).select(
+        F.col("CLEAN_EVENT_ID").alias("EVENT_ID"), "RECORD_ID"
+    )
 
 
 def _legacy_record_id(frame: Any) -> Any:

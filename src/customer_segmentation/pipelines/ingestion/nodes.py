@@ -262,8 +262,27 @@ def _occurrence_id(numbered: bool) -> Any:
     return F.concat(F.col("ROW_HASH"), F.lit("-"), occurrence.cast("string"))
 
 
+#: Raw columns whose text only REJECTED_EVENTS needs: an accepted row is written from their typed
+#: (CLEAN_*) values. The typed batch keeps their text only where the row may be rejected.
+_TYPED_RAW_COLUMNS = ("EVENT_ID", "EVENT_TYPE", "EVENT_TS", "QUANTITY", "AMOUNT")
+
+
+def find_repeated_event_ids(batch: DataFrame) -> DataFrame:
+    """The EVENT_IDs (trimmed, as CLEAN_EVENT_ID) that occur in more than one row of the batch.
+
+    One hash aggregate over the raw batch (see ``_repeated``), before the batch is typed: the
+    typed batch keeps the raw text of these rows (they may be duplicates), and
+    ``number_repeated_records`` numbers them. Usually a few rows per thousand.
+    """
+    return _repeated(batch.select(F.trim(F.col("EVENT_ID")).alias("CLEAN_EVENT_ID")), "CLEAN_EVENT_ID")
+
+
 def classify_events(
-    batch: DataFrame, existing_events: DataFrame, batch_info: dict[str, Any], params: IngestionParams
+    batch: DataFrame,
+    existing_events: DataFrame,
+    batch_info: dict[str, Any],
+    params: IngestionParams,
+    repeated_event_ids: DataFrame | None = None,
 ) -> DataFrame:
     """Type and validate each raw event, without the duplicate check (``resolve_duplicates`` does it).
 
@@ -272,6 +291,14 @@ def classify_events(
     RECORD_ID's hash; PREV_RECORD_ID is the accepted record of the same EVENT_ID in
     TRANSFORMED_DATA, if any. No window over the batch: materialising this one pass and numbering
     only the few rows that need it afterwards keeps a 10M-event batch out of a full sort.
+
+    With ``repeated_event_ids`` (``find_repeated_event_ids``), the raw text of EVENT_ID,
+    EVENT_TYPE, EVENT_TS, QUANTITY and AMOUNT is kept only for a row that can be rejected: one
+    that fails a check, whose EVENT_ID was accepted before (PREV_RECORD_ID) or occurs again in the
+    batch. Every other row is accepted and written from its CLEAN_* values, so its text would
+    never be read: NULL there makes the typed batch much cheaper to write (at 10M events its
+    CTAS took 15.3-16.4 s with that text and 11.7-12.3 s without, in DuckDB alone). ROW_HASH
+    (RECORD_ID) is computed from the raw text before, so it is the same either way.
     """
     params = IngestionParams.of(params)
     future_limit = datetime.fromisoformat(batch_info["as_of"]) + timedelta(
@@ -290,11 +317,29 @@ def classify_events(
         F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("PREV_RECORD_ID")
     )
     frame = frame.join(previous, F.trim(frame["EVENT_ID"]) == previous["_PREV_EVENT_ID"], how="left")
+    if repeated_event_ids is None:
+        raw = {c: _raw_text(c, types.get(c)) for c in RAW_EVENT_COLUMNS}
+    else:
+        # one left join on the (distinct) repeated ids, not an IN per column: the mark is reused
+        repeats = repeated_event_ids.select(F.col("CLEAN_EVENT_ID").alias("_REPEATED_ID"))
+        frame = frame.join(repeats, F.trim(frame["EVENT_ID"]) == repeats["_REPEATED_ID"], how="left")
+        # a NULL EVENT_ID fails a check (missing_event_id): such a row keeps its text too
+        rejectable = (
+            F.col("_REASON").is_not_null()
+            | F.col("PREV_RECORD_ID").is_not_null()
+            | F.col("_REPEATED_ID").is_not_null()
+        )
+        raw = {
+            c: F.iff(rejectable, _raw_text(c, types.get(c)), F.lit(None).cast("string"))
+            if c in _TYPED_RAW_COLUMNS
+            else _raw_text(c, types.get(c))
+            for c in RAW_EVENT_COLUMNS
+        }
     return frame.select(
         "ROW_HASH",
         F.col("_REASON").alias("CHECK_REASON"),
         "PREV_RECORD_ID",
-        *[_raw_text(c, types.get(c)).alias(c) for c in RAW_EVENT_COLUMNS],
+        *[raw[c].alias(c) for c in RAW_EVENT_COLUMNS],
         F.trim(F.col("EVENT_ID")).alias("CLEAN_EVENT_ID"),
         F.col("_TYPE").alias("CLEAN_EVENT_TYPE"),
         F.col("_TS").alias("CLEAN_EVENT_TS"),
@@ -345,7 +390,7 @@ def _with_reject_reason(frame: DataFrame, repeated_in_batch: bool, keep_hash: bo
     )
 
 
-def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
+def number_repeated_records(typed_batch: DataFrame, repeated_event_ids: DataFrame | None = None) -> DataFrame:
     """The few rows that need a ROW_NUMBER, with RECORD_ID and final REJECT_REASON (and ROW_HASH).
 
     They are the rows whose EVENT_ID occurs more than once in the batch (or is missing), found
@@ -354,8 +399,11 @@ def number_repeated_records(typed_batch: DataFrame) -> DataFrame:
     EVENT_ID), and the duplicate numbering is partitioned by EVENT_ID. So every row keeps the
     number a window over the whole batch would give it, and every other row has occurrence 1
     and no in-batch duplicate; ``resolve_duplicates`` tells the two sets apart by ROW_HASH.
+    ``repeated_event_ids``: that GROUP BY's result, when ``find_repeated_event_ids`` made it already.
     """
-    repeated_ids = _repeated(typed_batch, "CLEAN_EVENT_ID")
+    repeated_ids = (
+        repeated_event_ids if repeated_event_ids is not None else _repeated(typed_batch, "CLEAN_EVENT_ID")
+    )
     # NULL never matches IN: rows without an EVENT_ID (rejected anyway) may still be exact copies
     rare = typed_batch.filter(F.col("CLEAN_EVENT_ID").is_null() | F.col("CLEAN_EVENT_ID").isin(repeated_ids))
     return _with_reject_reason(rare.with_column("RECORD_ID", _occurrence_id(True)), True, keep_hash=True)

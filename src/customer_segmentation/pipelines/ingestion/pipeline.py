@@ -6,6 +6,7 @@ from customer_segmentation.demo.seeding import seed_demo_events
 from customer_segmentation.pipelines.ingestion.nodes import (
     advance_watermark,
     classify_events,
+    find_repeated_event_ids,
     number_repeated_records,
     pull_declared_sources,
     reconcile_ingestion,
@@ -60,14 +61,26 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="select_new_events",
             ),
             Node(
+                find_repeated_event_ids,
+                inputs="raw_batch",
+                outputs="repeated_event_ids",
+                name="find_repeated_event_ids",
+            ),
+            Node(
                 classify_events,
-                inputs=["raw_batch", "transformed_data_previous", "batch_info", "params:ingestion"],
+                inputs=[
+                    "raw_batch",
+                    "transformed_data_previous",
+                    "batch_info",
+                    "params:ingestion",
+                    "repeated_event_ids",
+                ],
                 outputs="typed_batch",
                 name="classify_events",
             ),
             Node(
                 number_repeated_records,
-                inputs="typed_batch",
+                inputs=["typed_batch", "repeated_event_ids"],
                 outputs="repeated_records",
                 name="number_repeated_records",
             ),
