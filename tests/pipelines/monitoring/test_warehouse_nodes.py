@@ -351,3 +351,22 @@ def test_a_catalog_entry_with_its_own_schema_writes_there_scratch_table_included
         ).collect()
     }
     assert tables == {("OTHER", "T_FLOWS")}  # nothing in PUBLIC, no scratch table left
+
+
+def test_segment_shares_chart_stacks_each_segment_and_fills_absent_ones(warehouse_session: Any) -> None:
+    """One stacked trace per segment; each snapshot's shares sum to 1; a segment absent from a snapshot is 0."""
+    from customer_segmentation.pipelines.monitoring.nodes import plot_segment_shares
+
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE T_SHARES AS SELECT * FROM VALUES "
+        "('2026-01-01'::DATE, 'C1', 'A'), ('2026-01-01'::DATE, 'C2', 'A'), ('2026-01-01'::DATE, 'C3', 'B'), "
+        "('2026-01-02'::DATE, 'C1', 'A'), ('2026-01-02'::DATE, 'C2', 'C') AS t(SNAPSHOT_DATE, CUSTOMER_ID, SEGMENT_LABEL)"
+    ).collect()
+    fig = plot_segment_shares(warehouse_session.table("T_SHARES"))
+    traces = {t.name: list(t.y) for t in fig.data}
+    assert {t.stackgroup for t in fig.data} == {"shares"} and [len(t.x) for t in fig.data] == [2, 2, 2]
+    assert traces == {
+        "A": pytest.approx([2 / 3, 0.5]),
+        "B": pytest.approx([1 / 3, 0.0]),
+        "C": pytest.approx([0.0, 0.5]),
+    }

@@ -199,3 +199,24 @@ def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties_and_rows_come_in_cust
     assert (by_id["F_SCORE"] == f.reindex(by_id.index)).all()
     assert (by_id["M_SCORE"] == m.reindex(by_id.index)).all()
     assert stored["RECENCY_DAYS"].nunique() <= 12 and stored["MONETARY"].nunique() <= 6  # heavy ties indeed
+
+
+def test_rfm_treemap_boxes_are_the_segments_under_one_root() -> None:
+    """Area = customers (the root is their sum), colour = revenue share (the root: the customer-weighted mean)."""
+    from customer_segmentation.pipelines.rfm_features.nodes import plot_rfm_treemap
+
+    summary = pd.DataFrame(
+        {
+            "RFM_SEGMENT": ["Champions", "Lost", "At risk"],
+            "CUSTOMERS": [100, 200, 300],
+            "REVENUE": [8e4, 0.0, 2e4],
+        }
+    )
+    summary["CUSTOMER_SHARE"] = summary["CUSTOMERS"] / 600
+    summary["REVENUE_SHARE"] = summary["REVENUE"] / 1e5
+    (trace,) = plot_rfm_treemap(summary).data
+    assert list(trace.labels) == ["All customers", "Champions", "Lost", "At risk"]
+    assert list(trace.parents) == ["", "All customers", "All customers", "All customers"]
+    assert list(trace.values) == [600.0, 100.0, 200.0, 300.0] and trace.branchvalues == "total"
+    assert list(trace.marker.colors) == pytest.approx([(0.8 * 100 + 0.2 * 300) / 600, 0.8, 0.0, 0.2])
+    assert trace.customdata[1] == pytest.approx([8e4, 100 / 600])

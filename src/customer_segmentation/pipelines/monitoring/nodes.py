@@ -711,8 +711,11 @@ def plot_migration_sankey(segment_migrations: DataFrame, snapshot_info: dict[str
 
 
 def plot_segment_shares(segment_history: DataFrame) -> Any:
-    """Share of customers in each segment, snapshot by snapshot (aggregated in the warehouse)."""
-    import plotly.express as px
+    """Share of customers in each segment, snapshot by snapshot (aggregated in the warehouse).
+
+    One stacked area per segment (plotly graph objects; a segment absent from a snapshot has 0 there).
+    """
+    import plotly.graph_objects as go
 
     shares = (
         segment_history.group_by("SNAPSHOT_DATE", "SEGMENT_LABEL")
@@ -721,13 +724,25 @@ def plot_segment_shares(segment_history: DataFrame) -> Any:
         .sort_values(["SNAPSHOT_DATE", "SEGMENT_LABEL"])
     )
     shares["SHARE"] = shares["CUSTOMERS"] / shares.groupby("SNAPSHOT_DATE")["CUSTOMERS"].transform("sum")
-    fig = px.area(
-        shares,
-        x="SNAPSHOT_DATE",
-        y="SHARE",
-        color="SEGMENT_LABEL",
-        markers=True,
-        title="Segment shares over time (SEGMENT_HISTORY)",
+    table = shares.pivot(index="SNAPSHOT_DATE", columns="SEGMENT_LABEL", values="SHARE").fillna(0.0)
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=list(table.index),
+                y=table[label].tolist(),
+                name=str(label),
+                mode="lines+markers",
+                stackgroup="shares",
+                hovertemplate=f"{label}<br>%{{x}}: %{{y:.1%}}<extra></extra>",
+            )
+            for label in table.columns
+        ]
     )
-    fig.update_layout(yaxis_tickformat=".0%")
+    fig.update_layout(
+        title="Segment shares over time (SEGMENT_HISTORY)",
+        yaxis_tickformat=".0%",
+        xaxis_title="SNAPSHOT_DATE",
+        yaxis_title="SHARE",
+        legend_title_text="SEGMENT_LABEL",
+    )
     return fig

@@ -497,17 +497,38 @@ def summarise_rfm_segments(customer_features: DataFrame) -> pd.DataFrame:
 
 
 def plot_rfm_treemap(rfm_segment_summary: pd.DataFrame) -> Any:
-    """Treemap of the RFM segments: area = customers, colour = revenue share."""
-    import plotly.express as px
+    """Treemap of the RFM segments: area = customers, colour = revenue share.
 
-    fig = px.treemap(
-        rfm_segment_summary,
-        path=[px.Constant("All customers"), "RFM_SEGMENT"],
-        values="CUSTOMERS",
-        color="REVENUE_SHARE",
-        color_continuous_scale="Blues",
-        hover_data={"REVENUE": ":,.0f", "CUSTOMER_SHARE": ":.1%"},
-        title="RFM segments (area: customers, colour: share of net revenue)",
+    Built with plotly's graph objects (plotly.express's treemap took 0.2-0.3 s of every run
+    preparing the same eleven boxes); the root's colour is the customer-weighted mean share, as
+    plotly.express colours a parent.
+    """
+    import plotly.graph_objects as go
+
+    frame = rfm_segment_summary
+    root = "All customers"
+    customers = frame["CUSTOMERS"].astype(float)
+    shares = frame["REVENUE_SHARE"].astype(float)
+    total = float(customers.sum())
+    fig = go.Figure(
+        go.Treemap(
+            labels=[root, *frame["RFM_SEGMENT"].astype(str)],
+            parents=["", *[root] * len(frame)],
+            values=[total, *customers],
+            branchvalues="total",
+            marker={
+                "colors": [float((shares * customers).sum() / total) if total else 0.0, *shares],
+                "colorscale": "Blues",
+                "colorbar": {"title": {"text": "revenue share"}, "tickformat": ".0%"},
+            },
+            customdata=[
+                [float(frame["REVENUE"].sum()), 1.0],
+                *frame[["REVENUE", "CUSTOMER_SHARE"]].astype(float).values.tolist(),
+            ],
+            hovertemplate="%{label}<br>customers %{value:,}<br>net revenue %{customdata[0]:,.0f}"
+            "<br>customer share %{customdata[1]:.1%}<br>revenue share %{color:.1%}<extra></extra>",
+            textinfo="label+value+percent root",
+        )
     )
-    fig.update_traces(textinfo="label+value+percent root")
+    fig.update_layout(title="RFM segments (area: customers, colour: share of net revenue)")
     return fig
