@@ -91,3 +91,38 @@ def test_a_day_with_nothing_due_writes_nothing_once_the_table_exists(warehouse_s
         session.table("SH"), aggregates, session.table("OUTCOMES_NOW"), "2027-06-01", CustomerValueParams()
     )
     assert not isinstance(due, SnapshotWrite) and due.count() == 1
+
+
+def test_the_oldest_unrecorded_snapshots_old_enough_are_measured_at_most_n_per_run(
+    warehouse_session: Any,
+) -> None:
+    """Due = old enough (holdout_days before the reference date or earlier), not in SEGMENT_OUTCOMES yet;
+    the oldest first, outcome_snapshots_per_run of them per run."""
+    session = warehouse_session
+    session.sql(
+        "CREATE TABLE SH3 (SNAPSHOT_DATE DATE, CUSTOMER_ID VARCHAR, SEGMENT_ID INT, SEGMENT_LABEL VARCHAR)"
+    ).collect()
+    days = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-05", "2026-06-04", "2026-06-05"]
+    session.sql(
+        "INSERT INTO SH3 VALUES "
+        + ", ".join(f"('{d}', 'A', 0, 'Champions'), ('{d}', 'B', 1, 'Lost')" for d in days)
+    ).collect()
+    session.sql(
+        "CREATE TABLE DAILY3 (CUSTOMER_ID VARCHAR, ORDER_DAY DATE, KEPT_ORDERS INT, NET_SPEND NUMBER(38,2))"
+    ).collect()
+    aggregates = CustomerAggregates(customers=None, daily_spend=session.table("DAILY3"), state=None)
+    session.sql("CREATE TABLE DONE3 (SNAPSHOT_DATE DATE, SEGMENT_ID INT)").collect()
+    session.sql("INSERT INTO DONE3 VALUES ('2026-01-02', 0), ('2026-01-02', 1)").collect()  # recorded already
+    params = CustomerValueParams(holdout_days=180, outcome_snapshots_per_run=2)
+    # 2026-12-01 - 180 days = 2026-06-04: that day is old enough, 2026-06-05 is not
+    got = segment_outcomes(session.table("SH3"), aggregates, session.table("DONE3"), "2026-12-01", params)
+    dates = sorted({str(r["SNAPSHOT_DATE"]) for r in got.collect()})
+    assert dates == ["2026-01-01", "2026-01-03"]
+    wide = CustomerValueParams(holdout_days=180, outcome_snapshots_per_run=31)
+    got = segment_outcomes(session.table("SH3"), aggregates, session.table("DONE3"), "2026-12-01", wide)
+    assert sorted({str(r["SNAPSHOT_DATE"]) for r in got.collect()}) == [
+        "2026-01-01",
+        "2026-01-03",
+        "2026-01-05",
+        "2026-06-04",
+    ]

@@ -763,20 +763,25 @@ def segment_outcomes(
             absent, [F.lit(None).cast(needed[name]) for name in absent]
         )
     latest_start = ref - timedelta(days=period)
-    recorded = segment_outcomes_previous.select(F.col("SNAPSHOT_DATE").alias("_DONE")).distinct()
-    due = (
-        segment_history.select("SNAPSHOT_DATE")
+    # the due snapshot dates: two small DISTINCT queries (one row per snapshot date) and a set
+    # difference here, rather than a chain of frames whose every step the client has to describe
+    done = segment_outcomes_previous.select("SNAPSHOT_DATE").distinct().collect()
+    recorded = {as_date(r[0]) for r in done if r[0] is not None}
+    old_enough = (
+        segment_history.filter(F.col("SNAPSHOT_DATE") <= _lit_date(latest_start))
+        .select("SNAPSHOT_DATE")
         .distinct()
-        .filter(F.col("SNAPSHOT_DATE") <= _lit_date(latest_start))
-        .join(recorded, F.col("SNAPSHOT_DATE") == F.col("_DONE"), how="left")
-        .filter(F.col("_DONE").is_null())
-        .sort(F.col("SNAPSHOT_DATE"))
-        .limit(params.outcome_snapshots_per_run)
-        .select(F.col("SNAPSHOT_DATE").alias("_DUE"))
+        .collect()
     )
-    history = segment_history.join(due, F.col("SNAPSHOT_DATE") == F.col("_DUE"))
+    due = sorted(d for d in (as_date(r[0]) for r in old_enough if r[0] is not None) if d not in recorded)
+    due = due[: params.outcome_snapshots_per_run]
+    history = (
+        segment_history.filter(F.col("SNAPSHOT_DATE").isin([_lit_date(d) for d in due]))
+        if due
+        else segment_history.filter(F.lit(False))
+    )
     daily = customer_aggregates.daily_spend
-    if not due.limit(1).collect():
+    if not due:
         if "SEGMENT_ID" in segment_outcomes_previous.columns:
             # nothing due (most days) and SEGMENT_OUTCOMES exists (not the one-column stand-in the
             # catalog loads for a missing table): nothing to build or write
