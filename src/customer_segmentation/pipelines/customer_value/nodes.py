@@ -775,20 +775,17 @@ def segment_outcomes(
     )
     due = sorted(d for d in (as_date(r[0]) for r in old_enough if r[0] is not None) if d not in recorded)
     due = due[: params.outcome_snapshots_per_run]
-    history = (
-        segment_history.filter(F.col("SNAPSHOT_DATE").isin([_lit_date(d) for d in due]))
-        if due
-        else segment_history.filter(F.lit(False))
-    )
     daily = customer_aggregates.daily_spend
-    if not due:
+    if due:
+        history = segment_history.filter(F.col("SNAPSHOT_DATE").isin([_lit_date(d) for d in due]))
+    else:
         if "SEGMENT_ID" in segment_outcomes_previous.columns:
             # nothing due (most days) and SEGMENT_OUTCOMES exists (not the one-column stand-in the
             # catalog loads for a missing table): nothing to build or write
             return SnapshotWrite(segment_outcomes_previous.limit(0), only_if_missing=True)
         # nothing due, no table yet: the same query over no row creates it, and the engine skips
         # scanning SEGMENT_HISTORY and CUSTOMER_DAILY_SPEND for it
-        history, daily = history.filter(F.lit(False)), daily.filter(F.lit(False))
+        history, daily = segment_history.filter(F.lit(False)), daily.filter(F.lit(False))
     columns = history.columns
     predicted = {
         name: (F.col(name) if name in columns else F.lit(None)).cast("double")

@@ -317,9 +317,8 @@ def classify_events(
         F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("PREV_RECORD_ID")
     )
     frame = frame.join(previous, F.trim(frame["EVENT_ID"]) == previous["_PREV_EVENT_ID"], how="left")
-    if repeated_event_ids is None:
-        raw = {c: _raw_text(c, types.get(c)) for c in RAW_EVENT_COLUMNS}
-    else:
+    raw = {c: _raw_text(c, types.get(c)) for c in RAW_EVENT_COLUMNS}
+    if repeated_event_ids is not None:
         # one left join on the (distinct) repeated ids, not an IN per column: the mark is reused
         repeats = repeated_event_ids.select(F.col("CLEAN_EVENT_ID").alias("_REPEATED_ID"))
         frame = frame.join(repeats, F.trim(frame["EVENT_ID"]) == repeats["_REPEATED_ID"], how="left")
@@ -329,12 +328,8 @@ def classify_events(
             | F.col("PREV_RECORD_ID").is_not_null()
             | F.col("_REPEATED_ID").is_not_null()
         )
-        raw = {
-            c: F.iff(rejectable, _raw_text(c, types.get(c)), F.lit(None).cast("string"))
-            if c in _TYPED_RAW_COLUMNS
-            else _raw_text(c, types.get(c))
-            for c in RAW_EVENT_COLUMNS
-        }
+        for c in _TYPED_RAW_COLUMNS:
+            raw[c] = F.iff(rejectable, raw[c], F.lit(None).cast("string"))
     return frame.select(
         "ROW_HASH",
         F.col("_REASON").alias("CHECK_REASON"),
