@@ -172,3 +172,31 @@ def add_value_shares(frame: pd.DataFrame) -> pd.DataFrame:
     total = frame["TOTAL_CLV"].clip(lower=0).sum()
     frame["EXPECTED_REVENUE_SHARE"] = frame["TOTAL_CLV"].clip(lower=0) / total if total else 0.0
     return frame
+
+
+def join_same_date(
+    frame: DataFrame, customer_value: DataFrame | None, columns: dict[str, str], prefix: str = ""
+) -> tuple[DataFrame, list[str]]:
+    """``frame`` with CUSTOMER_VALUE's ``columns`` (name -> SQL type) of the same REFERENCE_DATE.
+
+    A left join on CUSTOMER_VALUE's key (CUSTOMER_ID + REFERENCE_DATE), so no row of ``frame`` is
+    doubled or dropped; each column comes as ``prefix + name``, cast to its type, NULL for a
+    customer without a value of that date (a stale CUSTOMER_VALUE never mixes dates). Returns the
+    frame and the names joined: none (``frame`` unchanged) when CUSTOMER_VALUE is missing, lacks
+    its key or has none of ``columns``.
+    """
+    available = set(customer_value.columns) if customer_value is not None else set()
+    present = [c for c in columns if c in available]
+    if not present or not {"CUSTOMER_ID", "REFERENCE_DATE"} <= available:
+        return frame, []
+    value = customer_value.select(
+        F.col("CUSTOMER_ID").alias("_VALUE_ID"),
+        F.col("REFERENCE_DATE").alias("_VALUE_REF"),
+        *[F.col(c).cast(columns[c]).alias(prefix + c) for c in present],
+    )
+    joined = frame.join(
+        value,
+        (frame["CUSTOMER_ID"] == value["_VALUE_ID"]) & (frame["REFERENCE_DATE"] == value["_VALUE_REF"]),
+        how="left",
+    )
+    return joined.drop("_VALUE_ID", "_VALUE_REF"), present

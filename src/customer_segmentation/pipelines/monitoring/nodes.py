@@ -90,36 +90,16 @@ def select_monitored_model(model_versions: pd.DataFrame, params: PredictionParam
 def _outcome_columns(
     processed_data: DataFrame, customer_value: DataFrame | None
 ) -> tuple[DataFrame, list[Any]]:
-    """``processed_data`` joined with CUSTOMER_VALUE's outcome-window prediction of the same reference date.
+    """``processed_data`` with CUSTOMER_VALUE's outcome-window prediction of the same reference date.
 
-    Each customer's OUTCOME_* of the same REFERENCE_DATE (a left join on the table's key,
-    CUSTOMER_ID + REFERENCE_DATE, so no row is doubled or dropped); NULL where CUSTOMER_VALUE has no
-    such row or column (prediction ran without the value scoring, or a CUSTOMER_VALUE of another day).
+    The OUTCOME_* columns to select: NULL where CUSTOMER_VALUE has no such row or column (prediction
+    ran without the value scoring, or a CUSTOMER_VALUE of another day). Joined under a ``_`` prefix,
+    so that a PROCESSED_DATA written before they left it cannot clash.
     """
-    present = [
-        c for c in HISTORY_OUTCOME_COLUMNS if customer_value is not None and c in customer_value.columns
-    ]
-    if present and {"CUSTOMER_ID", "REFERENCE_DATE"} <= set(customer_value.columns):
-        value = customer_value.select(
-            F.col("CUSTOMER_ID").alias("_OUTCOME_ID"),
-            F.col("REFERENCE_DATE").alias("_OUTCOME_REF"),
-            *[F.col(c).alias(f"_{c}") for c in present],
-        )
-        processed_data = processed_data.join(
-            value,
-            (processed_data["CUSTOMER_ID"] == value["_OUTCOME_ID"])
-            & (processed_data["REFERENCE_DATE"] == value["_OUTCOME_REF"]),
-            how="left",
-        )
-    else:
-        present = []
-    columns = [
-        (F.col(f"_{c}") if c in present else F.lit(None))
-        .cast("int" if c == "OUTCOME_DAYS" else "double")
-        .alias(c)
-        for c in HISTORY_OUTCOME_COLUMNS
-    ]
-    return processed_data, columns
+    types = {c: "int" if c == "OUTCOME_DAYS" else "double" for c in HISTORY_OUTCOME_COLUMNS}
+    joined, present = value_summary.join_same_date(processed_data, customer_value, types, prefix="_")
+    columns = [(F.col(f"_{c}") if c in present else F.lit(None).cast(t)).alias(c) for c, t in types.items()]
+    return joined, columns
 
 
 def snapshot_segments(

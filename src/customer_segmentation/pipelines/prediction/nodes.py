@@ -84,22 +84,8 @@ def with_customer_value(scored: DataFrame, customer_value: DataFrame | None) -> 
     window (OUTCOME_*) stays there: the SEGMENT_HISTORY snapshot reads it from CUSTOMER_VALUE, so
     SCORED_CUSTOMERS and PROCESSED_DATA keep only what a reader of the segments acts on.
     """
-    if customer_value is None:
-        return scored
-    present = [c for c in VALUE_COLUMNS if c in customer_value.columns]
-    if not present or "REFERENCE_DATE" not in customer_value.columns:
-        return scored
-    value = customer_value.select(
-        F.col("CUSTOMER_ID").alias("_VALUE_ID"),
-        F.col("REFERENCE_DATE").alias("_VALUE_REF"),
-        *[F.col(c).cast("double").alias(c) for c in present],
-    )
-    joined = scored.join(
-        value,
-        (scored["CUSTOMER_ID"] == value["_VALUE_ID"]) & (scored["REFERENCE_DATE"] == value["_VALUE_REF"]),
-        how="left",
-    )
-    return joined.drop("_VALUE_ID", "_VALUE_REF")
+    joined, _ = value_summary.join_same_date(scored, customer_value, dict.fromkeys(VALUE_COLUMNS, "double"))
+    return joined
 
 
 def score_customers(
