@@ -44,24 +44,25 @@ def _messy_rows(seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _row_hash(row: dict[str, Any] | pd.Series) -> str:
+    """MD5 of the row's raw text joined by '|' (NULL as '\\N'): the RECORD_ID contract, before the occurrence."""
+    parts = []
+    for column in RAW_COLUMNS:
+        value = row.get(column)
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            parts.append("\\N")
+        else:
+            parts.append(str(int(value)) if column == "SOURCE_ROW" else str(value))
+    return hashlib.md5("|".join(parts).encode()).hexdigest()
+
+
 def _expected(rows: list[dict[str, Any]], previous: dict[str, str]) -> list[tuple[str, str | None]]:
     """(RECORD_ID, REJECT_REASON) of every row, computed in pandas from the contract alone."""
     frame = pd.DataFrame(rows)
     for column in RAW_COLUMNS:
         if column not in frame:
             frame[column] = None
-
-    def text(row: pd.Series) -> str:
-        parts = []
-        for column in RAW_COLUMNS:
-            value = row[column]
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
-                parts.append("\\N")
-            else:
-                parts.append(str(int(value)) if column == "SOURCE_ROW" else str(value))
-        return "|".join(parts)
-
-    frame["HASH"] = frame.apply(lambda r: hashlib.md5(text(r).encode()).hexdigest(), axis=1)
+    frame["HASH"] = frame.apply(_row_hash, axis=1)
     frame["RECORD_ID"] = frame["HASH"] + "-" + (frame.groupby("HASH").cumcount() + 1).astype(str)
     frame["REASON"] = frame["AMOUNT"].map(lambda a: "bad_amount" if a == "12,50 EUR" else None)
     missing = frame["EVENT_ID"].map(lambda v: v is None or not str(v).strip())
@@ -89,27 +90,7 @@ RAW_TEXT = ("EVENT_ID", "EVENT_TYPE", "EVENT_TS", "CUSTOMER_ID", "QUANTITY", "AM
 
 def _raw_text_by_hash(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """The input's raw text per row hash (exact copies share both), computed like _expected's RECORD_IDs."""
-    by_hash = {}
-    for record_id, row in zip(_expected_ids(rows), rows, strict=True):
-        by_hash[record_id.rsplit("-", 1)[0]] = tuple(row.get(c) for c in RAW_TEXT)
-    return by_hash
-
-
-def _expected_ids(rows: list[dict[str, Any]]) -> list[str]:
-    frame = pd.DataFrame(rows)
-    for column in RAW_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    text = frame[list(RAW_COLUMNS)].apply(
-        lambda r: "|".join(
-            "\\N"
-            if v is None or (not isinstance(v, str) and pd.isna(v))
-            else (str(int(v)) if c == "SOURCE_ROW" else str(v))
-            for c, v in r.items()
-        ),
-        axis=1,
-    )
-    return [hashlib.md5(t.encode()).hexdigest() + "-x" for t in text]
+    return {_row_hash(row): tuple(row.get(c) for c in RAW_TEXT) for row in rows}
 
 
 def _classified(session: Any, raw: Any, previous: Any, rows: list[dict[str, Any]] | None = None) -> list:
