@@ -38,7 +38,8 @@ class ScopedMerge:
     """Rows for a merge table, with the only target rows their merge keys can match.
 
     A node hands this to a ``mode: merge`` dataset when it knows that a row whose keys equal a
-    source row's also has ``column`` NULL or in ``(after, up_to]`` (e.g. RECORD_ID hashes
+    source row's also has ``column`` (a TIMESTAMP_NTZ column; the bounds are its text) NULL or in
+    ``(after, up_to]`` (e.g. RECORD_ID hashes
     LOADED_AT, and the batch's LOADED_AT are in that range): the MERGE then compares the source
     only with those target rows (``ON keys AND (t.column IS NULL OR t.column > after AND
     t.column <= up_to)``, the bounds bound as values), so a daily batch is not compared with the
