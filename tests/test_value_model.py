@@ -230,6 +230,31 @@ def test_hypergeometric_series_equals_scipy(a: float, b: float, c: float, z: flo
     assert 1.0 + float(vm.hyp2f1_series(a, b, c, z)) == pytest.approx(special.hyp2f1(a, b, c, z), rel=1e-12)
 
 
+def test_hypergeometric_series_lanes_are_summed_as_if_alone() -> None:
+    """A batch whose lanes need from 1 to thousands of terms: each lane's sum is the one it gets alone
+    (same terms, same order, to the last bit), whether a and b are shared (the scorer's case) or per lane."""
+    rng = np.random.default_rng(7)
+    z = np.concatenate([[0.0, 1e-12, 0.5, 0.99, 0.999], rng.uniform(0.0, 0.98, 200)])
+    c = np.concatenate([[0.8, 2.0, 100.0, 3.0, 5000.0], rng.uniform(0.5, 400.0, 200)])
+    for a, b in [(1.3, -0.4), (rng.uniform(-0.9, 2.0, z.size), rng.uniform(-0.9, 2.0, z.size))]:
+        batch = vm.hyp2f1_series(a, b, c, z)
+        a_i, b_i = np.broadcast_to(a, z.shape), np.broadcast_to(b, z.shape)
+        alone = np.array([vm.hyp2f1_series(a_i[i], b_i[i], c[i], z[i]) for i in range(z.size)])
+        assert np.array_equal(batch, alone)
+        assert 1.0 + batch == pytest.approx(special.hyp2f1(a_i, b_i, c, z), rel=1e-11)
+
+
+def test_hypergeometric_series_reports_the_lane_that_does_not_converge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lanes that converged leave the batch; the one still summing at the term limit is the one reported."""
+    monkeypatch.setattr(vm, "MAX_SERIES_TERMS", 1000)
+    z = np.array([0.1, 0.5, 0.9999, 0.2, 0.999])
+    with pytest.raises(ValueFitError, match=r"did not converge in 1,000 terms \(z up to 0\.99990000\)"):
+        vm.hyp2f1_series(1.0, 1.0, 2.0, z)
+    assert np.isfinite(vm.hyp2f1_series(1.0, 1.0, 2.0, z[[0, 1, 3]])).all()
+
+
 def test_hypergeometric_series_refuses_z_at_one() -> None:
     with pytest.raises(ValueError, match="0 <= z < 1"):
         vm.hyp2f1_series(1.0, 1.0, 2.0, 1.0)

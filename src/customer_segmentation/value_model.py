@@ -262,30 +262,43 @@ def hyp2f1_series(a: Any, b: Any, c: Any, z: Any, *, rtol: float = 1e-15) -> np.
     if ((z < 0) | (z >= 1)).any():
         raise ValueError("hyp2f1_series needs 0 <= z < 1.")
     total = np.zeros(a.shape)
-    term = np.ones(a.shape)
-    active = np.arange(a.size)
-    ta, tb, tc, tz, tt = a, b, c, z, term.copy()
-    start = np.maximum.reduce([np.zeros_like(a), -a, -b, -c])
-    tstart = start
+    # the lanes still summed (positions into the flat arrays) and their parameters, partial sums and
+    # last terms; a lane that converges is masked out (its term set to 0, its sum frozen) and the
+    # lanes are compacted only once half of them are done: the same additions in the same order as
+    # compacting every term, without copying every array at every term
+    lanes = np.arange(a.size)
+    tstart = np.maximum.reduce([np.zeros_like(a), -a, -b, -c])
+    # a and b are usually one value for every lane (the model's): then scalars, not arrays
+    ta = a[0] if a.size and (a == a[0]).all() else a
+    tb = b[0] if b.size and (b == b[0]).all() else b
+    tc, tz = c, z
+    tt, acc, live = np.ones(a.shape), np.zeros(a.shape), np.ones(a.shape, dtype=bool)
     n = 0
-    while active.size:
-        tt = tt * ((ta + n) * (tb + n) / ((tc + n) * (n + 1.0))) * tz
-        total[active] += tt
-        n += 1
-        q = tz * np.maximum(1.0, (ta + n) / (tc + n)) * np.maximum(1.0, (tb + n) / (1.0 + n))
-        with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        while lanes.size:
+            tt = tt * ((ta + n) * (tb + n) / ((tc + n) * (n + 1.0))) * tz
+            np.add(acc, tt, out=acc, where=live)
+            n += 1
+            q = tz * np.maximum(1.0, (ta + n) / (tc + n)) * np.maximum(1.0, (tb + n) / (1.0 + n))
             tail = np.abs(tt) * q / (1.0 - q)
-        done = (n > tstart) & (q < 1.0) & (tail <= np.maximum(rtol * np.abs(total[active]), 1e-300))
-        done |= tt == 0.0
-        if done.any():
-            keep = ~done
-            active, ta, tb, tc, tz, tt, tstart = (v[keep] for v in (active, ta, tb, tc, tz, tt, tstart))
-        if n > MAX_SERIES_TERMS and active.size:
-            raise ValueFitError(
-                f"The hypergeometric series did not converge in {MAX_SERIES_TERMS:,} terms (z up to "
-                f"{float(tz.max()):.8f}): the horizon is too long for this model's alpha; use a shorter "
-                "customer_value.horizon_days."
-            )
+            done = (n > tstart) & (q < 1.0) & (tail <= np.maximum(rtol * np.abs(acc), 1e-300))
+            done |= tt == 0.0
+            done &= live
+            if done.any():
+                live &= ~done
+                tt[done] = 0.0
+                alive = int(np.count_nonzero(live))
+                if 2 * alive <= lanes.size:
+                    total[lanes] = acc
+                    lanes, tc, tz, tt, tstart, acc = (v[live] for v in (lanes, tc, tz, tt, tstart, acc))
+                    ta, tb = (v if np.ndim(v) == 0 else v[live] for v in (ta, tb))
+                    live = np.ones(alive, dtype=bool)
+            if n > MAX_SERIES_TERMS and live.any():
+                raise ValueFitError(
+                    f"The hypergeometric series did not converge in {MAX_SERIES_TERMS:,} terms (z up to "
+                    f"{float(tz[live].max()):.8f}): the horizon is too long for this model's alpha; use a "
+                    "shorter customer_value.horizon_days."
+                )
     return total.reshape(shape)
 
 
