@@ -9,8 +9,10 @@ import pytest
 
 from customer_segmentation.errors import InvalidParametersError, MissingColumnsError
 from customer_segmentation.pipelines.ingestion.nodes import (
+    BATCH_DIGEST,
     REJECTION_REASONS,
     RejectionRateExceededError,
+    _id_digest,
     classify_events,
     find_repeated_event_ids,
     number_repeated_records,
@@ -174,6 +176,8 @@ def test_rate_above_threshold_fails_before_writing(warehouse_session: Any) -> No
         classified_batch, info, {"run_id": "r"}, {**p, "max_rejection_rate": 0.1}
     )
     assert (counts["raw"], counts["accepted"], counts["rejected"]) == (10, 9, 1)
+    # the counting scan also took the batch's RECORD_ID digest, the one reconcile_ingestion would scan for
+    assert counts[BATCH_DIGEST] == _id_digest(classified_batch, "RECORD_ID")
 
 
 def test_raw_data_missing_a_column_is_named(warehouse_session: Any) -> None:

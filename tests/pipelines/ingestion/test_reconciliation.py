@@ -96,3 +96,27 @@ def test_the_proof_is_made_without_a_join_when_the_tables_hold_exactly_the_batch
             batch, raw, _table(s, "T", [("a2", DAY2)]), _table(s, "R", [("zz", DAY2)]), _counts(2, DAY1, DAY2)
         )
     assert joins == [1]
+
+
+def test_the_batch_digest_from_split_events_is_used_instead_of_a_scan(
+    warehouse_session: Any, monkeypatch: Any
+) -> None:
+    """With split_events' digest of the batch in the counts, the batch is not read again; the digest is
+    trusted only as far as it matches the tables (else the joins decide) and stays out of the report."""
+    from customer_segmentation.pipelines.ingestion import nodes
+
+    s = warehouse_session
+    batch = _table(s, "B", [("a2", DAY2), ("x2", DAY2), ("n2", None)])
+    raw = _table(s, "RAW", [("a2", DAY2), ("x2", DAY2), ("n2", None)])
+    transformed, rejected = _table(s, "T", [("a2", DAY2), ("n2", None)]), _table(s, "R", [("x2", DAY2)])
+    digest = nodes._id_digest(batch, "RECORD_ID")
+    scanned: list[str] = []
+    real = nodes._id_digest
+    monkeypatch.setattr(nodes, "_id_digest", lambda f, c: scanned.append(c) or real(f, c))
+    counts = {**_counts(3, DAY1, DAY2), nodes.BATCH_DIGEST: digest}
+    report = reconcile_ingestion(batch, raw, transformed, rejected, counts)
+    assert scanned == ["T_ID", "R_ID"] and report["batch_check_method"] == "count and checksum"
+    assert nodes.BATCH_DIGEST not in report and nodes.BATCH_DIGEST in counts  # the input is not changed
+    # a digest that does not match the tables sends the check to the joins (which find nothing wrong here)
+    report = reconcile_ingestion(batch, raw, transformed, rejected, {**counts, nodes.BATCH_DIGEST: (3, 1)})
+    assert report["batch_check_method"] == "join" and report["batch_check"]["in_neither"] == 0
