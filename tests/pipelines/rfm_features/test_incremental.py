@@ -345,6 +345,40 @@ def test_changed_old_rows_or_unstamped_rows_trigger_a_rebuild(
     assert_same_features(features(td, aggregates, params), expected)
 
 
+@pytest.mark.parametrize(
+    "older_layout",
+    [
+        # an older version also kept the kept orders' first and last timestamps
+        [
+            f"ALTER TABLE {t} ADD COLUMN {c} TIMESTAMP_NTZ"
+            for t in ("CUSTOMER_AGGREGATES", "CUSTOMER_DAILY_SPEND")
+            for c in ("FIRST_KEPT_TS", "LAST_KEPT_TS")
+        ],
+        # one before the customer-value rollup
+        ["ALTER TABLE CUSTOMER_AGGREGATES DROP COLUMN REPEAT_NET_SPEND"],
+    ],
+)
+def test_aggregates_of_an_older_layout_are_rebuilt_once(
+    td: Any, aggregates: CustomerAggregatesDataset, older_layout: list[str]
+) -> None:
+    """Tables with columns this version does not write (or without ones it does) are rebuilt at the next
+    daily run, not updated in place (stale columns would stay behind, missing ones fail the INSERT)."""
+    history = History(9)
+    session = td.session
+    append(session, history, base_history(history, 50, 0.6), datetime(2025, 9, 1), "run-1")
+    run_step(td, aggregates, PARAMS, full=True)
+    for statement in older_layout:
+        session.sql(statement).collect()
+    append(session, history, daily_batch(history, 620, 3, "N"), datetime(2025, 9, 2), "run-2")
+    assert run_step(td, aggregates, PARAMS) == "rebuild"
+    stored = {*session.table("CUSTOMER_AGGREGATES").columns, *session.table("CUSTOMER_DAILY_SPEND").columns}
+    assert not stored & {"FIRST_KEPT_TS", "LAST_KEPT_TS"} and "REPEAT_NET_SPEND" in stored
+    expected = compute_customer_features(td, PARAMS).to_pandas().set_index("CUSTOMER_ID").sort_index()
+    assert_same_features(features(td, aggregates, PARAMS), expected)
+    append(session, history, daily_batch(history, 621, 2, "M"), datetime(2025, 9, 3), "run-3")
+    assert run_step(td, aggregates, PARAMS) == "incremental"
+
+
 def test_unstamped_history_then_stamped_batches_are_incremental(
     td: Any, aggregates: CustomerAggregatesDataset
 ) -> None:

@@ -132,8 +132,6 @@ def daily_order_rows(events: DataFrame) -> DataFrame:
         F.sum(F.col("IS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
         F.min("ORDER_TS").alias("FIRST_ORDER_TS"),
         F.max("ORDER_TS").alias("LAST_ORDER_TS"),
-        F.min(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("FIRST_KEPT_TS"),
-        F.max(F.iff(kept, F.col("ORDER_TS"), F.lit(None))).alias("LAST_KEPT_TS"),
     )
 
 
@@ -147,8 +145,6 @@ def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: lis
     per_customer = daily_rows.group_by("CUSTOMER_ID").agg(
         F.min("FIRST_ORDER_TS").alias("FIRST_ORDER_TS"),
         F.max("LAST_ORDER_TS").alias("LAST_ORDER_TS"),
-        F.min("FIRST_KEPT_TS").alias("FIRST_KEPT_TS"),
-        F.max("LAST_KEPT_TS").alias("LAST_KEPT_TS"),
         F.sum(F.col("KEPT_ORDERS").cast("int")).alias("FREQUENCY"),
         F.sum(F.col("ORDERS_PLACED").cast("int")).alias("ORDERS_PLACED"),
         F.sum(F.col("ORDERS_CANCELLED").cast("int")).alias("ORDERS_CANCELLED"),
@@ -189,8 +185,6 @@ AGGREGATE_COLUMNS = (
     "CUSTOMER_ID",
     "FIRST_ORDER_TS",
     "LAST_ORDER_TS",
-    "FIRST_KEPT_TS",
-    "LAST_KEPT_TS",
     "FREQUENCY",
     "ORDERS_PLACED",
     "ORDERS_CANCELLED",
@@ -239,9 +233,10 @@ def features_from_aggregates(
         F.round(F.col("MONETARY"), 2).cast("double").alias("MONETARY"),
         F.round(_ratio(F.col("MONETARY"), freq), 2).alias("AVG_ORDER_VALUE"),
         F.datediff("day", F.col("FIRST_ORDER_TS"), ref_lit).alias("TENURE_DAYS"),
-        # NULL for customers with fewer than two kept orders (no gap to average)
+        # NULL for customers with fewer than two kept orders (no gap to average); the first and last
+        # kept orders' days are the first and last transaction days (value_summary.ROLLUP_COLUMNS)
         _ratio(
-            F.datediff("day", F.col("FIRST_KEPT_TS"), F.col("LAST_KEPT_TS")),
+            F.datediff("day", F.col("FIRST_TXN_DAY"), F.col("LAST_TXN_DAY")),
             F.iff(freq > F.lit(1), freq - F.lit(1), F.lit(0)),
             if_zero=None,
         ).alias("MEAN_DAYS_BETWEEN_ORDERS"),
@@ -311,13 +306,25 @@ def _customers_of(events: DataFrame, channels: list[str]) -> Callable[[DataFrame
     return partial(customers_from_daily, events=events, channels=channels)
 
 
-def _has_value_columns(previous: CustomerAggregates | None) -> bool:
-    """True when the stored tables have the columns this version writes (else an incremental INSERT would fail)."""
+#: Columns that older versions wrote and this one no longer does (the kept orders' first and last
+#: timestamps: only their days were used, which FIRST_TXN_DAY and LAST_TXN_DAY hold).
+RETIRED_COLUMNS = ("FIRST_KEPT_TS", "LAST_KEPT_TS")
+
+
+def _stale_layout(previous: CustomerAggregates | None) -> str | None:
+    """Why the stored tables cannot be updated in place (an older version's columns), or None.
+
+    Missing columns would fail an incremental INSERT; retired ones would stay behind, stale for
+    the customers the update does not touch: either way the tables are rebuilt once.
+    """
     if previous is None or previous.customers is None or previous.daily_spend is None:
-        return False
-    return set(value_summary.ROLLUP_COLUMNS) <= set(previous.customers.columns) and (
-        "KEPT_NET_SPEND" in previous.daily_spend.columns
-    )
+        return "the aggregates are missing"
+    stored = {c.strip('"').upper() for c in (*previous.customers.columns, *previous.daily_spend.columns)}
+    if not (set(value_summary.ROLLUP_COLUMNS) | {"KEPT_NET_SPEND"}) <= stored:
+        return "the aggregates predate the customer-value columns (value_summary.ROLLUP_COLUMNS)"
+    if stored & set(RETIRED_COLUMNS):
+        return f"the aggregates hold columns this version no longer writes ({', '.join(RETIRED_COLUMNS)})"
+    return None
 
 
 def _plan_aggregates(
@@ -350,8 +357,8 @@ def _plan_aggregates(
         reason = "no aggregates yet (first run, or a rebuild that did not finish)"
     elif prev.channels != state.channels:
         reason = f"rfm_features.channels changed ({prev.channels} -> {state.channels})"
-    elif not _has_value_columns(previous):
-        reason = "the aggregates predate the customer-value columns (value_summary.ROLLUP_COLUMNS)"
+    elif (stale := _stale_layout(previous)) is not None:
+        reason = stale
     elif high is None:
         reason = "TRANSFORMED_DATA has no LOADED_AT stamps to tell new events from old ones"
     elif (int(scan["OLD_EVENTS"]), scan["OLD_MIN_RUN"], scan["OLD_MAX_RUN"]) != (
