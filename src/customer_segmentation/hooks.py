@@ -11,6 +11,7 @@ from kedro.framework.hooks import hook_impl
 
 from customer_segmentation import warehouse
 from customer_segmentation.errors import InvalidParametersError
+from customer_segmentation.gc_tuning import tune_garbage_collector
 from customer_segmentation.warehouse.config import WarehouseSettings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class WarehouseHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         """Decide the target (Snowflake or embedded) from credentials; reused across load_context()."""
+        # a batch process (the pipelines, their libraries and the run are loaded next): the collector
+        # in large batches, not every 700 allocations (gc_tuning.py)
+        tune_garbage_collector()
         # The raw section (runtime --params merged by the config loader), not ``context.params``:
         # reading that here would validate every pipeline's typed parameters, so a bad ``training``
         # value would stop ``--pipeline prediction``; Kedro scopes validation to the run's pipelines.

@@ -695,6 +695,10 @@ def serve(  # noqa: PLR0915
     path: Path, memory_limit: str | None, idle_timeout: float, session_lease: float = SESSION_LEASE_SECONDS
 ) -> int:
     """Run the server until idle, stopped or signalled; returns the process exit code."""
+    from customer_segmentation.gc_tuning import tune_garbage_collector
+
+    # it parses and rewrites every statement (sqlglot): the collector in large batches (gc_tuning.py)
+    tune_garbage_collector()
     # everything this process creates (DuckDB files, WAL, spill files, log, record) is the owner's only
     os.umask(0o077)
     path = path.resolve()
