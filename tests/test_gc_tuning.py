@@ -53,12 +53,17 @@ def test_a_run_and_the_embedded_server_tune_their_collector(tmp_path: Path, monk
     from customer_segmentation import warehouse
     from customer_segmentation.hooks import WarehouseHooks
     from customer_segmentation.warehouse import embedded_server
-    from customer_segmentation.warehouse.config import WarehouseSettings
 
+    class Loader(dict):
+        def __missing__(self, key: str) -> Any:
+            raise KeyError(key)
+
+    context = type(
+        "Context", (), {"config_loader": Loader(parameters={}, credentials={}), "project_path": tmp_path}
+    )
     gc.set_threshold(700, 10, 10)
-    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh"))
     try:
-        WarehouseHooks().before_pipeline_run({"session_id": "r", "pipeline_names": ["daily"]}, None, {})
+        WarehouseHooks().after_context_created(context)  # before the pipelines and the run are loaded
     finally:
         warehouse.close()
     assert gc.get_threshold() == gc_tuning.THRESHOLDS
