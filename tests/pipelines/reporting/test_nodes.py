@@ -60,3 +60,8 @@ def test_rfm_scatter_samples_and_colours_by_segment(trained: tuple) -> None:
     # each point is coloured by the segment the model places it in (checked on the whole sample)
     expected = pd.Series(model.label_of(model.predict(sample))).value_counts().to_dict()
     assert {trace.name: len(trace.x) for trace in whole.data} == expected
+    # drawn as plotly.express drew it: frequency on a log axis, small translucent markers, one colour each
+    scene = whole.layout.scene
+    assert scene.yaxis.type == "log" and scene.xaxis.title.text == "RECENCY_DAYS"
+    assert all(t.marker.size == 3 and t.marker.opacity == 0.6 for t in whole.data)
+    assert len({t.marker.color for t in whole.data}) == len(whole.data)

@@ -77,24 +77,43 @@ def plot_segment_profiles(model: SegmentationModel) -> Any:
 
 
 def plot_rfm_scatter(sample: pd.DataFrame, model: SegmentationModel, params: TrainingParams) -> Any:
-    """3-D recency / frequency / monetary scatter of a sample, coloured by segment."""
-    import plotly.express as px
+    """3-D recency / frequency / monetary scatter of a sample, coloured by segment.
+
+    One trace per segment (in order of first appearance), as plotly.express draws it, built with graph
+    objects: plotly.express's first figure of a process costs ~0.15-0.3 s more.
+    """
+    import plotly.colors
+    import plotly.graph_objects as go
 
     n = min(params.scatter_sample_size, len(sample))
     points = sample.sample(n=n, random_state=params.random_state) if n < len(sample) else sample
-    points = points.assign(SEGMENT=model.label_of(model.predict(points)))
-    fig = px.scatter_3d(
-        points,
-        x="RECENCY_DAYS",
-        y="FREQUENCY",
-        z="MONETARY",
-        color="SEGMENT",
-        opacity=0.6,
-        log_y=True,
-        log_z=False,
+    segments = pd.Series(model.label_of(model.predict(points)), index=points.index)
+    palette = plotly.colors.qualitative.Plotly
+    fig = go.Figure()
+    for i, label in enumerate(pd.unique(segments)):
+        part = points[segments == label]
+        fig.add_trace(
+            go.Scatter3d(
+                x=part["RECENCY_DAYS"],
+                y=part["FREQUENCY"],
+                z=part["MONETARY"],
+                mode="markers",
+                name=str(label),
+                legendgroup=str(label),
+                marker={"size": 3, "opacity": 0.6, "color": palette[i % len(palette)]},
+                hovertemplate=f"SEGMENT={label}<br>RECENCY_DAYS=%{{x}}<br>FREQUENCY=%{{y}}<br>"
+                "MONETARY=%{z}<extra></extra>",
+            )
+        )
+    fig.update_layout(
         title=f"Customers in recency / frequency / monetary space ({n} sampled)",
+        legend_title_text="SEGMENT",
+        scene={
+            "xaxis": {"title": {"text": "RECENCY_DAYS"}},
+            "yaxis": {"title": {"text": "FREQUENCY"}, "type": "log"},
+            "zaxis": {"title": {"text": "MONETARY"}},
+        },
     )
-    fig.update_traces(marker={"size": 3})
     return fig
 
 
