@@ -93,6 +93,24 @@ def _finite_floats(values: Any, what: str) -> list[Any]:
     return array.tolist()  # Python floats: json.dumps writes the shortest text that reads back exactly
 
 
+def one_openmp_thread() -> Any:
+    """A context in which scikit-learn's KMeans (``fit``, ``predict``) runs on one OpenMP thread.
+
+    Training fits KMeans on bounded samples (50k-200k rows, a few features). There, its OpenMP
+    threads synchronise at every Lloyd iteration over 256-row chunks, which costs more than it
+    saves: 36 k-range fits on 50k rows took 1.6-2.0 s on two threads and 0.65 s on one (the
+    training pipeline at 10M events 8.6 -> 6.5-6.9 s, docs/benchmarks.md). One thread also makes
+    each fit's sums run in one order on any machine: the k selection and stability scores no
+    longer depend on the number of cores (with three or more threads scikit-learn adds the
+    threads' partial sums in the order they finish).
+    """
+    # threadpoolctl limits the runtimes loaded so far: load scikit-learn's OpenMP runtime first
+    import sklearn.cluster  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
 def kmeans(k: int, n_init: int, random_state: int, init: np.ndarray | None = None) -> Any:
     """An unfitted scikit-learn KMeans (``init``: starting centroids, one run; else k-means++, ``n_init`` runs)."""
     from sklearn.cluster import KMeans  # here, not at module level: scoring must not load scikit-learn

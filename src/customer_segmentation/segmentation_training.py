@@ -20,7 +20,7 @@ import pandas as pd
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
 from customer_segmentation.drift import training_reference
-from customer_segmentation.model import SegmentationModel, json_safe, kmeans
+from customer_segmentation.model import SegmentationModel, json_safe, kmeans, one_openmp_thread
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 from customer_segmentation.pipelines.training.params import TrainingParams
 from customer_segmentation.segment_identity import align_segment_ids, previous_centroids_in_space
@@ -135,7 +135,8 @@ def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFra
     silhouette_n = min(params.silhouette_sample_size, len(scaled))
     rows, labelings = [], []
     for k in range(params.k_min, k_max + 1):
-        model = _kmeans(k, params).fit(scaled)
+        with one_openmp_thread():
+            model = _kmeans(k, params).fit(scaled)
         labels = model.labels_
         distinct = len(np.unique(labels))
         labelings.append(labels)
@@ -325,10 +326,12 @@ def _fit_partition(
             {"start": why, "inertia": inertia, "settle_iterations": iterations, "moved": moved}
         )
         if moved == 0:  # a solution of today's sample: it competes (and wins ties)
-            estimator = kmeans(k, 1, params.random_state, init=centroids).fit(scaled)
+            with one_openmp_thread():
+                estimator = kmeans(k, 1, params.random_state, init=centroids).fit(scaled)
             candidates.append((why, estimator, centroids, labels, inertia))
     for seed in candidate_seeds(params.random_state, params.n_init):
-        estimator = kmeans(k, 1, seed).fit(scaled)
+        with one_openmp_thread():
+            estimator = kmeans(k, 1, seed).fit(scaled)
         centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
         name = f"k-means++ seed {seed}"
         report_rows.append({"start": name, "inertia": inertia, "settle_iterations": iterations})
@@ -499,8 +502,10 @@ def measure_stability(
     scores = []
     for _ in range(params.bootstrap_rounds):
         idx = rng.integers(0, len(scaled), size=len(scaled))
-        refit = _kmeans(model.k, params).fit(scaled[idx])
-        scores.append(float(adjusted_rand_score(reference, refit.predict(scaled))))
+        with one_openmp_thread():
+            refit = _kmeans(model.k, params).fit(scaled[idx])
+            labels = refit.predict(scaled)
+        scores.append(float(adjusted_rand_score(reference, labels)))
     mean = float(np.mean(scores)) if scores else float("nan")
     verdict = (
         "highly stable"

@@ -250,3 +250,28 @@ def test_a_former_warm_start_tolerance_still_validates_with_a_warning(
     with caplog.at_level("WARNING"):
         TrainingParams.of(PARAMS)
     assert "warm_start_tolerance" not in caplog.text
+
+
+def test_k_selection_and_stability_do_not_depend_on_the_number_of_threads() -> None:
+    """KMeans runs on one OpenMP thread inside training (model.one_openmp_thread): the k range's
+    inertias and the bootstrap scores are the same to the last bit whatever threads the process
+    allows, as on a laptop and a cloud job with other core counts."""
+    import sklearn.cluster  # noqa: F401 - its OpenMP runtime loaded, so that the limits below apply
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from customer_segmentation.model import one_openmp_thread
+
+    with one_openmp_thread():
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"} <= {1}
+    customers = planted_customers(n_per_group=6000, seed=5)  # 18k rows: 70 chunks of 256 rows to share
+    params = TrainingParams.of(PARAMS.model_dump(), k_max=5, bootstrap_rounds=2)
+    results = []
+    for threads in (1, 4):
+        with threadpool_limits(limits=threads, user_api="openmp"):
+            selection = evaluate_k_range(customers, params)
+            model = fit_segmentation_model(customers, {"k": 3, "source": "test"}, params, {"run_id": "v"})
+            results.append((selection, measure_stability(customers, model, params), model.centroids))
+    (sel_1, stab_1, cent_1), (sel_4, stab_4, cent_4) = results
+    pd.testing.assert_frame_equal(sel_1, sel_4, check_exact=True)
+    assert stab_1["ari_scores"] == stab_4["ari_scores"]
+    np.testing.assert_array_equal(cent_1, cent_4)
