@@ -169,19 +169,3 @@ def test_a_run_tags_its_statements_with_pipeline_and_run_id(tmp_path: Any) -> No
         "team": "crm",
     }
     assert catalog["run_metadata"]["run_id"] == "2026-11-25T10.00.00.000Z"
-
-
-def test_sessions_infer_unchanged_columns_without_a_describe(warehouse_session: Any) -> None:
-    """A filtered or sorted DataFrame has its parent's columns: Snowpark takes them from the parent
-    instead of sending a DESCRIBE (reduce_describe_query_enabled, set on every session we open)."""
-    from snowflake.snowpark import functions as F
-
-    s = warehouse_session
-    assert s.reduce_describe_query_enabled is True
-    s.sql("CREATE OR REPLACE TABLE T (ID VARCHAR, AMOUNT NUMBER(12, 2))").collect()
-    table = s.table("T")
-    expected = table.schema
-    with s.query_history(include_describe=True) as history:
-        narrowed = table.filter(F.col("AMOUNT") > 0).sort("ID").limit(5)
-        assert narrowed.schema == expected
-    assert not [q for q in history.queries if q.is_describe]
