@@ -26,8 +26,7 @@ THRESHOLDS = (50_000, 20, 10)
 def tune_garbage_collector() -> tuple[int, int, int]:
     """Raise this process's collection thresholds to at least :data:`THRESHOLDS`; returns the thresholds set."""
     current = gc.get_threshold()
-    wanted = tuple(max(int(have), want) for have, want in zip(current, THRESHOLDS, strict=True))
     if current[0] == 0:  # the collector is off (threshold 0): leave it so
         return current
-    gc.set_threshold(*wanted)
+    gc.set_threshold(*(max(have, want) for have, want in zip(current, THRESHOLDS, strict=True)))
     return gc.get_threshold()

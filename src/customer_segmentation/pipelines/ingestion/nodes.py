@@ -435,8 +435,8 @@ def split_events(
         .collect()
     )
     counts = {(r[0] if r[0] is not None else "accepted"): int(r[1]) for r in rows}
-    digest = (sum(int(r[1]) for r in rows), sum(int(r[2] or 0) for r in rows))
     total = sum(counts.values())
+    digest = (total, sum(int(r[2] or 0) for r in rows))
     accepted = counts.pop("accepted", 0)
     rejected = sum(counts.values())
     rate = rejected / total if total else 0.0

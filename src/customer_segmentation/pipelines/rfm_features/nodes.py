@@ -319,10 +319,11 @@ def _stale_layout(previous: CustomerAggregates | None) -> str | None:
     """
     if previous is None or previous.customers is None or previous.daily_spend is None:
         return "the aggregates are missing"
-    stored = {c.strip('"').upper() for c in (*previous.customers.columns, *previous.daily_spend.columns)}
-    if not (set(value_summary.ROLLUP_COLUMNS) | {"KEPT_NET_SPEND"}) <= stored:
+    customers = {c.strip('"').upper() for c in previous.customers.columns}
+    daily = {c.strip('"').upper() for c in previous.daily_spend.columns}
+    if not (set(value_summary.ROLLUP_COLUMNS) <= customers and "KEPT_NET_SPEND" in daily):
         return "the aggregates predate the customer-value columns (value_summary.ROLLUP_COLUMNS)"
-    if stored & set(RETIRED_COLUMNS):
+    if (customers | daily) & set(RETIRED_COLUMNS):
         return f"the aggregates hold columns this version no longer writes ({', '.join(RETIRED_COLUMNS)})"
     return None
 
