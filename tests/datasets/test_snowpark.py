@@ -203,6 +203,39 @@ def test_columns_are_looked_up_once_per_session_and_refreshed_on_write(warehouse
     )  # absence is not cached
 
 
+def test_the_first_look_up_lists_the_whole_schema_in_one_query(warehouse_session: Any) -> None:
+    """One INFORMATION_SCHEMA query for a schema's tables, not one per table; later changes still seen."""
+    from customer_segmentation.warehouse.tables import forget_table_columns, table_columns
+
+    for name, cols in (("LISTED_A", "A INT, B INT"), ("LISTED_B", "C INT"), ("LISTED_C", "D INT, E INT")):
+        warehouse_session.sql(f"CREATE OR REPLACE TABLE {name} ({cols})").collect()
+    warehouse_session.sql('CREATE OR REPLACE TABLE "Listed_Mixed" (M INT)').collect()
+    forget_table_columns(warehouse_session)  # as at the start of a run: nothing known yet
+    lookups = lambda sent: sum("INFORMATION_SCHEMA.COLUMNS" in s.upper() for s in sent)  # noqa: E731
+    found: dict[str, list[str]] = {}
+
+    def look(*names: str) -> None:
+        for name in names:
+            found[name] = table_columns(warehouse_session, "SEGMENTATION", "PUBLIC", name)
+
+    assert lookups(_sent(warehouse_session, lambda: look("LISTED_A", "LISTED_B", "LISTED_C"))) == 1
+    assert found == {"LISTED_A": ["A", "B"], "LISTED_B": ["C"], "LISTED_C": ["D", "E"]}
+    # a table missing from the listing is asked for again (another step may have made it since)
+    assert lookups(_sent(warehouse_session, lambda: look("NOT_THERE"))) == 1
+    assert found["NOT_THERE"] == []
+    warehouse_session.sql("CREATE TABLE NOT_THERE (X INT)").collect()
+    assert lookups(_sent(warehouse_session, lambda: look("NOT_THERE"))) == 1
+    assert found["NOT_THERE"] == ["X"]
+    # a quoted mixed-case name is not the upper-case name a look-up asks for: not taken from the listing
+    assert lookups(_sent(warehouse_session, lambda: look("LISTED_MIXED"))) == 1
+    assert found["LISTED_MIXED"] == []
+    forget_table_columns(warehouse_session)  # forgetting everything lists the schema again
+    assert lookups(_sent(warehouse_session, lambda: look("LISTED_A", "LISTED_B"))) == 1
+    for name in ("LISTED_A", "LISTED_B", "LISTED_C", "NOT_THERE", '"Listed_Mixed"'):
+        warehouse_session.sql(f"DROP TABLE IF EXISTS {name}").collect()
+    forget_table_columns(warehouse_session)
+
+
 def test_preview_of_a_table_that_is_not_there_is_empty(warehouse_session: Any) -> None:
     scratch = _dataset("SCRATCH_ELSEWHERE", mode="overwrite", table_type="temporary")
     assert scratch.preview() == {"index": [], "columns": [], "data": []}

@@ -60,6 +60,9 @@ def table_exists(session: Any, database: str, schema: str, table: str) -> bool:
 _COLUMN_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], list[str]]] = (
     weakref.WeakKeyDictionary()
 )
+#: Per session: the (DATABASE, SCHEMA) pairs whose tables were all listed in one query (see
+#: ``table_columns``); cleared with the whole column cache.
+_LISTED_SCHEMAS: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -75,17 +78,34 @@ def _session_cache(session: Any) -> dict[tuple[str, str, str], list[str]]:
             return {}
 
 
+def _listed_schemas(session: Any) -> set[tuple[str, str]] | None:
+    with _CACHE_LOCK:
+        try:
+            return _LISTED_SCHEMAS.setdefault(session, set())
+        except TypeError:  # no cache for this object: look tables up one by one
+            return None
+
+
 def table_columns(session: Any, database: str, schema: str, table: str) -> list[str]:
     """Column names of a table, upper-case, in order (empty when the table does not exist).
 
     Cached per session for existing tables (see ``_COLUMN_CACHE``); ``remember_table_columns``
     and ``forget_table_columns`` keep the cache right when the run writes or drops a table.
+    The first look-up in a schema lists the columns of all its tables in one INFORMATION_SCHEMA
+    query (a run reads a dozen tables of the same schema: 23 single-table queries in a ``daily``
+    run became one); later look-ups of a table that was missing then ask again.
     """
     db = validate_identifier(database, "database name")
     cache = _session_cache(session)
     key = _cache_key(db, schema, table)
     if key in cache:
         return list(cache[key])
+    listed = _listed_schemas(session)
+    where = (db.upper(), schema.upper())
+    if listed is not None and where not in listed:
+        _list_schema(session, db, schema, cache)
+        listed.add(where)
+        return list(cache.get(key, []))
     rows = session.sql(
         f"SELECT COLUMN_NAME FROM {db}.INFORMATION_SCHEMA.COLUMNS "
         "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
@@ -95,6 +115,25 @@ def table_columns(session: Any, database: str, schema: str, table: str) -> list[
     if columns:
         cache[key] = columns
     return list(columns)
+
+
+def _list_schema(session: Any, db: str, schema: str, cache: dict[tuple[str, str, str], list[str]]) -> None:
+    """Cache the columns of every table of ``db.schema`` (one query); entries the run wrote are kept.
+
+    Only tables whose stored name is upper-case are cached, as a single-table look-up (which asks
+    for ``TABLE_NAME = <upper-case name>``) finds only those.
+    """
+    rows = session.sql(
+        f"SELECT TABLE_NAME, COLUMN_NAME FROM {db}.INFORMATION_SCHEMA.COLUMNS "
+        "WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        params=[schema.upper()],
+    ).collect()
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for name, column in rows:
+        if str(name) == str(name).upper():
+            found.setdefault(_cache_key(db, schema, str(name)), []).append(str(column).upper())
+    for key, columns in found.items():
+        cache.setdefault(key, columns)
 
 
 def remember_table_columns(
@@ -113,6 +152,9 @@ def forget_table_columns(
     cache = _session_cache(session)
     if table is None:
         cache.clear()
+        listed = _listed_schemas(session)
+        if listed is not None:
+            listed.clear()
         return
     cache.pop(_cache_key(str(database), str(schema), table), None)
 

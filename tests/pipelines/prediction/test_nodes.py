@@ -180,3 +180,61 @@ def test_missing_feature_column_is_named(warehouse_session: Any, model: Any) -> 
     table = upload(warehouse_session, random_customers(10).drop(columns=["RETURN_RATE"]), "PARTIAL")
     with pytest.raises(MissingColumnsError, match="RETURN_RATE"):
         assign_segments(table, model)
+
+
+def test_scoring_carries_the_value_of_the_same_date_in_order_with_few_describes(
+    warehouse_session: Any, model: Any
+) -> None:
+    """Value columns of the same reference date only, columns in the published order, and the
+    segment distances (~10 KB of SQL) not DESCRIBEd on each side of each join."""
+    customers = random_customers(120).assign(REFERENCE_DATE=None)
+    table = upload(warehouse_session, customers.drop(columns=["REFERENCE_DATE"]), "VALUED")
+    features = table.select("*", F.lit("2026-11-03").cast("date").alias("REFERENCE_DATE"))
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE VALUES_BY_DAY AS "
+        "SELECT CUSTOMER_ID, CAST('2026-11-03' AS DATE) AS REFERENCE_DATE, 0.5 AS P_ALIVE, 2.0 AS EXPECTED_PURCHASES, "
+        "10.0 AS EXPECTED_ORDER_VALUE, 20.0 AS CLV FROM VALUED WHERE CUSTOMER_ID < 'R000060' "
+        "UNION ALL SELECT CUSTOMER_ID, CAST('2026-11-02' AS DATE), 0.9, 9.0, 9.0, 99.0 FROM VALUED"
+    ).collect()
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE PREVIOUS_VALUED AS SELECT CUSTOMER_ID, 'Old' AS SEGMENT_LABEL FROM VALUED "
+        "WHERE CUSTOMER_ID >= 'R000100'"
+    ).collect()
+    with warehouse_session.query_history(include_describe=True) as history:
+        scored = score_customers(
+            features,
+            model,
+            warehouse_session.table("PREVIOUS_VALUED"),
+            warehouse_session.table("VALUES_BY_DAY"),
+        )
+        columns = scored.columns  # what saving it asks (CREATE TABLE ... AS needs the types)
+    describes = [q.sql_text for q in history.queries if q.is_describe]
+    # the distance query (~10 KB of SQL at 1M customers' scale of features) described once, for the
+    # save; it was described 5 times when the joins and with_columns came after it (16 DESCRIBEs)
+    assert sum("_D0" in sql for sql in describes) == 1, describes
+    assert len(describes) <= 10, describes
+    assert columns == [
+        *features.columns,
+        "SEGMENT_ID",
+        "SEGMENT_LABEL",
+        "DISTANCE_TO_CENTROID",
+        "P_ALIVE",
+        "EXPECTED_PURCHASES",
+        "EXPECTED_ORDER_VALUE",
+        "CLV",
+        "PREVIOUS_SEGMENT_LABEL",
+        "IS_NEW_CUSTOMER",
+        "MODEL_VERSION",
+    ]
+    frame = scored.to_pandas().set_index("CUSTOMER_ID").sort_index()
+    assert len(frame) == 120
+    valued = frame.index < "R000060"
+    assert (frame.loc[valued, "CLV"] == 20.0).all() and frame.loc[~valued, "CLV"].isna().all()
+    assert frame.loc[~valued, "P_ALIVE"].isna().all()  # the other day's values never mix in
+    assert (frame["IS_NEW_CUSTOMER"] == (frame.index < "R000100")).all()
+    assert (frame.loc[~frame["IS_NEW_CUSTOMER"], "PREVIOUS_SEGMENT_LABEL"] == "Old").all()
+    expected = model.predict(
+        customers.drop(columns=["REFERENCE_DATE"]).set_index("CUSTOMER_ID").sort_index().reset_index()
+    )
+    assert frame["SEGMENT_ID"].tolist() == [model.ids()[k] for k in expected]
+    assert frame["SEGMENT_LABEL"].tolist() == [model.labels[k] for k in expected]
