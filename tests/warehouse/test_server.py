@@ -288,3 +288,56 @@ def test_a_server_stopped_before_its_starting_client_checked_it_exits_at_once(fo
     finally:
         os.close(lock)
     assert _client(folder, "SELECT 42")["rows"] == [[[42]]]  # the next client starts a new server
+
+
+@pytest.mark.parametrize("client_connected", [False, True])
+def test_the_server_skips_uvicorns_grace_sleep_only_with_nobody_connected(
+    client_connected: bool, monkeypatch: Any
+) -> None:
+    """uvicorn sleeps 0.1 s at shutdown for open connections to finish: with none, the server stops at once
+    (an in-process warehouse stops at the end of every run); with a client connected, uvicorn's path."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+
+    from customer_segmentation.warehouse.embedded_server import _Server
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    serving = threading.Event()
+    server = _Server.make(config, lambda loop: serving.set())
+    grace: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        if delay >= 0.1:
+            grace.append(delay)
+        return await real_sleep(0, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert serving.wait(10)
+    client = socket.create_connection(("127.0.0.1", port)) if client_connected else None
+    try:
+        if client is not None:
+            deadline = time.monotonic() + 5
+            while not server.server_state.connections and time.monotonic() < deadline:
+                time.sleep(0.01)
+        server.should_exit = True
+        server.wake()
+        thread.join(10)
+    finally:
+        if client is not None:
+            client.close()
+    assert not thread.is_alive()
+    assert grace == ([0.1] if client_connected else [])

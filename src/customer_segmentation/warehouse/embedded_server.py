@@ -636,6 +636,18 @@ class _Server:
                     await self.wake_event.wait()
                     self.wake_event.clear()
 
+            async def shutdown(self, sockets: list[Any] | None = None) -> None:
+                if self.server_state.connections or self.server_state.tasks:
+                    await super().shutdown(sockets)
+                    return
+                # nobody connected: uvicorn's shutdown without its 0.1 s grace for open connections
+                for server in self.servers:
+                    server.close()
+                for sock in sockets or []:
+                    sock.close()
+                if not self.force_exit:
+                    await self.lifespan.shutdown()
+
             def wake(self) -> None:
                 loop, event = self.loop, self.wake_event
                 if loop is not None and event is not None and not loop.is_closed():
