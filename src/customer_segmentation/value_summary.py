@@ -29,6 +29,8 @@ from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DecimalType
 
+from customer_segmentation.exact import exact_sum
+
 #: Money is summed exact (NUMBER(18,2)), as the features do (rfm_features.nodes.MONEY).
 MONEY = DecimalType(18, 2)
 #: CUSTOMER_AGGREGATES' customer-value columns (reference-date free).
@@ -152,7 +154,7 @@ def segment_value_aggregates() -> list[Any]:
     """MEDIAN_P_ALIVE, TOTAL_CLV and MEDIAN_CLV, inside a GROUP BY segment (NULL values ignored)."""
     return [
         F.median(F.col("P_ALIVE").cast("double")).alias("MEDIAN_P_ALIVE"),
-        F.sum(F.col("CLV").cast("double")).alias("TOTAL_CLV"),
+        exact_sum(F.col("CLV").cast("double"), 6).alias("TOTAL_CLV"),  # the same in any row order
         F.median(F.col("CLV").cast("double")).alias("MEDIAN_CLV"),
     ]
 

@@ -149,13 +149,12 @@ def _ntile(order: pd.DataFrame, buckets: int = 5) -> pd.Series:
     return pd.Series(tiles, index=order["CUSTOMER_ID"].to_numpy())
 
 
-def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties_and_rows_come_in_customer_order(
+def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties(
     warehouse_session: Any,
 ) -> None:
     """257 customers in few distinct (recency, frequency, spend) values: ties broken by CUSTOMER_ID.
 
-    Checked against an independent pandas NTILE; the stored table's rows come in CUSTOMER_ID order
-    (the same order on every run, whatever order the join before it produced).
+    Checked against an independent pandas NTILE.
     """
     rows = []
     for i in range(257):
@@ -187,9 +186,11 @@ def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties_and_rows_come_in_cust
     compute_customer_features(warehouse_session.table("TIED_EVENTS"), PARAMS).write.save_as_table(
         "TIED_FEATURES", mode="overwrite"
     )
-    stored = warehouse_session.table("TIED_FEATURES").to_pandas()
-    assert list(stored["CUSTOMER_ID"]) == sorted(stored["CUSTOMER_ID"])
-    assert len(stored) == 257
+    # rows in no particular order: the aggregates downstream are exact (customer_segmentation.exact)
+    stored = (
+        warehouse_session.table("TIED_FEATURES").to_pandas().sort_values("CUSTOMER_ID", ignore_index=True)
+    )
+    assert len(stored) == 257 and stored["CUSTOMER_ID"].is_unique
 
     r = _ntile(stored.sort_values(["RECENCY_DAYS", "CUSTOMER_ID"], ascending=[False, True]))
     f = _ntile(stored.sort_values(["FREQUENCY", "MONETARY", "CUSTOMER_ID"]))

@@ -27,6 +27,7 @@ from customer_segmentation.datasets.customer_aggregates import CustomerAggregate
 from customer_segmentation.datasets.monitoring import SnapshotWrite
 from customer_segmentation.datasets.value_model_table import ValueModelWrite
 from customer_segmentation.errors import MissingModelError, MissingTableError
+from customer_segmentation.exact import exact_mean, exact_sum
 from customer_segmentation.model import active_version
 from customer_segmentation.pipelines.customer_value.params import CustomerValueParams
 from customer_segmentation.pipelines.prediction.params import PredictionParams
@@ -831,18 +832,21 @@ def segment_outcomes(
         per_customer.group_by("S_DATE", "S_SEGMENT_ID", "S_SEGMENT_LABEL")
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
-            F.avg("S_P_ALIVE").alias("PREDICTED_P_ALIVE"),
+            # predictions (doubles) summed exact (exact.py): the same whatever order the rows come in
+            exact_mean(F.col("S_P_ALIVE")).alias("PREDICTED_P_ALIVE"),
             # NULL unless every member carries a prediction for this window (no partial sums)
             *[
                 F.iff(
-                    F.count(f"S_{name}") == F.count(F.lit(1)), F.sum(f"S_{name}"), F.lit(None).cast("double")
+                    F.count(f"S_{name}") == F.count(F.lit(1)),
+                    exact_sum(F.col(f"S_{name}")).cast("double"),
+                    F.lit(None).cast("double"),
                 ).alias(alias)
                 for name, alias in (
                     ("OUTCOME_EXPECTED_PURCHASES", "PREDICTED_PURCHASES"),
                     ("OUTCOME_EXPECTED_SPEND", "PREDICTED_NET_REVENUE"),
                 )
             ],
-            F.sum("S_CLV").alias("PREDICTED_CLV"),
+            exact_sum(F.col("S_CLV")).alias("PREDICTED_CLV"),
             F.sum("TXN").alias("ACTUAL_PURCHASES"),
             F.sum(F.col("NET").cast(value_summary.MONEY)).alias("ACTUAL_NET_REVENUE"),
             F.avg(F.iff(F.col("TXN") > 0, F.lit(1.0), F.lit(0.0))).alias("REPEAT_BUYER_SHARE"),

@@ -32,6 +32,7 @@ from customer_segmentation.clock import as_date
 from customer_segmentation.datasets.monitoring import FeedPublication, SnapshotWrite
 from customer_segmentation.drift import drift_status, psi
 from customer_segmentation.errors import MissingColumnsError
+from customer_segmentation.exact import exact_mean, exact_moments, moment_mean, population_sd
 from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.monitoring.params import MonitoringParams
 from customer_segmentation.pipelines.prediction.params import PredictionParams
@@ -491,19 +492,18 @@ def profile_segments(
             F.count(F.lit(1)).alias("CUSTOMERS"),
             # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
             F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
-            *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
+            *[exact_mean(value[f]).alias(f"MEAN_{f}") for f in features],
         )
         .to_pandas()
     )
     medians = _segment_medians(processed_data, features, int(per_segment["CUSTOMERS"].sum()))
     per_segment = per_segment.merge(medians, on="SEGMENT_ID", how="left")
-    base = processed_data.agg(
-        *[F.avg(value[f]).alias(f"MEAN_{f}") for f in features],
-        *[F.stddev_pop(value[f]).alias(f"SD_{f}") for f in features],
-    ).to_pandas()
-    overall = {
-        f: (float(base[f"MEAN_{f}"].iloc[0] or 0.0), float(base[f"SD_{f}"].iloc[0] or 0.0)) for f in features
-    }
+    base = processed_data.agg(*[m for f in features for m in exact_moments(value[f], f"_{f}")]).collect()[0]
+    overall = {}
+    for f in features:
+        n, s1, s2 = base[f"_{f}_N"], base[f"_{f}_S1"], base[f"_{f}_S2"]
+        mean, sd = moment_mean(n, s1), population_sd(n, s1, s2)
+        overall[f] = (0.0 if math.isnan(mean) else mean, 0.0 if math.isnan(sd) else sd)
     rfm = (
         processed_data.group_by("SEGMENT_ID", "RFM_SEGMENT")
         .agg(F.count(F.lit(1)).alias("N"))
@@ -572,7 +572,10 @@ def measure_drift(
     thresholds = params.drift_thresholds.model_dump()
     counts = (
         processed_data.group_by("SEGMENT_ID")
-        .agg(F.count(F.lit(1)).alias("N"), F.avg(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D"))
+        # exact: the mean distance is the same whatever order the rows are added in (exact.py)
+        .agg(
+            F.count(F.lit(1)).alias("N"), exact_mean(F.col("DISTANCE_TO_CENTROID").cast("double")).alias("D")
+        )
         .to_pandas()
     )
     total = int(counts["N"].sum())

@@ -16,6 +16,7 @@ from snowflake.snowpark import functions as F
 
 from customer_segmentation import value_summary
 from customer_segmentation.errors import MissingColumnsError
+from customer_segmentation.exact import exact_mean, exact_sum
 from customer_segmentation.model import SegmentationModel, select_active_model
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 
@@ -167,10 +168,11 @@ def summarise_segments(scored_customers: DataFrame, segmentation_model: Segmenta
             F.count(F.lit(1)).alias("CUSTOMERS"),
             F.sum(faithful).alias("FAITHFUL_CUSTOMERS"),
             F.sum(F.iff(F.col("IS_NEW_CUSTOMER"), F.lit(1), F.lit(0))).alias("NEW_CUSTOMERS"),
-            F.sum("MONETARY").alias("REVENUE"),
-            F.avg("RECENCY_DAYS").alias("MEAN_RECENCY_DAYS"),
-            F.avg("FREQUENCY").alias("MEAN_FREQUENCY"),
-            F.avg("MONETARY").alias("MEAN_MONETARY"),
+            # exact sums (exact.py): the same whatever order the rows are added in
+            exact_sum(F.col("MONETARY"), 2).alias("REVENUE"),
+            exact_mean(F.col("RECENCY_DAYS")).alias("MEAN_RECENCY_DAYS"),
+            exact_mean(F.col("FREQUENCY")).alias("MEAN_FREQUENCY"),
+            exact_mean(F.col("MONETARY")).alias("MEAN_MONETARY"),
             *value_aggs,
         )
         .to_pandas()

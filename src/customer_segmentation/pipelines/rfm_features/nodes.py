@@ -29,6 +29,7 @@ from customer_segmentation.datasets.customer_aggregates import (
 )
 from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.errors import MissingTableError
+from customer_segmentation.exact import exact_sum
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
 
@@ -462,10 +463,11 @@ def add_rfm_scores(features: DataFrame) -> DataFrame:
 
     The three NTILEs order four narrow columns, joined back on CUSTOMER_ID (one row per customer):
     each window sorts whole rows, so over the 25 feature columns they took 3.2-3.9 s of the
-    CUSTOMER_FEATURES CTAS at 1M customers in the embedded warehouse, narrow plus the join and one
-    final sort 2.5-2.8 s (same values, docs/benchmarks.md). The final ORDER BY CUSTOMER_ID makes the
-    row order the same on every run: a join's output order is not, and aggregates of doubles over
-    the table downstream (SEGMENT_DRIFT's mean distance) depend on it in their last bit.
+    CUSTOMER_FEATURES CTAS at 1M customers in the embedded warehouse, narrow plus the join 2.2-2.5 s
+    (same values, docs/benchmarks.md). The rows are in no particular order: the aggregates of
+    doubles downstream are exact (exact.py), so they do not depend on it. (An ORDER BY CUSTOMER_ID
+    here, 0.33 s at 1M customers, once kept them equal on small tables only: on a table of several
+    row groups DuckDB adds on several threads in an order of its own.)
     """
     keys = features.select(
         F.col("CUSTOMER_ID").alias("_SCORE_ID"), F.col("RECENCY_DAYS"), F.col("FREQUENCY"), F.col("MONETARY")
@@ -487,14 +489,15 @@ def add_rfm_scores(features: DataFrame) -> DataFrame:
             ),
             rfm_segment_column(F.col("R_SCORE"), F.col("F_SCORE")),
         ],
-    ).sort("CUSTOMER_ID")
+    )
 
 
 def summarise_rfm_segments(customer_features: DataFrame) -> pd.DataFrame:
     """Customers and net revenue per RFM segment (aggregated in the warehouse; ~11 rows out)."""
     frame = (
         customer_features.group_by("RFM_SEGMENT")
-        .agg(F.count(F.lit(1)).alias("CUSTOMERS"), F.sum("MONETARY").alias("REVENUE"))
+        # MONETARY is net spend in cents (a double): summed exact, the same in any row order
+        .agg(F.count(F.lit(1)).alias("CUSTOMERS"), exact_sum(F.col("MONETARY"), 2).alias("REVENUE"))
         .to_pandas()
     )
     frame["REVENUE"] = frame["REVENUE"].astype(float)
