@@ -16,7 +16,9 @@ VALUES = [1e16, 1.0, -1e16, 0.25]
 
 
 def _table(session: Any, name: str, values: list[float]) -> Any:
-    rows = " UNION ALL ".join(f"SELECT {i} AS I, CAST({float(v)!r} AS DOUBLE) AS X" for i, v in enumerate(values))
+    rows = " UNION ALL ".join(
+        f"SELECT {i} AS I, CAST({float(v)!r} AS DOUBLE) AS X" for i, v in enumerate(values)
+    )
     session.sql(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM ({rows}) ORDER BY I").collect()
     return session.table(name)
 
