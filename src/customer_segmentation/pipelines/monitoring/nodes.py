@@ -486,24 +486,31 @@ def profile_segments(
     """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
     features = profile_features(processed_data)
     value = {f: F.col(f).cast("double") for f in features}
+    # One pass: per segment, each feature's exact count, sum and sum of squares (exact.py); the
+    # segment means come from them, and the whole base's mean and sd from their exact totals.
     per_segment = (
         processed_data.group_by("SEGMENT_ID", "SEGMENT_LABEL")
         .agg(
             F.count(F.lit(1)).alias("CUSTOMERS"),
             # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
             F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
-            *[exact_mean(value[f]).alias(f"MEAN_{f}") for f in features],
+            *[m for f in features for m in exact_moments(value[f], f"_{f}")],
         )
         .to_pandas()
     )
-    medians = _segment_medians(processed_data, features, int(per_segment["CUSTOMERS"].sum()))
-    per_segment = per_segment.merge(medians, on="SEGMENT_ID", how="left")
-    base = processed_data.agg(*[m for f in features for m in exact_moments(value[f], f"_{f}")]).collect()[0]
     overall = {}
     for f in features:
-        n, s1, s2 = base[f"_{f}_N"], base[f"_{f}_S1"], base[f"_{f}_S2"]
-        mean, sd = moment_mean(n, s1), population_sd(n, s1, s2)
+        n, s1, s2 = (per_segment[f"_{f}_{part}"] for part in ("N", "S1", "S2"))
+        per_segment[f"MEAN_{f}"] = [moment_mean(a, b) for a, b in zip(n, s1)]
+        # fsum: the correctly rounded total, so the base's figures do not depend on the segments' order
+        total_n, total_s1, total_s2 = (
+            math.fsum(float(v) for v in col if v is not None and not pd.isna(v)) for col in (n, s1, s2)
+        )
+        mean, sd = moment_mean(total_n, total_s1), population_sd(total_n, total_s1, total_s2)
         overall[f] = (0.0 if math.isnan(mean) else mean, 0.0 if math.isnan(sd) else sd)
+    per_segment = per_segment.drop(columns=[c for c in per_segment.columns if c.startswith("_")])
+    medians = _segment_medians(processed_data, features, int(per_segment["CUSTOMERS"].sum()))
+    per_segment = per_segment.merge(medians, on="SEGMENT_ID", how="left")
     rfm = (
         processed_data.group_by("SEGMENT_ID", "RFM_SEGMENT")
         .agg(F.count(F.lit(1)).alias("N"))
