@@ -114,3 +114,30 @@ def test_the_run_is_labelled_with_kedros_pipeline_names(
     assert capture.seen["pipeline"] == expected
     assert capture.seen["query_tag"]["pipeline"] == expected
     assert f"pipeline {expected}" in capture.seen["lock"]
+
+
+def test_reading_the_conf_outside_a_run_shows_no_omegaconf_deprecation(tmp_path: Path) -> None:
+    """`python -m customer_segmentation.warehouse ...`, a notebook's session, `kedro explorer`: Kedro 1.7
+    calls an API omegaconf 2.4 deprecates (three UserWarnings per read), which users cannot act on."""
+    project = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from customer_segmentation.project_conf import read_conf\n"
+        "parameters, credentials = read_conf(Path(sys.argv[1]), None, 'parameters', 'credentials')\n"
+        "print(sorted(parameters)[:1], type(credentials).__name__)\n"
+        "from customer_segmentation.warehouse.session import _settings_from_project\n"
+        "print(_settings_from_project().target)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "SEGMENTATION_EMBEDDED"))}
+    env.update(KEDRO_DISABLE_TELEMETRY="true", KEDRO_PROJECT_PATH=str(project))
+    done = subprocess.run(
+        [sys.executable, "-W", "always::UserWarning", "-c", code, str(project)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "register_new_resolver" not in done.stderr, done.stderr
+    assert "dict" in done.stdout and "embedded" in done.stdout.lower()

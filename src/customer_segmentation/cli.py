@@ -72,13 +72,11 @@ cli.add_command(run)
 
 def _warehouse_dir(metadata: Any, env: str | None) -> Path:
     """``warehouse.embedded_dir`` of the project (default data/warehouse)."""
-    from kedro.config import OmegaConfigLoader
+    from customer_segmentation.project_conf import read_conf
 
     project = Path(getattr(metadata, "project_path", None) or Path.cwd())
-    loader = OmegaConfigLoader(
-        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env
-    )
-    params = (loader["parameters"] or {}).get("warehouse") or {}
+    (parameters,) = read_conf(project, env, "parameters")
+    params = parameters.get("warehouse") or {}
     return project / str(params.get("embedded_dir") or "data/warehouse")
 
 
@@ -146,10 +144,9 @@ def import_(  # noqa: PLR0913 - one option per reading choice
     env: str | None,
 ) -> None:
     """Create TABLE with typed columns and load FILE (CSV, JSON Lines, Parquet, Excel) into it."""
-    from kedro.config import OmegaConfigLoader
-
     from customer_segmentation import warehouse as wh
     from customer_segmentation.errors import SegmentationError
+    from customer_segmentation.project_conf import read_conf
     from customer_segmentation.sources.files import FileOptions
     from customer_segmentation.sources.importer import import_file
     from customer_segmentation.warehouse.config import WarehouseSettings
@@ -157,11 +154,9 @@ def import_(  # noqa: PLR0913 - one option per reading choice
     if replace and append_rows:
         raise click.UsageError("--replace and --append exclude each other.")
     project = Path(getattr(metadata, "project_path", None) or Path.cwd())
-    loader = OmegaConfigLoader(
-        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env
-    )
-    credentials = (loader["credentials"] or {}).get("snowflake") or {}
-    params = (loader["parameters"] or {}).get("warehouse") or {}
+    credentials_conf, parameters = read_conf(project, env, "credentials", "parameters")
+    credentials = credentials_conf.get("snowflake") or {}
+    params = parameters.get("warehouse") or {}
     settings = WarehouseSettings.from_config(credentials, params, project)
     wh.configure(settings)
     try:

@@ -81,12 +81,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def project_settings(project: Path, env: str | None) -> dict[str, str]:
     """The SEGMENT_EXPLORER_* variables from the project's parameters (explorer, pin, drift thresholds)."""
-    from kedro.config import OmegaConfigLoader
+    from customer_segmentation.project_conf import read_conf
 
-    loader = OmegaConfigLoader(
-        conf_source=str(project / "conf"), base_env="base", default_run_env="local", env=env
-    )
-    params = loader["parameters"] or {}
+    (params,) = read_conf(project, env, "parameters")
     explorer = ExplorerParams.of(params.get("explorer") or {})
     pinned = (params.get("prediction") or {}).get("model_version")
     thresholds = (params.get("monitoring") or {}).get("drift_thresholds") or {}

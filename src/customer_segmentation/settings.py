@@ -3,9 +3,10 @@
 import warnings
 
 from customer_segmentation.hooks import WarehouseHooks
+from customer_segmentation.project_conf import OMEGACONF_DEPRECATION
 
 # Kedro 1.7 calls an omegaconf API that omegaconf 2.4 deprecates; nothing for users to act on.
-warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+warnings.filterwarnings("ignore", message=OMEGACONF_DEPRECATION)
 
 # One warehouse session per run: opened once, shared by every Snowpark dataset, closed at the end.
 HOOKS = (WarehouseHooks(),)

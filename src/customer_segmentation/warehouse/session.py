@@ -150,16 +150,13 @@ def _settings_from_project() -> WarehouseSettings | None:
     project = Path(explicit).resolve() if explicit else _find_project(Path.cwd().resolve())
     if project is None:
         return None
-    from kedro.config import OmegaConfigLoader
+    from customer_segmentation.project_conf import read_conf
 
-    loader = OmegaConfigLoader(
-        conf_source=str(project / "conf"),
-        base_env="base",
-        default_run_env="local",
-        env=os.environ.get("KEDRO_ENV"),
+    credentials_conf, parameters = read_conf(
+        project, os.environ.get("KEDRO_ENV"), "credentials", "parameters"
     )
-    credentials = (loader["credentials"] or {}).get("snowflake") or {}
-    params = (loader["parameters"] or {}).get("warehouse") or {}
+    credentials = credentials_conf.get("snowflake") or {}
+    params = parameters.get("warehouse") or {}
     settings = WarehouseSettings.from_config(credentials, params, project)
     logger.info("Warehouse configured from the project's conf at %s: %s", project, settings.target)
     return settings
