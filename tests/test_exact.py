@@ -52,3 +52,12 @@ def test_moments_give_numpys_population_sd(warehouse_session: Any) -> None:
     assert moment_mean(row["X_N"], row["X_S1"]) == pytest.approx(np.mean(values), rel=1e-12)
     assert population_sd(row["X_N"], row["X_S1"], row["X_S2"]) == pytest.approx(np.std(values), rel=1e-9)
     assert math.isnan(population_sd(0, None, None)) and math.isnan(moment_mean(None, None))
+
+
+def test_integer_moments_are_summed_as_integers(warehouse_session: Any) -> None:
+    table = warehouse_session.sql(
+        "SELECT 3 AS D UNION ALL SELECT 5 UNION ALL SELECT CAST(NULL AS INT) UNION ALL SELECT 10"
+    )
+    row = table.agg(*exact_moments(F.col("D"), "D", integer=True)).collect()[0]
+    assert (row["D_N"], int(row["D_S1"]), int(row["D_S2"])) == (3, 18, 134)
+    assert population_sd(row["D_N"], row["D_S1"], row["D_S2"]) == pytest.approx(np.std([3, 5, 10]), rel=1e-12)

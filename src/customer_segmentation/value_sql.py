@@ -202,12 +202,16 @@ def score_customers(
     lookup_columns = [F.col(c) for c in lookup.columns if c not in ("_X", "_T")]
     # each step a SELECT over the one before, so that every expression is computed once per row (an
     # expression repeated in one SELECT is evaluated each time it appears)
+    kept = [
+        *dict.fromkeys(("CUSTOMER_ID", *carry, "X", "T_X", "T", "MEAN_VALUE")),
+        *(c for c in lookup.columns if c not in ("_X", "_T")),
+    ]
+    scored = scored.select(*[F.col(c) for c in kept], _p_alive_log_odds(m).alias("_U"))
+    # the columns by name, not "*": a star makes Snowpark DESCRIBE the join to expand it
     scored = scored.select(
-        *[F.col(c) for c in dict.fromkeys(("CUSTOMER_ID", *carry, "X", "T_X", "T", "MEAN_VALUE"))],
-        *lookup_columns,
-        _p_alive_log_odds(m).alias("_U"),
+        *[F.col(c) for c in (*kept, "_U")],
+        F.exp(F.greatest(-F.abs(F.col("_U")), F.lit(EXP_FLOOR))).alias("_E"),
     )
-    scored = scored.select("*", F.exp(F.greatest(-F.abs(F.col("_U")), F.lit(EXP_FLOOR))).alias("_E"))
     scored = scored.select(
         F.col("CUSTOMER_ID"),
         *[F.col(c) for c in carry],

@@ -82,13 +82,16 @@ def add_repeat_spend(per_customer: DataFrame, daily_rows: DataFrame) -> DataFram
         F.col("ORDER_DAY").alias("_F_DAY"),
         F.col("KEPT_NET_SPEND").cast(MONEY).alias("_F_NET"),
     )
+    # names unique on each side, and one projection after the join: df["X"], with_column and drop
+    # each cost Snowpark a DESCRIBE (a statement of its own) of the plan they apply to
     joined = per_customer.join(
         first,
-        (per_customer["CUSTOMER_ID"] == first["_F_CID"]) & (per_customer["FIRST_TXN_DAY"] == first["_F_DAY"]),
+        (F.col("CUSTOMER_ID") == F.col("_F_CID")) & (F.col("FIRST_TXN_DAY") == F.col("_F_DAY")),
         how="left",
     )
     repeat = (F.col("_TXN_NET_SPEND") - F.coalesce(F.col("_F_NET"), F.lit(0).cast(MONEY))).cast(MONEY)
-    return joined.with_column("REPEAT_NET_SPEND", repeat).drop("_F_CID", "_F_DAY", "_F_NET", "_TXN_NET_SPEND")
+    kept = [F.col(c) for c in per_customer.columns if c not in ("_TXN_NET_SPEND", "REPEAT_NET_SPEND")]
+    return joined.select(*kept, repeat.alias("REPEAT_NET_SPEND"))
 
 
 def transaction_rollup(daily_rows: DataFrame) -> DataFrame:

@@ -316,12 +316,13 @@ def classify_events(
     previous = existing_events.select(
         F.col("EVENT_ID").alias("_PREV_EVENT_ID"), F.col("RECORD_ID").alias("PREV_RECORD_ID")
     )
-    frame = frame.join(previous, F.trim(frame["EVENT_ID"]) == previous["_PREV_EVENT_ID"], how="left")
+    # unqualified names (unique on each side): frame["EVENT_ID"] would cost a DESCRIBE of the checks' plan
+    frame = frame.join(previous, F.trim(F.col("EVENT_ID")) == F.col("_PREV_EVENT_ID"), how="left")
     raw = {c: _raw_text(c, types.get(c)) for c in RAW_EVENT_COLUMNS}
     if repeated_event_ids is not None:
         # one left join on the (distinct) repeated ids, not an IN per column: the mark is reused
         repeats = repeated_event_ids.select(F.col("CLEAN_EVENT_ID").alias("_REPEATED_ID"))
-        frame = frame.join(repeats, F.trim(frame["EVENT_ID"]) == repeats["_REPEATED_ID"], how="left")
+        frame = frame.join(repeats, F.trim(F.col("EVENT_ID")) == F.col("_REPEATED_ID"), how="left")
         # a NULL EVENT_ID fails a check (missing_event_id): such a row keeps its text too
         rejectable = (
             F.col("_REASON").is_not_null()

@@ -50,6 +50,7 @@ HISTORY_VALUE_COLUMNS = ("P_ALIVE", "EXPECTED_PURCHASES", "CLV")
 #: (docs/customer-value.md), which SEGMENT_OUTCOMES compares with what happened.
 HISTORY_OUTCOME_COLUMNS = ("OUTCOME_EXPECTED_PURCHASES", "OUTCOME_EXPECTED_SPEND", "OUTCOME_DAYS")
 NUMERIC_TYPES = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
+INTEGER_TYPES = (ByteType, ShortType, IntegerType, LongType)
 FEATURE_WORDS = {
     "RECENCY_DAYS": "days since the last order",
     "FREQUENCY": "orders",
@@ -486,6 +487,12 @@ def profile_segments(
     """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
     features = profile_features(processed_data)
     value = {f: F.col(f).cast("double") for f in features}
+    integers = {
+        f.name.strip('"')
+        for f in processed_data.schema.fields
+        if isinstance(f.datatype, INTEGER_TYPES)
+        or (isinstance(f.datatype, DecimalType) and f.datatype.scale == 0)
+    }
     # One pass: per segment, each feature's exact count, sum and sum of squares (exact.py); the
     # segment means come from them, and the whole base's mean and sd from their exact totals.
     per_segment = (
@@ -494,7 +501,15 @@ def profile_segments(
             F.count(F.lit(1)).alias("CUSTOMERS"),
             # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
             F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
-            *[m for f in features for m in exact_moments(value[f], f"_{f}")],
+            *[
+                m
+                for f in features
+                for m in (
+                    exact_moments(F.col(f), f"_{f}", integer=True)
+                    if f in integers
+                    else exact_moments(value[f], f"_{f}")
+                )
+            ],
         )
         .to_pandas()
     )

@@ -166,7 +166,7 @@ def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: lis
             _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(_spend_column(channel))
         )
     per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
-    return per_customer.join(per_line, per_customer["CUSTOMER_ID"] == per_line["_CID"], how="left").select(
+    return per_customer.join(per_line, F.col("CUSTOMER_ID") == F.col("_CID"), how="left").select(
         *AGGREGATE_COLUMNS[:-2],
         F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
         F.col("LINE_GROSS"),
@@ -219,11 +219,10 @@ def features_from_aggregates(
             _money_sum(F.iff(day < recent_start, net, _ZERO)).alias("_PREV"),
         )
     )
-    feats = aggregates.join(windows, aggregates["CUSTOMER_ID"] == windows["_WID"], how="left")
-    feats = feats.with_columns(
-        ["SPEND_LAST_90D", "SPEND_PREV_90D"],
-        [F.coalesce(F.col("_LAST"), _ZERO), F.coalesce(F.col("_PREV"), _ZERO)],
-    )
+    # unqualified names (unique on each side) and no with_columns: each df["X"] or with_columns on
+    # the join cost Snowpark a DESCRIBE of it (docs/benchmarks.md, session 34)
+    feats = aggregates.join(windows, F.col("CUSTOMER_ID") == F.col("_WID"), how="left")
+    last, previous = F.coalesce(F.col("_LAST"), _ZERO), F.coalesce(F.col("_PREV"), _ZERO)
     gross = F.col("LINE_GROSS")
     share_cols = [_ratio(F.col(_spend_column(c)), gross).alias(_channel_column(c)) for c in channels]
     freq = F.col("FREQUENCY")
@@ -245,12 +244,9 @@ def features_from_aggregates(
         *share_cols,
         _ratio(F.col("RETURNED_SPEND"), F.col("GROSS_SPEND")).alias("RETURN_RATE"),
         _ratio(F.col("ORDERS_CANCELLED"), F.col("ORDERS_PLACED")).alias("CANCELLATION_RATE"),
-        F.round(F.col("SPEND_LAST_90D"), 2).cast("double").alias("SPEND_LAST_90D"),
-        F.round(F.col("SPEND_PREV_90D"), 2).cast("double").alias("SPEND_PREV_90D"),
-        _ratio(
-            F.col("SPEND_LAST_90D") - F.col("SPEND_PREV_90D"),
-            F.abs(F.col("SPEND_LAST_90D")) + F.abs(F.col("SPEND_PREV_90D")),
-        ).alias("SPEND_TREND"),
+        F.round(last, 2).cast("double").alias("SPEND_LAST_90D"),
+        F.round(previous, 2).cast("double").alias("SPEND_PREV_90D"),
+        _ratio(last - previous, F.abs(last) + F.abs(previous)).alias("SPEND_TREND"),
         F.col("FIRST_ORDER_TS"),
         F.col("LAST_ORDER_TS"),
         ref_lit.alias("REFERENCE_DATE"),
@@ -478,17 +474,20 @@ def add_rfm_scores(features: DataFrame) -> DataFrame:
     )
     m = F.ntile(F.lit(5)).over(Window.order_by(F.col("MONETARY").asc(), F.col("_SCORE_ID")))
     scores = keys.select(F.col("_SCORE_ID"), r.alias("R_SCORE"), f.alias("F_SCORE"), m.alias("M_SCORE"))
-    scored = features.join(scores, features["CUSTOMER_ID"] == scores["_SCORE_ID"]).drop("_SCORE_ID")
-    return scored.with_columns(
-        ["RFM_SCORE", "RFM_SEGMENT"],
-        [
-            F.concat(
-                F.col("R_SCORE").cast("string"),
-                F.col("F_SCORE").cast("string"),
-                F.col("M_SCORE").cast("string"),
-            ),
-            rfm_segment_column(F.col("R_SCORE"), F.col("F_SCORE")),
-        ],
+    scored = features.join(scores, F.col("CUSTOMER_ID") == F.col("_SCORE_ID"))
+    # one projection with the names known from the join (Snowpark described both sides for it):
+    # drop + with_columns cost a DESCRIBE of the joined plan each
+    return scored.select(
+        *[F.col(c) for c in features.columns],
+        F.col("R_SCORE"),
+        F.col("F_SCORE"),
+        F.col("M_SCORE"),
+        F.concat(
+            F.col("R_SCORE").cast("string"),
+            F.col("F_SCORE").cast("string"),
+            F.col("M_SCORE").cast("string"),
+        ).alias("RFM_SCORE"),
+        rfm_segment_column(F.col("R_SCORE"), F.col("F_SCORE")).alias("RFM_SEGMENT"),
     )
 
 
