@@ -221,3 +221,29 @@ def test_rfm_treemap_boxes_are_the_segments_under_one_root() -> None:
     assert list(trace.values) == [600.0, 100.0, 200.0, 300.0] and trace.branchvalues == "total"
     assert list(trace.marker.colors) == pytest.approx([(0.8 * 100 + 0.2 * 300) / 600, 0.8, 0.0, 0.2])
     assert trace.customdata[1] == pytest.approx([8e4, 100 / 600])
+
+
+def test_distinct_categories_leave_out_null_and_channel_spend_counts_every_line(
+    warehouse_session: Any,
+) -> None:
+    """A line without a category adds no category (as COUNT(DISTINCT) would) but its spend counts."""
+    rows = [
+        ("n1", "ORDER_CREATED", "2026-03-01 10:00:00", "N", "O1", "p1", None, 1, 30.00, "web"),
+        ("n2", "ORDER_CREATED", "2026-03-01 10:00:00", "N", "O1", "p2", "X", 1, 20.00, "app"),
+        ("n3", "ORDER_CREATED", "2026-03-02 10:00:00", "N", "O2", "p3", "X", 1, 10.00, "web"),
+        ("m1", "ORDER_CREATED", "2026-03-03 10:00:00", "M", "O3", "p1", None, 2, 5.00, "store"),
+    ]
+    warehouse_session.sql(
+        "CREATE OR REPLACE TABLE NULL_CATEGORY_EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, "
+        "CUSTOMER_ID VARCHAR, ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), "
+        "AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
+    ).collect()
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
+    warehouse_session.sql(f"INSERT INTO NULL_CATEGORY_EVENTS VALUES {values}").collect()
+    frame = compute_customer_features(warehouse_session.table("NULL_CATEGORY_EVENTS"), PARAMS).to_pandas()
+    frame = frame.set_index("CUSTOMER_ID")
+    assert frame.loc["N", "DISTINCT_CATEGORIES"] == 1 and frame.loc["M", "DISTINCT_CATEGORIES"] == 0
+    assert frame.loc["N", "SHARE_WEB"] == pytest.approx(40 / 60) and frame.loc[
+        "N", "SHARE_APP"
+    ] == pytest.approx(20 / 60)
+    assert frame.loc["M", "SHARE_STORE"] == pytest.approx(1.0)

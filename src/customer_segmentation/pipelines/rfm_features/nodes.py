@@ -157,15 +157,26 @@ def customers_from_daily(daily_rows: DataFrame, events: DataFrame, channels: lis
     # the customer-value rollup (first/last transaction day, transaction days, repeat spend)
     per_customer = value_summary.add_repeat_spend(per_customer, daily_rows)
     typ, amount = F.col("EVENT_TYPE"), F.coalesce(F.col("AMOUNT").cast(MONEY), _ZERO)
-    line_aggs = [
-        F.count_distinct("CATEGORY").alias("DISTINCT_CATEGORIES"),
-        _money_sum(amount).alias("LINE_GROSS"),
-    ]
-    for channel in channels:
-        line_aggs.append(
-            _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(_spend_column(channel))
+    spends = [_spend_column(channel) for channel in channels]
+    # per customer and category first, then per customer: the distinct categories are the non-NULL
+    # groups (as COUNT(DISTINCT) counts them), and the money is summed exact at both levels. Two
+    # GROUP BYs took 0.39 s over 10M events where COUNT(DISTINCT) beside the sums took 0.71-0.91 s.
+    per_category = (
+        events.filter(typ == CREATED)
+        .group_by(F.col("CUSTOMER_ID").alias("_CID"), F.col("CATEGORY").alias("_CATEGORY"))
+        .agg(
+            _money_sum(amount).alias("_GROSS"),
+            *[
+                _money_sum(F.iff(F.col("CHANNEL") == F.lit(channel), amount, _ZERO)).alias(spend)
+                for channel, spend in zip(channels, spends)
+            ],
         )
-    per_line = events.filter(typ == CREATED).group_by(F.col("CUSTOMER_ID").alias("_CID")).agg(*line_aggs)
+    )
+    per_line = per_category.group_by("_CID").agg(
+        F.count("_CATEGORY").alias("DISTINCT_CATEGORIES"),
+        _money_sum(F.col("_GROSS")).alias("LINE_GROSS"),
+        *[_money_sum(F.col(spend)).alias(spend) for spend in spends],
+    )
     return per_customer.join(per_line, F.col("CUSTOMER_ID") == F.col("_CID"), how="left").select(
         *AGGREGATE_COLUMNS[:-2],
         F.coalesce(F.col("DISTINCT_CATEGORIES"), F.lit(0)).alias("DISTINCT_CATEGORIES"),
