@@ -180,11 +180,7 @@ def add_value_shares(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def join_same_date(
-    frame: DataFrame,
-    customer_value: DataFrame | None,
-    columns: dict[str, str],
-    prefix: str = "",
-    keep_keys: bool = False,
+    frame: DataFrame, customer_value: DataFrame | None, columns: dict[str, str], prefix: str = ""
 ) -> tuple[DataFrame, list[str]]:
     """``frame`` with CUSTOMER_VALUE's ``columns`` (name -> SQL type) of the same REFERENCE_DATE.
 
@@ -192,8 +188,8 @@ def join_same_date(
     doubled or dropped; each column comes as ``prefix + name``, cast to its type, NULL for a
     customer without a value of that date (a stale CUSTOMER_VALUE never mixes dates). Returns the
     frame and the names joined: none (``frame`` unchanged) when CUSTOMER_VALUE is missing, lacks
-    its key or has none of ``columns``. With ``keep_keys`` the join's keys (``_VALUE_ID``,
-    ``_VALUE_REF``) stay for the caller to select around: a ``drop`` costs a DESCRIBE of the join.
+    its key or has none of ``columns``. The join's keys (``_VALUE_ID``, ``_VALUE_REF``) stay in
+    the frame: callers select the columns they keep (a ``drop`` would cost a DESCRIBE of the join).
     """
     available = set(customer_value.columns) if customer_value is not None else set()
     present = [c for c in columns if c in available]
@@ -209,4 +205,4 @@ def join_same_date(
         (frame["CUSTOMER_ID"] == value["_VALUE_ID"]) & (frame["REFERENCE_DATE"] == value["_VALUE_REF"]),
         how="left",
     )
-    return (joined if keep_keys else joined.drop("_VALUE_ID", "_VALUE_REF")), present
+    return joined, present

@@ -99,9 +99,7 @@ def _outcome_columns(
     so that a PROCESSED_DATA written before they left it cannot clash.
     """
     types = {c: "int" if c == "OUTCOME_DAYS" else "double" for c in HISTORY_OUTCOME_COLUMNS}
-    joined, present = value_summary.join_same_date(
-        processed_data, customer_value, types, prefix="_", keep_keys=True
-    )
+    joined, present = value_summary.join_same_date(processed_data, customer_value, types, prefix="_")
     columns = [(F.col(f"_{c}") if c in present else F.lit(None).cast(t)).alias(c) for c, t in types.items()]
     return joined, columns
 

@@ -124,7 +124,7 @@ def score_customers(
     _require_features(columns, segmentation_model)
     leading = [c for c in columns if c not in (*SEGMENT_COLUMNS, *VALUE_COLUMNS, *HISTORY_FLAGS)]
     frame, values = value_summary.join_same_date(
-        customer_features, customer_value, dict.fromkeys(VALUE_COLUMNS, "double"), keep_keys=True
+        customer_features, customer_value, dict.fromkeys(VALUE_COLUMNS, "double")
     )
     previous = previous_results.select(
         F.col("CUSTOMER_ID").alias("_PREV_ID"), F.col("SEGMENT_LABEL").alias("PREVIOUS_SEGMENT_LABEL")
