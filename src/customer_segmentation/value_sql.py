@@ -199,13 +199,11 @@ def score_customers(
         how="left",
     )
     m, g = model.bgnbd.params, model.gamma_gamma.params
-    lookup_columns = [F.col(c) for c in lookup.columns if c not in ("_X", "_T")]
+    lookup_names = [c for c in lookup.columns if c not in ("_X", "_T")]
+    lookup_columns = [F.col(c) for c in lookup_names]
     # each step a SELECT over the one before, so that every expression is computed once per row (an
     # expression repeated in one SELECT is evaluated each time it appears)
-    kept = [
-        *dict.fromkeys(("CUSTOMER_ID", *carry, "X", "T_X", "T", "MEAN_VALUE")),
-        *(c for c in lookup.columns if c not in ("_X", "_T")),
-    ]
+    kept = [*dict.fromkeys(("CUSTOMER_ID", *carry, "X", "T_X", "T", "MEAN_VALUE")), *lookup_names]
     scored = scored.select(*[F.col(c) for c in kept], _p_alive_log_odds(m).alias("_U"))
     # the columns by name, not "*": a star makes Snowpark DESCRIBE the join to expand it
     scored = scored.select(

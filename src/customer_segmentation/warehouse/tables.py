@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from customer_segmentation.errors import TransactionStateError
@@ -52,17 +53,22 @@ def table_exists(session: Any, database: str, schema: str, table: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-#: Per session: (DATABASE, SCHEMA, TABLE) -> column names, for tables known to exist. Each
-#: INFORMATION_SCHEMA query is a metadata round trip on Snowflake (seconds on big accounts), and
-#: a run asks about the same few tables again and again; columns only change when the run itself
-#: replaces a table, and every writer through the datasets refreshes the entry. A new session
-#: (a new run) starts empty. Missing tables are never cached: another step may create them.
-_COLUMN_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], list[str]]] = (
-    weakref.WeakKeyDictionary()
-)
-#: Per session: the (DATABASE, SCHEMA) pairs whose tables were all listed in one query (see
-#: ``table_columns``); cleared with the whole column cache.
-_LISTED_SCHEMAS: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+@dataclass
+class _KnownColumns:
+    """What one session knows of its tables' columns (see ``table_columns``)."""
+
+    #: (DATABASE, SCHEMA, TABLE) -> column names, for tables known to exist. Each INFORMATION_SCHEMA
+    #: query is a metadata round trip on Snowflake (seconds on big accounts), and a run asks about
+    #: the same few tables again and again; columns only change when the run itself replaces a
+    #: table, and every writer through the datasets refreshes the entry. Missing tables are never
+    #: cached: another step may create them.
+    tables: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    #: The (DATABASE, SCHEMA) pairs whose tables were all listed in one query.
+    listed: set[tuple[str, str]] = field(default_factory=set)
+
+
+#: Per session (a new session, a new run, starts empty).
+_KNOWN: weakref.WeakKeyDictionary[Any, _KnownColumns] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -70,50 +76,42 @@ def _cache_key(database: str, schema: str, table: str) -> tuple[str, str, str]:
     return (database.upper(), schema.upper(), table.upper())
 
 
-def _session_cache(session: Any) -> dict[tuple[str, str, str], list[str]]:
+def _known(session: Any) -> _KnownColumns | None:
     with _CACHE_LOCK:
         try:
-            return _COLUMN_CACHE.setdefault(session, {})
+            return _KNOWN.setdefault(session, _KnownColumns())
         except TypeError:  # an object that cannot be weakly referenced (a test double): no cache
-            return {}
-
-
-def _listed_schemas(session: Any) -> set[tuple[str, str]] | None:
-    with _CACHE_LOCK:
-        try:
-            return _LISTED_SCHEMAS.setdefault(session, set())
-        except TypeError:  # no cache for this object: look tables up one by one
             return None
 
 
 def table_columns(session: Any, database: str, schema: str, table: str) -> list[str]:
     """Column names of a table, upper-case, in order (empty when the table does not exist).
 
-    Cached per session for existing tables (see ``_COLUMN_CACHE``); ``remember_table_columns``
+    Cached per session for existing tables (see ``_KnownColumns``); ``remember_table_columns``
     and ``forget_table_columns`` keep the cache right when the run writes or drops a table.
     The first look-up in a schema lists the columns of all its tables in one INFORMATION_SCHEMA
     query (a run reads a dozen tables of the same schema: 23 single-table queries in a ``daily``
     run became one); later look-ups of a table that was missing then ask again.
     """
     db = validate_identifier(database, "database name")
-    cache = _session_cache(session)
+    known = _known(session)
     key = _cache_key(db, schema, table)
-    if key in cache:
-        return list(cache[key])
-    listed = _listed_schemas(session)
-    where = (db.upper(), schema.upper())
-    if listed is not None and where not in listed:
-        _list_schema(session, db, schema, cache)
-        listed.add(where)
-        return list(cache.get(key, []))
+    if known is not None:
+        if key in known.tables:
+            return list(known.tables[key])
+        where = (db.upper(), schema.upper())
+        if where not in known.listed:
+            _list_schema(session, db, schema, known.tables)
+            known.listed.add(where)
+            return list(known.tables.get(key, []))
     rows = session.sql(
         f"SELECT COLUMN_NAME FROM {db}.INFORMATION_SCHEMA.COLUMNS "
         "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
         params=[schema.upper(), table.upper()],
     ).collect()
     columns = [str(r[0]).upper() for r in rows]
-    if columns:
-        cache[key] = columns
+    if columns and known is not None:
+        known.tables[key] = columns
     return list(columns)
 
 
@@ -140,23 +138,23 @@ def remember_table_columns(
     session: Any, database: str, schema: str, table: str, columns: Sequence[str]
 ) -> None:
     """Record the columns of a table this session has just (re)created."""
-    _session_cache(session)[_cache_key(database, schema, table)] = [
-        str(c).strip('"').upper() for c in columns
-    ]
+    known = _known(session)
+    if known is not None:
+        known.tables[_cache_key(database, schema, table)] = [str(c).strip('"').upper() for c in columns]
 
 
 def forget_table_columns(
     session: Any, database: str | None = None, schema: str | None = None, table: str | None = None
 ) -> None:
     """Drop cached columns of one table (or of every table when ``table`` is None), e.g. after DDL."""
-    cache = _session_cache(session)
-    if table is None:
-        cache.clear()
-        listed = _listed_schemas(session)
-        if listed is not None:
-            listed.clear()
+    known = _known(session)
+    if known is None:
         return
-    cache.pop(_cache_key(str(database), str(schema), table), None)
+    if table is None:
+        known.tables.clear()
+        known.listed.clear()
+        return
+    known.tables.pop(_cache_key(str(database), str(schema), table), None)
 
 
 def append_pandas(

@@ -484,7 +484,6 @@ def profile_segments(
 ) -> pd.DataFrame:
     """SEGMENT_PROFILES: medians, standout features, description and suggested action per segment."""
     features = profile_features(processed_data)
-    value = {f: F.col(f).cast("double") for f in features}
     integers = {
         f.name.strip('"')
         for f in processed_data.schema.fields
@@ -499,15 +498,7 @@ def profile_segments(
             F.count(F.lit(1)).alias("CUSTOMERS"),
             # net spend (cents) summed exact: a SUM of doubles depends on the order rows arrive in
             F.sum(F.col("MONETARY").cast(DecimalType(18, 2))).alias("REVENUE"),
-            *[
-                m
-                for f in features
-                for m in (
-                    exact_moments(F.col(f), f"_{f}", integer=True)
-                    if f in integers
-                    else exact_moments(value[f], f"_{f}")
-                )
-            ],
+            *[m for f in features for m in exact_moments(F.col(f), f"_{f}", integer=f in integers)],
         )
         .to_pandas()
     )
