@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +30,31 @@ from customer_segmentation.segment_identity import align_segment_ids, previous_c
 from customer_segmentation.segment_naming import faithfulness_summary, name_segments
 
 logger = logging.getLogger(__name__)
+
+
+#: Most fits run at once (bounded: each holds a copy of its sample's labels and distances).
+MAX_PARALLEL_FITS = 4
+
+
+def _one_thread_each(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, the items on up to ``os.cpu_count()`` threads, each fit on one OpenMP thread.
+
+    The fits are independent (each its own data and seed) and return in the items' order, so the
+    result is the sequential one to the last bit on any number of cores. scikit-learn's Lloyd
+    iterations and numpy's array operations release the GIL: on two cores, nine k-range fits take
+    about half the time. OpenMP's thread limit belongs to the thread that sets it, so each worker
+    sets its own (``one_openmp_thread``). The first exception is raised, as in the loop.
+    """
+
+    def one(item: Any) -> Any:
+        with one_openmp_thread():
+            return fn(item)
+
+    workers = min(len(items), os.cpu_count() or 1, MAX_PARALLEL_FITS)
+    if workers <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmeans") as pool:
+        return list(pool.map(one, items))
 
 
 def _kmeans(k: int, params: TrainingParams) -> Any:
@@ -133,26 +161,25 @@ def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFra
     k_max = min(params.k_max, len(scaled) - 1)
     seed = params.random_state
     silhouette_n = min(params.silhouette_sample_size, len(scaled))
-    rows, labelings = [], []
-    for k in range(params.k_min, k_max + 1):
-        with one_openmp_thread():
-            model = _kmeans(k, params).fit(scaled)
+
+    def evaluate(k: int) -> tuple[dict[str, Any], np.ndarray]:
+        model = _kmeans(k, params).fit(scaled)
         labels = model.labels_
         distinct = len(np.unique(labels))
-        labelings.append(labels)
-        rows.append(
-            {
-                "k": k,
-                "inertia": float(model.inertia_),
-                "silhouette": float("nan"),  # below: one distance pass for every k
-                "calinski_harabasz": float(calinski_harabasz_score(scaled, labels))
-                if distinct > 1
-                else float("nan"),
-                "davies_bouldin": float(davies_bouldin_score(scaled, labels))
-                if distinct > 1
-                else float("nan"),
-            }
-        )
+        row = {
+            "k": k,
+            "inertia": float(model.inertia_),
+            "silhouette": float("nan"),  # below: one distance pass for every k
+            "calinski_harabasz": float(calinski_harabasz_score(scaled, labels))
+            if distinct > 1
+            else float("nan"),
+            "davies_bouldin": float(davies_bouldin_score(scaled, labels)) if distinct > 1 else float("nan"),
+        }
+        return row, labels
+
+    evaluated = _one_thread_each(evaluate, list(range(params.k_min, k_max + 1)))
+    rows = [row for row, _ in evaluated]
+    labelings = [labels for _, labels in evaluated]
     silhouettes = _silhouettes(scaled, labelings, silhouette_n, seed)
     for row, labels, silhouette in zip(rows, labelings, silhouettes, strict=True):
         row["silhouette"] = silhouette if len(np.unique(labels)) > 1 else float("nan")
@@ -329,10 +356,14 @@ def _fit_partition(
             with one_openmp_thread():
                 estimator = kmeans(k, 1, params.random_state, init=centroids).fit(scaled)
             candidates.append((why, estimator, centroids, labels, inertia))
-    for seed in candidate_seeds(params.random_state, params.n_init):
-        with one_openmp_thread():
-            estimator = kmeans(k, 1, seed).fit(scaled)
-        centroids, labels, inertia, iterations = settle(scaled, estimator.cluster_centers_)
+
+    def candidate(seed: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, float, int]]:
+        estimator = kmeans(k, 1, seed).fit(scaled)
+        return estimator, settle(scaled, estimator.cluster_centers_)
+
+    seeds = candidate_seeds(params.random_state, params.n_init)
+    for seed, (estimator, settled) in zip(seeds, _one_thread_each(candidate, seeds), strict=True):
+        centroids, labels, inertia, iterations = settled
         name = f"k-means++ seed {seed}"
         report_rows.append({"start": name, "inertia": inertia, "settle_iterations": iterations})
         candidates.append((name, estimator, centroids, labels, inertia))
@@ -499,13 +530,15 @@ def measure_stability(
     scaled = model.transform(subsample)
     reference = model.predict(subsample)
     rng = np.random.default_rng(params.random_state)
-    scores = []
-    for _ in range(params.bootstrap_rounds):
-        idx = rng.integers(0, len(scaled), size=len(scaled))
-        with one_openmp_thread():
-            refit = _kmeans(model.k, params).fit(scaled[idx])
-            labels = refit.predict(scaled)
-        scores.append(float(adjusted_rand_score(reference, labels)))
+    # the bootstrap draws in the order the loop made them, the refits side by side
+    draws = [rng.integers(0, len(scaled), size=len(scaled)) for _ in range(params.bootstrap_rounds)]
+
+    def refit_labels(idx: np.ndarray) -> np.ndarray:
+        return _kmeans(model.k, params).fit(scaled[idx]).predict(scaled)
+
+    scores = [
+        float(adjusted_rand_score(reference, labels)) for labels in _one_thread_each(refit_labels, draws)
+    ]
     mean = float(np.mean(scores)) if scores else float("nan")
     verdict = (
         "highly stable"

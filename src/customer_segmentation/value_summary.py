@@ -49,8 +49,9 @@ SUMMARY_COLUMNS = (
 
 
 def _sum_money(column: Any) -> Any:
-    # the CAST keeps the sum exact on the embedded warehouse too (see rfm_features.nodes._money_sum)
-    return F.sum(column.cast(MONEY))
+    # the CASTs keep the sum exact on the embedded warehouse too, its type NUMBER(18,2) (see
+    # rfm_features.nodes._money_sum)
+    return F.sum(column.cast(MONEY)).cast(MONEY)
 
 
 def _is_transaction() -> Any:

@@ -275,3 +275,47 @@ def test_k_selection_and_stability_do_not_depend_on_the_number_of_threads() -> N
     pd.testing.assert_frame_equal(sel_1, sel_4, check_exact=True)
     assert stab_1["ari_scores"] == stab_4["ari_scores"]
     np.testing.assert_array_equal(cent_1, cent_4)
+
+
+def test_fits_run_side_by_side_with_the_sequential_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The k range, the candidates of the final fit and the bootstrap refits run on several threads
+    (segmentation_training._one_thread_each): each on one OpenMP thread, in the items' order, so
+    the results are the sequential ones to the last bit; an error in one fit is raised."""
+    import sklearn.cluster  # noqa: F401 - its OpenMP runtime loaded, so that threadpool_info reports it
+    from threadpoolctl import threadpool_info
+
+    from customer_segmentation import segmentation_training as st
+
+    customers = planted_customers(n_per_group=3000, seed=9)
+    params = TrainingParams.of(PARAMS.model_dump(), k_max=6, bootstrap_rounds=3, n_init=3)
+    results = []
+    for workers in (1, 4):
+        monkeypatch.setattr(st, "MAX_PARALLEL_FITS", workers)
+        monkeypatch.setattr(st.os, "cpu_count", lambda: 4)  # side by side on a one-core machine too
+        selection = evaluate_k_range(customers, params)
+        model = fit_segmentation_model(customers, {"k": 3, "source": "test"}, params, {"run_id": "p"})
+        results.append((selection, measure_stability(customers, model, params), model))
+    (sel_1, stab_1, model_1), (sel_4, stab_4, model_4) = results
+    pd.testing.assert_frame_equal(sel_1, sel_4, check_exact=True)
+    assert stab_1["ari_scores"] == stab_4["ari_scores"]
+    np.testing.assert_array_equal(model_1.centroids, model_4.centroids)
+    assert model_1.metrics["partition"] == model_4.metrics["partition"]
+
+    def threads_and_name(item: int) -> tuple[int, set[int], str]:
+        import threading
+
+        openmp = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"}
+        return item, openmp, threading.current_thread().name
+
+    ran = st._one_thread_each(threads_and_name, list(range(6)))
+    assert [item for item, _, _ in ran] == list(range(6))  # the items' order
+    assert all(openmp <= {1} for _, openmp, _ in ran)  # one OpenMP thread in every worker
+    assert {name.split("_")[0] for _, _, name in ran} == {"kmeans"}  # on the pool's threads
+
+    def fails_on_three(item: int) -> int:
+        if item == 3:
+            raise ValueError("fit 3 failed")
+        return item
+
+    with pytest.raises(ValueError, match="fit 3 failed"):
+        st._one_thread_each(fails_on_three, list(range(6)))
