@@ -40,6 +40,7 @@ from customer_segmentation.warehouse.tables import (
     create_table_sql,
     drop_tables_outside_transaction,
     forget_table_columns,
+    insert_values,
     remember_table_columns,
     sql_type_of,
     table_columns,
@@ -175,9 +176,11 @@ class WarehouseTableDataset(SnowparkTableDataset):
         if isinstance(data, pd.DataFrame):
             frame = data.reset_index(drop=True)
             frame.columns = [validate_identifier(str(c), "column name") for c in frame.columns]
-            ddl = ", ".join(f"{c} {sql_type_of(frame[c])}" for c in frame.columns)
+            types = [sql_type_of(frame[c]) for c in frame.columns]
+            ddl = ", ".join(f"{c} {t}" for c, t in zip(frame.columns, types, strict=True))
             session.sql(f"CREATE OR REPLACE TABLE {stage} ({ddl})").collect()
-            if len(frame):
+            # a few rows: one INSERT of bound values; more (or values not bound as they are): staged
+            if len(frame) and not insert_values(session, stage, frame, types):
                 append_pandas(session, stage_name, frame, self._database, self._schema)
             return list(frame.columns)
         data.write.save_as_table(stage, mode="overwrite")
