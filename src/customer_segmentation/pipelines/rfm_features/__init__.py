@@ -1,22 +1,13 @@
 """RFM features: one row per customer, computed in the warehouse."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from customer_segmentation.pipelines import lazy_create_pipeline
 
 if TYPE_CHECKING:
     from customer_segmentation.pipelines.rfm_features.pipeline import create_pipeline
 
 __all__ = ["create_pipeline"]
 
-
-def __getattr__(name: str) -> Any:
-    """``create_pipeline``, imported on first use (PEP 562).
-
-    The domain modules below the pipelines import this package's ``params``; importing the
-    pipeline here, eagerly, would import its nodes, which import those modules back: a cycle
-    (``import customer_segmentation.segmentation_training`` in a fresh interpreter failed).
-    """
-    if name == "create_pipeline":
-        from customer_segmentation.pipelines.rfm_features.pipeline import create_pipeline
-
-        return create_pipeline
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the pipeline (and its nodes) loads on first use: see lazy_create_pipeline
+__getattr__ = lazy_create_pipeline(__name__)
