@@ -247,19 +247,3 @@ def test_distinct_categories_leave_out_null_and_channel_spend_counts_every_line(
         "N", "SHARE_APP"
     ] == pytest.approx(20 / 60)
     assert frame.loc["M", "SHARE_STORE"] == pytest.approx(1.0)
-
-
-def test_rfm_scores_come_from_bin_counts_and_equal_the_ntile_fallback(events: Any, monkeypatch: Any) -> None:
-    """The scores are computed without a window over all customers (tiles.py); a plan of several
-    statements falls back to NTILE windows, with the same scores."""
-    from customer_segmentation.pipelines.rfm_features import nodes
-
-    scores = ["R_SCORE", "F_SCORE", "M_SCORE", "RFM_SCORE", "RFM_SEGMENT"]
-    frame = compute_customer_features(events, PARAMS)
-    sql = " ".join(frame.queries["queries"]).upper()
-    assert "NTILE" not in sql and "_TILE_ID" in sql
-    binned = frame.to_pandas().set_index("CUSTOMER_ID")[scores].sort_index()
-    monkeypatch.setattr(nodes, "single_query_sql", lambda data: None)
-    fallback = compute_customer_features(events, PARAMS)
-    assert "NTILE" in " ".join(fallback.queries["queries"]).upper()
-    assert fallback.to_pandas().set_index("CUSTOMER_ID")[scores].sort_index().equals(binned)

@@ -27,13 +27,11 @@ from customer_segmentation.datasets.customer_aggregates import (
     AggregatesUpdate,
     CustomerAggregates,
 )
-from customer_segmentation.datasets.monitoring import single_query_sql
 from customer_segmentation.demo.clock import DemoClock
 from customer_segmentation.errors import MissingTableError
 from customer_segmentation.exact import exact_sum
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
-from customer_segmentation.tiles import Tile, TileKey, ntile_sql
 
 logger = logging.getLogger(__name__)
 
@@ -471,42 +469,26 @@ def customer_features_from_aggregates(
     )
 
 
-#: The RFM quintiles: R by recency (most recent = 5), F by order count then spend, M by spend;
-#: ties broken by CUSTOMER_ID (tiles.py: the same tiles as NTILE(5) over these orders).
-RFM_TILES = (
-    Tile("R_SCORE", (TileKey("RECENCY_DAYS", descending=True),)),
-    Tile("F_SCORE", (TileKey("FREQUENCY"), TileKey("MONETARY", coarse=True))),
-    Tile("M_SCORE", (TileKey("MONETARY", coarse=True),)),
-)
-
-
 def add_rfm_scores(features: DataFrame) -> DataFrame:
     """R, F, M quintile scores (1-5, recent/frequent/high spend = 5) and the RFM segment name, rows by CUSTOMER_ID.
 
-    The scores are ``NTILE(5)`` over four narrow columns, joined back on CUSTOMER_ID (one row per
-    customer): each window sorts whole rows, so over the 25 feature columns they took 3.2-3.9 s of
-    the CUSTOMER_FEATURES CTAS at 1M customers in the embedded warehouse, narrow plus the join
-    2.2-2.5 s (same values, docs/benchmarks.md). They are computed from counts per bin of the order
-    keys (tiles.py: no sort of all customers; the three 0.66 s -> 0.35 s at 1M customers, and no
-    single-partition window on Snowflake); a plan that is not one query falls back to the three
-    NTILE windows. The rows are in no particular order: the aggregates of doubles downstream are
-    exact (exact.py), so they do not depend on it. (An ORDER BY CUSTOMER_ID here, 0.33 s at 1M
-    customers, once kept them equal on small tables only: on a table of several row groups DuckDB
-    adds on several threads in an order of its own.)
+    The three NTILEs order four narrow columns, joined back on CUSTOMER_ID (one row per customer):
+    each window sorts whole rows, so over the 25 feature columns they took 3.2-3.9 s of the
+    CUSTOMER_FEATURES CTAS at 1M customers in the embedded warehouse, narrow plus the join 2.2-2.5 s
+    (same values, docs/benchmarks.md). The rows are in no particular order: the aggregates of
+    doubles downstream are exact (exact.py), so they do not depend on it. (An ORDER BY CUSTOMER_ID
+    here, 0.33 s at 1M customers, once kept them equal on small tables only: on a table of several
+    row groups DuckDB adds on several threads in an order of its own.)
     """
     keys = features.select(
         F.col("CUSTOMER_ID").alias("_SCORE_ID"), F.col("RECENCY_DAYS"), F.col("FREQUENCY"), F.col("MONETARY")
     )
-    source = single_query_sql(keys)
-    if source is not None:
-        scores = features.session.sql(ntile_sql(source, "_SCORE_ID", RFM_TILES))
-    else:
-        r = F.ntile(F.lit(5)).over(Window.order_by(F.col("RECENCY_DAYS").desc(), F.col("_SCORE_ID")))
-        f = F.ntile(F.lit(5)).over(
-            Window.order_by(F.col("FREQUENCY").asc(), F.col("MONETARY").asc(), F.col("_SCORE_ID"))
-        )
-        m = F.ntile(F.lit(5)).over(Window.order_by(F.col("MONETARY").asc(), F.col("_SCORE_ID")))
-        scores = keys.select(F.col("_SCORE_ID"), r.alias("R_SCORE"), f.alias("F_SCORE"), m.alias("M_SCORE"))
+    r = F.ntile(F.lit(5)).over(Window.order_by(F.col("RECENCY_DAYS").desc(), F.col("_SCORE_ID")))
+    f = F.ntile(F.lit(5)).over(
+        Window.order_by(F.col("FREQUENCY").asc(), F.col("MONETARY").asc(), F.col("_SCORE_ID"))
+    )
+    m = F.ntile(F.lit(5)).over(Window.order_by(F.col("MONETARY").asc(), F.col("_SCORE_ID")))
+    scores = keys.select(F.col("_SCORE_ID"), r.alias("R_SCORE"), f.alias("F_SCORE"), m.alias("M_SCORE"))
     scored = features.join(scores, F.col("CUSTOMER_ID") == F.col("_SCORE_ID"))
     # one projection with the names known from the join (Snowpark described both sides for it):
     # drop + with_columns cost a DESCRIBE of the joined plan each
