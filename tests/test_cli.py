@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,12 @@ def test_pipeline_option_runs_without_the_deprecation_warning(tmp_path: Path) ->
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
         assert "Completed 11 out of 11 tasks" in output  # --pipeline still selects the pipeline
+        # off a terminal, one plain line per record in the project's simple format (log_output.py)
+        assert re.search(
+            r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - kedro\.runner\.[\w.]+ - INFO - Completed 11 out of 11 tasks$",
+            result.stdout,
+            re.M,
+        ), result.stdout[-3000:]
         assert "deprecated" not in output.lower() and "DeprecationWarning" not in output
         # the filter is that one message only: other Kedro deprecations still show
         probe = (

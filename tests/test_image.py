@@ -150,7 +150,8 @@ echo "{pipeline}-ok"
     outputs = []
     for script in (first, later.format(pipeline="prediction"), later.format(pipeline="daily")):
         result = _run(
-            # COLUMNS: rich logs on one line each, so that the version can be read from them
+            # COLUMNS: the records logged before the settings load (then plain lines: log_output.py)
+            # go through rich, on one line each at this width
             [
                 docker,
                 "run",
