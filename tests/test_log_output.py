@@ -86,3 +86,18 @@ def test_nothing_to_replace(logger: logging.Logger) -> None:
     null = logging.NullHandler()
     logger.addHandler(null)
     assert plain_logs_off_terminal(logger) == 0 and null in logger.handlers
+
+
+def test_the_plain_handler_follows_a_swapped_stdout(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As rich's console does: a handler made while one stdout was current writes to the next one."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    logger.addHandler(RichHandler(console=Console(width=80)))  # no file: sys.stdout at each write
+    assert plain_logs_off_terminal(logger) == 1
+    logger.info("to the first")
+    monkeypatch.setattr("sys.stdout", second)
+    first.close()  # a closed capture must not be written to
+    logger.info("to the second")
+    assert "to the second" in second.getvalue() and len(second.getvalue().splitlines()) == 1

@@ -17,15 +17,30 @@ import, rather than by a handler class named in the configuration.)
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 #: conf/logging.yml's ``simple`` formatter.
 PLAIN_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
+class _ConsoleStreamHandler(logging.StreamHandler):
+    """A stream handler that writes where a rich console writes: its own file if it was given one,
+    else the ``sys.stdout`` of the moment (as rich does), so a swapped stdout (a test's capture, a
+    notebook's) is followed rather than a closed stream kept."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__(console.file)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self._console.file  # under the handler's lock (Handler.handle)
+        super().emit(record)
+
+
 def plain_logs_off_terminal(logger: logging.Logger | None = None) -> int:
     """Replace each rich handler of ``logger`` (default: root) whose console is not a terminal.
 
-    The new handler writes to the same stream, at the same level, with the same filters. Returns
+    The new handler writes where the console writes, at the same level, with the same filters. Returns
     the number of handlers replaced (0 on a terminal, in a notebook, or without rich handlers).
     """
     try:
@@ -40,7 +55,7 @@ def plain_logs_off_terminal(logger: logging.Logger | None = None) -> int:
         console = handler.console
         if console.is_terminal or console.is_jupyter:
             continue
-        plain = logging.StreamHandler(console.file)
+        plain = _ConsoleStreamHandler(console)
         plain.setLevel(handler.level)
         plain.setFormatter(logging.Formatter(PLAIN_FORMAT))
         for log_filter in handler.filters:
