@@ -247,3 +247,63 @@ def test_distinct_categories_leave_out_null_and_channel_spend_counts_every_line(
         "N", "SHARE_APP"
     ] == pytest.approx(20 / 60)
     assert frame.loc["M", "SHARE_STORE"] == pytest.approx(1.0)
+
+
+def test_scores_from_stored_aggregates_come_from_bins_and_equal_the_ntile_windows(
+    warehouse_session: Any,
+) -> None:
+    """The stored-aggregates path (daily, full run) computes the scores from counts per bin
+    (tiles.py), the events path by NTILE windows: the same scores on ties and one-order customers."""
+    import random
+    from datetime import date
+
+    from customer_segmentation.pipelines.rfm_features.nodes import (
+        aggregate_customers,
+        features_from_aggregates,
+    )
+    from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
+
+    rng = random.Random(5)
+    rows = []
+    for i in range(211):
+        cid = f"K{rng.randrange(10**5):05d}-{i}"
+        for k in range(rng.choice([1, 1, 1, 2, 3, 8])):
+            day = rng.choice([1, 2, 2, 3, 15, 28])
+            amount = rng.choice([10.0, 10.0, 25.5, 99.99, 0.0])
+            rows.append(
+                (
+                    f"e{i}_{k}",
+                    "ORDER_CREATED",
+                    f"2026-02-{day:02d} 10:00:00",
+                    cid,
+                    f"O{i}_{k}",
+                    "p",
+                    "X",
+                    1,
+                    amount,
+                    "web",
+                )
+            )
+    warehouse_session.sql(
+        "CREATE TABLE RANDOM_EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
+    ).collect()
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
+    warehouse_session.sql(f"INSERT INTO RANDOM_EVENTS VALUES {values}").collect()
+    params = RfmFeaturesParams.of(PARAMS)
+    customers, daily = aggregate_customers(
+        warehouse_session.table("RANDOM_EVENTS"), ["web", "app", "store", "marketplace"]
+    )
+    customers.write.save_as_table("AGG_T", mode="overwrite")
+    daily.write.save_as_table("DAILY_T", mode="overwrite")
+    args = (warehouse_session.table("AGG_T"), warehouse_session.table("DAILY_T"), date(2026, 4, 1), params)
+    binned, windows = features_from_aggregates(*args, stored=True), features_from_aggregates(*args)
+    assert "NTILE" not in " ".join(binned.queries["queries"]).upper()
+    assert "NTILE" in " ".join(windows.queries["queries"]).upper()
+    ours = binned.to_pandas().sort_values("CUSTOMER_ID", ignore_index=True)
+    theirs = windows.to_pandas().sort_values("CUSTOMER_ID", ignore_index=True)
+    assert len(ours) == 211 and list(ours.columns) == list(theirs.columns)
+    pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+    # and both equal an independent pandas NTILE
+    m = _ntile(ours.sort_values(["MONETARY", "CUSTOMER_ID"]))
+    assert (ours.set_index("CUSTOMER_ID")["M_SCORE"] == m.reindex(ours["CUSTOMER_ID"]).to_numpy()).all()
