@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from customer_segmentation.pipelines.ingestion.nodes import select_new_events
 from customer_segmentation.warehouse.tables import RAW_COLUMNS
@@ -188,3 +189,29 @@ def test_the_typed_batch_keeps_raw_text_only_where_a_row_can_be_rejected(warehou
         21: ("E7", "x", True, customer),
         22: ("E8", GOOD["AMOUNT"], True, customer),
     }
+
+
+def test_repeated_values_equal_pandas_and_the_hash_only_narrows(
+    warehouse_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_repeated`` groups a 64-bit hash first (100M distinct texts ran out of the 640MB cap), then
+    the text of the candidates: the same values as a plain count, NULLs left out. A constant hash
+    (every value collides) still gives exactly the repeated values."""
+    from snowflake.snowpark import functions as F
+
+    from customer_segmentation.pipelines.ingestion import nodes
+
+    rng = random.Random(3)
+    values = [rng.choice([None, *[f"id-{i}" for i in range(400)]]) for _ in range(600)]
+    warehouse_session.sql("CREATE TABLE REPEATS_T (K VARCHAR)").collect()
+    rows = ", ".join("(NULL)" if v is None else f"('{v}')" for v in values)
+    warehouse_session.sql(f"INSERT INTO REPEATS_T VALUES {rows}").collect()
+    frame = warehouse_session.table("REPEATS_T")
+    counts = pd.Series([v for v in values if v is not None]).value_counts()
+    expected = sorted(counts[counts > 1].index)
+    assert sorted(r[0] for r in nodes._repeated(frame, "K").collect()) == expected
+    sql = " ".join(nodes._repeated(frame, "K").queries["queries"]).upper()
+    assert "HASH(" in sql
+    # every hash equal: each value is a candidate, and the text count alone decides
+    monkeypatch.setattr(nodes.F, "hash", lambda column: F.length(column) * F.lit(0))
+    assert sorted(r[0] for r in nodes._repeated(frame, "K").collect()) == expected
