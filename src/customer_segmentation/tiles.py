@@ -41,6 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snowflake.snowpark import Window
+from snowflake.snowpark import functions as F
+
 from customer_segmentation.errors import TransactionStateError
 from customer_segmentation.warehouse.identifiers import validate_identifier
 from customer_segmentation.warehouse.tables import transaction_may_be_open
@@ -58,6 +61,9 @@ class TileKey:
     descending: bool = False
     coarse: bool = False
 
+    def __post_init__(self) -> None:
+        validate_identifier(self.column, "column name")
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -67,42 +73,44 @@ class Tile:
     keys: tuple[TileKey, ...]
     tiles: int = 5
 
+    def __post_init__(self) -> None:
+        validate_identifier(self.name, "column name")
+        if not self.keys or self.tiles < 1:
+            raise ValueError(f"tile {self.name} needs order keys and at least one tile")
+
+
+def ntile_window(tile: Tile, id_column: str) -> Any:
+    """The tile as Snowpark's ``NTILE(n) OVER (ORDER BY <keys>, id)``: what the tables below equal
+    (``Column.asc()`` puts NULLs first, ``desc()`` last), for plans they cannot serve."""
+    keys = [F.col(k.column).desc() if k.descending else F.col(k.column).asc() for k in tile.keys]
+    return F.ntile(F.lit(tile.tiles)).over(Window.order_by(*keys, F.col(id_column).asc()))
+
 
 def _check(id_column: str, tiles: Sequence[Tile]) -> str:
     if not tiles:
         raise ValueError("tiles: at least one tile is needed")
-    names = [validate_identifier(t.name, "column name") for t in tiles]
+    names = [t.name for t in tiles]
     if len(set(names)) != len(names):
         raise ValueError(f"tile names must differ, got {names}")
-    for tile in tiles:
-        if not tile.keys or tile.tiles < 1:
-            raise ValueError(f"tile {tile.name} needs order keys and at least one tile")
-        for key in tile.keys:
-            validate_identifier(key.column, "column name")
     return validate_identifier(id_column, "column name")
 
 
-def _bins(tile: Tile, row: str = "") -> list[tuple[str, str]]:
-    """(alias, expression over ``row``'s columns) of each bin column of ``tile``, in order."""
+def _bins(tile: Tile, row: str = "") -> list[tuple[str, str, str]]:
+    """(alias, expression over ``row``'s columns, ORDER BY term) of each bin column of ``tile``.
+
+    Every key up to and including the first coarse one, each as a NULL flag (NULLs first when
+    ascending, last when descending: a bin of their own) and its value (or FLOOR of it).
+    """
     out = []
     for i, key in enumerate(tile.keys):
         column = f"{row}{key.column}"
-        # NULLs first when ascending, last when descending: a bin of their own, by a 0/1 flag
         flag = f"IFF({column} IS NULL, {1 if key.descending else 0}, {0 if key.descending else 1})"
-        out.append((f"_N{i}", flag))
-        out.append((f"_V{i}", f"COALESCE({f'FLOOR({column})' if key.coarse else column}, 0)"))
+        out.append((f"_N{i}", flag, f"_N{i} ASC"))
+        value = f"COALESCE({f'FLOOR({column})' if key.coarse else column}, 0)"
+        out.append((f"_V{i}", value, f"_V{i} {'DESC' if key.descending else 'ASC'}"))
         if key.coarse:
             break
     return out
-
-
-def _bin_order(tile: Tile) -> str:
-    terms = []
-    for i, key in enumerate(tile.keys):
-        terms += [f"_N{i} ASC", f"_V{i} {'DESC' if key.descending else 'ASC'}"]
-        if key.coarse:
-            break
-    return ", ".join(terms)
 
 
 def _tile_of(position: str, ends: Sequence[str]) -> str:
@@ -130,14 +138,15 @@ def bin_table_sql(keys_sql: str, tile: Tile, table: str) -> str:
     """
     table = validate_identifier(table, "table name")
     bins = _bins(tile)
-    aliases = ", ".join(alias for alias, _ in bins)
+    aliases = ", ".join(alias for alias, _, _ in bins)
+    order = ", ".join(term for _, _, term in bins)
     n, ends = tile.tiles, _ends(tile)
     grouped = (
-        f"SELECT {aliases}, COUNT(*) AS _C FROM (SELECT {', '.join(f'{e} AS {a}' for a, e in bins)} "
+        f"SELECT {aliases}, COUNT(*) AS _C FROM (SELECT {', '.join(f'{e} AS {a}' for a, e, _ in bins)} "
         f"FROM ({keys_sql})) GROUP BY {aliases}"
     )
     placed = (
-        f"SELECT {aliases}, _C, SUM(_C) OVER (ORDER BY {_bin_order(tile)} ROWS BETWEEN UNBOUNDED "
+        f"SELECT {aliases}, _C, SUM(_C) OVER (ORDER BY {order} ROWS BETWEEN UNBOUNDED "
         f"PRECEDING AND CURRENT ROW) - _C AS _BEFORE, SUM(_C) OVER () AS _ROWS FROM ({grouped})"
     )
     ended = (
@@ -163,8 +172,8 @@ def straddle_table_sql(
     for tile, bin_table in zip(tiles, bin_tables, strict=True):
         bin_table = validate_identifier(bin_table, "table name")
         bins = _bins(tile, "_K.")
-        on = " AND ".join(f"_B.{alias} = {expr}" for alias, expr in bins)
-        aliases = ", ".join(f"_B.{alias}" for alias, _ in bins)
+        on = " AND ".join(f"_B.{alias} = {expr}" for alias, expr, _ in bins)
+        aliases = ", ".join(f"_B.{alias}" for alias, _, _ in bins)
         order = ", ".join(
             f"_K.{k.column} {'DESC NULLS LAST' if k.descending else 'ASC NULLS FIRST'}" for k in tile.keys
         )
@@ -187,7 +196,7 @@ def tiled_sql(
     select, joins = ["_F.*"], []
     for i, (tile, bin_table) in enumerate(zip(tiles, bin_tables, strict=True)):
         bin_table = validate_identifier(bin_table, "table name")
-        on = " AND ".join(f"_B{i}.{alias} = {expr}" for alias, expr in _bins(tile, "_F."))
+        on = " AND ".join(f"_B{i}.{alias} = {expr}" for alias, expr, _ in _bins(tile, "_F."))
         joins.append(
             f"LEFT JOIN {bin_table} _B{i} ON {on} LEFT JOIN {straddle_table} _S{i} "
             f"ON _S{i}._TILE_NAME = '{tile.name}' AND _S{i}._TILE_ID = _F.{id_col}"

@@ -53,15 +53,36 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
-@pytest.fixture
-def events(warehouse_session: Any) -> Any:
-    warehouse_session.sql(
-        "CREATE TABLE EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
+def _event_table(session: Any, name: str, rows: list[tuple[Any, ...]]) -> Any:
+    """Table ``name`` of the event contract's columns holding ``rows``."""
+    session.sql(
+        f"CREATE TABLE {name} (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
         "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
     ).collect()
-    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in EVENTS)
-    warehouse_session.sql(f"INSERT INTO EVENTS VALUES {values}").collect()
-    return warehouse_session.table("EVENTS")
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
+    session.sql(f"INSERT INTO {name} VALUES {values}").collect()
+    return session.table(name)
+
+
+def _web_order(i: int, k: int, day: int, customer: str, amount: float) -> tuple[Any, ...]:
+    """Order k of the i-th generated customer: one web line on 2026-02-<day>."""
+    return (
+        f"e{i}_{k}",
+        "ORDER_CREATED",
+        f"2026-02-{day:02d} 10:00:00",
+        customer,
+        f"O{i}_{k}",
+        "p",
+        "X",
+        1,
+        amount,
+        "web",
+    )
+
+
+@pytest.fixture
+def events(warehouse_session: Any) -> Any:
+    return _event_table(warehouse_session, "EVENTS", EVENTS)
 
 
 @pytest.fixture
@@ -161,28 +182,8 @@ def test_rfm_scores_equal_pandas_quintiles_with_heavy_ties(
         cid = f"C{(i * 7919) % 1000:04d}"  # ids not in insertion order
         orders = 1 + i % 3
         for k in range(orders):
-            day = 1 + (i % 4) * 5 + k
-            amount = 10.0 * (1 + i % 2)
-            rows.append(
-                (
-                    f"e{i}_{k}",
-                    "ORDER_CREATED",
-                    f"2026-02-{day:02d} 10:00:00",
-                    cid,
-                    f"O{i}_{k}",
-                    "p",
-                    "X",
-                    1,
-                    amount,
-                    "web",
-                )
-            )
-    warehouse_session.sql(
-        "CREATE TABLE TIED_EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
-        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
-    ).collect()
-    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
-    warehouse_session.sql(f"INSERT INTO TIED_EVENTS VALUES {values}").collect()
+            rows.append(_web_order(i, k, 1 + (i % 4) * 5 + k, cid, 10.0 * (1 + i % 2)))
+    _event_table(warehouse_session, "TIED_EVENTS", rows)
     compute_customer_features(warehouse_session.table("TIED_EVENTS"), PARAMS).write.save_as_table(
         "TIED_FEATURES", mode="overwrite"
     )
@@ -269,27 +270,8 @@ def test_scores_from_stored_aggregates_come_from_bins_and_equal_the_ntile_window
         cid = f"K{rng.randrange(10**5):05d}-{i}"
         for k in range(rng.choice([1, 1, 1, 2, 3, 8])):
             day = rng.choice([1, 2, 2, 3, 15, 28])
-            amount = rng.choice([10.0, 10.0, 25.5, 99.99, 0.0])
-            rows.append(
-                (
-                    f"e{i}_{k}",
-                    "ORDER_CREATED",
-                    f"2026-02-{day:02d} 10:00:00",
-                    cid,
-                    f"O{i}_{k}",
-                    "p",
-                    "X",
-                    1,
-                    amount,
-                    "web",
-                )
-            )
-    warehouse_session.sql(
-        "CREATE TABLE RANDOM_EVENTS (EVENT_ID VARCHAR, EVENT_TYPE VARCHAR, EVENT_TS TIMESTAMP_NTZ, CUSTOMER_ID VARCHAR, "
-        "ORDER_ID VARCHAR, PRODUCT_ID VARCHAR, CATEGORY VARCHAR, QUANTITY NUMBER(10,0), AMOUNT NUMBER(12,2), CHANNEL VARCHAR)"
-    ).collect()
-    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
-    warehouse_session.sql(f"INSERT INTO RANDOM_EVENTS VALUES {values}").collect()
+            rows.append(_web_order(i, k, day, cid, rng.choice([10.0, 10.0, 25.5, 99.99, 0.0])))
+    _event_table(warehouse_session, "RANDOM_EVENTS", rows)
     params = RfmFeaturesParams.of(PARAMS)
     customers, daily = aggregate_customers(
         warehouse_session.table("RANDOM_EVENTS"), ["web", "app", "store", "marketplace"]

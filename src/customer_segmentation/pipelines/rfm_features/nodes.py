@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
-from snowflake.snowpark import DataFrame, Window
+from snowflake.snowpark import DataFrame
 from snowflake.snowpark import functions as F
 from snowflake.snowpark.types import DecimalType
 
@@ -33,7 +33,7 @@ from customer_segmentation.errors import MissingTableError
 from customer_segmentation.exact import exact_sum
 from customer_segmentation.pipelines.rfm_features.params import RfmFeaturesParams
 from customer_segmentation.rfm import rfm_segment_column
-from customer_segmentation.tiles import Tile, TileKey, add_tiles
+from customer_segmentation.tiles import Tile, TileKey, add_tiles, ntile_window
 
 logger = logging.getLogger(__name__)
 
@@ -249,14 +249,18 @@ def features_from_aggregates(
     gross = F.col("LINE_GROSS")
     share_cols = [_ratio(F.col(_spend_column(c)), gross).alias(_channel_column(c)) for c in channels]
     freq = F.col("FREQUENCY")
-    # the scores' keys, read from the stored aggregates alone too (add_rfm_scores)
     recency = F.datediff("day", F.col("LAST_ORDER_TS"), ref_lit)
     monetary = F.round(F.col("MONETARY"), 2).cast("double")
-    score_keys = aggregates.select(
-        F.col("CUSTOMER_ID"),
-        recency.alias("RECENCY_DAYS"),
-        freq.alias("FREQUENCY"),
-        monetary.alias("MONETARY"),
+    # the scores' keys, read from the stored aggregates alone (add_rfm_scores)
+    score_keys = (
+        aggregates.select(
+            F.col("CUSTOMER_ID"),
+            recency.alias("RECENCY_DAYS"),
+            freq.alias("FREQUENCY"),
+            monetary.alias("MONETARY"),
+        )
+        if stored
+        else None
     )
     feats = feats.select(
         "CUSTOMER_ID",
@@ -283,7 +287,7 @@ def features_from_aggregates(
         F.col("LAST_ORDER_TS"),
         ref_lit.alias("REFERENCE_DATE"),
     )
-    return add_rfm_scores(feats, score_keys if stored else None)
+    return add_rfm_scores(feats, score_keys)
 
 
 def compute_customer_features(transformed_data: DataFrame, params: RfmFeaturesParams) -> DataFrame:
@@ -487,7 +491,7 @@ def customer_features_from_aggregates(
 
 
 #: The RFM quintiles: R by recency (most recent = 5), F by order count then spend, M by spend;
-#: ties broken by CUSTOMER_ID (tiles.py: the same tiles as the NTILE(5) windows below).
+#: ties broken by CUSTOMER_ID (tiles.py; the NTILE(5) windows of the fallback are built from them).
 RFM_TILES = (
     Tile("R_SCORE", (TileKey("RECENCY_DAYS", descending=True),)),
     Tile("F_SCORE", (TileKey("FREQUENCY"), TileKey("MONETARY", coarse=True))),
@@ -511,19 +515,17 @@ def add_rfm_scores(features: DataFrame, keys: DataFrame | None = None) -> DataFr
     small tables only: on a table of several row groups DuckDB adds on several threads in an order
     of its own.)
     """
-    rows_sql, keys_sql = single_query_sql(features), None if keys is None else single_query_sql(keys)
-    if rows_sql is not None and keys_sql is not None:
-        scored = add_tiles(features.session, rows_sql, keys_sql, "CUSTOMER_ID", RFM_TILES)
-        return _with_rfm_segment(scored, list(features.columns))
-    keys = features.select(
+    if keys is not None:
+        rows_sql, keys_sql = single_query_sql(features), single_query_sql(keys)
+        if rows_sql is not None and keys_sql is not None:
+            scored = add_tiles(features.session, rows_sql, keys_sql, "CUSTOMER_ID", RFM_TILES)
+            return _with_rfm_segment(scored, list(features.columns))
+    narrow = features.select(
         F.col("CUSTOMER_ID").alias("_SCORE_ID"), F.col("RECENCY_DAYS"), F.col("FREQUENCY"), F.col("MONETARY")
     )
-    r = F.ntile(F.lit(5)).over(Window.order_by(F.col("RECENCY_DAYS").desc(), F.col("_SCORE_ID")))
-    f = F.ntile(F.lit(5)).over(
-        Window.order_by(F.col("FREQUENCY").asc(), F.col("MONETARY").asc(), F.col("_SCORE_ID"))
+    scores = narrow.select(
+        F.col("_SCORE_ID"), *[ntile_window(tile, "_SCORE_ID").alias(tile.name) for tile in RFM_TILES]
     )
-    m = F.ntile(F.lit(5)).over(Window.order_by(F.col("MONETARY").asc(), F.col("_SCORE_ID")))
-    scores = keys.select(F.col("_SCORE_ID"), r.alias("R_SCORE"), f.alias("F_SCORE"), m.alias("M_SCORE"))
     scored = features.join(scores, F.col("CUSTOMER_ID") == F.col("_SCORE_ID"))
     return _with_rfm_segment(scored, list(features.columns))
 
