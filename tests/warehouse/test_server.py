@@ -341,3 +341,21 @@ def test_the_server_skips_uvicorns_grace_sleep_only_with_nobody_connected(
             client.close()
     assert not thread.is_alive()
     assert grace == ([0.1] if client_connected else [])
+
+
+def test_close_waits_for_a_background_start_still_in_flight(folder: Path) -> None:
+    """configure() starts the server in the background; a close() before any session settles that start.
+
+    Without the wait, the server came up after the caller had closed and stopped what it knew of,
+    and stayed alive until its idle timeout (seen in a test run: 'still running at the end of the
+    session').
+    """
+    import threading
+
+    warehouse.configure(WarehouseSettings.from_credentials({}, folder))
+    warehouse.close()  # at once: the background start has not finished yet
+    assert not [t for t in threading.enumerate() if t.name == "embedded-warehouse-start"]
+    status = embedded.server_status(folder)
+    assert status is not None  # up and recorded: a stop (the fixture's) finds it
+    assert embedded.stop_server(folder)
+    _wait_gone(status["pid"])

@@ -435,6 +435,12 @@ def close() -> None:
         if _run_lock is not None:
             _run_lock.release()
             _run_lock = None
+        pending = list(_prefetch.values())
+        _prefetch.clear()
+    # a background start still in flight finishes first: after close() no thread of this process is
+    # starting a server (one that came up is found by its record, and stops when idle or when asked)
+    for thread, _result in pending:
+        thread.join()
 
 
 atexit.register(close)
