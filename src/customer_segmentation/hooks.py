@@ -12,6 +12,7 @@ from kedro.framework.hooks import hook_impl
 from customer_segmentation import warehouse
 from customer_segmentation.errors import InvalidParametersError
 from customer_segmentation.gc_tuning import tune_garbage_collector
+from customer_segmentation.malloc_tuning import tune_allocator
 from customer_segmentation.warehouse.config import WarehouseSettings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class WarehouseHooks:
         # a batch process (the pipelines, their libraries and the run are loaded next): the collector
         # in large batches, not every 700 allocations (gc_tuning.py)
         tune_garbage_collector()
+        # blocks of 1 MiB and more (the training sample, NumPy arrays of the fits) go back to the
+        # system when freed, instead of staying in glibc's heap to the end of the run (malloc_tuning.py)
+        tune_allocator()
         # The raw section (runtime --params merged by the config loader), not ``context.params``:
         # reading that here would validate every pipeline's typed parameters, so a bad ``training``
         # value would stop ``--pipeline prediction``; Kedro scopes validation to the run's pipelines.

@@ -708,9 +708,12 @@ def serve(  # noqa: PLR0915
 ) -> int:
     """Run the server until idle, stopped or signalled; returns the process exit code."""
     from customer_segmentation.gc_tuning import tune_garbage_collector
+    from customer_segmentation.malloc_tuning import tune_allocator
 
     # it parses and rewrites every statement (sqlglot): the collector in large batches (gc_tuning.py)
     tune_garbage_collector()
+    # result pages and Arrow buffers of MiBs: freed back to the system, not kept in the heap (malloc_tuning.py)
+    tune_allocator()
     # everything this process creates (DuckDB files, WAL, spill files, log, record) is the owner's only
     os.umask(0o077)
     path = path.resolve()

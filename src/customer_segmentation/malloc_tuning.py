@@ -1,0 +1,60 @@
+"""glibc's allocator for the project's batch processes (a run, the embedded server): large blocks from mmap.
+
+glibc's malloc serves a request of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with its
+own mmap, unmapped again on free(). But the threshold is dynamic: each time such a block is freed
+it rises to that block's size, up to 32 MiB. After the first few freed NumPy arrays, Arrow
+buffers or result pages of a few MiB, every later block below that size is carved out of the
+heap arenas instead, where a freed block stays resident as long as anything allocated after it
+lives (and each thread that allocates gets an arena of its own). A run pulls a bounded training
+sample and fits k-means and the value model on several threads, then keeps running for minutes:
+at 10M events the heap held 323-369 MB, of which 171-220 MB were free blocks nobody could return
+(``mallinfo2``), and the process's RSS stayed ~100 MB above what it used, to the end of the run
+and into the peak of the monitoring nodes (docs/benchmarks.md, session 37).
+
+Fixing the threshold at 1 MiB (which also turns the dynamic adjustment off) keeps blocks of
+1 MiB and more out of the heap: freed, they go back to the system at once. The heap then held
+~150 MB with ~13 MB free, and the peak RSS of the 10M run fell from 1,284-1,359 MB to ~1,215 MB.
+Smaller blocks still come from the heap (a fixed 128 KiB gave the same peak with more mmap calls).
+
+Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A
+``MALLOC_MMAP_THRESHOLD_`` in the environment (glibc's own setting, read at process start) wins.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+#: Blocks of at least this many bytes are mmap()ed (and unmapped on free); fixed, not dynamic.
+MMAP_THRESHOLD = 1 << 20
+#: ``mallopt``'s parameter number for the threshold (malloc.h).
+M_MMAP_THRESHOLD = -3
+#: glibc's own environment variable for it (read once, at process start).
+ENV_VARIABLE = "MALLOC_MMAP_THRESHOLD_"
+
+
+def glibc_version() -> str | None:
+    """The C library's version when it is glibc ("2.36"), else None (musl, macOS, Windows)."""
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not text or not text.startswith("glibc "):
+        return None
+    return text.split(" ", 1)[1]
+
+
+def tune_allocator() -> int | None:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` in this process; returns it, or None if left alone.
+
+    Left alone: a C library other than glibc, or a threshold the environment already sets.
+    """
+    if glibc_version() is None or ENV_VARIABLE in os.environ:
+        return None
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return MMAP_THRESHOLD if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 else None

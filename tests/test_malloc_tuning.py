@@ -1,0 +1,121 @@
+"""glibc's mmap threshold fixed for the batch processes (malloc_tuning.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from customer_segmentation import malloc_tuning
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+glibc_only = pytest.mark.skipif(malloc_tuning.glibc_version() is None, reason="glibc's allocator only")
+
+#: A fresh process: frees a 24 MiB block (glibc's dynamic threshold rises to it), then allocates
+#: 40 blocks of 2 MiB, each followed by a 100 KiB block that stays, frees the 2 MiB blocks and
+#: prints how much of their 80 MiB is still resident.
+PROBE = textwrap.dedent(
+    """
+    import ctypes, sys
+    sys.path.insert(0, sys.argv[1])
+    from customer_segmentation.malloc_tuning import tune_allocator
+    tuned = tune_allocator() if sys.argv[2] == "tuned" else None
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    def rss():
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096 / 2**20
+    big = libc.malloc(24 << 20)
+    ctypes.memset(big, 1, 24 << 20)
+    libc.free(big)
+    before = rss()
+    blocks, kept = [], []
+    for _ in range(40):
+        block = libc.malloc(2 << 20)
+        ctypes.memset(block, 1, 2 << 20)
+        blocks.append(block)
+        kept.append(libc.malloc(100 << 10))  # lives on, after the block (no free chunk fits it): the heap cannot shrink past it
+    for block in blocks:
+        libc.free(block)
+    print(tuned, rss() - before)
+    """
+)
+
+
+def _resident_after_free(mode: str) -> tuple[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(SRC), mode], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    tuned, resident = out.stdout.split()
+    return tuned, float(resident)
+
+
+@glibc_only
+def test_freed_large_blocks_go_back_to_the_system() -> None:
+    tuned, resident = _resident_after_free("tuned")
+    assert tuned == str(malloc_tuning.MMAP_THRESHOLD)
+    assert resident < 8, f"{resident:.1f} MiB of 80 MiB freed still resident"
+    # the same process without the tuning keeps them: the dynamic threshold put them in the heap
+    tuned, resident = _resident_after_free("default")
+    assert tuned == "None" and resident > 60
+
+
+def test_left_alone_when_the_environment_sets_it(monkeypatch: Any) -> None:
+    monkeypatch.setenv(malloc_tuning.ENV_VARIABLE, "131072")
+    assert malloc_tuning.tune_allocator() is None
+
+
+def test_left_alone_on_another_c_library(monkeypatch: Any) -> None:
+    monkeypatch.delenv(malloc_tuning.ENV_VARIABLE, raising=False)
+    monkeypatch.setattr(os, "confstr", lambda name: None)  # musl: no CS_GNU_LIBC_VERSION value
+    assert malloc_tuning.glibc_version() is None
+    assert malloc_tuning.tune_allocator() is None
+
+    def unsupported(name: str) -> str:
+        raise ValueError(name)  # macOS, Windows: the name is unknown
+
+    monkeypatch.setattr(os, "confstr", unsupported)
+    assert malloc_tuning.tune_allocator() is None
+
+
+def test_a_run_and_the_embedded_server_tune_their_allocator(tmp_path: Path, monkeypatch: Any) -> None:
+    from customer_segmentation import hooks, warehouse
+    from customer_segmentation.warehouse import embedded_server
+
+    calls: list[str] = []
+    monkeypatch.setattr(hooks, "tune_allocator", lambda: calls.append("run"))
+
+    class Loader(dict):
+        def __missing__(self, key: str) -> Any:
+            raise KeyError(key)
+
+    monkeypatch.setenv("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")  # no server start in the background
+    context = type(
+        "Context", (), {"config_loader": Loader(parameters={}, credentials={}), "project_path": tmp_path}
+    )
+    try:
+        hooks.WarehouseHooks().after_context_created(context)
+    finally:
+        warehouse.close()
+    assert calls == ["run"]
+
+    class Tuned(Exception):
+        pass
+
+    def tuned() -> None:
+        raise Tuned
+
+    # the server tunes it before it creates or opens anything
+    monkeypatch.setattr(malloc_tuning, "tune_allocator", tuned)
+    with pytest.raises(Tuned):
+        embedded_server.serve(tmp_path / "server", None, 60.0)
+    assert not (tmp_path / "server").exists()
