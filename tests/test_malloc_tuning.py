@@ -69,8 +69,49 @@ def test_freed_large_blocks_go_back_to_the_system() -> None:
     assert tuned == "None" and resident > 60
 
 
-def test_left_alone_when_the_environment_sets_it(monkeypatch: Any) -> None:
-    monkeypatch.setenv(malloc_tuning.ENV_VARIABLE, "131072")
+#: A fresh process: allocates 16 blocks of 512 KiB (below the mmap threshold: from the top of the
+#: heap), frees them and prints how much of their 8 MiB is still resident.
+TOP_PROBE = textwrap.dedent(
+    """
+    import ctypes, sys
+    sys.path.insert(0, sys.argv[1])
+    from customer_segmentation.malloc_tuning import tune_allocator
+    tune_allocator()
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    def rss():
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096 / 2**20
+    before = rss()
+    blocks = [libc.malloc(512 << 10) for _ in range(16)]
+    for block in blocks:
+        ctypes.memset(block, 1, 512 << 10)
+    for block in reversed(blocks):
+        libc.free(block)
+    print(rss() - before)
+    """
+)
+
+
+@glibc_only
+def test_freed_working_arrays_at_the_top_of_the_heap_stay_for_the_next_ones() -> None:
+    """The trim threshold is fixed too: else 128 KiB, and every freed array of a few hundred KiB at
+    the top of the heap went back to the system, the next one faulting its pages in again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", TOP_PROBE, str(SRC)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) > 7, f"only {out.stdout.strip()} MiB of 8 MiB kept"
+
+
+@pytest.mark.parametrize("variable", [malloc_tuning.ENV_VARIABLE, malloc_tuning.TRIM_ENV_VARIABLE])
+def test_left_alone_when_the_environment_sets_it(monkeypatch: Any, variable: str) -> None:
+    monkeypatch.delenv(malloc_tuning.ENV_VARIABLE, raising=False)
+    monkeypatch.delenv(malloc_tuning.TRIM_ENV_VARIABLE, raising=False)
+    monkeypatch.setenv(variable, "131072")
     assert malloc_tuning.tune_allocator() is None
 
 

@@ -244,6 +244,24 @@ def test_hypergeometric_series_lanes_are_summed_as_if_alone() -> None:
         assert 1.0 + batch == pytest.approx(special.hyp2f1(a_i, b_i, c, z), rel=1e-11)
 
 
+def test_hypergeometric_series_in_blocks_sums_each_lane_as_in_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lanes summed block by block (SERIES_BLOCK) give every lane's sum to the last bit, whatever the block size."""
+    rng = np.random.default_rng(11)
+    z = np.concatenate([[0.0, 0.999], rng.uniform(0.0, 0.98, 301)])
+    c = np.concatenate([[0.8, 5000.0], rng.uniform(0.5, 400.0, 301)])
+    a = rng.uniform(-0.9, 2.0, z.size)
+    whole = vm.hyp2f1_series(a, 1.3, c, z)
+    for block in (1, 7, 64, 302):
+        monkeypatch.setattr(vm, "SERIES_BLOCK", block)
+        assert np.array_equal(vm.hyp2f1_series(a, 1.3, c, z), whole)
+        assert np.array_equal(
+            vm.hyp2f1_series(a.reshape(3, 101), 1.3, c.reshape(3, 101), z.reshape(3, 101)),
+            whole.reshape(3, 101),
+        )
+
+
 def test_hypergeometric_series_reports_the_lane_that_does_not_converge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

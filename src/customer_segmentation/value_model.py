@@ -78,6 +78,8 @@ MIN_REPEAT_CUSTOMERS = 3
 LOG_PARAM_LIMIT = 18.0
 #: Most series terms one 2F1 evaluation may take (z within 1e-5 of 1 needs millions: refuse instead).
 MAX_SERIES_TERMS = 2_000_000
+#: Lanes of the 2F1 series summed together (arrays of 512 KiB).
+SERIES_BLOCK = 65_536
 
 
 class ValueFitError(SegmentationError, ValueError):
@@ -261,6 +263,18 @@ def hyp2f1_series(a: Any, b: Any, c: Any, z: Any, *, rtol: float = 1e-15) -> np.
     a, b, c, z = a.reshape(-1), b.reshape(-1), c.reshape(-1), z.reshape(-1)
     if ((z < 0) | (z >= 1)).any():
         raise ValueError("hyp2f1_series needs 0 <= z < 1.")
+    # in blocks of SERIES_BLOCK lanes: each lane's terms do not depend on the others, and a block's
+    # arrays (0.5 MB) stay in the CPU's cache and below glibc's mmap threshold (malloc_tuning.py),
+    # where every temporary array of the whole batch (2.3 MB at 10M events) was a fresh mapping
+    total = np.empty(a.shape)
+    for lo in range(0, a.size, SERIES_BLOCK):
+        block = slice(lo, lo + SERIES_BLOCK)
+        total[block] = _hyp2f1_block(a[block], b[block], c[block], z[block], rtol)
+    return total.reshape(shape)
+
+
+def _hyp2f1_block(a: np.ndarray, b: np.ndarray, c: np.ndarray, z: np.ndarray, rtol: float) -> np.ndarray:
+    """:func:`hyp2f1_series` over flat arrays of lanes (no checks)."""
     total = np.zeros(a.shape)
     # the lanes still summed (positions into the flat arrays) and their parameters, partial sums and
     # last terms; a lane that converges is masked out (its term set to 0, its sum frozen) and the
@@ -299,7 +313,7 @@ def hyp2f1_series(a: Any, b: Any, c: Any, z: Any, *, rtol: float = 1e-15) -> np.
                     f"{float(tz[live].max()):.8f}): the horizon is too long for this model's alpha; use a "
                     "shorter customer_value.horizon_days."
                 )
-    return total.reshape(shape)
+    return total
 
 
 def alive_purchase_curve(m: BGNBDParams, x: Any, T: Any, t: Any) -> np.ndarray:
@@ -807,11 +821,19 @@ def alive_value_lookup(
     ends, factors = discount_schedule(horizon_days, annual_discount_rate)
     x = np.asarray(x, dtype=float).reshape(-1)
     T = np.asarray(T, dtype=float).reshape(-1)
-    curve = alive_purchase_curve(m, x[:, None], T[:, None], ends[None, :])
-    steps = np.diff(np.concatenate([np.zeros((len(x), 1)), curve], axis=1), axis=1)
-    # a row-wise sum, not a matrix product: BLAS may block rows differently by their position in the
-    # batch, so the last bit of a row would depend on which other (x, T) pairs came with it
-    return curve[:, -1], (steps * factors[None, :]).sum(axis=1)
+    purchases, discounted = np.empty(x.shape), np.empty(x.shape)
+    # (x, T) pairs in blocks of about SERIES_BLOCK lanes (pairs x periods): a block's arrays stay in
+    # the CPU's cache and below glibc's mmap threshold (malloc_tuning.py); each row is its own
+    rows = max(1, SERIES_BLOCK // len(ends))
+    for lo in range(0, len(x), rows):
+        block = slice(lo, lo + rows)
+        curve = alive_purchase_curve(m, x[block, None], T[block, None], ends[None, :])
+        steps = np.diff(np.concatenate([np.zeros((len(curve), 1)), curve], axis=1), axis=1)
+        purchases[block] = curve[:, -1]
+        # a row-wise sum, not a matrix product: BLAS may block rows differently by their position in
+        # the batch, so the last bit of a row would depend on which other (x, T) pairs came with it
+        discounted[block] = (steps * factors[None, :]).sum(axis=1)
+    return purchases, discounted
 
 
 def clv(
