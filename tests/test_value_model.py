@@ -654,3 +654,21 @@ def test_closed_forms_refuse_inconsistent_summaries() -> None:
         vm.p_alive(GOOD, [1], [np.nan], [10])
     with pytest.raises(ValueFitError, match="T >= 0"):
         vm.alive_purchase_curve(GOOD, 1, -3, 30)
+
+
+def test_value_lookup_in_blocks_gives_each_pair_its_values_to_the_last_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookup works through the (x, T) pairs in blocks (SERIES_BLOCK lanes): a pair's values do
+    not depend on the block it falls in, nor on which pairs came with it."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([[0, 5000, 0], rng.integers(0, 60, 500)]).astype(float)
+    T = np.concatenate([[0, 3650, 3650], rng.integers(0, 2000, 500)]).astype(float)
+    whole = vm.alive_value_lookup(DAYS, x, T, 365, 0.1)
+    for block in (1, 13, 40, 1_000_000):  # a pair at a time (13 periods) ... all in one block
+        monkeypatch.setattr(vm, "SERIES_BLOCK", block)
+        for got, want in zip(vm.alive_value_lookup(DAYS, x, T, 365, 0.1), whole, strict=True):
+            assert np.array_equal(got, want)
+    alone = [vm.alive_value_lookup(DAYS, x[i : i + 1], T[i : i + 1], 365, 0.1) for i in (0, 1, 7)]
+    assert [float(a[1][0]) for a in alone] == [float(whole[1][i]) for i in (0, 1, 7)]
+    assert vm.alive_value_lookup(DAYS, x[:0], T[:0], 365, 0.1)[0].shape == (0,)

@@ -12,9 +12,13 @@ at 10M events the heap held 323-369 MB, of which 171-220 MB were free blocks nob
 and into the peak of the monitoring nodes (docs/benchmarks.md, session 37).
 
 Fixing the threshold at 1 MiB (which also turns the dynamic adjustment off) keeps blocks of
-1 MiB and more out of the heap: freed, they go back to the system at once. The heap then held
-~150 MB with ~13 MB free, and the peak RSS of the 10M run fell from 1,284-1,359 MB to ~1,215 MB.
-Smaller blocks still come from the heap (a fixed 128 KiB gave the same peak with more mmap calls).
+1 MiB and more out of the heap: freed, they go back to the system at once. Smaller blocks still
+come from the heap (a fixed 128 KiB gave the same peak with more mmap calls). Numeric code that
+loops over arrays of 1 MiB or more then pays a fresh mapping and its page faults for each
+temporary: such loops work in blocks below it (``value_model.SERIES_BLOCK``). Fixing it also
+fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`. With both, at 10M
+events, the heap held ~170 MB with ~30 MB free, and the run's peak RSS was 1,232 MB instead of
+1,306-1,336 MB; at 100M events 1,437 MB instead of 1,562 MB (the 1 MiB threshold alone).
 
 Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A
 ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment (glibc's own
