@@ -11,14 +11,16 @@ at 10M events the heap held 323-369 MB, of which 171-220 MB were free blocks nob
 (``mallinfo2``), and the process's RSS stayed ~100 MB above what it used, to the end of the run
 and into the peak of the monitoring nodes (docs/benchmarks.md, session 37).
 
-Fixing the threshold at 1 MiB (which also turns the dynamic adjustment off) keeps blocks of
-1 MiB and more out of the heap: freed, they go back to the system at once. Smaller blocks still
-come from the heap (a fixed 128 KiB gave the same peak with more mmap calls). Numeric code that
-loops over arrays of 1 MiB or more then pays a fresh mapping and its page faults for each
-temporary: such loops work in blocks below it (``value_model.SERIES_BLOCK``). Fixing it also
-fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`. With both, at 10M
-events, the heap held ~170 MB with ~30 MB free, and the run's peak RSS was 1,232 MB instead of
-1,306-1,336 MB; at 100M events 1,437 MB instead of 1,562 MB (the 1 MiB threshold alone).
+Fixing the threshold at 2 MiB (which also turns the dynamic adjustment off) keeps blocks of
+2 MiB and more out of the heap: freed, they go back to the system at once. Smaller blocks still
+come from the heap, such as the training sample's columns (1.6 MB), which the fits reuse there
+without page faults. The threshold trades memory for speed: at 10M events the run's peak RSS was
+~1,230 MB with 1 or 2 MiB, ~1,250-1,275 MB with 4 or 8 MiB, 1,306-1,336 MB with glibc's dynamic
+threshold; a k-means fit of 200,000 customers ~20% slower with 1 MiB, ~5-10% with 2 MiB, as
+fast with 8 MiB (each array of the threshold's size or more a fresh mapping, its pages faulted
+in). Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``). Fixing it
+also fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`. At 100M
+events the run peaked at 1,437-1,446 MB with 1 MiB, 1,562 MB with the dynamic threshold.
 
 Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A
 ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment (glibc's own
@@ -31,12 +33,12 @@ import ctypes
 import os
 
 #: Blocks of at least this many bytes are mmap()ed (and unmapped on free); fixed, not dynamic.
-MMAP_THRESHOLD = 1 << 20
+MMAP_THRESHOLD = 2 << 20
 #: Free memory at the top of a heap beyond this is given back (sbrk/madvise). Fixing the mmap
 #: threshold also fixes this one, at 128 KiB unless set: then every freed array of a few hundred
 #: KiB at the top of the heap went back to the system and the next one faulted its pages in again
-#: (the value scoring's series 3x slower). glibc's dynamic rule keeps twice the mmap threshold,
-#: up to 64 MiB; 32 MiB keeps the numeric code's working arrays without page faults.
+#: (the value scoring's series 3x slower). 32 MiB is within glibc's dynamic range (twice the
+#: mmap threshold, up to 64 MiB) and keeps the numeric code's working arrays (4 MiB did not).
 TRIM_THRESHOLD = 32 << 20
 #: ``mallopt``'s parameter numbers (malloc.h).
 M_TRIM_THRESHOLD = -1

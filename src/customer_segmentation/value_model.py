@@ -264,8 +264,8 @@ def hyp2f1_series(a: Any, b: Any, c: Any, z: Any, *, rtol: float = 1e-15) -> np.
     if ((z < 0) | (z >= 1)).any():
         raise ValueError("hyp2f1_series needs 0 <= z < 1.")
     # in blocks of SERIES_BLOCK lanes: each lane's terms do not depend on the others, and a block's
-    # arrays (0.5 MB) stay in the CPU's cache and below glibc's mmap threshold (malloc_tuning.py),
-    # where every temporary array of the whole batch (2.3 MB at 10M events) was a fresh mapping
+    # arrays (0.5 MB) stay in the CPU's cache and well below glibc's mmap threshold (malloc_tuning.py),
+    # above which every temporary array of a large batch would be a fresh mapping
     total = np.empty(a.shape)
     for lo in range(0, a.size, SERIES_BLOCK):
         block = slice(lo, lo + SERIES_BLOCK)
@@ -823,7 +823,7 @@ def alive_value_lookup(
     T = np.asarray(T, dtype=float).reshape(-1)
     purchases, discounted = np.empty(x.shape), np.empty(x.shape)
     # (x, T) pairs in blocks of about SERIES_BLOCK lanes (pairs x periods): a block's arrays stay in
-    # the CPU's cache and below glibc's mmap threshold (malloc_tuning.py); each row is its own
+    # the CPU's cache and well below glibc's mmap threshold (malloc_tuning.py); each row is its own
     rows = max(1, SERIES_BLOCK // len(ends))
     for lo in range(0, len(x), rows):
         block = slice(lo, lo + rows)
