@@ -11,16 +11,16 @@ at 10M events the heap held 323-369 MB, of which 171-220 MB were free blocks nob
 (``mallinfo2``), and the process's RSS stayed ~100 MB above what it used, to the end of the run
 and into the peak of the monitoring nodes (docs/benchmarks.md, session 37).
 
-Fixing the threshold at 2 MiB (which also turns the dynamic adjustment off) keeps blocks of
-2 MiB and more out of the heap: freed, they go back to the system at once. Smaller blocks still
-come from the heap, such as the training sample's columns (1.6 MB), which the fits reuse there
-without page faults. The threshold trades memory for speed: at 10M events the run's peak RSS was
+Fixing the threshold at 1 MiB (which also turns the dynamic adjustment off) keeps blocks of
+1 MiB and more out of the heap: freed, they go back to the system at once. Smaller blocks still
+come from the heap. The threshold trades memory for speed: at 10M events the run's peak RSS was
 ~1,230 MB with 1 or 2 MiB, ~1,250-1,275 MB with 4 or 8 MiB, 1,306-1,336 MB with glibc's dynamic
-threshold; a k-means fit of 200,000 customers ~20% slower with 1 MiB, ~5-10% with 2 MiB, as
-fast with 8 MiB (each array of the threshold's size or more a fresh mapping, its pages faulted
-in). Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``). Fixing it
-also fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`. At 100M
-events the run peaked at 1,437-1,446 MB with 1 MiB, 1,562 MB with the dynamic threshold.
+threshold, and at 100M events 1,437-1,446 MB with 1 MiB, 1,483 MB with 2 MiB, 1,562 MB with the
+dynamic threshold (the bound is 1,536 MB); a k-means fit of 200,000 customers is ~20% slower
+with 1 MiB than with the dynamic threshold (~0.3 s a fit: the sample's 1.6 MB columns are each a
+fresh mapping, its pages faulted in), ~5-10% with 2 MiB, as fast with 8 MiB. The memory bound
+comes first. Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``).
+Fixing it also fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`.
 
 Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A
 ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment (glibc's own
@@ -33,7 +33,7 @@ import ctypes
 import os
 
 #: Blocks of at least this many bytes are mmap()ed (and unmapped on free); fixed, not dynamic.
-MMAP_THRESHOLD = 2 << 20
+MMAP_THRESHOLD = 1 << 20
 #: Free memory at the top of a heap beyond this is given back (sbrk/madvise). Fixing the mmap
 #: threshold also fixes this one, at 128 KiB unless set: then every freed array of a few hundred
 #: KiB at the top of the heap went back to the system and the next one faulted its pages in again
