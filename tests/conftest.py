@@ -250,6 +250,46 @@ def _servers_of_the_test_folder_stopped(request: pytest.FixtureRequest) -> Itera
         stop_embedded_servers(folder)
 
 
+def run_context_created_hook(project_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's ``after_context_created`` hook on a bare context (no parameters, no credentials).
+
+    The embedded warehouse in-process: no server is started in the background.
+    """
+    from customer_segmentation import warehouse
+    from customer_segmentation.hooks import WarehouseHooks
+
+    class Loader(dict):
+        def __missing__(self, key: str) -> Any:
+            raise KeyError(key)
+
+    monkeypatch.setenv("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")
+    context = type(
+        "Context", (), {"config_loader": Loader(parameters={}, credentials={}), "project_path": project_path}
+    )
+    try:
+        WarehouseHooks().after_context_created(context)  # before the pipelines and the run are loaded
+    finally:
+        warehouse.close()
+
+
+def assert_server_calls_before_creating_anything(
+    module: Any, name: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded server calls ``module.name`` first, before it creates or opens anything in ``folder``."""
+    from customer_segmentation.warehouse import embedded_server
+
+    class Called(Exception):
+        pass
+
+    def called() -> None:
+        raise Called
+
+    monkeypatch.setattr(module, name, called)
+    with pytest.raises(Called):
+        embedded_server.serve(folder, None, 60.0)
+    assert not folder.exists()
+
+
 @contextlib.contextmanager
 def collect_records(logger_name: str, level: int = logging.INFO) -> Iterator[list[logging.LogRecord]]:
     """The records of ``logger_name`` at ``level`` or above, logged inside the ``with`` block.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from customer_segmentation import gc_tuning
+from tests.conftest import assert_server_calls_before_creating_anything, run_context_created_hook
 
 
 @pytest.fixture(autouse=True)
@@ -50,32 +51,9 @@ def test_cycles_are_still_collected() -> None:
 
 
 def test_a_run_and_the_embedded_server_tune_their_collector(tmp_path: Path, monkeypatch: Any) -> None:
-    from customer_segmentation import warehouse
-    from customer_segmentation.hooks import WarehouseHooks
-    from customer_segmentation.warehouse import embedded_server
-
-    class Loader(dict):
-        def __missing__(self, key: str) -> Any:
-            raise KeyError(key)
-
-    context = type(
-        "Context", (), {"config_loader": Loader(parameters={}, credentials={}), "project_path": tmp_path}
-    )
     gc.set_threshold(700, 10, 10)
-    try:
-        WarehouseHooks().after_context_created(context)  # before the pipelines and the run are loaded
-    finally:
-        warehouse.close()
+    run_context_created_hook(tmp_path, monkeypatch)
     assert gc.get_threshold() == gc_tuning.THRESHOLDS
-
-    class Tuned(Exception):
-        pass
-
-    def tuned() -> None:
-        raise Tuned
-
-    # the server tunes its collector first, before it creates or opens anything
-    monkeypatch.setattr(gc_tuning, "tune_garbage_collector", tuned)
-    with pytest.raises(Tuned):
-        embedded_server.serve(tmp_path / "server", None, 60.0)
-    assert not (tmp_path / "server").exists()
+    assert_server_calls_before_creating_anything(
+        gc_tuning, "tune_garbage_collector", tmp_path / "server", monkeypatch
+    )

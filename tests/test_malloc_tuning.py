@@ -12,26 +12,31 @@ from typing import Any
 import pytest
 
 from customer_segmentation import malloc_tuning
+from tests.conftest import assert_server_calls_before_creating_anything, run_context_created_hook
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 glibc_only = pytest.mark.skipif(malloc_tuning.glibc_version() is None, reason="glibc's allocator only")
 
+#: The start of each probe script: the tuning (``tuned`` as argv[2]) and libc's malloc/free, rss().
+PREAMBLE = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+from customer_segmentation.malloc_tuning import tune_allocator
+tuned = tune_allocator() if sys.argv[2] == "tuned" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+"""
+
 #: A fresh process: frees a 24 MiB block (glibc's dynamic threshold rises to it), then allocates
 #: 8 blocks of 12 MiB, each followed by a 100 KiB block that stays, frees the 12 MiB blocks and
 #: prints how much of their 96 MiB is still resident.
-PROBE = textwrap.dedent(
+PROBE = PREAMBLE + textwrap.dedent(
     """
-    import ctypes, sys
-    sys.path.insert(0, sys.argv[1])
-    from customer_segmentation.malloc_tuning import tune_allocator
-    tuned = tune_allocator() if sys.argv[2] == "tuned" else None
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
-    def rss():
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * 4096 / 2**20
     big = libc.malloc(24 << 20)
     ctypes.memset(big, 1, 24 << 20)
     libc.free(big)
@@ -49,13 +54,18 @@ PROBE = textwrap.dedent(
 )
 
 
-def _resident_after_free(mode: str) -> tuple[str, float]:
+def _probe(script: str, mode: str) -> str:
+    """What ``script`` prints, run in a fresh interpreter without glibc's MALLOC_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(SRC), mode], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", script, str(SRC), mode], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    tuned, resident = out.stdout.split()
+    return out.stdout
+
+
+def _resident_after_free(mode: str) -> tuple[str, float]:
+    tuned, resident = _probe(PROBE, mode).split()
     return tuned, float(resident)
 
 
@@ -71,19 +81,8 @@ def test_freed_large_blocks_go_back_to_the_system() -> None:
 
 #: A fresh process: allocates 16 blocks of 512 KiB (below the mmap threshold: from the top of the
 #: heap), frees them and prints how much of their 8 MiB is still resident.
-TOP_PROBE = textwrap.dedent(
+TOP_PROBE = PREAMBLE + textwrap.dedent(
     """
-    import ctypes, sys
-    sys.path.insert(0, sys.argv[1])
-    from customer_segmentation.malloc_tuning import tune_allocator
-    tune_allocator()
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
-    def rss():
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * 4096 / 2**20
     before = rss()
     blocks = [libc.malloc(512 << 10) for _ in range(16)]
     for block in blocks:
@@ -99,12 +98,8 @@ TOP_PROBE = textwrap.dedent(
 def test_freed_working_arrays_at_the_top_of_the_heap_stay_for_the_next_ones() -> None:
     """The trim threshold is fixed too: else 128 KiB, and every freed array of a few hundred KiB at
     the top of the heap went back to the system, the next one faulting its pages in again."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run(
-        [sys.executable, "-c", TOP_PROBE, str(SRC)], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout) > 7, f"only {out.stdout.strip()} MiB of 8 MiB kept"
+    kept = float(_probe(TOP_PROBE, "tuned"))
+    assert kept > 7, f"only {kept:.1f} MiB of 8 MiB kept"
 
 
 @pytest.mark.parametrize("variable", [malloc_tuning.ENV_VARIABLE, malloc_tuning.TRIM_ENV_VARIABLE])
@@ -129,34 +124,12 @@ def test_left_alone_on_another_c_library(monkeypatch: Any) -> None:
 
 
 def test_a_run_and_the_embedded_server_tune_their_allocator(tmp_path: Path, monkeypatch: Any) -> None:
-    from customer_segmentation import hooks, warehouse
-    from customer_segmentation.warehouse import embedded_server
+    from customer_segmentation import hooks
 
     calls: list[str] = []
     monkeypatch.setattr(hooks, "tune_allocator", lambda: calls.append("run"))
-
-    class Loader(dict):
-        def __missing__(self, key: str) -> Any:
-            raise KeyError(key)
-
-    monkeypatch.setenv("SEGMENTATION_EMBEDDED_IN_PROCESS", "1")  # no server start in the background
-    context = type(
-        "Context", (), {"config_loader": Loader(parameters={}, credentials={}), "project_path": tmp_path}
-    )
-    try:
-        hooks.WarehouseHooks().after_context_created(context)
-    finally:
-        warehouse.close()
+    run_context_created_hook(tmp_path, monkeypatch)
     assert calls == ["run"]
-
-    class Tuned(Exception):
-        pass
-
-    def tuned() -> None:
-        raise Tuned
-
-    # the server tunes it before it creates or opens anything
-    monkeypatch.setattr(malloc_tuning, "tune_allocator", tuned)
-    with pytest.raises(Tuned):
-        embedded_server.serve(tmp_path / "server", None, 60.0)
-    assert not (tmp_path / "server").exists()
+    assert_server_calls_before_creating_anything(
+        malloc_tuning, "tune_allocator", tmp_path / "server", monkeypatch
+    )
