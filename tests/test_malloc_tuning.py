@@ -133,3 +133,141 @@ def test_a_run_and_the_embedded_server_tune_their_allocator(tmp_path: Path, monk
     assert_server_calls_before_creating_anything(
         malloc_tuning, "tune_allocator", tmp_path / "server", monkeypatch
     )
+
+
+#: A fresh process: within ``fit_allocation`` 8 blocks of 4 MiB (each followed by a 100 KiB block
+#: that stays) are freed; prints the MiB still resident inside, the MiB still resident after the
+#: context ended, how many mmapped blocks a 2 MiB allocation adds inside, and a 6 MiB one after (no
+#: free chunk of the heap holds 6 MiB: it comes from mmap with a 1 MiB threshold, the heap with 8 MiB).
+FIT_PROBE = PREAMBLE + textwrap.dedent(
+    """
+    from customer_segmentation.malloc_tuning import fit_allocation
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    libc.mallinfo2.restype = Info
+    def mapped_by_a_block(mib):
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(mib << 20)
+        added = libc.mallinfo2().hblks - before
+        libc.free(block)
+        return added
+    before = rss()
+    with fit_allocation():
+        inside_mapped = mapped_by_a_block(2)
+        blocks, kept = [], []
+        for _ in range(8):
+            block = libc.malloc(4 << 20)
+            ctypes.memset(block, 1, 4 << 20)
+            blocks.append(block)
+            kept.append(libc.malloc(100 << 10))
+        for block in blocks:
+            libc.free(block)
+        inside = rss() - before
+    after = rss() - before
+    print(inside, after, inside_mapped, mapped_by_a_block(6))
+    """
+)
+
+
+@glibc_only
+def test_a_bounded_fit_takes_its_blocks_from_the_heap_and_gives_them_back_when_it_ends() -> None:
+    """Within fit_allocation a fit's arrays of a few MiB come from the heap (reused, not mapped
+    afresh); when it ends, the threshold is 1 MiB again and the freed heap pages go back."""
+    inside, after, inside_mapped, after_mapped = _probe(FIT_PROBE, "tuned").split()
+    assert int(inside_mapped) == 0, "a 2 MiB block was mmapped within the fit"
+    assert float(inside) > 28, f"only {inside} MiB of the fit's freed 32 MiB were still in the heap within it"
+    assert float(after) < 6, f"{after} MiB of the fit's freed 32 MiB still resident after it"
+    assert int(after_mapped) == 1, "after the fit a 6 MiB block came from the heap: threshold not restored"
+
+
+class _FakeLibc:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, ...]] = []
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        self.calls.append(("mallopt", parameter, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+@pytest.fixture
+def fake_libc(monkeypatch: Any) -> _FakeLibc:
+    libc = _FakeLibc()
+    monkeypatch.setattr(malloc_tuning, "_libc", lambda: libc)
+    monkeypatch.setattr(malloc_tuning, "_tuned", True)
+    monkeypatch.setattr(malloc_tuning, "_fits", 0)
+    return libc
+
+
+RAISE = ("mallopt", malloc_tuning.M_MMAP_THRESHOLD, malloc_tuning.FIT_MMAP_THRESHOLD)
+RESTORE = [("mallopt", malloc_tuning.M_MMAP_THRESHOLD, malloc_tuning.MMAP_THRESHOLD), ("malloc_trim", 0)]
+
+
+def test_nested_fits_restore_the_threshold_once_when_the_outermost_ends(fake_libc: _FakeLibc) -> None:
+    with malloc_tuning.fit_allocation():
+        with malloc_tuning.fit_allocation():
+            pass
+        assert fake_libc.calls == [RAISE]
+    assert fake_libc.calls == [RAISE, *RESTORE]
+
+
+def test_a_failing_fit_restores_the_threshold(fake_libc: _FakeLibc) -> None:
+    @malloc_tuning.bounded_fit
+    def failing_fit() -> None:
+        raise ValueError("no repeat customer")
+
+    with pytest.raises(ValueError, match="no repeat customer"):
+        failing_fit()
+    assert fake_libc.calls == [RAISE, *RESTORE]
+    assert malloc_tuning._fits == 0
+
+
+def test_an_untuned_process_is_left_alone(monkeypatch: Any) -> None:
+    def no_libc() -> None:
+        raise AssertionError("the allocator was touched in a process tune_allocator left alone")
+
+    monkeypatch.setattr(malloc_tuning, "_libc", no_libc)
+    monkeypatch.setattr(malloc_tuning, "_tuned", False)
+    with malloc_tuning.fit_allocation():
+        pass
+
+
+def test_the_bounded_fits_run_within_fit_allocation(fake_libc: _FakeLibc) -> None:
+    """Training's k range, final fit and stability, and the value model's two fits."""
+    import numpy as np
+
+    from customer_segmentation import value_model
+    from customer_segmentation.segmentation_training import (
+        evaluate_k_range,
+        fit_segmentation_model,
+        measure_stability,
+    )
+    from tests.pipelines.training.test_nodes import PARAMS, planted_customers
+
+    sample = planted_customers(60)
+    for fit in (
+        lambda: evaluate_k_range(sample, PARAMS),
+        lambda: measure_stability(
+            sample, fit_segmentation_model(sample, {"k": 3}, PARAMS, {"run_id": "t"}), PARAMS
+        ),
+    ):
+        fake_libc.calls.clear()
+        fit()
+        assert fake_libc.calls[0] == RAISE and fake_libc.calls[-2:] == RESTORE
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, 400).astype(float)
+    t_x = np.where(x > 0, rng.uniform(1, 200, 400), 0.0)
+    for fit in (
+        lambda: value_model.fit_bgnbd(x, t_x, t_x + rng.uniform(1, 200, 400)),
+        lambda: value_model.fit_gamma_gamma(x[x > 0], rng.gamma(4, 20, int((x > 0).sum()))),
+    ):
+        fake_libc.calls.clear()
+        try:
+            fit()
+        except value_model.ValueFitError:
+            pass  # the fit refused these data: it ran, within fit_allocation, all the same
+        assert fake_libc.calls == [RAISE, *RESTORE]

@@ -196,7 +196,8 @@ def test_repeated_values_equal_pandas_and_the_hash_only_narrows(
 ) -> None:
     """``_repeated`` groups a 64-bit hash first (100M distinct texts ran out of the 640MB cap), then
     the text of the candidates: the same values as a plain count, NULLs left out. A constant hash
-    (every value collides) still gives exactly the repeated values."""
+    (every value collides) still gives exactly the repeated values. A frame known to be small
+    (``rows``, up to TEXT_GROUP_MAX_ROWS) is grouped by its text in one pass: the same values."""
     from snowflake.snowpark import functions as F
 
     from customer_segmentation.pipelines.ingestion import nodes
@@ -212,6 +213,20 @@ def test_repeated_values_equal_pandas_and_the_hash_only_narrows(
     assert sorted(r[0] for r in nodes._repeated(frame, "K").collect()) == expected
     sql = " ".join(nodes._repeated(frame, "K").queries["queries"]).upper()
     assert "HASH(" in sql
+    assert (
+        sql
+        == " ".join(
+            nodes._repeated(frame, "K", rows=nodes.TEXT_GROUP_MAX_ROWS + 1).queries["queries"]
+        ).upper()
+    )
+    small = nodes._repeated(frame, "K", rows=len(values))
+    assert "HASH(" not in " ".join(small.queries["queries"]).upper()
+    assert sorted(r[0] for r in small.collect()) == expected
+    # the ingestion node counts its batch: a small batch takes the one text pass
+    batch = warehouse_session.sql("SELECT K AS EVENT_ID FROM REPEATS_T")
+    found = nodes.find_repeated_event_ids(batch)
+    assert "HASH(" not in " ".join(found.queries["queries"]).upper()
+    assert sorted(r[0] for r in found.collect()) == expected
     # every hash equal: each value is a candidate, and the text count alone decides
     monkeypatch.setattr(nodes.F, "hash", lambda column: F.length(column) * F.lit(0))
     assert sorted(r[0] for r in nodes._repeated(frame, "K").collect()) == expected
