@@ -22,12 +22,6 @@ fresh mapping, its pages faulted in), ~5-10% with 2 MiB, as fast with 8 MiB. The
 comes first. Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``).
 Fixing it also fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`.
 
-The bounded fits take the speed back without the memory: :func:`bounded_fit` raises the
-threshold to :data:`FIT_MMAP_THRESHOLD` while one runs (its arrays of a few MiB, allocated and
-freed again and again, reuse the heap's pages instead of each being a fresh mapping) and, when it
-ends, sets it back and calls ``malloc_trim(0)``, which gives every whole free page of every arena
-back to the system: what the fit freed does not stay resident behind what it kept.
-
 Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A
 ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment (glibc's own
 settings, read at process start) wins.
@@ -36,12 +30,7 @@ settings, read at process start) wins.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
 
 #: Blocks of at least this many bytes are mmap()ed (and unmapped on free); fixed, not dynamic.
 MMAP_THRESHOLD = 1 << 20
@@ -51,24 +40,12 @@ MMAP_THRESHOLD = 1 << 20
 #: (the value scoring's series 3x slower). 32 MiB is within glibc's dynamic range (twice the
 #: mmap threshold, up to 64 MiB) and keeps the numeric code's working arrays (4 MiB did not).
 TRIM_THRESHOLD = 32 << 20
-#: The mmap threshold while a bounded fit runs (:func:`bounded_fit`): a k-means fit of 200,000
-#: customers as fast as with glibc's dynamic threshold (1 MiB: ~20% slower).
-FIT_MMAP_THRESHOLD = 8 << 20
 #: ``mallopt``'s parameter numbers (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: glibc's own environment variables for them (read once, at process start).
 ENV_VARIABLE = "MALLOC_MMAP_THRESHOLD_"
 TRIM_ENV_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-#: Set by :func:`tune_allocator` once it fixed the thresholds in this process; :func:`bounded_fit`
-#: changes nothing otherwise (another C library, the environment's settings, a process not tuned).
-_tuned = False
-#: Bounded fits running now (nested or on several threads): the threshold goes back when the last ends.
-_fits = 0
-_fits_lock = threading.Lock()
 
 
 def glibc_version() -> str | None:
@@ -82,15 +59,6 @@ def glibc_version() -> str | None:
     return text.split(" ", 1)[1]
 
 
-def _libc() -> Any:
-    libc = ctypes.CDLL(None)
-    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    libc.mallopt.restype = ctypes.c_int
-    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
-    libc.malloc_trim.restype = ctypes.c_int
-    return libc
-
-
 def tune_allocator() -> int | None:
     """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (and the trim threshold at
     :data:`TRIM_THRESHOLD`) in this process; returns the mmap threshold, or None if left alone.
@@ -100,50 +68,11 @@ def tune_allocator() -> int | None:
     if glibc_version() is None or ENV_VARIABLE in os.environ or TRIM_ENV_VARIABLE in os.environ:
         return None
     try:
-        mallopt = _libc().mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
     if mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
         return None
-    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1:
-        return None
-    global _tuned  # noqa: PLW0603 - one setting of the whole process, like mallopt's own
-    _tuned = True
-    return MMAP_THRESHOLD
-
-
-@contextmanager
-def fit_allocation() -> Iterator[None]:
-    """Within: blocks below :data:`FIT_MMAP_THRESHOLD` come from the heap; after: the threshold is
-    :data:`MMAP_THRESHOLD` again and the free pages of every arena go back to the system.
-
-    Nothing changes in a process that :func:`tune_allocator` did not tune.
-    """
-    global _fits  # noqa: PLW0603 - counts the fits of the whole process
-    if not _tuned:
-        yield
-        return
-    libc = _libc()
-    with _fits_lock:
-        _fits += 1
-        if _fits == 1:
-            libc.mallopt(M_MMAP_THRESHOLD, FIT_MMAP_THRESHOLD)
-    try:
-        yield
-    finally:
-        with _fits_lock:
-            _fits -= 1
-            if _fits == 0:
-                libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                libc.malloc_trim(0)
-
-
-def bounded_fit(fn: _F) -> _F:
-    """``fn`` (a fit on a bounded sample, in memory) runs within :func:`fit_allocation`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with fit_allocation():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return MMAP_THRESHOLD if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 else None

@@ -23,7 +23,6 @@ import pandas as pd
 
 from customer_segmentation.datasets.model_table import ModelVersionWrite
 from customer_segmentation.drift import training_reference
-from customer_segmentation.malloc_tuning import bounded_fit
 from customer_segmentation.model import SegmentationModel, json_safe, kmeans, one_openmp_thread
 from customer_segmentation.pipelines.prediction.params import PredictionParams
 from customer_segmentation.pipelines.training.params import TrainingParams
@@ -149,7 +148,6 @@ def k_selection_rows(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFra
     return drawn.sort_index()
 
 
-@bounded_fit
 def evaluate_k_range(sample: pd.DataFrame, params: TrainingParams) -> pd.DataFrame:
     """Inertia, silhouette (bounded sample), Calinski-Harabasz and Davies-Bouldin for each k.
 
@@ -396,7 +394,6 @@ def _fit_partition(
     return estimator, report
 
 
-@bounded_fit
 def fit_segmentation_model(
     sample: pd.DataFrame,
     k_choice: dict[str, Any],
@@ -520,7 +517,6 @@ def align_segment_identity(
     return aligned
 
 
-@bounded_fit
 def measure_stability(
     sample: pd.DataFrame, model: SegmentationModel, params: TrainingParams
 ) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 
 from customer_segmentation.errors import MissingModelError, SegmentationError, UnknownModelVersionError
-from customer_segmentation.malloc_tuning import bounded_fit
 from customer_segmentation.model import json_safe
 
 __all__ = [
@@ -545,7 +544,6 @@ def _refuse_gamma_gamma_boundary(theta: np.ndarray) -> None:
     )
 
 
-@bounded_fit
 def fit_bgnbd(x: Any, t_x: Any, T: Any, weight: Any = None) -> FitResult:
     """Maximum-likelihood BG/NBD fit [FHL05 eq. 6] on log-parameters (scipy BFGS, analytic gradient).
 
@@ -701,7 +699,6 @@ def gamma_gamma_log_likelihood(g: GammaGammaParams, x: Any, mean_value: Any, wei
     return float(np.dot(w, _gg_terms(np.array([g.p, g.q, g.gamma]), x, mv)[0]))
 
 
-@bounded_fit
 def fit_gamma_gamma(x: Any, mean_value: Any, weight: Any = None) -> FitResult:
     """Maximum-likelihood Gamma-Gamma fit [FHLb05] on the customers with x > 0 and mean_value > 0.
 
