@@ -292,24 +292,38 @@ def assert_server_calls_before_creating_anything(
 
 @contextlib.contextmanager
 def collect_records(logger_name: str, level: int = logging.INFO) -> Iterator[list[logging.LogRecord]]:
-    """The records of ``logger_name`` at ``level`` or above, logged inside the ``with`` block.
+    """The records at ``level`` or above logged through ``logger_name`` itself inside the ``with`` block.
 
-    Our own handler on that logger: Kedro reconfigures the root logger during a run (and caplog may
-    see a record twice through it); a project logger it leaves alone.
+    Collected by a filter on that logger, not a handler: a run may configure logging again
+    (``bootstrap_project`` -> Kedro's ``set_project_logging`` applies ``logging.config.dictConfig``
+    when its logging configuration does not name the package yet, which depends on what the
+    process did before), and dictConfig empties the handler list of every existing logger below a
+    configured one ("customer_segmentation") and resets its level to NOTSET. A handler added
+    before the run was then gone when the record was logged: a test failed or passed by which
+    tests its xdist worker had run first. dictConfig leaves a logger's filters alone. (After such
+    a reset the effective level is the configured one, INFO for the project's loggers.)
     """
     seen: list[logging.LogRecord] = []
-    collector = logging.Handler(level)
-    collector.emit = seen.append  # type: ignore[method-assign]
+
+    class Collector(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.levelno >= level:
+                seen.append(record)
+            return True  # the record goes on to the handlers as before
+
+    collector = Collector()
     target = logging.getLogger(logger_name)
-    level_before = target.level
+    level_before, disabled_before = target.level, target.disabled
     if target.getEffectiveLevel() > level:
         target.setLevel(level)  # records at ``level`` are created whatever the configured level
-    target.addHandler(collector)
+    target.disabled = False
+    target.addFilter(collector)
     try:
         yield seen
     finally:
-        target.removeHandler(collector)
+        target.removeFilter(collector)
         target.setLevel(level_before)
+        target.disabled = disabled_before
 
 
 @pytest.fixture(autouse=True)

@@ -101,3 +101,37 @@ def test_the_plain_handler_follows_a_swapped_stdout(
     first.close()  # a closed capture must not be written to
     logger.info("to the second")
     assert "to the second" in second.getvalue() and len(second.getvalue().splitlines()) == 1
+
+
+def test_collect_records_keeps_collecting_when_a_run_reconfigures_logging() -> None:
+    """tests/conftest.py's collect_records: a dictConfig inside the block (what Kedro's
+    set_project_logging does on some runs) empties the handlers of loggers below a configured one;
+    the records are still collected. In a fresh interpreter: dictConfig closes every handler."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(
+        """
+        import logging, logging.config, sys
+        sys.path.insert(0, sys.argv[1])
+        from tests.conftest import collect_records
+        config = {"version": 1, "disable_existing_loggers": False,
+                  "loggers": {"customer_segmentation": {"level": "INFO"}}}
+        logging.config.dictConfig(config)
+        log = logging.getLogger("customer_segmentation.demo.purge")
+        with collect_records("customer_segmentation.demo.purge") as seen:
+            logging.config.dictConfig(config)  # the run's reconfiguration
+            log.info("Removed the demo")
+            log.debug("not at INFO")
+        log.info("after the block")
+        print([r.getMessage() for r in seen])
+        """
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['Removed the demo']"
