@@ -16,10 +16,11 @@ Fixing the threshold at 1 MiB (which also turns the dynamic adjustment off) keep
 come from the heap. The threshold trades memory for speed: at 10M events the run's peak RSS was
 ~1,230 MB with 1 or 2 MiB, ~1,250-1,275 MB with 4 or 8 MiB, 1,306-1,336 MB with glibc's dynamic
 threshold, and at 100M events 1,437-1,446 MB with 1 MiB, 1,483 MB with 2 MiB, 1,562 MB with the
-dynamic threshold (the bound is 1,536 MB); a k-means fit of 200,000 customers is ~20% slower
-with 1 MiB than with the dynamic threshold (~0.3 s a fit: the sample's 1.6 MB columns are each a
-fresh mapping, its pages faulted in), ~5-10% with 2 MiB, as fast with 8 MiB. The memory bound
-comes first. Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``).
+dynamic threshold (the bound is 1,536 MB); a k-means fit of 200,000 customers is 0.1-0.3 s
+slower with 1 MiB than with the dynamic threshold (the sample's 1.6 MB columns are each a fresh
+mapping, its pages faulted in). Raising the threshold to 8 MiB only while the fits run gained at
+most ~0.1 s a fit and was not kept (docs/benchmarks.md, session 38). The memory bound comes
+first. Numeric loops over larger arrays work in blocks (``value_model.SERIES_BLOCK``).
 Fixing it also fixes the trim threshold, at 128 KiB unless set, hence :data:`TRIM_THRESHOLD`.
 
 Only glibc has these knobs (Linux distributions other than Alpine); elsewhere nothing is done. A

@@ -222,6 +222,8 @@ def test_repeated_values_equal_pandas_and_the_hash_only_narrows(
     small = nodes._repeated(frame, "K", rows=len(values))
     assert "HASH(" not in " ".join(small.queries["queries"]).upper()
     assert sorted(r[0] for r in small.collect()) == expected
+    at_the_bound = nodes._repeated(frame, "K", rows=nodes.TEXT_GROUP_MAX_ROWS)  # "up to": still one pass
+    assert "HASH(" not in " ".join(at_the_bound.queries["queries"]).upper()
     # the ingestion node counts its batch: a small batch takes the one text pass
     batch = warehouse_session.sql("SELECT K AS EVENT_ID FROM REPEATS_T")
     found = nodes.find_repeated_event_ids(batch)
