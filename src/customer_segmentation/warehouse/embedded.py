@@ -129,6 +129,8 @@ class EmbeddedWarehouse:
 
     def connection_parameters(self, database: str, schema: str) -> dict[str, Any]:
         """Snowpark/connector parameters that reach this emulator (its secret as password)."""
+        from customer_segmentation.warehouse import retries  # imports the connector: only for a session
+
         return {
             "user": "embedded",
             "password": self.secret,
@@ -138,8 +140,9 @@ class EmbeddedWarehouse:
             "protocol": "http",
             "database": database,
             "schema": schema,
-            "socket_timeout": 3600,
-            "network_timeout": 3600,
+            # as server_connection_parameters: no network_timeout, which would cancel long statements
+            "socket_timeout": STATEMENT_WAIT_SECONDS,
+            "backoff_policy": retries.retry_policy(SERVER_RETRY_SECONDS),
             "session_parameters": {"nop_regexes": compat.NOP_REGEXES},
         }
 
@@ -507,10 +510,14 @@ def stop_server(path: Path, timeout: float = 60.0, wait: bool = True) -> bool:
     return True
 
 
-#: How long the connector retries a request the server does not answer (stopped or crashed):
-#: it bounds retries only, not a statement's run time (socket_timeout does that), so a stopped
-#: server gives a connection error after this instead of an hour of retries.
+#: How long the connector retries a request the (running) server does not answer, and its login
+#: timeout. Retries end at once when the server's process is gone (``retries.retry_policy``), so a
+#: stopped or crashed server gives a connection error within seconds, not an hour of retries. Not
+#: a limit on a statement's run time: no ``network_timeout`` is set (warehouse/retries.py).
 SERVER_RETRY_SECONDS = 20
+#: The longest a statement's answer is awaited (the socket's read timeout): Snowflake's default
+#: STATEMENT_TIMEOUT_IN_SECONDS, two days (https://docs.snowflake.com/en/sql-reference/parameters).
+STATEMENT_WAIT_SECONDS = 172_800
 
 
 def client_identity() -> dict[str, Any]:
@@ -531,6 +538,8 @@ def server_connection_parameters(handle: ServerHandle, database: str, schema: st
     The server ends the session when this process exits without logging out; parameters used in
     another process tie that process's session to this one's life.
     """
+    from customer_segmentation.warehouse import retries  # imports the connector: only for a session
+
     return {
         "user": "embedded",
         "password": handle.secret,
@@ -540,9 +549,15 @@ def server_connection_parameters(handle: ServerHandle, database: str, schema: st
         "protocol": "http",
         "database": database,
         "schema": schema,
-        "socket_timeout": 3600,  # statements may run longer than the connector's 60 s default
-        "network_timeout": SERVER_RETRY_SECONDS,
+        # no network_timeout: the connector would cancel every statement running longer than it
+        # (retries.py); the retries are bounded by backoff_policy, and end when the server is gone
+        "socket_timeout": STATEMENT_WAIT_SECONDS,
         "login_timeout": SERVER_RETRY_SECONDS,
+        "backoff_policy": retries.retry_policy(
+            SERVER_RETRY_SECONDS,
+            alive=lambda: is_current(handle),
+            gone_message=f"the embedded warehouse server (pid {handle.pid}) has stopped; see {handle.path / LOG_NAME}",
+        ),
         "session_parameters": {"nop_regexes": compat.NOP_REGEXES, **client_identity()},
     }
 

@@ -274,6 +274,10 @@ def is_open() -> bool:
 
 #: Connector error numbers of a refused login (wrong user, password, key or MFA).
 _LOGIN_REFUSED = {390100, 390144}
+#: How long a failed request to Snowflake is retried (network down, service unavailable) before
+#: the run fails; not a limit on how long a statement runs (Snowflake's STATEMENT_TIMEOUT_IN_SECONDS is).
+SNOWFLAKE_RETRY_SECONDS = 600
+
 #: Connector error numbers of an unreachable account (DNS, refused connection, timeout).
 _UNREACHABLE = {250001, 250003}
 
@@ -292,6 +296,24 @@ def _connection_hint(exc: BaseException) -> str:
     ):
         return "The account could not be reached (wrong SNOWFLAKE_ACCOUNT, or no network route to it). "
     return ""
+
+
+def snowflake_connection_parameters(settings: WarehouseSettings) -> dict[str, Any]:
+    """The connector parameters of a Snowflake session: the configured ones over the defaults below.
+
+    No ``network_timeout``: the connector would cancel every statement that runs longer than it
+    (warehouse/retries.py); a failed request's retries are bounded by ``backoff_policy`` instead,
+    and a statement runs as long as Snowflake's STATEMENT_TIMEOUT_IN_SECONDS allows.
+    """
+    from customer_segmentation.warehouse.retries import retry_policy
+
+    params = {
+        "login_timeout": 60,
+        "backoff_policy": retry_policy(SNOWFLAKE_RETRY_SECONDS),
+        **settings.connection,
+    }
+    params.setdefault("application", "customer_segmentation_kedro")
+    return params
 
 
 def _open(settings: WarehouseSettings) -> Any:
@@ -313,8 +335,7 @@ def _open(settings: WarehouseSettings) -> Any:
             params = embedded.server_connection_parameters(handle, settings.database, settings.schema)
             _server = handle
     else:
-        params = {"login_timeout": 60, "network_timeout": 600, **settings.connection}
-        params.setdefault("application", "customer_segmentation_kedro")
+        params = snowflake_connection_parameters(settings)
     logger.info(
         "Opening warehouse session: %s (database %s, schema %s)",
         settings.target,
