@@ -161,7 +161,9 @@ def test_every_page_runs_with_only_an_active_snowpark_session(trained_project: P
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "KEDRO_PROJECT"))}
-    env["CONNECTION"] = json.dumps(params)
+    # the parameters as a client of another process would pass them: JSON (the retry policy, a
+    # function, stays behind: that session retries with the connector's default policy)
+    env["CONNECTION"] = json.dumps({k: v for k, v in params.items() if k != "backoff_policy"})
     env["PYTHONPATH"] = ""  # nothing of the project's source on the path
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
