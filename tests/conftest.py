@@ -119,6 +119,16 @@ def embedded_server_pids(under: Path) -> list[int]:
     return pids
 
 
+def wait_gone(pid: int, timeout: float = 30) -> None:
+    """Wait until process ``pid`` has ended; fail after ``timeout`` seconds."""
+    from customer_segmentation.warehouse import embedded
+
+    deadline = time.monotonic() + timeout
+    while embedded._pid_alive(pid):  # noqa: SLF001
+        assert time.monotonic() < deadline, f"process {pid} still alive"
+        time.sleep(0.05)
+
+
 def _starting_servers(under: Path) -> list[int]:
     """Live servers under ``under`` that have not served yet (their log has no "Serving ... (pid N," line)."""
     from customer_segmentation.warehouse import embedded

@@ -24,6 +24,7 @@ import pytest
 from customer_segmentation import warehouse
 from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings
+from tests.conftest import wait_gone
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -249,20 +250,14 @@ def test_a_stop_signal_or_idle_timeout_still_stops_it(tmp_path: Path) -> None:
     """Without the polling loop, SIGTERM and the idle timer still end the server (timer: re-armed on activity)."""
     first = embedded.ensure_server(tmp_path / "a")
     os.kill(first.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while embedded._pid_alive(first.pid):  # noqa: SLF001
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_gone(first.pid, timeout=20)
     assert embedded.read_record(tmp_path / "a") is None
     second = embedded.ensure_server(tmp_path / "b", idle_timeout=1.5)
     time.sleep(1.0)
     assert embedded.server_status(tmp_path / "b") is not None  # a request: the timer starts again
     time.sleep(1.0)
     assert embedded._pid_alive(second.pid)  # noqa: SLF001
-    deadline = time.monotonic() + 20
-    while embedded._pid_alive(second.pid):  # noqa: SLF001
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_gone(second.pid, timeout=20)
 
 
 def test_a_client_the_server_cannot_see_gets_a_lease(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from customer_segmentation import warehouse
 from customer_segmentation.warehouse import embedded, retries
 from customer_segmentation.warehouse.config import WarehouseSettings
 from customer_segmentation.warehouse.session import snowflake_connection_parameters
-from tests.conftest import embedded_server_pids
+from tests.conftest import wait_gone
 
 
 class FakeClock:
@@ -100,15 +100,6 @@ def test_snowflake_parameters_set_no_statement_limit_unless_configured() -> None
     assert snowflake_connection_parameters(own)["network_timeout"] == 30  # the user's choice is kept
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Any:
-    path = tmp_path / "wh"
-    yield path
-    warehouse.close()
-    embedded.stop_server(path)
-    assert not embedded_server_pids(tmp_path)
-
-
 #: A statement of a few seconds (3.1 s on a 2-core machine here): 6M MD5s, counted distinct.
 SLOW_SQL = "SELECT COUNT(DISTINCT MD5(TO_VARCHAR(SEQ8()))) AS N FROM TABLE(GENERATOR(ROWCOUNT => 6000000))"
 
@@ -133,10 +124,7 @@ def test_a_dead_server_fails_the_next_statement_within_seconds(folder: Path) -> 
     assert session.sql("SELECT 1 AS ONE").collect()[0][0] == 1
     pid = embedded.read_record(folder)["pid"]
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while embedded._pid_alive(pid):  # noqa: SLF001
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_gone(pid, timeout=10)
     started = time.monotonic()
     with pytest.raises(Exception, match=rf"server \(pid {pid}\) has stopped") as caught:
         session.sql("SELECT 2 AS TWO").collect()

@@ -23,7 +23,7 @@ from customer_segmentation import warehouse
 from customer_segmentation.errors import EmbeddedWarehouseBusyError
 from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings
-from tests.conftest import embedded_server_pids
+from tests.conftest import embedded_server_pids, wait_gone
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -51,22 +51,6 @@ def _client(path: Path, *sql: str) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while embedded._pid_alive(pid):  # noqa: SLF001
-        assert time.monotonic() < deadline, f"process {pid} still alive"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Any:
-    path = tmp_path / "wh"
-    yield path
-    warehouse.close()
-    embedded.stop_server(path)
-    assert not embedded_server_pids(tmp_path)
 
 
 def test_second_client_reuses_the_server_and_sees_the_first_ones_writes(folder: Path) -> None:
@@ -102,7 +86,7 @@ def test_clients_starting_at_once_make_one_server(folder: Path) -> None:
 def test_stale_record_after_kill_9_is_cleaned_and_data_survives(folder: Path) -> None:
     first = _client(folder, "CREATE TABLE T (ID INT)", "INSERT INTO T VALUES (7)")
     os.kill(first["pid"], signal.SIGKILL)
-    _wait_gone(first["pid"])
+    wait_gone(first["pid"])
     assert embedded.read_record(folder)["pid"] == first["pid"]  # left behind by the crash
     assert embedded.server_status(folder) is None  # recognised as stale
     second = _client(folder, "SELECT ID FROM T")
@@ -147,7 +131,7 @@ def test_idle_server_stops_by_itself_and_the_next_client_restarts_it(folder: Pat
     session.sql("INSERT INTO T VALUES (1)").collect()  # a request resets the idle clock
     time.sleep(1.2)
     assert embedded._pid_alive(pid)  # noqa: SLF001
-    _wait_gone(pid, timeout=15)  # then ~2 s without a request: it stops
+    wait_gone(pid, timeout=15)  # then ~2 s without a request: it stops
     assert embedded.read_record(folder) is None  # and removes its record
     assert "no client request for 2 s" in (folder / embedded.LOG_NAME).read_text()
     # the open session's server is gone: get_session() reconnects to a new one
@@ -179,7 +163,7 @@ def test_a_stopped_server_leaves_no_stage_folder(folder: Path, tmp_path: Path, m
     monkeypatch.setenv("TMPDIR", str(scratch))  # the server, started by the client below, inherits it
     pid = _client(folder, "SELECT 1")["pid"]
     embedded.stop_server(folder)
-    _wait_gone(pid)
+    wait_gone(pid)
     assert [p.name for p in scratch.iterdir() if p.name.startswith("fakesnow_bucket_")] == []
 
 
@@ -358,4 +342,4 @@ def test_close_waits_for_a_background_start_still_in_flight(folder: Path) -> Non
     status = embedded.server_status(folder)
     assert status is not None  # up and recorded: a stop (the fixture's) finds it
     assert embedded.stop_server(folder)
-    _wait_gone(status["pid"])
+    wait_gone(status["pid"])
