@@ -446,9 +446,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject.toml's addopts): one worker more than the machine has cores.
 
     A worker spends part of its time waiting on processes it started (an embedded server's start,
-    kedro-viz, Streamlit, Chromium, a killed run's restart): with one worker per core, a quarter of
+    kedro-viz, Streamlit, Chromium, a killed run's restart): with one worker per core, a fifth of
     the CPU sat idle. Measured on a 2-core machine (2026-12-07, the whole suite, 816 tests): two
-    workers 751-779 s, three 665 s. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` still decide.
+    workers 751-779 s, three 665-737 s (fresh-clone `.ci/run` 14.2 min with two, 13.1-13.7 with
+    three). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` still decide.
     """
     from_env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if from_env:
