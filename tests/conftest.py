@@ -447,9 +447,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     A worker spends part of its time waiting on processes it started (an embedded server's start,
     kedro-viz, Streamlit, Chromium, a killed run's restart): with one worker per core, a fifth of
-    the CPU sat idle. Measured on a 2-core machine (2026-12-07, the whole suite, 816 tests): two
-    workers 751-779 s, three 665-737 s (fresh-clone `.ci/run` 14.2 min with two, 13.1-13.7 with
-    three). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` still decide.
+    the CPU sat idle. Measured on a 2-core machine (2026-12-07, the whole suite, 816 tests, pytest's
+    own time): two workers 751-788 s, three 665-779 s (fresh-clone `.ci/run` 14.2 min with two,
+    13.1-14.3 with three): a few percent, as much as the machine moves between runs.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` still decide.
     """
     from_env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if from_env:
