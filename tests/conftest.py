@@ -452,10 +452,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     13.1-14.3 with three): a few percent, as much as the machine moves between runs.
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` still decide.
     """
-    from_env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
-    if from_env:
-        return int(from_env)
-    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) + 1
+    from xdist.plugin import pytest_xdist_auto_num_workers as xdist_count  # the cores, or the variable
+
+    count = xdist_count(config)
+    return count if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") else count + 1
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
