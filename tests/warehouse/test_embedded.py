@@ -1,4 +1,4 @@
-"""The embedded warehouse: memory cap, spill folder (the shared server: tests/warehouse/test_server.py)."""
+"""The embedded warehouse: memory cap, spill folder, checkpoints (the shared server: tests/warehouse/test_server.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,31 @@ def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:
     limit, spill = status["duckdb_memory_limit"], status["duckdb_temp_directory"]
     assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
     assert spill == (tmp_path / "wh" / ".tmp").as_posix()
+    assert status["duckdb_checkpoint_threshold"].replace(" ", "") == "1.0GiB"
+
+
+def test_the_in_process_emulator_has_the_servers_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakesnow.server
+
+    from customer_segmentation.warehouse.config import IN_PROCESS_ENV
+
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
+    warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh", "256MB"))
+    try:
+        warehouse.get_session()
+        cur = fakesnow.server.shared_fs.duck_conn.cursor()
+        limit, spill, checkpoint = cur.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory'), "
+            "current_setting('checkpoint_threshold')"
+        ).fetchone()
+        cur.close()
+    finally:
+        warehouse.close()
+    assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
+    assert spill == (tmp_path / "wh" / ".tmp").as_posix()
+    assert checkpoint.replace(" ", "") == "1.0GiB"
 
 
 @pytest.mark.parametrize("value", ["lots", "768", "1GB; DROP TABLE RAW_DATA", "-5GB"])

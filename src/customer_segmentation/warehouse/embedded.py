@@ -94,18 +94,15 @@ class EmbeddedWarehouse:
         self.path.mkdir(parents=True, exist_ok=True)
         self._check_not_locked(database)
         self._instance = fakesnow.instance.FakeSnow(db_path=str(self.path))
-        # DuckDB runs inside this process: cap its memory (it spills to disk beyond) and keep the
-        # spill files next to the warehouse, not in the current directory.
-        spill = self.path / ".tmp"
-        self._instance.duck_conn.execute(f"SET temp_directory = '{spill.as_posix()}'")
-        if self.memory_limit:
-            self._instance.duck_conn.execute(f"SET memory_limit = '{self.memory_limit}'")
-        fakesnow.server.shared_fs = self._instance
-        fakesnow.server.sessions.clear()
-        self.port = _free_port()
         import secrets
 
         from customer_segmentation.warehouse import embedded_server
+
+        # DuckDB runs inside this process, with the shared server's settings (memory cap, spill folder, checkpoints)
+        embedded_server.configure_duckdb(self._instance.duck_conn, self.path, self.memory_limit)
+        fakesnow.server.shared_fs = self._instance
+        fakesnow.server.sessions.clear()
+        self.port = _free_port()
 
         # owner-only here too: the secret lives in this process's memory only
         self.secret = secrets.token_urlsafe(32)

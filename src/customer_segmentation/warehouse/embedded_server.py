@@ -703,6 +703,30 @@ def _import_connector_without_pandas() -> None:
         del sys.modules["pandas"]
 
 
+#: DuckDB checkpoints (writes what the write-ahead log holds into the database file) once the log
+#: passes this size; DuckDB's default is 16 MiB. Every commit is in the log (fsynced) before it
+#: returns, so this changes when the file is rewritten, not what survives a crash: a killed server's
+#: log is replayed when the next one opens the file. With 16 MiB a `daily` at 10M events
+#: checkpointed several times (the first one ~3 s, at a 100,000-row scratch table); with 1 GiB it
+#: checkpoints once, when the server stops (docs/embedded-warehouse.md, "Checkpoints").
+#: Commits larger than DuckDB's ``auto_checkpoint_skip_wal_threshold`` (the full run's 10M-row
+#: writes) still checkpoint at once, without the log, as before.
+CHECKPOINT_THRESHOLD = "1GiB"
+
+
+def configure_duckdb(conn: Any, path: Path, memory_limit: str | None) -> None:
+    """The embedded warehouse's DuckDB settings, in the shared server and in the in-process emulator.
+
+    DuckDB runs in the serving process: its memory is capped (it spills beyond, to ``path/.tmp``,
+    not to whatever directory the first client ran from) and it checkpoints at
+    :data:`CHECKPOINT_THRESHOLD` of log. ``memory_limit`` is validated (``validate_memory_limit``).
+    """
+    conn.execute(f"SET temp_directory = '{(path / '.tmp').as_posix()}'")
+    if memory_limit:
+        conn.execute(f"SET memory_limit = '{memory_limit}'")
+    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+
+
 def serve(  # noqa: PLR0915
     path: Path, memory_limit: str | None, idle_timeout: float, session_lease: float = SESSION_LEASE_SECONDS
 ) -> int:
@@ -736,11 +760,7 @@ def serve(  # noqa: PLR0915
     except duckdb.Error as exc:  # pragma: no cover - FakeSnow opens an in-memory database only
         logger.error("Could not create the emulator: %s", exc)
         return 2
-    # DuckDB runs in this process: cap its memory (it spills beyond) and keep the spill files next
-    # to the warehouse, not in whatever directory the first client ran from
-    instance.duck_conn.execute(f"SET temp_directory = '{(path / '.tmp').as_posix()}'")
-    if memory_limit:
-        instance.duck_conn.execute(f"SET memory_limit = '{memory_limit}'")
+    configure_duckdb(instance.duck_conn, path, memory_limit)
     fakesnow.server.shared_fs = instance
     # fakesnow logs each login and failed statement at INFO (clients get the errors themselves)
     logging.getLogger("fakesnow.server").setLevel(logging.WARNING)
@@ -774,8 +794,9 @@ def serve(  # noqa: PLR0915
     def status() -> dict[str, Any]:
         cur = instance.duck_conn.cursor()
         try:
-            limit, spill = cur.execute(
-                "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+            limit, spill, checkpoint = cur.execute(
+                "SELECT current_setting('memory_limit'), current_setting('temp_directory'), "
+                "current_setting('checkpoint_threshold')"
             ).fetchone()
         finally:
             cur.close()
@@ -790,6 +811,7 @@ def serve(  # noqa: PLR0915
             "idle_seconds": round(time.monotonic() - state.last_activity, 3),
             "duckdb_memory_limit": limit,
             "duckdb_temp_directory": spill,
+            "duckdb_checkpoint_threshold": checkpoint,
             "stopping": state.stopping,
         }
 
