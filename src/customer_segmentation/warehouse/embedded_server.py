@@ -707,8 +707,8 @@ def _import_connector_without_pandas() -> None:
 #: passes this size; DuckDB's default is 16 MiB. Every commit is in the log (fsynced) before it
 #: returns, so this changes when the file is rewritten, not what survives a crash: a killed server's
 #: log is replayed when the next one opens the file. With 16 MiB a `daily` at 10M events
-#: checkpointed several times (the first one ~3 s, at a 100,000-row scratch table); with 1 GiB it
-#: checkpoints once, when the server stops (docs/embedded-warehouse.md, "Checkpoints").
+#: checkpointed several times (the first one ~3 s, at a 100,000-row scratch table); with 1 GiB its
+#: ~70 MB of log are checkpointed once, when the server stops (docs/embedded-warehouse.md, "Checkpoints").
 #: Commits larger than DuckDB's ``auto_checkpoint_skip_wal_threshold`` (the full run's 10M-row
 #: writes) still checkpoint at once, without the log, as before.
 CHECKPOINT_THRESHOLD = "1GiB"
