@@ -95,27 +95,6 @@ def test_stale_record_after_kill_9_is_cleaned_and_data_survives(folder: Path) ->
     assert embedded.read_record(folder)["pid"] == second["pid"]
 
 
-def test_commits_still_in_the_write_ahead_log_survive_kill_9(folder: Path) -> None:
-    """The server checkpoints at 1 GiB of log (embedded_server.CHECKPOINT_THRESHOLD), not DuckDB's 16 MiB:
-    what a killed server committed but never checkpointed is replayed from the log by the next one."""
-    rows = (
-        1_000_000  # over 16 MiB of log: DuckDB's default threshold would have checkpointed it into the file
-    )
-    first = _client(
-        folder,
-        "CREATE TABLE T (ID INT, NAME VARCHAR)",
-        f"INSERT INTO T SELECT SEQ4(), MD5(TO_VARCHAR(SEQ4())) FROM TABLE(GENERATOR(ROWCOUNT => {rows}))",
-        "UPDATE T SET NAME = NAME || '-x' WHERE ID % 2 = 0",
-    )
-    wal = folder / "SEGMENTATION.db.wal"
-    assert wal.exists() and wal.stat().st_size > 16 * 2**20  # in the log only, not checkpointed
-    os.kill(first["pid"], signal.SIGKILL)
-    wait_gone(first["pid"])
-    second = _client(folder, "SELECT COUNT(*), SUM(ID), COUNT_IF(ENDSWITH(NAME, '-x')) FROM T")
-    assert second["pid"] != first["pid"]
-    assert second["rows"] == [[[rows, rows * (rows - 1) // 2, rows // 2]]]
-
-
 def test_record_answered_for_another_folder_is_stale(tmp_path: Path, folder: Path) -> None:
     other = tmp_path / "other"
     other_pid = _client(other, "SELECT 1")["pid"]
