@@ -98,7 +98,7 @@ class EmbeddedWarehouse:
 
         from customer_segmentation.warehouse import embedded_server
 
-        # DuckDB runs inside this process, with the shared server's settings (memory cap, spill folder, checkpoints)
+        # DuckDB runs inside this process, with the shared server's settings (memory cap, spill folder)
         embedded_server.configure_duckdb(self._instance.duck_conn, self.path, self.memory_limit)
         fakesnow.server.shared_fs = self._instance
         fakesnow.server.sessions.clear()
