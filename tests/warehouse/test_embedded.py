@@ -12,6 +12,14 @@ from customer_segmentation.warehouse import embedded
 from customer_segmentation.warehouse.config import WarehouseSettings, validate_memory_limit
 
 
+def _assert_settings(limit: str, spill: str, checkpoint: str, folder: Path) -> None:
+    """The settings ``configure_duckdb`` gives DuckDB (a 256MB cap), as DuckDB reports them."""
+    assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
+    assert spill == (folder / ".tmp").as_posix()
+    # DuckDB's own default, kept on purpose (configure_duckdb): a larger one ran a 100M daily out of memory
+    assert checkpoint.replace(" ", "") == "16.0MiB"
+
+
 def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:
     warehouse.configure(WarehouseSettings.from_credentials({}, tmp_path / "wh", "256MB"))
     try:
@@ -21,11 +29,12 @@ def test_memory_limit_and_spill_folder_are_applied(tmp_path: Path) -> None:
         warehouse.close()
         embedded.stop_server(tmp_path / "wh")
     assert status is not None
-    limit, spill = status["duckdb_memory_limit"], status["duckdb_temp_directory"]
-    assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
-    assert spill == (tmp_path / "wh" / ".tmp").as_posix()
-    # DuckDB's own default, kept on purpose (configure_duckdb): a larger one ran a 100M daily out of memory
-    assert status["duckdb_checkpoint_threshold"].replace(" ", "") == "16.0MiB"
+    _assert_settings(
+        status["duckdb_memory_limit"],
+        status["duckdb_temp_directory"],
+        status["duckdb_checkpoint_threshold"],
+        tmp_path / "wh",
+    )
 
 
 def test_the_in_process_emulator_has_the_servers_settings(
@@ -47,9 +56,7 @@ def test_the_in_process_emulator_has_the_servers_settings(
         cur.close()
     finally:
         warehouse.close()
-    assert limit.replace(" ", "").upper() in {"256.0MB", "244.1MIB", "256MB", "244.1MB"}
-    assert spill == (tmp_path / "wh" / ".tmp").as_posix()
-    assert checkpoint.replace(" ", "") == "16.0MiB"
+    _assert_settings(limit, spill, checkpoint, tmp_path / "wh")
 
 
 @pytest.mark.parametrize("value", ["lots", "768", "1GB; DROP TABLE RAW_DATA", "-5GB"])
